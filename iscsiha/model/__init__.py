@@ -1,0 +1,1 @@
+"""The desired state of a two-box cluster, its validation and its identities (pure)."""

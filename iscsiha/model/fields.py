@@ -1,0 +1,164 @@
+"""Reading one TOML table at a time: typed fields, unknown keys, all problems kept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from ipaddress import ip_address, ip_network
+from typing import Any, TypeVar
+
+from iscsiha.errors import Report, Secret, Severity
+from iscsiha.model.types import IPAddress, IPNetwork
+
+T = TypeVar("T")
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
+               dict: "a table"}
+
+
+@dataclass
+class Problems:
+    """Collects reports; nothing is raised until the whole config has been read."""
+
+    reports: list[Report] = field(default_factory=list)
+
+    def add(
+        self, code: str, path: str, value: object, allowed: str, message: str = "",
+        severity: Severity = Severity.ERROR,
+    ) -> None:
+        self.reports.append(Report(code, path, value, allowed, message, severity))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(r.is_error for r in self.reports)
+
+
+@dataclass
+class Table:
+    """One TOML table at ``path``; every read key is remembered to find unknown keys."""
+
+    data: Mapping[str, Any]
+    path: str
+    problems: Problems
+    seen: set[str] = field(default_factory=set)
+
+    def child(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str) -> Any:
+        self.seen.add(key)
+        return self.data.get(key)
+
+    def typed(self, key: str, kind: type[T], *, required: bool = True) -> T | None:
+        value = self.raw(key)
+        if value is None:
+            if required:
+                self.problems.add("missing", self.child(key), None, _TYPE_NAMES[kind],
+                                  "is required")
+            return None
+        # bool is an int in Python; TOML keeps them apart and so do we.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.problems.add("wrong-type", self.child(key), _shown(key, value),
+                              _TYPE_NAMES[kind], f"is {type(value).__name__}")
+            return None
+        return value
+
+    def text(
+        self, key: str, check: Callable[[str], bool] | None = None, allowed: str = "",
+        *, required: bool = True, code: str = "bad-value",
+    ) -> str | None:
+        value = self.typed(key, str, required=required)
+        if value is not None and check is not None and not check(value):
+            self.problems.add(code, self.child(key), _shown(key, value), allowed)
+            return None
+        return value
+
+    def integer(self, key: str, low: int, high: int, *, required: bool = True,
+                code: str = "out-of-range") -> int | None:
+        value = self.typed(key, int, required=required)
+        if value is not None and not low <= value <= high:
+            self.problems.add(code, self.child(key), value, f"{low} to {high}")
+            return None
+        return value
+
+    def choice(self, key: str, choices: Mapping[str, T], default: T | None = None) -> T | None:
+        value = self.typed(key, str, required=default is None)
+        if value is None:
+            return default if self.raw(key) is None else None
+        if value not in choices:
+            self.problems.add("bad-choice", self.child(key), value, ", ".join(choices))
+            return None
+        return choices[value]
+
+    def address(self, key: str, *, required: bool = True) -> IPAddress | None:
+        value = self.typed(key, str, required=required)
+        return None if value is None else parse_address(value, self.child(key), self.problems)
+
+    def network(self, key: str) -> IPNetwork | None:
+        value = self.typed(key, str)
+        if value is None:
+            return None
+        try:
+            return ip_network(value, strict=True)
+        except ValueError:
+            self.problems.add("bad-subnet", self.child(key), value,
+                              "a network in CIDR form with no host bits, e.g. 10.10.0.0/24")
+            return None
+
+    def secret(self, key: str, pattern_ok: Callable[[str], bool], allowed: str) -> Secret | None:
+        value = self.typed(key, str)
+        if value is None:
+            return None
+        if not pattern_ok(value):
+            self.problems.add("bad-secret", self.child(key), Secret(value), allowed)
+            return None
+        return Secret(value)
+
+    def table(self, key: str, *, required: bool = True) -> Table | None:
+        value = self.typed(key, dict, required=required)
+        return None if value is None else Table(value, self.child(key), self.problems)
+
+    def tables(self, key: str, *, required: bool = True) -> list[Table]:
+        value = self.typed(key, list, required=required)
+        if value is None:
+            return []
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                out.append(Table(item, f"{self.child(key)}[{i}]", self.problems))
+            else:
+                self.problems.add("wrong-type", f"{self.child(key)}[{i}]", item, "a table")
+        return out
+
+    def strings(self, key: str, *, required: bool = True) -> list[tuple[str, str]]:
+        """(path, value) for each string in a list; non-strings are reported."""
+        value = self.typed(key, list, required=required)
+        out = []
+        for i, item in enumerate(value or []):
+            path = f"{self.child(key)}[{i}]"
+            if isinstance(item, str):
+                out.append((path, item))
+            else:
+                self.problems.add("wrong-type", path, item, "a string")
+        return out
+
+    def finish(self) -> None:
+        """Report keys nobody asked for: in a hand-edited file they are typos."""
+        for key in sorted(set(self.data) - self.seen):
+            self.problems.add("unknown-key", self.child(key), key,
+                              ", ".join(sorted(self.seen)), "is not a known setting here")
+
+
+def parse_address(value: str, path: str, problems: Problems) -> IPAddress | None:
+    try:
+        return ip_address(value)
+    except ValueError:
+        problems.add("bad-address", path, value, "an IPv4 or IPv6 address, e.g. 10.10.0.11")
+        return None
+
+
+def _shown(key: str, value: object) -> object:
+    """Values of secret-looking keys are never echoed back."""
+    if isinstance(value, str) and ("secret" in key or "password" in key):
+        return Secret(value)
+    return value

@@ -1,0 +1,433 @@
+"""Turn a config (TOML text or parsed tables) into a validated Config, or every problem."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from ipaddress import ip_address
+from typing import Any
+
+from iscsiha.errors import IscsihaError
+from iscsiha.model import names
+from iscsiha.model.fields import Problems, Table, parse_address
+from iscsiha.model.identity import DRBD_MINOR_MAX
+from iscsiha.model.types import (
+    ISCSI_PORT,
+    NO_AUTH,
+    Auth,
+    AuthMode,
+    Bmc,
+    Cluster,
+    Config,
+    Credentials,
+    Failback,
+    IPAddress,
+    Lun,
+    Network,
+    NetworkRole,
+    Node,
+    Portal,
+    Target,
+    Volume,
+)
+
+DEFAULT_VOLUME_GROUP = "data"
+VOLUME_SIZE_MIN = 16 * 1024**2  # room for DRBD's internal metadata and a filesystem
+VOLUME_SIZE_MAX = 1024**5  # DRBD 8.4's largest device: 1 PiB
+LUN_MAX = 255  # LIO: 256 LUNs per TPG
+PORT_MIN, PORT_MAX = 1, 65535
+DRBD_PORT_MIN = 1024
+
+_ROLES = {r.value: r for r in NetworkRole}
+_AUTH_MODES = {m.value: m for m in AuthMode}
+_FAILBACK = {f.value: f for f in Failback}
+
+
+def load_text(text: str, source: str = "config") -> Config:
+    """Parse and validate TOML text; raise IscsihaError with every problem found."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise IscsihaError.single(
+            "config-syntax", source, str(exc), "valid TOML (https://toml.io)",
+            "cannot be read as TOML",
+        ) from exc
+    return load_data(data)
+
+
+def load_data(data: Mapping[str, Any]) -> Config:
+    problems = Problems()
+    config = _Reader(problems).config(Table(data, "", problems))
+    if config is None or problems.has_errors:
+        raise IscsihaError(problems.reports)
+    return config
+
+
+class _Reader:
+    """Reads the tables in order; each part reports its own problems and the
+    cross-checks only look at the parts that were valid, so one mistake is
+    reported once rather than echoed by everything that refers to it."""
+
+    def __init__(self, problems: Problems) -> None:
+        self.p = problems
+
+    def config(self, top: Table) -> Config | None:
+        cluster_t = top.table("cluster")
+        networks = self.networks(top.tables("networks"))
+        node_tables = top.tables("nodes")
+        nodes = self.nodes(node_tables, networks)
+        cluster = None
+        if cluster_t is not None:
+            cluster = self.cluster(cluster_t, networks, nodes, len(node_tables), top)
+        default_vg = DEFAULT_VOLUME_GROUP
+        if cluster_t is not None:
+            default_vg = cluster_t.text(
+                "volume_group", lambda s: _vg_ok(s), names.VG_NAME_ALLOWED, required=False
+            ) or DEFAULT_VOLUME_GROUP
+            cluster_t.finish()
+        volume_tables = top.tables("volumes", required=False)
+        volumes = self.volumes(volume_tables, default_vg)
+        volume_names = {n for t in volume_tables if isinstance(n := t.data.get("name"), str)}
+        node_names = {n for t in node_tables if isinstance(n := t.data.get("name"), str)}
+        targets = self.targets(top.tables("targets", required=False), networks, nodes,
+                               volume_names, node_names)
+        top.finish()
+        if cluster is None or len(volumes) != len(volume_tables) or None in targets:
+            return None
+        return Config(cluster, tuple(volumes), tuple(t for t in targets if t is not None))
+
+    # -- cluster and networks ----------------------------------------------------------
+
+    def networks(self, tables: list[Table]) -> list[Network]:
+        out = []
+        for t in tables:
+            name = t.text("name", _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
+            role = t.choice("role", _ROLES)
+            subnet = t.network("subnet")
+            t.finish()
+            if name is not None and role is not None and subnet is not None:
+                out.append(Network(name, role, subnet))
+        self._unique(((t.child("name"), t.data.get("name")) for t in tables), "network name")
+        subnets = [(f"networks[{i}].subnet", n.subnet) for i, n in enumerate(out)]
+        for i, (path_a, a) in enumerate(subnets):
+            for _path_b, b in subnets[i + 1:]:
+                if a.version == b.version and a.overlaps(b):
+                    self.p.add("overlapping-subnets", path_a, str(a),
+                               "networks that do not overlap", f"overlaps {b}")
+        if len(out) == len(tables):
+            counts = Counter(n.role for n in out)
+            for role, low, high in ((NetworkRole.CLUSTER, 2, 8),
+                                    (NetworkRole.REPLICATION, 1, 1),
+                                    (NetworkRole.STORAGE, 1, 4)):
+                if not low <= counts[role] <= high:
+                    want = str(low) if low == high else f"{low} to {high}"
+                    self.p.add("network-count", "networks", counts[role],
+                               f"{want} networks with role '{role.value}'",
+                               f"has {counts[role]} with role '{role.value}'")
+        return out
+
+    def cluster(self, t: Table, networks: list[Network], nodes: list[Node], node_count: int,
+                top: Table) -> Cluster | None:
+        name = t.text("name", lambda s: names.OBJECT_NAME.match(s) is not None,
+                      names.OBJECT_NAME_ALLOWED, code="bad-name")
+        tiebreaker = t.text("tiebreaker", _host_ok,
+                            "an IP address or host name of the corosync-qnetd server",
+                            required=False)
+        if node_count != 2:
+            self.p.add("node-count", "nodes", node_count, "exactly 2 nodes",
+                       f"has {node_count}")
+        discovery = top.table("discovery_auth", required=False)
+        discovery_auth = self.auth(discovery, "discovery_auth") if discovery else NO_AUTH
+        if tiebreaker is not None:
+            self._not_a_node_address(t.child("tiebreaker"), tiebreaker, nodes)
+        if name is None or len(nodes) != 2 or discovery_auth is None:
+            return None
+        return Cluster(name, (nodes[0], nodes[1]), tuple(networks), tiebreaker, discovery_auth)
+
+    def nodes(self, tables: list[Table], networks: list[Network]) -> list[Node]:
+        out = []
+        for t in tables:
+            name = t.text("name", lambda s: names.NODE_NAME.match(s) is not None,
+                          names.NODE_NAME_ALLOWED, code="bad-name")
+            addresses = self.node_addresses(t, networks)
+            bmc = self.bmc(t.table("bmc"))
+            t.finish()
+            if name is not None and addresses is not None and bmc is not None:
+                out.append(Node(name, addresses, bmc))
+        self._unique(((t.child("name"), t.data.get("name")) for t in tables), "node name")
+        everything = [(f"nodes[{i}].addresses.{net}", str(addr))
+                      for i, n in enumerate(out) for net, addr in n.addresses]
+        everything += [(f"nodes[{i}].bmc.address", str(n.bmc.address))
+                       for i, n in enumerate(out)]
+        self._unique(everything, "address")
+        return out
+
+    def node_addresses(self, node: Table,
+                       networks: list[Network]) -> tuple[tuple[str, IPAddress], ...] | None:
+        t = node.table("addresses")
+        if t is None:
+            return None
+        out = []
+        for net in networks:
+            addr = t.address(net.name)
+            if addr is None:
+                continue
+            if addr not in net.subnet or addr in (net.subnet.network_address,
+                                                 net.subnet.broadcast_address):
+                self.p.add("address-outside-subnet", t.child(net.name), str(addr),
+                           f"a host address in {net.subnet} (network '{net.name}')")
+                continue
+            out.append((net.name, addr))
+        known = {n.name for n in networks}
+        for key in sorted(set(t.data) - known):
+            t.seen.add(key)
+            self.p.add("unknown-network", t.child(key), key,
+                       ", ".join(sorted(known)) or "a network defined under [[networks]]")
+        return tuple(out) if len(out) == len(networks) else None
+
+    def bmc(self, t: Table | None) -> Bmc | None:
+        if t is None:
+            return None
+        address = t.address("address")
+        user = t.text("user", lambda s: names.CHAP_USER.match(s) is not None,
+                      "1 to 255 printable ASCII characters without spaces")
+        password = t.secret("password", lambda s: 1 <= len(s) <= 20 and s.isprintable(),
+                            "1 to 20 printable characters (IPMI 2.0 limit)")
+        t.finish()
+        if address is None or user is None or password is None:
+            return None
+        return Bmc(address, user, password)
+
+    # -- volumes ----------------------------------------------------------------------
+
+    def volumes(self, tables: list[Table], default_vg: str) -> list[Volume]:
+        out = []
+        for t in tables:
+            name = t.text("name", _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
+            size = self.size(t)
+            vg = t.text("volume_group", _vg_ok, names.VG_NAME_ALLOWED, required=False,
+                        code="bad-name")
+            minor = t.integer("drbd_minor", 0, DRBD_MINOR_MAX, required=False)
+            port = t.integer("drbd_port", DRBD_PORT_MIN, PORT_MAX, required=False)
+            bad_optional = any(t.data.get(k) is not None and v is None for k, v in
+                               (("volume_group", vg), ("drbd_minor", minor),
+                                ("drbd_port", port)))
+            t.finish()
+            if name is not None and size is not None and not bad_optional:
+                out.append(Volume(name, size, vg or default_vg, minor, port))
+        self._unique(((t.child("name"), t.data.get("name")) for t in tables), "volume name")
+        self._unique(((t.child("drbd_minor"), t.data.get("drbd_minor")) for t in tables),
+                     "DRBD minor")
+        self._unique(((t.child("drbd_port"), t.data.get("drbd_port")) for t in tables),
+                     "DRBD port")
+        return out
+
+    def size(self, t: Table) -> int | None:
+        text = t.typed("size", str)
+        if text is None:
+            return None
+        size = names.parse_size(text)
+        if size is None:
+            self.p.add("bad-size", t.child("size"), text, names.SIZE_ALLOWED)
+        elif not VOLUME_SIZE_MIN <= size <= VOLUME_SIZE_MAX:
+            self.p.add("size-out-of-range", t.child("size"), text,
+                       f"{names.format_size(VOLUME_SIZE_MIN)} to "
+                       f"{names.format_size(VOLUME_SIZE_MAX)}")
+            size = None
+        return size
+
+    # -- targets ----------------------------------------------------------------------
+
+    def targets(self, tables: list[Table], networks: list[Network], nodes: list[Node],
+                volume_names: set[str], node_names: set[str]) -> list[Target | None]:
+        out = [self.target(t, networks, nodes, volume_names, node_names) for t in tables]
+        self._unique(((t.child("name"), t.data.get("name")) for t in tables), "target name")
+        self._unique(((t.child("iqn"), t.data.get("iqn")) for t in tables), "target IQN")
+        self._unique([(f"{t.child('luns')}[{i}].volume", lun.get("volume"))
+                      for t in tables for i, lun in enumerate(_list(t.data.get("luns")))
+                      if isinstance(lun, dict)], "exported volume",
+                     "a volume exported by one LUN of one target (DRBD is Primary on one box)")
+        self._unique([(f"{tables[i].child('portals')}", str(p.address))
+                      for i, tgt in enumerate(out) if tgt for p in tgt.portals],
+                     "floating portal address")
+        return out
+
+    def target(self, t: Table, networks: list[Network], nodes: list[Node],
+               volume_names: set[str], node_names: set[str]) -> Target | None:
+        name = t.text("name", _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
+        iqn = t.text("iqn", lambda s: names.iscsi_name_problem(s) is None,
+                     names.ISCSI_NAME_ALLOWED, code="bad-iscsi-name")
+        portals = self.portals(t, networks, nodes)
+        luns = self.luns(t, volume_names)
+        initiators = []
+        for path, value in t.strings("initiators", required=False):
+            problem = names.iscsi_name_problem(value)
+            if problem:
+                self.p.add("bad-iscsi-name", path, value, names.ISCSI_NAME_ALLOWED, problem)
+            else:
+                initiators.append(value)
+        self._unique([(path, v) for path, v in t.strings("initiators", required=False)],
+                     "initiator name")
+        allow_any = t.typed("allow_any_initiator", bool, required=False) or False
+        if not allow_any and not t.data.get("initiators"):
+            self.p.add("no-initiators", t.child("initiators"), [],
+                       "one or more initiator names, or allow_any_initiator = true",
+                       "no initiator may log in (access is denied by default)")
+        auth_t = t.table("auth", required=False)
+        auth = self.auth(auth_t, t.child("auth")) if auth_t else NO_AUTH
+        preferred = t.text("preferred_node", lambda s: s in node_names,
+                           ", ".join(sorted(node_names)), code="unknown-node")
+        failback = t.choice("failback", _FAILBACK, Failback.MANUAL)
+        t.finish()
+        if (name is None or iqn is None or portals is None or luns is None or auth is None
+                or preferred is None or failback is None
+                or len(initiators) != len(t.data.get("initiators") or [])):
+            return None
+        return Target(name, iqn, portals, luns, tuple(initiators), allow_any, auth, preferred,
+                      failback)
+
+    def portals(self, t: Table, networks: list[Network],
+                nodes: list[Node]) -> tuple[Portal, ...] | None:
+        entries = t.strings("portals")
+        if not entries and t.data.get("portals") == []:
+            self.p.add("no-portals", t.child("portals"), [], "one or more floating addresses")
+        storage = [n for n in networks if n.role is NetworkRole.STORAGE]
+        out = []
+        for path, text in entries:
+            split = _split_host_port(text)
+            if split is None:
+                self.p.add("bad-portal", path, text,
+                           "ADDRESS or ADDRESS:PORT, [IPv6]:PORT, port 1 to 65535")
+                continue
+            host, port = split
+            addr = parse_address(host, path, self.p)
+            if addr is None:
+                continue
+            net = next((n for n in storage if addr in n.subnet), None)
+            if net is None or addr in (net.subnet.network_address, net.subnet.broadcast_address):
+                self.p.add("portal-outside-storage", path, text,
+                           "a host address in a storage network: "
+                           + (", ".join(f"{n.name} {n.subnet}" for n in storage) or "none"))
+                continue
+            if any(dict(n.addresses).get(net.name) == addr for n in nodes):
+                self.p.add("portal-is-node-address", path, text,
+                           "a floating address that no node has as its own")
+                continue
+            out.append(Portal(addr, port, net.name))
+        self._unique([(path, text) for path, text in entries], "portal")
+        return tuple(out) if out and len(out) == len(entries) else None
+
+    def luns(self, t: Table, volume_names: set[str]) -> tuple[Lun, ...] | None:
+        tables = t.tables("luns")
+        if not tables and t.data.get("luns") == []:
+            self.p.add("no-luns", t.child("luns"), [], "one or more LUNs")
+        out = []
+        for lt in tables:
+            number = lt.integer("lun", 0, LUN_MAX)
+            volume = lt.text("volume", lambda s: s in volume_names,
+                             ", ".join(sorted(volume_names)) or "a volume under [[volumes]]",
+                             code="unknown-volume")
+            lt.finish()
+            if number is not None and volume is not None:
+                out.append(Lun(number, volume))
+        self._unique(((lt.child("lun"), lt.data.get("lun")) for lt in tables), "LUN number")
+        return tuple(out) if out and len(out) == len(tables) else None
+
+    def auth(self, t: Table, path: str) -> Auth | None:
+        mode = t.choice("mode", _AUTH_MODES)
+        initiator = target = None
+        if mode in (AuthMode.CHAP, AuthMode.MUTUAL_CHAP):
+            initiator = self.credentials(t, "user", "secret")
+        if mode is AuthMode.MUTUAL_CHAP:
+            target = self.credentials(t, "mutual_user", "mutual_secret")
+            if initiator and target and initiator.secret == target.secret:
+                self.p.add("same-chap-secrets", t.child("mutual_secret"), target.secret,
+                           "a secret different from 'secret' (RFC 3720 8.2.1)")
+                return None
+        for key in ("user", "secret", "mutual_user", "mutual_secret"):
+            if key not in t.seen and key in t.data:
+                t.seen.add(key)
+                self.p.add("unused-setting", t.child(key), key,
+                           f"not set for mode '{mode.value if mode else '?'}'",
+                           "has no effect in this mode")
+        t.finish()
+        if mode is None or (mode is not AuthMode.NONE and initiator is None) or (
+                mode is AuthMode.MUTUAL_CHAP and target is None):
+            return None
+        return Auth(mode, initiator, target)
+
+    def credentials(self, t: Table, user_key: str, secret_key: str) -> Credentials | None:
+        user = t.text(user_key, lambda s: names.CHAP_USER.match(s) is not None,
+                      names.CHAP_USER_ALLOWED)
+        secret = t.secret(secret_key, lambda s: names.CHAP_SECRET.match(s) is not None,
+                          names.CHAP_SECRET_ALLOWED)
+        return Credentials(user, secret) if user is not None and secret is not None else None
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _unique(self, entries: Iterable[tuple[str, object]], what: str,
+                allowed: str = "") -> None:
+        seen: dict[object, str] = {}
+        for path, value in entries:
+            if value is None or isinstance(value, (dict, list)):
+                continue
+            if value in seen:
+                self.p.add(f"duplicate-{what.replace(' ', '-').lower()}", path, value,
+                           allowed or f"a {what} used once", f"is also used by {seen[value]}")
+            else:
+                seen[value] = path
+
+    def _not_a_node_address(self, path: str, host: str, nodes: list[Node]) -> None:
+        for node in nodes:
+            if host in {str(a) for _, a in node.addresses}:
+                self.p.add("tiebreaker-is-node", path, host,
+                           "a third machine, not one of the two nodes",
+                           f"is an address of {node.name}")
+
+
+def _object_name_ok(s: str) -> bool:
+    return names.OBJECT_NAME.match(s) is not None and s not in names.RESERVED_OBJECT_NAMES
+
+
+def _vg_ok(s: str) -> bool:
+    return names.VG_NAME.match(s) is not None and s not in (".", "..")
+
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
+
+
+def _host_ok(s: str) -> bool:
+    try:
+        ip_address(s)
+        return True
+    except ValueError:
+        return _HOST_NAME.match(s) is not None
+
+
+def _split_host_port(text: str) -> tuple[str, int] | None:
+    host, port = text, ISCSI_PORT
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                return None
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        if not p.isdigit():
+            return None
+        port = int(p)
+    if not PORT_MIN <= port <= PORT_MAX:
+        return None
+    return host, port
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []

@@ -1,0 +1,139 @@
+"""The desired-state model: plain frozen data, built only from validated input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from iscsiha.errors import Secret
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+ISCSI_PORT = 3260
+
+
+class NetworkRole(Enum):
+    CLUSTER = "cluster"  # a corosync knet link; at least two
+    REPLICATION = "replication"  # DRBD traffic; exactly one
+    STORAGE = "storage"  # where floating portals live; one or more (multipath)
+
+
+class AuthMode(Enum):
+    NONE = "none"
+    CHAP = "chap"  # the initiator proves itself to the target
+    MUTUAL_CHAP = "mutual-chap"  # ... and the target proves itself back
+
+
+class Failback(Enum):
+    AUTO = "auto"  # return to the preferred node when it is back
+    MANUAL = "manual"  # stay where it is until the admin moves it
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    role: NetworkRole
+    subnet: IPNetwork
+
+
+@dataclass(frozen=True)
+class Bmc:
+    address: IPAddress
+    user: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    addresses: tuple[tuple[str, IPAddress], ...]  # (network name, address), in network order
+    bmc: Bmc
+
+    def address_on(self, network: str) -> IPAddress:
+        return dict(self.addresses)[network]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    secret: Secret
+
+
+@dataclass(frozen=True)
+class Auth:
+    mode: AuthMode
+    initiator: Credentials | None = None  # what the initiator presents
+    target: Credentials | None = None  # what the target presents back (mutual)
+
+
+NO_AUTH = Auth(AuthMode.NONE)
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    size: int  # bytes
+    volume_group: str
+    drbd_minor: int | None = None  # pinned by the admin; otherwise allocated
+    drbd_port: int | None = None
+
+    @property
+    def lv_path(self) -> str:
+        return f"/dev/{self.volume_group}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Portal:
+    address: IPAddress
+    port: int
+    network: str  # the storage network the address lies in
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Lun:
+    number: int
+    volume: str
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    iqn: str
+    portals: tuple[Portal, ...]
+    luns: tuple[Lun, ...]
+    initiators: tuple[str, ...]
+    allow_any_initiator: bool
+    auth: Auth
+    preferred_node: str
+    failback: Failback
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    nodes: tuple[Node, Node]
+    networks: tuple[Network, ...]
+    tiebreaker: str | None
+    discovery_auth: Auth
+
+    def networks_with(self, role: NetworkRole) -> tuple[Network, ...]:
+        return tuple(n for n in self.networks if n.role is role)
+
+    def network(self, name: str) -> Network:
+        return next(n for n in self.networks if n.name == name)
+
+
+@dataclass(frozen=True)
+class Config:
+    cluster: Cluster
+    volumes: tuple[Volume, ...]
+    targets: tuple[Target, ...]
+
+    def volume(self, name: str) -> Volume:
+        return next(v for v in self.volumes if v.name == name)
