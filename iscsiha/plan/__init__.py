@@ -1,0 +1,1 @@
+"""The plan: pure functions from desired state to cluster configuration and node files."""

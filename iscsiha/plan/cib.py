@@ -1,0 +1,227 @@
+"""The Pacemaker CIB <configuration> fragment for the desired state.
+
+Per volume a promotable DRBD clone; per target a group that blocks the iSCSI
+port, brings up the floating addresses, then the target with all its LUNs, and
+unblocks the port last, so no initiator sees an empty target or a TCP reset
+while a target moves. The group is colocated with, and ordered after, the
+promotion of each of its volumes.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping
+
+from iscsiha.errors import IscsihaError
+from iscsiha.model.identity import DrbdSlot, lun_identity
+from iscsiha.model.types import Auth, AuthMode, Config, Failback, Node, Target
+
+# Our resources say where a minor/port came from, so the next plan keeps them.
+META_MINOR = "iscsiha-drbd-minor"
+META_PORT = "iscsiha-drbd-port"
+SECRET_REF = "lrm://"  # Pacemaker's marker for a parameter kept out of the CIB
+
+PREFERRED_SCORE = 100
+# A group's stickiness is the sum over its four members, so 50 each (200) keeps
+# a manual-failback target where it runs against the preferred node's 100.
+STICKINESS = {Failback.MANUAL: 50, Failback.AUTO: 0}
+
+DRBD_OPS = (
+    ("start", "0s", "240s", None), ("stop", "0s", "100s", None),
+    ("promote", "0s", "90s", None), ("demote", "0s", "90s", None),
+    ("notify", "0s", "90s", None),
+    ("monitor", "29s", "20s", "Promoted"), ("monitor", "31s", "20s", "Unpromoted"),
+)
+AGENT_OPS = (("start", "0s", "60s", None), ("stop", "0s", "60s", None),
+             ("monitor", "10s", "20s", None))
+
+
+def target_group_id(target: Target) -> str:
+    return f"target-{target.name}"
+
+
+def drbd_clone_id(volume: str) -> str:
+    return f"drbd-{volume}-clone"
+
+
+def configuration(config: Config, slots: Mapping[str, DrbdSlot]) -> ET.Element:
+    root = ET.Element("configuration")
+    _nvset(ET.SubElement(root, "crm_config"), "cluster_property_set", "iscsiha-options",
+           [("stonith-enabled", "true"), ("no-quorum-policy", "stop")])
+    resources = ET.SubElement(root, "resources")
+    constraints = ET.SubElement(root, "constraints")
+    for node in config.cluster.nodes:
+        _fence_device(resources, constraints, node)
+    _discovery(resources, config)
+    for volume in config.volumes:
+        _drbd_clone(resources, volume.name, slots[volume.name])
+    for target in config.targets:
+        _target_group(resources, constraints, config, target, slots)
+    return root
+
+
+def secret_parameters(config: Config) -> dict[tuple[str, str], str]:
+    """(resource id, parameter) -> secret value, for what the CIB holds as lrm://."""
+    secrets: dict[tuple[str, str], str] = {}
+    for node in config.cluster.nodes:
+        secrets[(f"fence-{node.name}", "password")] = node.bmc.password
+    auths = [("lio-discovery", config.cluster.discovery_auth)]
+    auths += [(f"target-{t.name}-lio", t.auth) for t in config.targets]
+    for rsc, auth in auths:
+        if auth.initiator:
+            secrets[(rsc, "chap_secret")] = auth.initiator.secret
+        if auth.target:
+            secrets[(rsc, "mutual_secret")] = auth.target.secret
+    return secrets
+
+
+def previous_slots(cib_xml: str) -> dict[str, DrbdSlot]:
+    """DRBD minors and ports recorded in a CIB (a live one or an earlier plan)."""
+    try:
+        root = ET.fromstring(cib_xml)
+    except ET.ParseError as exc:
+        raise IscsihaError.single("bad-previous-cib", "previous CIB", cib_xml[:40],
+                                  "a CIB XML document (cibadmin -Q or an earlier plan)",
+                                  f"cannot be parsed: {exc}") from exc
+    slots = {}
+    for prim in root.iter("primitive"):
+        if prim.get("provider") != "linbit" or prim.get("type") != "drbd":
+            continue
+        params = _nvpairs(prim.find("instance_attributes"))
+        meta = _nvpairs(prim.find("meta_attributes"))
+        name = params.get("drbd_resource")
+        if name and meta.get(META_MINOR, "").isdigit() and meta.get(META_PORT, "").isdigit():
+            slots[name] = DrbdSlot(int(meta[META_MINOR]), int(meta[META_PORT]))
+    return slots
+
+
+def to_text(element: ET.Element) -> str:
+    ET.indent(element, space="  ")
+    return ET.tostring(element, encoding="unicode") + "\n"
+
+
+# -- pieces -----------------------------------------------------------------------------
+
+
+def _fence_device(resources: ET.Element, constraints: ET.Element, node: Node) -> None:
+    rsc = f"fence-{node.name}"
+    prim = _primitive(resources, rsc, "stonith", "fence_ipmilan", None, [
+        ("ip", str(node.bmc.address)), ("username", node.bmc.user),
+        ("password", SECRET_REF), ("lanplus", "1"), ("pcmk_host_list", node.name),
+    ])
+    _ops(prim, rsc, (("monitor", "60s", "20s", None),))
+    # A box never runs the device that would power itself off.
+    ET.SubElement(constraints, "rsc_location", id=f"{rsc}-not-on-{node.name}", rsc=rsc,
+                  node=node.name, score="-INFINITY")
+
+
+def _discovery(resources: ET.Element, config: Config) -> None:
+    """Discovery auth is global to LIO on a box, so it runs on both boxes."""
+    clone = ET.SubElement(resources, "clone", id="lio-discovery-clone")
+    prim = _primitive(clone, "lio-discovery", "ocf", "discovery", "iscsiha",
+                      _auth_params(config.cluster.discovery_auth))
+    _ops(prim, "lio-discovery", AGENT_OPS)
+
+
+def _drbd_clone(resources: ET.Element, volume: str, slot: DrbdSlot) -> None:
+    clone = ET.SubElement(resources, "clone", id=drbd_clone_id(volume))
+    _nvset(clone, "meta_attributes", f"{drbd_clone_id(volume)}-meta", [
+        ("promotable", "true"), ("promoted-max", "1"), ("promoted-node-max", "1"),
+        ("clone-max", "2"), ("clone-node-max", "1"), ("notify", "true"),
+    ])
+    rsc = f"drbd-{volume}"
+    prim = _primitive(clone, rsc, "ocf", "drbd", "linbit", [("drbd_resource", volume)])
+    _nvset(prim, "meta_attributes", f"{rsc}-meta",
+           [(META_MINOR, str(slot.minor)), (META_PORT, str(slot.port))])
+    _ops(prim, rsc, DRBD_OPS)
+
+
+def _target_group(resources: ET.Element, constraints: ET.Element, config: Config,
+                  target: Target, slots: Mapping[str, DrbdSlot]) -> None:
+    gid = target_group_id(target)
+    group = ET.SubElement(resources, "group", id=gid)
+    _nvset(group, "meta_attributes", f"{gid}-meta",
+           [("resource-stickiness", str(STICKINESS[target.failback]))])
+    portals = " ".join(str(p) for p in target.portals)
+    block = _primitive(group, f"{gid}-block", "ocf", "portblock", "iscsiha",
+                       [("portals", portals), ("action", "block")])
+    _ops(block, f"{gid}-block", AGENT_OPS)
+    for i, portal in enumerate(target.portals):
+        net = config.cluster.network(portal.network)
+        rsc = f"{gid}-ip{i}"
+        prim = _primitive(group, rsc, "ocf", "address", "iscsiha",
+                          [("ip", str(portal.address)),
+                           ("cidr_netmask", str(net.subnet.prefixlen))])
+        _ops(prim, rsc, AGENT_OPS)
+    luns = " ".join(
+        f"{lun.number}:{lun.volume}:{slots[lun.volume].device}:"
+        f"{lun_identity(target.iqn, lun.volume).serial}"
+        for lun in sorted(target.luns, key=lambda lun: lun.number)
+    )
+    params = [("iqn", target.iqn), ("portals", portals), ("luns", luns),
+              ("initiators", " ".join(target.initiators)),
+              ("allow_any_initiator", "true" if target.allow_any_initiator else "false")]
+    lio = _primitive(group, f"{gid}-lio", "ocf", "target", "iscsiha",
+                     params + _auth_params(target.auth))
+    _ops(lio, f"{gid}-lio", AGENT_OPS)
+    unblock = _primitive(group, f"{gid}-unblock", "ocf", "portblock", "iscsiha",
+                         [("portals", portals), ("action", "unblock")])
+    _ops(unblock, f"{gid}-unblock", AGENT_OPS)
+
+    ET.SubElement(constraints, "rsc_location", id=f"{gid}-prefers-{target.preferred_node}",
+                  rsc=gid, node=target.preferred_node, score=str(PREFERRED_SCORE))
+    ET.SubElement(constraints, "rsc_order", id=f"{gid}-after-discovery",
+                  first="lio-discovery-clone", then=gid, kind="Mandatory")
+    for volume in sorted({lun.volume for lun in target.luns}):
+        clone = drbd_clone_id(volume)
+        ET.SubElement(constraints, "rsc_colocation", {
+            "id": f"{gid}-with-{volume}", "rsc": gid, "with-rsc": clone,
+            "with-rsc-role": "Promoted", "score": "INFINITY"})
+        ET.SubElement(constraints, "rsc_order", {
+            "id": f"{gid}-after-{volume}", "first": clone, "first-action": "promote",
+            "then": gid, "then-action": "start", "kind": "Mandatory"})
+
+
+def _auth_params(auth: Auth) -> list[tuple[str, str]]:
+    params = [("auth", auth.mode.value)]
+    if auth.initiator:
+        params += [("chap_user", auth.initiator.user), ("chap_secret", SECRET_REF)]
+    if auth.target and auth.mode is AuthMode.MUTUAL_CHAP:
+        params += [("mutual_user", auth.target.user), ("mutual_secret", SECRET_REF)]
+    return params
+
+
+def _primitive(parent: ET.Element, rid: str, cls: str, kind: str, provider: str | None,
+               params: Iterable[tuple[str, str]]) -> ET.Element:
+    attrs = {"id": rid, "class": cls}
+    if provider:
+        attrs["provider"] = provider
+    attrs["type"] = kind
+    prim = ET.SubElement(parent, "primitive", attrs)
+    _nvset(prim, "instance_attributes", f"{rid}-params", params)
+    return prim
+
+
+def _ops(prim: ET.Element, rid: str,
+         ops: Iterable[tuple[str, str, str, str | None]]) -> None:
+    el = ET.SubElement(prim, "operations")
+    for name, interval, timeout, role in ops:
+        oid = f"{rid}-{name}-{interval}" + (f"-{role.lower()}" if role else "")
+        attrs = {"id": oid, "name": name, "interval": interval, "timeout": timeout}
+        if role:
+            attrs["role"] = role
+        ET.SubElement(el, "op", attrs)
+
+
+def _nvset(parent: ET.Element, tag: str, sid: str,
+           pairs: Iterable[tuple[str, str]]) -> ET.Element:
+    el = ET.SubElement(parent, tag, id=sid)
+    for name, value in pairs:
+        ET.SubElement(el, "nvpair", id=f"{sid}-{name}", name=name, value=value)
+    return el
+
+
+def _nvpairs(el: ET.Element | None) -> dict[str, str]:
+    if el is None:
+        return {}
+    return {nv.get("name", ""): nv.get("value", "") for nv in el.iter("nvpair")}

@@ -1,0 +1,40 @@
+"""The whole plan: the CIB fragment, each node's files, and the secrets kept out of both."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from iscsiha.model.identity import DrbdSlot, allocate_drbd
+from iscsiha.model.types import Config
+from iscsiha.plan import cib, drbd
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    path: str
+    content: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Plan:
+    cib: str  # the <configuration> fragment, XML text
+    node_files: Mapping[str, tuple[NodeFile, ...]]  # node name -> files
+    slots: Mapping[str, DrbdSlot]  # volume -> DRBD minor and port
+    secrets: Mapping[tuple[str, str], str]  # (resource, parameter) -> value, never printed
+
+
+def make_plan(config: Config, previous: Mapping[str, DrbdSlot] | None = None) -> Plan:
+    """Pure: the same config and previous slots always give the same plan."""
+    slots = allocate_drbd(config.volumes, previous)
+    files = tuple(
+        NodeFile(drbd.resource_path(v), drbd.resource_file(config, v, slots[v.name]))
+        for v in config.volumes
+    )
+    return Plan(
+        cib=cib.to_text(cib.configuration(config, slots)),
+        node_files={node.name: files for node in config.cluster.nodes},
+        slots=slots,
+        secrets=cib.secret_parameters(config),
+    )
