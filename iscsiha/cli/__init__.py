@@ -1,0 +1,1 @@
+"""The command-line interface: parses, calls commands, prints; errors formatted once."""

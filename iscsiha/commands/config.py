@@ -1,0 +1,36 @@
+"""Validate and plan a desired-state config."""
+
+from __future__ import annotations
+
+from iscsiha.errors import Report, Severity
+from iscsiha.model.load import load_text
+from iscsiha.model.types import Config
+from iscsiha.plan.cib import previous_slots
+from iscsiha.plan.plan import Plan, make_plan
+
+
+def validate(text: str, source: str, *, mode: int | None = None) -> tuple[Config, list[Report]]:
+    """The validated config and any warnings; raises IscsihaError with every problem.
+
+    ``mode`` is the file's permission bits, to warn when secrets are readable by others.
+    """
+    config = load_text(text, source)
+    warnings = []
+    if mode is not None and mode & 0o077 and _has_secrets(config):
+        warnings.append(Report(
+            "secrets-readable", source, oct(mode & 0o777),
+            f"mode 0600 (chmod 600 {source})",
+            "holds CHAP and BMC secrets but other users may read it",
+            Severity.WARNING,
+        ))
+    return config, warnings
+
+
+def plan(config: Config, previous_cib: str | None = None) -> Plan:
+    """The plan for ``config``, keeping DRBD minors and ports found in ``previous_cib``."""
+    return make_plan(config, previous_slots(previous_cib) if previous_cib else None)
+
+
+def _has_secrets(config: Config) -> bool:
+    auths = [config.cluster.discovery_auth, *(t.auth for t in config.targets)]
+    return bool(config.cluster.nodes) or any(a.initiator for a in auths)

@@ -1,0 +1,1 @@
+"""Executors: the only modules that touch the outside world, one per world."""
