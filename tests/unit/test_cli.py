@@ -1,0 +1,106 @@
+"""The CLI: exit codes, reports on stderr, and what plan prints."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from iscsiha.cli.main import main
+from tests.conftest import EXAMPLE
+
+
+def _write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "cluster.toml"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_validate_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "valid: cluster san, 3 volumes, 2 targets, 3 LUNs" in out
+
+
+def test_validate_refuses_a_bad_config_naming_field_and_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _write(tmp_path, EXAMPLE.read_text().replace('size = "20G"', 'size = "20GB"'))
+    assert main(["validate", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "volumes[1].size = '20GB'" in err
+    assert "powers of 1024" in err
+    assert "1 problem found; nothing was applied." in err
+
+
+def test_plan_prints_nothing_to_stdout_when_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _write(tmp_path, EXAMPLE.read_text().replace('"san-b"\nfailback', '"san-x"\nfailback'))
+    assert main(["plan", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "targets[1].preferred_node = 'san-x'" in captured.err
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope.toml")]) == 1
+    assert "nope.toml" in capsys.readouterr().err
+
+
+def test_world_readable_secrets_give_a_warning_but_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, EXAMPLE.read_text(), mode=0o644)
+    assert main(["validate", str(path)]) == 0
+    assert "warning:" in capsys.readouterr().err
+    os.chmod(path, 0o600)
+    assert main(["validate", str(path)]) == 0
+    assert "warning:" not in capsys.readouterr().err
+
+
+def test_plan_prints_cib_and_every_node_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# ---- CIB configuration ----\n<configuration>")
+    for node in ("san-a", "san-b"):
+        for vol in ("vmstore", "db", "backup"):
+            assert f"# ---- {node}:/etc/drbd.d/{vol}.res ----" in out
+
+
+def test_plan_keeps_minors_from_a_previous_cib(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    assert main(["plan", str(EXAMPLE), "--output-dir", str(first)]) == 0
+    data = EXAMPLE.read_text().replace(
+        '[[volumes]]\nname = "vmstore"', '[[volumes]]\nname = "new"\nsize = "1G"\n\n'
+        '[[volumes]]\nname = "vmstore"', 1)
+    changed = _write(tmp_path, data)
+    second = tmp_path / "second"
+    assert main(["plan", str(changed), "--previous", str(first / "cib.xml"),
+                 "--output-dir", str(second)]) == 0
+    for vol in ("vmstore", "db", "backup"):
+        rel = f"san-a/etc/drbd.d/{vol}.res"
+        assert (first / rel).read_text() == (second / rel).read_text()
+    assert "minor 3;" in (second / "san-a/etc/drbd.d/new.res").read_text()
+
+
+def test_unparsable_previous_cib_is_refused(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "cib.xml"
+    junk.write_text("<cib")
+    assert main(["plan", str(EXAMPLE), "--previous", str(junk)]) == 1
+    assert "bad-previous-cib" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
+
+
+def test_the_example_is_valid_toml_with_the_documented_tables() -> None:
+    data = tomllib.loads(EXAMPLE.read_text())
+    assert set(data) == {"cluster", "networks", "nodes", "discovery_auth", "volumes", "targets"}

@@ -1,0 +1,47 @@
+"""The shipped example plans to the reviewed golden files (UPDATE_GOLDEN=1 rewrites them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from iscsiha.cli.main import main
+from tests.conftest import EXAMPLE
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "two-node"
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_example_plans_to_the_golden_files(tmp_path: Path) -> None:
+    assert main(["plan", str(EXAMPLE), "--output-dir", str(tmp_path)]) == 0
+    got = _files(tmp_path)
+    if os.environ.get("UPDATE_GOLDEN"):
+        for rel, text in got.items():
+            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / rel).write_text(text)
+        pytest.skip("golden files rewritten; review the diff")
+    assert sorted(got) == sorted(_files(GOLDEN))
+    for rel, text in got.items():
+        assert text == (GOLDEN / rel).read_text(), f"{rel} differs from its golden file"
+
+
+def test_both_nodes_get_identical_drbd_files(tmp_path: Path) -> None:
+    main(["plan", str(EXAMPLE), "--output-dir", str(tmp_path)])
+    a = _files(tmp_path / "san-a")
+    assert a == _files(tmp_path / "san-b")
+    assert sorted(a) == ["etc/drbd.d/backup.res", "etc/drbd.d/db.res", "etc/drbd.d/vmstore.res"]
+
+
+def test_no_secret_reaches_the_plan_output(tmp_path: Path) -> None:
+    main(["plan", str(EXAMPLE), "--output-dir", str(tmp_path)])
+    everything = "".join(_files(tmp_path).values())
+    for secret in ("bmc-a-secret", "disc0very-Secret", "hv-Secret-0001", "san-Secret-0001",
+                   "backup-Secret-1"):
+        assert secret not in everything
+    assert everything.count('value="lrm://"') == 6
