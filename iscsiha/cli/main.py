@@ -40,13 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="the desired-state file (TOML)")
     p.set_defaults(func=_validate)
 
-    p = sub.add_parser("plan", help="print the CIB fragment and each node's DRBD files")
+    p = sub.add_parser("plan",
+                       help="print the CIB fragment and each node's corosync and DRBD files")
     p.add_argument("file", type=Path, help="the desired-state file (TOML)")
     p.add_argument("--previous", type=Path, metavar="CIB",
                    help="a CIB (cibadmin -Q, or an earlier plan) whose DRBD minors and "
                         "ports are kept")
     p.add_argument("--output-dir", type=Path, metavar="DIR",
-                   help="write cib.xml and NODE/etc/drbd.d/*.res there instead of printing")
+                   help="write cib.xml and NODE/etc/... files there instead of printing")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("selfcheck", help="load the kernel modules the storage path needs")

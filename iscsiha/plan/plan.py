@@ -1,4 +1,5 @@
-"""The whole plan: the CIB fragment, each node's files, and the secrets kept out of both."""
+"""The whole plan: the CIB fragment, each node's files (corosync, DRBD), and the secrets
+kept out of both."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 from iscsiha.model.identity import DrbdSlot, allocate_drbd
 from iscsiha.model.types import Config
-from iscsiha.plan import cib, drbd
+from iscsiha.plan import cib, corosync, drbd
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,10 @@ class Plan:
 def make_plan(config: Config, previous: Mapping[str, DrbdSlot] | None = None) -> Plan:
     """Pure: the same config and previous slots always give the same plan."""
     slots = allocate_drbd(config.volumes, previous)
-    files = tuple(
-        NodeFile(drbd.resource_path(v), drbd.resource_file(config, v, slots[v.name]))
-        for v in config.volumes
+    files = (
+        NodeFile(corosync.PATH, corosync.corosync_conf(config)),
+        *(NodeFile(drbd.resource_path(v), drbd.resource_file(config, v, slots[v.name]))
+          for v in config.volumes),
     )
     return Plan(
         cib=cib.to_text(cib.configuration(config, slots)),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from iscsiha.cli.main import main
+from iscsiha.model.load import load_data
+from iscsiha.plan.corosync import corosync_conf
 from tests.conftest import EXAMPLE
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "two-node"
@@ -31,11 +34,18 @@ def test_example_plans_to_the_golden_files(tmp_path: Path) -> None:
         assert text == (GOLDEN / rel).read_text(), f"{rel} differs from its golden file"
 
 
-def test_both_nodes_get_identical_drbd_files(tmp_path: Path) -> None:
+def test_both_nodes_get_identical_files(tmp_path: Path) -> None:
     main(["plan", str(EXAMPLE), "--output-dir", str(tmp_path)])
     a = _files(tmp_path / "san-a")
     assert a == _files(tmp_path / "san-b")
-    assert sorted(a) == ["etc/drbd.d/backup.res", "etc/drbd.d/db.res", "etc/drbd.d/vmstore.res"]
+    assert sorted(a) == ["etc/corosync/corosync.conf", "etc/drbd.d/backup.res",
+                         "etc/drbd.d/db.res", "etc/drbd.d/vmstore.res"]
+
+
+def test_without_a_tiebreaker_corosync_uses_two_node_mode(example: dict[str, Any]) -> None:
+    del example["cluster"]["tiebreaker"]
+    text = corosync_conf(load_data(example))
+    assert "two_node: 1" in text and "device {" not in text
 
 
 def test_no_secret_reaches_the_plan_output(tmp_path: Path) -> None:
