@@ -14,12 +14,19 @@ from collections.abc import Iterable, Mapping
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model.identity import DrbdSlot, lun_identity
-from iscsiha.model.types import Auth, AuthMode, Config, Failback, Node, Target
+from iscsiha.model.types import Auth, Config, Failback, Node, Target
+from iscsiha.plan.agent_params import (
+    SECRET_REF,
+    AuthParams,
+    LunParam,
+    PortalParam,
+    TargetParams,
+    encode_portals,
+)
 
 # Our resources say where a minor/port came from, so the next plan keeps them.
 META_MINOR = "iscsiha-drbd-minor"
 META_PORT = "iscsiha-drbd-port"
-SECRET_REF = "lrm://"  # Pacemaker's marker for a parameter kept out of the CIB
 
 PREFERRED_SCORE = 100
 # A group's stickiness is the sum over its four members, so 50 each (200) keeps
@@ -119,7 +126,7 @@ def _discovery(resources: ET.Element, config: Config) -> None:
     """Discovery auth is global to LIO on a box, so it runs on both boxes."""
     clone = ET.SubElement(resources, "clone", id="lio-discovery-clone")
     prim = _primitive(clone, "lio-discovery", "ocf", "discovery", "iscsiha",
-                      _auth_params(config.cluster.discovery_auth))
+                      _auth_params(config.cluster.discovery_auth).to_params())
     _ops(prim, "lio-discovery", AGENT_OPS)
 
 
@@ -142,7 +149,7 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
     group = ET.SubElement(resources, "group", id=gid)
     _nvset(group, "meta_attributes", f"{gid}-meta",
            [("resource-stickiness", str(STICKINESS[target.failback]))])
-    portals = " ".join(str(p) for p in target.portals)
+    portals = encode_portals(tuple(PortalParam(p.address, p.port) for p in target.portals))
     block = _primitive(group, f"{gid}-block", "ocf", "portblock", "iscsiha",
                        [("portals", portals), ("action", "block")])
     _ops(block, f"{gid}-block", AGENT_OPS)
@@ -153,16 +160,18 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
                           [("ip", str(portal.address)),
                            ("cidr_netmask", str(net.subnet.prefixlen))])
         _ops(prim, rsc, AGENT_OPS)
-    luns = " ".join(
-        f"{lun.number}:{lun.volume}:{slots[lun.volume].device}:"
-        f"{lun_identity(target.iqn, lun.volume).serial}"
-        for lun in sorted(target.luns, key=lambda lun: lun.number)
+    params = TargetParams(
+        iqn=target.iqn,
+        portals=tuple(PortalParam(p.address, p.port) for p in target.portals),
+        luns=tuple(
+            LunParam(lun.number, lun.volume, slots[lun.volume].device,
+                     lun_identity(target.iqn, lun.volume).serial)
+            for lun in sorted(target.luns, key=lambda lun: lun.number)),
+        initiators=target.initiators,
+        allow_any_initiator=target.allow_any_initiator,
+        auth=_auth_params(target.auth),
     )
-    params = [("iqn", target.iqn), ("portals", portals), ("luns", luns),
-              ("initiators", " ".join(target.initiators)),
-              ("allow_any_initiator", "true" if target.allow_any_initiator else "false")]
-    lio = _primitive(group, f"{gid}-lio", "ocf", "target", "iscsiha",
-                     params + _auth_params(target.auth))
+    lio = _primitive(group, f"{gid}-lio", "ocf", "target", "iscsiha", params.to_params())
     _ops(lio, f"{gid}-lio", AGENT_OPS)
     unblock = _primitive(group, f"{gid}-unblock", "ocf", "portblock", "iscsiha",
                          [("portals", portals), ("action", "unblock")])
@@ -182,13 +191,9 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
             "then": gid, "then-action": "start", "kind": "Mandatory"})
 
 
-def _auth_params(auth: Auth) -> list[tuple[str, str]]:
-    params = [("auth", auth.mode.value)]
-    if auth.initiator:
-        params += [("chap_user", auth.initiator.user), ("chap_secret", SECRET_REF)]
-    if auth.target and auth.mode is AuthMode.MUTUAL_CHAP:
-        params += [("mutual_user", auth.target.user), ("mutual_secret", SECRET_REF)]
-    return params
+def _auth_params(auth: Auth) -> AuthParams:
+    return AuthParams(auth.mode, auth.initiator.user if auth.initiator else None,
+                      auth.target.user if auth.target else None)
 
 
 def _primitive(parent: ET.Element, rid: str, cls: str, kind: str, provider: str | None,

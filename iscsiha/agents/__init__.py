@@ -1,0 +1,1 @@
+"""OCF resource agents: Pacemaker runs them on each box to start, stop and monitor."""

@@ -1,0 +1,139 @@
+"""The parameters our agents take from the CIB: written by the plan, read by the agents.
+
+One codec for both sides, so the format cannot drift between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import ip_address
+
+from iscsiha.errors import IscsihaError, Report
+from iscsiha.model.names import iscsi_name_problem
+from iscsiha.model.types import AuthMode, IPAddress
+
+SECRET_REF = "lrm://"  # Pacemaker's marker for a parameter kept out of the CIB
+
+
+@dataclass(frozen=True)
+class PortalParam:
+    address: IPAddress
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class LunParam:
+    number: int
+    volume: str
+    device: str  # /dev/drbdN
+    serial: str  # SCSI unit serial; LIO derives the NAA WWN from it
+
+    def __str__(self) -> str:
+        return f"{self.number}:{self.volume}:{self.device}:{self.serial}"
+
+
+@dataclass(frozen=True)
+class AuthParams:
+    mode: AuthMode
+    chap_user: str | None = None
+    mutual_user: str | None = None
+
+    def to_params(self) -> list[tuple[str, str]]:
+        params = [("auth", self.mode.value)]
+        if self.chap_user is not None:
+            params += [("chap_user", self.chap_user), ("chap_secret", SECRET_REF)]
+        if self.mutual_user is not None:
+            params += [("mutual_user", self.mutual_user), ("mutual_secret", SECRET_REF)]
+        return params
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> AuthParams:
+        modes = {m.value: m for m in AuthMode}
+        mode = modes.get(params.get("auth", "none"))
+        if mode is None:
+            raise _bad("auth", params.get("auth"), ", ".join(modes))
+        needed = {AuthMode.NONE: (), AuthMode.CHAP: ("chap_user", "chap_secret"),
+                  AuthMode.MUTUAL_CHAP: ("chap_user", "chap_secret", "mutual_user",
+                                         "mutual_secret")}[mode]
+        for key in needed:
+            if not params.get(key) or params[key] == SECRET_REF:
+                raise _bad(key, None, f"set for auth={mode.value} (secrets through lrm://)")
+        return cls(mode, params.get("chap_user") if needed else None,
+                   params.get("mutual_user") if mode is AuthMode.MUTUAL_CHAP else None)
+
+
+@dataclass(frozen=True)
+class TargetParams:
+    iqn: str
+    portals: tuple[PortalParam, ...]
+    luns: tuple[LunParam, ...]
+    initiators: tuple[str, ...]
+    allow_any_initiator: bool
+    auth: AuthParams
+
+    def to_params(self) -> list[tuple[str, str]]:
+        return [("iqn", self.iqn), ("portals", encode_portals(self.portals)),
+                ("luns", " ".join(str(lun) for lun in self.luns)),
+                ("initiators", " ".join(self.initiators)),
+                ("allow_any_initiator", "true" if self.allow_any_initiator else "false"),
+                *self.auth.to_params()]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> TargetParams:
+        iqn = params.get("iqn", "")
+        if iscsi_name_problem(iqn):
+            raise _bad("iqn", iqn, "an iSCSI name")
+        initiators = tuple(params.get("initiators", "").split())
+        for name in initiators:
+            if iscsi_name_problem(name):
+                raise _bad("initiators", name, "space-separated iSCSI names")
+        allow_any = params.get("allow_any_initiator", "false") == "true"
+        if not initiators and not allow_any:
+            raise _bad("initiators", "", "initiator names, or allow_any_initiator=true")
+        return cls(iqn, decode_portals(params.get("portals", "")),
+                   decode_luns(params.get("luns", "")), initiators, allow_any,
+                   AuthParams.from_params(params))
+
+
+def encode_portals(portals: tuple[PortalParam, ...]) -> str:
+    return " ".join(str(p) for p in portals)
+
+
+def decode_portals(text: str) -> tuple[PortalParam, ...]:
+    out = []
+    for token in text.split():
+        host, sep, port = token.rpartition(":")
+        try:
+            address = ip_address(host.strip("[]"))
+        except ValueError:
+            address = None
+        if not sep or address is None or not port.isdigit() or not 0 < int(port) < 65536:
+            raise _bad("portals", token, "space-separated ADDRESS:PORT ([IPv6]:PORT)")
+        out.append(PortalParam(address, int(port)))
+    if not out:
+        raise _bad("portals", text, "one or more ADDRESS:PORT")
+    return tuple(out)
+
+
+def decode_luns(text: str) -> tuple[LunParam, ...]:
+    out = []
+    for token in text.split():
+        parts = token.split(":")
+        if (len(parts) != 4 or not parts[0].isdigit() or not 0 <= int(parts[0]) <= 255
+                or not parts[2].startswith("/dev/") or not parts[3]):
+            raise _bad("luns", token, "space-separated LUN:VOLUME:/dev/DEVICE:SERIAL")
+        out.append(LunParam(int(parts[0]), parts[1], parts[2], parts[3]))
+    if not out:
+        raise _bad("luns", text, "one or more LUN:VOLUME:/dev/DEVICE:SERIAL")
+    if len({lun.number for lun in out}) != len(out):
+        raise _bad("luns", text, "each LUN number once")
+    return tuple(out)
+
+
+def _bad(param: str, value: object, allowed: str) -> IscsihaError:
+    return IscsihaError([Report("bad-agent-parameter", param, value, allowed)])
