@@ -1,0 +1,166 @@
+"""The kernel's LIO target via rtslib-fb: the only module that imports rtslib.
+
+A target and all its LUNs are applied in one pass in-process (the stock agents
+spawn targetcli once per LUN). Nothing is ever saved to /etc/target: the cluster
+owns LIO, and the passive box must come up empty.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from iscsiha.errors import IscsihaError
+from iscsiha.model.types import AuthMode
+from iscsiha.plan.agent_params import AuthParams, LunParam, TargetParams
+
+TPG_TAG = 1
+_PRODUCT_MAX = 16  # SCSI INQUIRY product identification
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """CHAP secrets handed in by Pacemaker (never from argv or a world-readable file)."""
+
+    chap: str | None = None
+    mutual: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> Secrets:
+        return cls(params.get("chap_secret"), params.get("mutual_secret"))
+
+
+@dataclass(frozen=True)
+class TargetState:
+    enabled: bool
+    portals: frozenset[tuple[str, int]]
+    luns: Mapping[int, str]  # LUN number -> backing device
+    acls: frozenset[str]
+
+
+def backstore_name(lun: LunParam) -> str:
+    return lun.volume
+
+
+class Lio:
+    """Thin wrapper over rtslib; constructing it touches nothing."""
+
+    def __init__(self) -> None:
+        self._rtslib: Any = None
+
+    def _lib(self) -> Any:
+        if self._rtslib is None:
+            import rtslib_fb  # imported here: importing it loads configfs state
+
+            self._rtslib = rtslib_fb
+        return self._rtslib
+
+    def _root(self) -> Any:
+        return self._lib().RTSRoot()
+
+    # -- reading (monitor only reads) -----------------------------------------------------
+
+    def target_state(self, iqn: str) -> TargetState | None:
+        root = self._root()
+        target = next((t for t in root.targets if t.wwn == iqn), None)
+        if target is None:
+            return None
+        tpg = next((t for t in target.tpgs if t.tag == TPG_TAG), None)
+        if tpg is None:
+            return TargetState(False, frozenset(), {}, frozenset())
+        return TargetState(
+            enabled=bool(tpg.enable),
+            portals=frozenset((p.ip_address, int(p.port)) for p in tpg.network_portals),
+            luns={int(lun.lun): lun.storage_object.udev_path for lun in tpg.luns},
+            acls=frozenset(acl.node_wwn for acl in tpg.node_acls),
+        )
+
+    # -- changing ---------------------------------------------------------------------
+
+    def apply_target(self, spec: TargetParams, secrets: Secrets) -> None:
+        """Create or re-create the target with all its LUNs; the TPG is enabled last."""
+        lib = self._lib()
+        self.remove_target(spec.iqn, spec.luns)
+        stores = [self._backstore(lun) for lun in spec.luns]
+        fabric = lib.FabricModule("iscsi")
+        target = lib.Target(fabric, spec.iqn, mode="create")
+        tpg = lib.TPG(target, TPG_TAG, mode="create")
+        _set_tpg_policy(tpg, spec, secrets)
+        luns = {lun.number: lib.LUN(tpg, lun.number, store)
+                for lun, store in zip(spec.luns, stores, strict=True)}
+        for initiator in spec.initiators:
+            acl = lib.NodeACL(tpg, initiator, mode="create")
+            _set_credentials(acl, spec.auth, secrets)
+            for number, lun in luns.items():
+                lib.MappedLUN(acl, number, lun)
+        for portal in spec.portals:
+            lib.NetworkPortal(tpg, str(portal.address), portal.port, mode="create")
+        tpg.enable = True
+
+    def remove_target(self, iqn: str, luns: Iterable[LunParam]) -> bool:
+        """Remove the target, then its backstores, so nothing holds DRBD open."""
+        removed = False
+        root = self._root()
+        for target in list(root.targets):
+            if target.wwn == iqn:
+                target.delete()  # TPGs, LUNs, ACLs and portals go with it
+                removed = True
+        names = {backstore_name(lun) for lun in luns}
+        devices = {lun.device for lun in luns}
+        for store in list(root.storage_objects):
+            if store.name in names or store.udev_path in devices:
+                store.delete()
+                removed = True
+        return removed
+
+    def set_discovery_auth(self, auth: AuthParams, secrets: Secrets) -> None:
+        fabric = self._lib().FabricModule("iscsi")
+        if auth.mode is AuthMode.NONE:
+            fabric.discovery_enable_auth = False
+            return
+        fabric.discovery_userid = auth.chap_user or ""
+        fabric.discovery_password = secrets.chap or ""
+        fabric.discovery_mutual_userid = auth.mutual_user or ""
+        fabric.discovery_mutual_password = secrets.mutual or ""
+        fabric.discovery_enable_auth = True
+
+    def discovery_auth_enabled(self) -> bool:
+        return bool(self._lib().FabricModule("iscsi").discovery_enable_auth)
+
+    def _backstore(self, lun: LunParam) -> Any:
+        lib = self._lib()
+        if not os.path.exists(lun.device):
+            raise IscsihaError.single("no-device", "luns", lun.device,
+                                      "a DRBD device that exists on this box")
+        store = lib.BlockStorageObject(backstore_name(lun), dev=lun.device, wwn=lun.serial)
+        # Product id and serial can only be written before the device is exported.
+        lib.utils.fwrite(f"{store.path}/wwn/product_id", lun.volume[:_PRODUCT_MAX] + "\n")
+        return store
+
+
+def _set_tpg_policy(tpg: Any, spec: TargetParams, secrets: Secrets) -> None:
+    chap = spec.auth.mode is not AuthMode.NONE
+    tpg.set_attribute("authentication", "1" if chap else "0")
+    if spec.allow_any_initiator:
+        # Asked for explicitly: any initiator may log in, with the TPG's credentials.
+        tpg.set_attribute("generate_node_acls", "1")
+        tpg.set_attribute("cache_dynamic_acls", "1")
+        tpg.set_attribute("demo_mode_write_protect", "0")
+        _set_credentials(tpg, spec.auth, secrets)
+    else:
+        # Deny by default: only the listed initiators (node ACLs) get in.
+        tpg.set_attribute("generate_node_acls", "0")
+        tpg.set_attribute("demo_mode_write_protect", "1")
+
+
+def _set_credentials(node: Any, auth: AuthParams, secrets: Secrets) -> None:
+    if auth.mode is AuthMode.NONE:
+        return
+    node.chap_userid = auth.chap_user
+    node.chap_password = secrets.chap
+    if auth.mode is AuthMode.MUTUAL_CHAP:
+        node.chap_mutual_userid = auth.mutual_user
+        node.chap_mutual_password = secrets.mutual
+
