@@ -1,10 +1,13 @@
 """The Pacemaker CIB <configuration> fragment for the desired state.
 
-Per volume a promotable DRBD clone; per target a group that blocks the iSCSI
-port, brings up the floating addresses, then the target with all its LUNs, and
-unblocks the port last, so no initiator sees an empty target or a TCP reset
-while a target moves. The group is colocated with, and ordered after, the
-promotion of each of its volumes.
+Per volume a promotable DRBD clone; per target a group of its floating
+addresses and then the target with all its LUNs. The address agent blocks the
+iSCSI port before the address comes up, and the target agent unblocks it as the
+last step of its start (and blocks it first on stop), so no initiator sees an
+empty target or a TCP reset while a target moves. The port block lives in those
+two agents rather than in separate block/unblock resources, so every monitor
+reads real state and a move has fewer operations. The group is colocated with,
+and ordered after, the promotion of each of its volumes.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from iscsiha.plan.agent_params import (
     LunParam,
     PortalParam,
     TargetParams,
-    encode_portals,
 )
 
 # Our resources say where a minor/port came from, so the next plan keeps them.
@@ -29,9 +31,10 @@ META_MINOR = "iscsiha-drbd-minor"
 META_PORT = "iscsiha-drbd-port"
 
 PREFERRED_SCORE = 100
-# A group's stickiness is the sum over its four members, so 50 each (200) keeps
-# a manual-failback target where it runs against the preferred node's 100.
-STICKINESS = {Failback.MANUAL: 50, Failback.AUTO: 0}
+# A group's stickiness is the sum over its members (at least an address and the
+# target), so 100 each keeps a manual-failback target where it runs against the
+# preferred node's 100.
+STICKINESS = {Failback.MANUAL: 100, Failback.AUTO: 0}
 
 DRBD_OPS = (
     ("start", "0s", "240s", None), ("stop", "0s", "100s", None),
@@ -149,16 +152,13 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
     group = ET.SubElement(resources, "group", id=gid)
     _nvset(group, "meta_attributes", f"{gid}-meta",
            [("resource-stickiness", str(STICKINESS[target.failback]))])
-    portals = encode_portals(tuple(PortalParam(p.address, p.port) for p in target.portals))
-    block = _primitive(group, f"{gid}-block", "ocf", "portblock", "iscsiha",
-                       [("portals", portals), ("action", "block")])
-    _ops(block, f"{gid}-block", AGENT_OPS)
     for i, portal in enumerate(target.portals):
         net = config.cluster.network(portal.network)
         rsc = f"{gid}-ip{i}"
         prim = _primitive(group, rsc, "ocf", "address", "iscsiha",
                           [("ip", str(portal.address)),
-                           ("cidr_netmask", str(net.subnet.prefixlen))])
+                           ("cidr_netmask", str(net.subnet.prefixlen)),
+                           ("port", str(portal.port))])
         _ops(prim, rsc, AGENT_OPS)
     params = TargetParams(
         iqn=target.iqn,
@@ -173,9 +173,6 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
     )
     lio = _primitive(group, f"{gid}-lio", "ocf", "target", "iscsiha", params.to_params())
     _ops(lio, f"{gid}-lio", AGENT_OPS)
-    unblock = _primitive(group, f"{gid}-unblock", "ocf", "portblock", "iscsiha",
-                         [("portals", portals), ("action", "unblock")])
-    _ops(unblock, f"{gid}-unblock", AGENT_OPS)
 
     ET.SubElement(constraints, "rsc_location", id=f"{gid}-prefers-{target.preferred_node}",
                   rsc=gid, node=target.preferred_node, score=str(PREFERRED_SCORE))
