@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal, Protocol, TextIO
 
+from iscsiha.errors import IscsihaError
+
 
 class Rc(IntEnum):
     SUCCESS = 0
@@ -142,6 +144,9 @@ def run(make_agent: Callable[[], Agent], spec: AgentSpec, argv: list[str],
             return Rc.SUCCESS
         handler: Callable[[Params], Rc] = getattr(agent, action.replace("-", "_"))
         return int(handler(params))
+    except IscsihaError as exc:  # an executor failed: a generic, retryable failure
+        print(f"{spec.name} {action}: {exc}", file=err)
+        return Rc.ERR_GENERIC
     except AgentError as exc:
         # A probe of a box whose configuration cannot apply here is "not running",
         # so Pacemaker does not mark the resource failed on a box it never ran on.

@@ -17,6 +17,7 @@ from iscsiha.model.types import AuthMode
 from iscsiha.plan.agent_params import AuthParams, LunParam, TargetParams
 
 TPG_TAG = 1
+ISCSI_FABRIC_PATH = "/sys/kernel/config/target/iscsi"
 _PRODUCT_MAX = 16  # SCSI INQUIRY product identification
 
 
@@ -127,6 +128,9 @@ class Lio:
         fabric.discovery_enable_auth = True
 
     def discovery_auth_enabled(self) -> bool:
+        # Read only: do not create the fabric (and load its module) to answer.
+        if not os.path.isdir(ISCSI_FABRIC_PATH):
+            return False
         return bool(self._lib().FabricModule("iscsi").discovery_enable_auth)
 
     def _backstore(self, lun: LunParam) -> Any:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model.identity import DrbdSlot, lun_identity
-from iscsiha.model.types import Auth, Config, Failback, Node, Target
+from iscsiha.model.types import Auth, AuthMode, Config, Failback, Node, Target
 from iscsiha.plan.agent_params import (
     SECRET_REF,
     AuthParams,
@@ -62,11 +62,13 @@ def configuration(config: Config, slots: Mapping[str, DrbdSlot]) -> ET.Element:
     constraints = ET.SubElement(root, "constraints")
     for node in config.cluster.nodes:
         _fence_device(resources, constraints, node)
-    _discovery(resources, config)
+    discovery = config.cluster.discovery_auth.mode is not AuthMode.NONE
+    if discovery:
+        _discovery(resources, config)
     for volume in config.volumes:
         _drbd_clone(resources, volume.name, slots[volume.name])
     for target in config.targets:
-        _target_group(resources, constraints, config, target, slots)
+        _target_group(resources, constraints, config, target, slots, discovery)
     return root
 
 
@@ -147,7 +149,7 @@ def _drbd_clone(resources: ET.Element, volume: str, slot: DrbdSlot) -> None:
 
 
 def _target_group(resources: ET.Element, constraints: ET.Element, config: Config,
-                  target: Target, slots: Mapping[str, DrbdSlot]) -> None:
+                  target: Target, slots: Mapping[str, DrbdSlot], discovery: bool) -> None:
     gid = target_group_id(target)
     group = ET.SubElement(resources, "group", id=gid)
     _nvset(group, "meta_attributes", f"{gid}-meta",
@@ -176,8 +178,10 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
 
     ET.SubElement(constraints, "rsc_location", id=f"{gid}-prefers-{target.preferred_node}",
                   rsc=gid, node=target.preferred_node, score=str(PREFERRED_SCORE))
-    ET.SubElement(constraints, "rsc_order", id=f"{gid}-after-discovery",
-                  first="lio-discovery-clone", then=gid, kind="Mandatory")
+    if discovery:
+        # No target answers before discovery is protected on its box.
+        ET.SubElement(constraints, "rsc_order", id=f"{gid}-after-discovery",
+                      first="lio-discovery-clone", then=gid, kind="Mandatory")
     for volume in sorted({lun.volume for lun in target.luns}):
         clone = drbd_clone_id(volume)
         ET.SubElement(constraints, "rsc_colocation", {

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from iscsiha.cli.main import main
-from iscsiha.model.load import load_data
+from iscsiha.model.load import load_data, load_text
 from iscsiha.plan.corosync import corosync_conf
+from iscsiha.plan.plan import make_plan
 from tests.conftest import EXAMPLE
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "two-node"
@@ -55,3 +56,10 @@ def test_no_secret_reaches_the_plan_output(tmp_path: Path) -> None:
                    "backup-Secret-1"):
         assert secret not in everything
     assert everything.count('value="lrm://"') == 6
+
+
+def test_discovery_auth_resource_only_when_asked_for(example: dict[str, Any]) -> None:
+    example["discovery_auth"] = {"mode": "none"}
+    cib = make_plan(load_data(example)).cib
+    assert "lio-discovery" not in cib
+    assert "lio-discovery-clone" in make_plan(load_text(EXAMPLE.read_text())).cib

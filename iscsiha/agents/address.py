@@ -1,0 +1,114 @@
+"""ocf:iscsiha:address: a target's floating portal address, port blocked until ready.
+
+start blocks the portal's port, adds the address on the interface that holds
+this box's own address in the same subnet, and announces it (gratuitous ARP).
+The target agent unblocks the port once its LUNs are up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from ipaddress import IPv4Address, ip_address, ip_interface
+
+from iscsiha.agents.ocf import AgentError, AgentSpec, Param, Params, Rc, run
+from iscsiha.errors import IscsihaError
+from iscsiha.executors.addresses import Addresses
+from iscsiha.executors.portblock import PortBlock
+from iscsiha.executors.runner import Runner
+from iscsiha.model.types import IPAddress
+
+ARPING = "/usr/sbin/arping"
+
+SPEC = AgentSpec(
+    name="address",
+    shortdesc="Floating iSCSI portal address",
+    longdesc=("Adds a floating address for an iSCSI portal on the interface in its subnet, "
+              "with the portal's TCP port blocked until the target agent is ready."),
+    params=(
+        Param("ip", "Floating address", "The IPv4 or IPv6 address initiators log in to.",
+              required=True, unique=True),
+        Param("cidr_netmask", "Prefix length", "The prefix length of the storage network.",
+              kind="integer", required=True),
+        Param("port", "iSCSI port", "The portal's TCP port, blocked until the target is up.",
+              kind="integer", default="3260"),
+    ),
+)
+
+
+class AddressAgent:
+    spec = SPEC
+
+    def __init__(self, addresses: Callable[[], Addresses], portblock: PortBlock,
+                 runner: Runner) -> None:
+        self._addresses = addresses
+        self._portblock = portblock
+        self._runner = runner
+
+    def validate(self, params: Params) -> None:
+        _parse(params)
+
+    def start(self, params: Params) -> Rc:
+        address, prefix, port = _parse(params)
+        with self._addresses() as addrs:
+            try:
+                ifname = addrs.interface_in(ip_interface(f"{address}/{prefix}").network)
+            except IscsihaError as exc:
+                # This box lacks the storage network: let Pacemaker run it on the other.
+                raise AgentError(Rc.ERR_INSTALLED, str(exc)) from exc
+            self._portblock.block(address, port)
+            addrs.add(address, prefix, ifname)
+        if isinstance(address, IPv4Address):
+            self._announce(address, ifname)
+        return Rc.SUCCESS
+
+    def _announce(self, address: IPv4Address, ifname: str) -> None:
+        """Tell switches and initiators where the address lives now (gratuitous ARP).
+
+        Not fatal: a lost announcement only delays them until their ARP entries expire.
+        """
+        try:
+            result = self._runner.run([ARPING, "-q", "-U", "-c", "2", "-w", "2", "-I", ifname,
+                                       "-s", str(address), str(address)],
+                                      check=False, timeout=10.0)
+        except IscsihaError as exc:
+            print(f"address: gratuitous ARP for {address} not sent: {exc}", file=sys.stderr)
+            return
+        if not result.ok:
+            print(f"address: gratuitous ARP for {address} failed: {result.stderr.strip()}",
+                  file=sys.stderr)
+
+    def stop(self, params: Params) -> Rc:
+        address, prefix, port = _parse(params)
+        with self._addresses() as addrs:
+            holder = addrs.holder(address)
+            if holder is not None:
+                addrs.remove(address, prefix, holder)
+        self._portblock.unblock(address, port)
+        return Rc.SUCCESS
+
+    def monitor(self, params: Params) -> Rc:
+        address, _, _ = _parse(params)
+        with self._addresses() as addrs:
+            return Rc.SUCCESS if addrs.holder(address) else Rc.NOT_RUNNING
+
+
+def _parse(params: Params) -> tuple[IPAddress, int, int]:
+    try:
+        address = ip_address(params["ip"])
+    except ValueError as exc:
+        raise AgentError(Rc.ERR_CONFIGURED, f"ip={params['ip']!r}: not an IP address") from exc
+    prefix, port = int(params["cidr_netmask"]), int(params["port"])
+    if not 1 <= prefix <= address.max_prefixlen:
+        raise AgentError(Rc.ERR_CONFIGURED,
+                         f"cidr_netmask={prefix}: allowed 1 to {address.max_prefixlen}")
+    if not 1 <= port <= 65535:
+        raise AgentError(Rc.ERR_CONFIGURED, f"port={port}: allowed 1 to 65535")
+    return address, prefix, port
+
+
+def main(argv: list[str] | None = None) -> int:
+    runner = Runner()
+    return run(lambda: AddressAgent(Addresses, PortBlock(runner), runner), SPEC,
+               argv or sys.argv, os.environ)

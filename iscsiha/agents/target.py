@@ -1,0 +1,111 @@
+"""ocf:iscsiha:target: an iSCSI target with all its LUNs, applied in one pass.
+
+start configures the target, its ACLs and all LUNs on block backstores over the
+DRBD devices, then unblocks the portals' port; stop blocks the port first, then
+removes the target and its backstores so DRBD can be demoted. monitor only reads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from iscsiha.agents.ocf import AgentError, AgentSpec, Param, Params, Rc, run
+from iscsiha.errors import IscsihaError
+from iscsiha.executors.lio import Lio, Secrets, TargetState
+from iscsiha.executors.portblock import PortBlock
+from iscsiha.executors.runner import Runner
+from iscsiha.plan.agent_params import TargetParams
+
+SPEC = AgentSpec(
+    name="target",
+    shortdesc="iSCSI target with its LUNs (LIO)",
+    longdesc=("Creates an LIO iSCSI target with its portals, authentication, ACLs and all "
+              "its LUNs on block backstores over DRBD devices, then opens the portals' port."),
+    params=(
+        Param("iqn", "Target name", "The target's iSCSI name.", required=True, unique=True),
+        Param("portals", "Portals", "Space-separated ADDRESS:PORT the target listens on.",
+              required=True),
+        Param("luns", "LUNs", "Space-separated LUN:VOLUME:/dev/DEVICE:SERIAL.", required=True),
+        Param("initiators", "Initiators", "Space-separated initiator names allowed in."),
+        Param("allow_any_initiator", "Allow any initiator",
+              "Let any initiator log in (no ACLs). Off unless asked for.", kind="boolean",
+              default="false"),
+        Param("auth", "Authentication", "none, chap or mutual-chap.", default="none"),
+        Param("chap_user", "CHAP user", "The user name initiators present."),
+        Param("chap_secret", "CHAP secret", "Kept out of the CIB (lrm://)."),
+        Param("mutual_user", "Mutual CHAP user", "The user name the target presents."),
+        Param("mutual_secret", "Mutual CHAP secret", "Kept out of the CIB (lrm://)."),
+    ),
+)
+
+
+class TargetAgent:
+    spec = SPEC
+
+    def __init__(self, lio: Lio, portblock: PortBlock) -> None:
+        self._lio = lio
+        self._portblock = portblock
+
+    def validate(self, params: Params) -> None:
+        _parse(params)
+
+    def start(self, params: Params) -> Rc:
+        spec = _parse(params)
+        if _differences(spec, self._lio.target_state(spec.iqn)):
+            for lun in spec.luns:
+                if not os.path.exists(lun.device):
+                    raise AgentError(Rc.ERR_GENERIC, f"{lun.device} (LUN {lun.number}) is "
+                                     "missing: is DRBD promoted here?")
+            self._lio.apply_target(spec, Secrets.from_params(params))
+        for portal in spec.portals:
+            self._portblock.unblock(portal.address, portal.port)
+        return Rc.SUCCESS
+
+    def stop(self, params: Params) -> Rc:
+        spec = _parse(params)
+        for portal in spec.portals:
+            self._portblock.block(portal.address, portal.port)
+        self._lio.remove_target(spec.iqn, spec.luns)
+        return Rc.SUCCESS
+
+    def monitor(self, params: Params) -> Rc:
+        spec = _parse(params)
+        state = self._lio.target_state(spec.iqn)
+        if state is None:
+            return Rc.NOT_RUNNING
+        problems = _differences(spec, state)
+        problems += [f"port {p} is blocked" for p in spec.portals
+                     if self._portblock.is_blocked(p.address, p.port)]
+        if problems:
+            raise AgentError(Rc.ERR_GENERIC, "; ".join(problems))
+        return Rc.SUCCESS
+
+
+def _differences(spec: TargetParams, state: TargetState | None) -> list[str]:
+    if state is None:
+        return ["target absent"]
+    problems = []
+    if not state.enabled:
+        problems.append("TPG disabled")
+    want_portals = {(str(p.address), p.port) for p in spec.portals}
+    if state.portals != want_portals:
+        problems.append(f"portals {sorted(state.portals)} != {sorted(want_portals)}")
+    want_luns = {lun.number: lun.device for lun in spec.luns}
+    if dict(state.luns) != want_luns:
+        problems.append(f"LUNs {dict(state.luns)} != {want_luns}")
+    if state.acls != frozenset(spec.initiators):
+        problems.append(f"ACLs {sorted(state.acls)} != {sorted(spec.initiators)}")
+    return problems
+
+
+def _parse(params: Params) -> TargetParams:
+    try:
+        return TargetParams.from_params(params)
+    except IscsihaError as exc:
+        raise AgentError(Rc.ERR_CONFIGURED, str(exc)) from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(lambda: TargetAgent(Lio(), PortBlock(Runner())), SPEC, argv or sys.argv,
+               os.environ)

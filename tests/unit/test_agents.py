@@ -1,0 +1,140 @@
+"""Our OCF agents: metadata from the installed scripts, and the target agent's logic.
+
+The target agent runs here against a fake LIO and port block (pure logic: what it
+asks for and in which order); the real LIO is exercised in the lab.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iscsiha.agents.ocf import AgentError, Rc, run
+from iscsiha.agents.target import SPEC, TargetAgent
+from iscsiha.executors.lio import Secrets, TargetState
+from iscsiha.executors.runner import Runner
+from iscsiha.plan.agent_params import LunParam, TargetParams
+from tests.conftest import ROOT, skip_or_fail
+from tests.unit.test_ocf import OCF_RNG
+
+AGENTS = sorted(p.name for p in (ROOT / "ocf").iterdir())
+
+PARAMS = {
+    "iqn": "iqn.2026-11.com.example:san.vm",
+    "portals": "10.30.0.100:3260",
+    "luns": "0:vmstore:/dev/null:serial-a 1:db:/dev/zero:serial-b",
+    "initiators": "iqn.1993-08.org.debian:01:hv1",
+    "auth": "chap", "chap_user": "hv", "chap_secret": "hv-Secret-0001",
+}
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_agent_script_metadata_is_valid_ocf(agent: str, tmp_path: Path) -> None:
+    xmllint = shutil.which("xmllint")
+    if xmllint is None or not OCF_RNG.exists():
+        skip_or_fail("needs xmllint (libxml2-utils) and the OCF schema (resource-agents)")
+        return
+    meta = Runner().run([sys.executable, str(ROOT / "ocf" / agent), "meta-data"]).stdout
+    (tmp_path / "meta.xml").write_text(meta)
+    result = Runner().run([xmllint, "--noout", "--relaxng", str(OCF_RNG),
+                           str(tmp_path / "meta.xml")], check=False)
+    assert result.returncode == 0, result.stderr
+    assert f'<resource-agent name="{agent}"' in meta
+
+
+class FakeLio:
+    def __init__(self) -> None:
+        self.state: TargetState | None = None
+        self.calls: list[str] = []
+
+    def target_state(self, iqn: str) -> TargetState | None:
+        return self.state
+
+    def apply_target(self, spec: TargetParams, secrets: Secrets) -> None:
+        self.calls.append(f"apply {spec.iqn} secret={secrets.chap}")
+        self.state = TargetState(True, frozenset((str(p.address), p.port) for p in spec.portals),
+                                 {lun.number: lun.device for lun in spec.luns},
+                                 frozenset(spec.initiators))
+
+    def remove_target(self, iqn: str, luns: Iterable[LunParam]) -> bool:
+        self.calls.append(f"remove {iqn} {[lun.volume for lun in luns]}")
+        self.state = None
+        return True
+
+
+class FakePortBlock:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+        self.blocked: set[str] = set()
+
+    def block(self, address: Any, port: int) -> None:
+        self.calls.append(f"block {address}:{port}")
+        self.blocked.add(f"{address}:{port}")
+
+    def unblock(self, address: Any, port: int) -> None:
+        self.calls.append(f"unblock {address}:{port}")
+        self.blocked.discard(f"{address}:{port}")
+
+    def is_blocked(self, address: Any, port: int) -> bool:
+        return f"{address}:{port}" in self.blocked
+
+
+def _agent() -> tuple[TargetAgent, FakeLio, FakePortBlock]:
+    lio = FakeLio()
+    block = FakePortBlock(lio.calls)
+    return TargetAgent(lio, block), lio, block  # type: ignore[arg-type]
+
+
+def test_start_applies_all_luns_then_unblocks_and_is_idempotent() -> None:
+    agent, lio, _ = _agent()
+    assert agent.start(PARAMS) == Rc.SUCCESS
+    assert lio.calls == ["apply iqn.2026-11.com.example:san.vm secret=hv-Secret-0001",
+                         "unblock 10.30.0.100:3260"]
+    assert agent.start(PARAMS) == Rc.SUCCESS
+    assert lio.calls[2:] == ["unblock 10.30.0.100:3260"]  # nothing re-applied
+
+
+def test_stop_blocks_the_port_before_removing_the_target() -> None:
+    agent, lio, _ = _agent()
+    agent.start(PARAMS)
+    lio.calls.clear()
+    assert agent.stop(PARAMS) == Rc.SUCCESS
+    assert lio.calls == ["block 10.30.0.100:3260",
+                         "remove iqn.2026-11.com.example:san.vm ['vmstore', 'db']"]
+    assert agent.stop(PARAMS) == Rc.SUCCESS  # stopping a stopped target succeeds
+
+
+def test_monitor_reports_absence_drift_and_a_blocked_port() -> None:
+    agent, lio, block = _agent()
+    assert agent.monitor(PARAMS) == Rc.NOT_RUNNING
+    agent.start(PARAMS)
+    assert agent.monitor(PARAMS) == Rc.SUCCESS
+    block.block("10.30.0.100", 3260)
+    rc = run(lambda: agent, SPEC, ["target", "monitor"],
+             {f"OCF_RESKEY_{k}": v for k, v in PARAMS.items()} | {
+                 "OCF_RESKEY_CRM_meta_interval": "10000"})
+    assert rc == Rc.ERR_GENERIC
+    block.unblock("10.30.0.100", 3260)
+    assert lio.state is not None
+    lio.state = TargetState(True, lio.state.portals, {0: "/dev/null"}, lio.state.acls)
+    with pytest.raises(AgentError, match="LUNs"):
+        agent.monitor(PARAMS)
+
+
+def test_start_refuses_when_a_drbd_device_is_missing() -> None:
+    agent, lio, _ = _agent()
+    params = dict(PARAMS, luns="0:vmstore:/dev/drbd4242:serial-a")
+    with pytest.raises(AgentError, match="is DRBD promoted here"):
+        agent.start(params)
+    assert lio.calls == []
+
+
+def test_bad_parameters_are_err_configured_and_name_the_value() -> None:
+    agent, _, _ = _agent()
+    env = {f"OCF_RESKEY_{k}": v for k, v in PARAMS.items()} | {"OCF_RESKEY_iqn": "iqn.x"}
+    assert run(lambda: agent, SPEC, ["target", "validate-all"], env) == Rc.ERR_CONFIGURED
