@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from ipaddress import ip_address, ip_interface
+from ipaddress import ip_address
 from types import TracebackType
 from typing import Any
 
@@ -48,24 +48,23 @@ class Addresses:
 
     def add(self, address: IPAddress, prefixlen: int, ifname: str) -> bool:
         """Add the address; False if it was already there."""
-        try:
-            self._ipr.addr("add", index=self._index(ifname), address=str(address),
-                           prefixlen=prefixlen)
-        except NetlinkError as exc:
-            if exc.code == errno.EEXIST:
-                return False
-            raise self._error("add", address, ifname, exc) from exc
-        return True
+        return self._change("add", errno.EEXIST, address, prefixlen, ifname)
 
     def remove(self, address: IPAddress, prefixlen: int, ifname: str) -> bool:
         """Remove the address; False if it was not there."""
+        return self._change("del", errno.EADDRNOTAVAIL, address, prefixlen, ifname)
+
+    def _change(self, verb: str, already: int, address: IPAddress, prefixlen: int,
+                ifname: str) -> bool:
         try:
-            self._ipr.addr("del", index=self._index(ifname), address=str(address),
+            self._ipr.addr(verb, index=self._index(ifname), address=str(address),
                            prefixlen=prefixlen)
         except NetlinkError as exc:
-            if exc.code == errno.EADDRNOTAVAIL:
+            if exc.code == already:
                 return False
-            raise self._error("remove", address, ifname, exc) from exc
+            raise IscsihaError.single(
+                "address-failed", "address", f"{address}/{prefixlen}",
+                f"an address the kernel accepts on {ifname}", f"{verb} failed: {exc}") from exc
         return True
 
     def _index(self, ifname: str) -> int:
@@ -84,9 +83,3 @@ class Addresses:
                 continue
             out.append((names.get(msg["index"], "?"), ip_address(addr), int(msg["prefixlen"])))
         return out
-
-    @staticmethod
-    def _error(verb: str, address: IPAddress, ifname: str, exc: NetlinkError) -> IscsihaError:
-        return IscsihaError.single(
-            "address-failed", "address", str(ip_interface(address)),
-            f"an address the kernel accepts on {ifname}", f"could not {verb}: {exc}")
