@@ -15,7 +15,7 @@ from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.plan import make_plan
 from tests.conftest import EXAMPLE, skip_or_fail
 
-LIVE = """<cib crm_feature_set="3.17.4" validate-with="pacemaker-3.9" epoch="7" num_updates="3"
+LIVE = """<cib validate-with="pacemaker-3.9" epoch="7" num_updates="3"
  admin_epoch="0" have-quorum="1" dc-uuid="1">
   <configuration>
     <crm_config>

@@ -1,0 +1,58 @@
+"""Pacemaker's command-line tools (cibadmin, crm_diff, crm_resource), via the runner.
+
+The CIB is the cluster's replicated store; changes go in as a versioned patch so
+a CIB that changed since it was read refuses the patch instead of losing a change.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from iscsiha.errors import IscsihaError
+from iscsiha.executors.runner import Runner, command_failed
+
+CIBADMIN = "/usr/sbin/cibadmin"
+CRM_DIFF = "/usr/sbin/crm_diff"
+CRM_RESOURCE = "/usr/sbin/crm_resource"
+
+_RUNNING_ON = re.compile(r"is running on: (\S+)")
+
+
+class Pacemaker:
+    def __init__(self, runner: Runner, env: Mapping[str, str] | None = None) -> None:
+        """``env`` may carry CIB_file=PATH to work on a CIB file instead of the cluster."""
+        self._runner = runner
+        self._env = env
+
+    def query(self) -> str:
+        return self._runner.run([CIBADMIN, "--query"], env=self._env).stdout
+
+    def patch(self, old: str, new: str) -> bool:
+        """Apply the change from ``old`` to ``new``; False when there is none."""
+        with tempfile.TemporaryDirectory(prefix="iscsiha-cib-") as tmp:
+            old_file, new_file = Path(tmp, "old.xml"), Path(tmp, "new.xml")
+            old_file.write_text(old)
+            new_file.write_text(new)
+            diff = self._runner.run([CRM_DIFF, "--original", str(old_file), "--new",
+                                     str(new_file)], check=False, env=self._env)
+        if diff.returncode == 0:
+            return False
+        if diff.returncode != 1:  # crm_diff: 1 means "they differ, here is the patch"
+            raise command_failed(diff)
+        result = self._runner.run([CIBADMIN, "--patch", "--xml-pipe"], input=diff.stdout,
+                                  check=False, env=self._env)
+        if not result.ok:
+            raise IscsihaError.single(
+                "cib-patch-refused", "CIB", result.stderr.strip() or result.returncode,
+                "a CIB unchanged since it was read", "the cluster refused the change; "
+                "nothing was applied (was the CIB changed meanwhile? try again)")
+        return True
+
+    def locate(self, resource: str) -> list[str]:
+        """The nodes where ``resource`` runs now."""
+        result = self._runner.run([CRM_RESOURCE, "--locate", "--resource", resource],
+                                  check=False, env=self._env)
+        return _RUNNING_ON.findall(result.stdout)
