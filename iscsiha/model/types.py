@@ -91,8 +91,13 @@ class Portal:
     network: str  # the storage network the address lies in
 
     def __str__(self) -> str:
-        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
-        return f"{host}:{self.port}"
+        return host_port(self.address, self.port)
+
+
+def host_port(address: IPAddress, port: int) -> str:
+    """ADDRESS:PORT, with IPv6 addresses in brackets."""
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return f"{host}:{port}"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from ipaddress import ip_address
 
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.model.names import iscsi_name_problem
-from iscsiha.model.types import AuthMode, IPAddress
+from iscsiha.model.types import AuthMode, IPAddress, host_port
 
 SECRET_REF = "lrm://"  # Pacemaker's marker for a parameter kept out of the CIB
 
@@ -22,8 +22,7 @@ class PortalParam:
     port: int
 
     def __str__(self) -> str:
-        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
-        return f"{host}:{self.port}"
+        return host_port(self.address, self.port)
 
 
 @dataclass(frozen=True)
