@@ -94,8 +94,12 @@ class Runner:
         stdout: IO[bytes] | int | None = subprocess.DEVNULL,
         stderr: IO[bytes] | int | None = subprocess.STDOUT,
         new_session: bool = True,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start a long-running process; the caller keeps its pid and stops it by that pid."""
+        """Start a long-running process; the caller keeps its pid and stops it by that pid.
+
+        ``env`` replaces the environment (unlike ``run``, which adds to it).
+        """
         args = _checked_argv(argv)
         log.debug("spawning %s", args)
         return subprocess.Popen(
@@ -104,6 +108,7 @@ class Runner:
             stdout=stdout,
             stderr=stderr,
             start_new_session=new_session,
+            env=None if env is None else dict(env),
         )
 
 

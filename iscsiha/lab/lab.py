@@ -212,9 +212,7 @@ class Lab:
         argv = [tools.UNSHARE.path, "--net", "--mount", "--propagation", "private", "--",
                 sys.executable, "-m", "iscsiha.lab.supervisor", str(self.paths.root)]
         with self.paths.supervisor_log.open("ab") as log:
-            self._supervisor_popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env=package_env())
+            self._supervisor_popen = self._runner.spawn(argv, stdout=log, env=package_env())
         ident = processes.identify(self._supervisor_popen.pid)
         state.supervisor = ident or ProcessId(self._supervisor_popen.pid, -1)
         write_json(self.paths.state_file, state.to_json())
