@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from iscsiha.errors import IscsihaError
 from iscsiha.model.types import AuthMode
 from iscsiha.plan.agent_params import AuthParams, LunParam, TargetParams
 
@@ -135,9 +134,6 @@ class Lio:
 
     def _backstore(self, lun: LunParam) -> Any:
         lib = self._lib()
-        if not os.path.exists(lun.device):
-            raise IscsihaError.single("no-device", "luns", lun.device,
-                                      "a DRBD device that exists on this box")
         store = lib.BlockStorageObject(backstore_name(lun), dev=lun.device, wwn=lun.serial)
         # Product id and serial can only be written before the device is exported.
         lib.utils.fwrite(f"{store.path}/wwn/product_id", lun.volume[:_PRODUCT_MAX] + "\n")
