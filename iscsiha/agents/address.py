@@ -57,7 +57,7 @@ class AddressAgent:
             except IscsihaError as exc:
                 # This box lacks the storage network: let Pacemaker run it on the other.
                 raise AgentError(Rc.ERR_INSTALLED, str(exc)) from exc
-            self._portblock.block(address, port)
+            self._portblock.block(address, port, ifname)
             addrs.add(address, prefix, ifname)
         if isinstance(address, IPv4Address):
             self._announce(address, ifname)
@@ -66,18 +66,15 @@ class AddressAgent:
     def _announce(self, address: IPv4Address, ifname: str) -> None:
         """Tell switches and initiators where the address lives now (gratuitous ARP).
 
-        Not fatal: a lost announcement only delays them until their ARP entries expire.
+        In the background, as IPaddr2 does: the start (and so a move) does not wait
+        for it, and a lost announcement only delays initiators until their ARP
+        entries expire.
         """
         try:
-            result = self._runner.run([ARPING, "-q", "-U", "-c", "2", "-w", "2", "-I", ifname,
-                                       "-s", str(address), str(address)],
-                                      check=False, timeout=10.0)
-        except IscsihaError as exc:
+            self._runner.spawn([ARPING, "-q", "-U", "-c", "3", "-I", ifname,
+                                "-s", str(address), str(address)])
+        except OSError as exc:
             print(f"address: gratuitous ARP for {address} not sent: {exc}", file=sys.stderr)
-            return
-        if not result.ok:
-            print(f"address: gratuitous ARP for {address} failed: {result.stderr.strip()}",
-                  file=sys.stderr)
 
     def stop(self, params: Params) -> Rc:
         address, prefix, port = _parse(params)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from iscsiha.agents.ocf import AgentError, AgentSpec, Param, Params, Rc, run
 from iscsiha.errors import IscsihaError
+from iscsiha.executors.addresses import Addresses
 from iscsiha.executors.lio import Lio, Secrets, TargetState
 from iscsiha.executors.portblock import PortBlock
 from iscsiha.executors.runner import Runner
@@ -43,9 +45,11 @@ SPEC = AgentSpec(
 class TargetAgent:
     spec = SPEC
 
-    def __init__(self, lio: Lio, portblock: PortBlock) -> None:
+    def __init__(self, lio: Lio, portblock: PortBlock,
+                 addresses: Callable[[], Addresses]) -> None:
         self._lio = lio
         self._portblock = portblock
+        self._addresses = addresses
 
     def validate(self, params: Params) -> None:
         _parse(params)
@@ -64,8 +68,12 @@ class TargetAgent:
 
     def stop(self, params: Params) -> Rc:
         spec = _parse(params)
-        for portal in spec.portals:
-            self._portblock.block(portal.address, portal.port)
+        with self._addresses() as addrs:
+            for portal in spec.portals:
+                # An address not held here gets no traffic here: nothing to block.
+                holder = addrs.holder(portal.address)
+                if holder is not None:
+                    self._portblock.block(portal.address, portal.port, holder)
         self._lio.remove_target(spec.iqn, spec.luns)
         return Rc.SUCCESS
 
@@ -107,5 +115,5 @@ def _parse(params: Params) -> TargetParams:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(lambda: TargetAgent(Lio(), PortBlock(Runner())), SPEC, argv or sys.argv,
-               os.environ)
+    return run(lambda: TargetAgent(Lio(), PortBlock(Runner()), Addresses), SPEC,
+               argv or sys.argv, os.environ)

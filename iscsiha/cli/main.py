@@ -1,4 +1,4 @@
-"""`iscsiha`: validate and plan the desired state; check a box.
+"""`iscsiha`: validate, plan and apply the desired state; show and move targets.
 
 Exit codes: 0 success, 1 the request was refused (reports printed), 2 usage error.
 """
@@ -6,19 +6,29 @@ Exit codes: 0 success, 1 the request was refused (reports printed), 2 usage erro
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from iscsiha import __version__
 from iscsiha.cli.report_format import format_reports
+from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
+from iscsiha.commands import node_steps
+from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands.env import Env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.errors import IscsihaError, Report
+from iscsiha.executors.pacemaker import Pacemaker
+from iscsiha.executors.peers import ISCSIHA
+from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+FROM_PEER = "from-peer"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +59,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, metavar="DIR",
                    help="write cib.xml and NODE/etc/... files there instead of printing")
     p.set_defaults(func=_plan)
+
+    p = sub.add_parser("apply", help="make the running cluster match a desired-state file")
+    p.add_argument("file", type=Path, help="the desired-state file (TOML)")
+    p.add_argument("--delete", action="append", default=[], metavar="VOLUME",
+                   help="confirm deleting VOLUME and its data on both boxes (repeatable)")
+    p.set_defaults(func=_apply)
+
+    p = sub.add_parser("status", help="nodes, where each target runs, each volume's DRBD roles")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("target", help="act on a running target")
+    tsub = p.add_subparsers(required=True, metavar="ACTION")
+    m = tsub.add_parser("move", help="planned move of a target (its address and LUNs) "
+                                     "to the other box")
+    m.add_argument("name", help="the target's name")
+    m.add_argument("node", help="the node to move it to")
+    m.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="how long to wait for it to run there (default 300)")
+    m.set_defaults(func=_move)
+
+    p = sub.add_parser("node", help=argparse.SUPPRESS)  # apply's steps on each box
+    p.add_argument("step", choices=[*sorted(node_steps.STEPS), FROM_PEER])
+    p.set_defaults(func=_node_step)
 
     p = sub.add_parser("selfcheck", help="load the kernel modules the storage path needs")
     p.set_defaults(func=_selfcheck)
@@ -111,6 +144,69 @@ def _plan(args: argparse.Namespace) -> int:
     print(f"# secrets kept out of the CIB ({len(kept)}): {', '.join(kept)}",
           file=sys.stderr if args.output_dir is None else sys.stdout)
     return EXIT_OK
+
+
+def _progress(message: str) -> None:
+    print(f"iscsiha: {message}", file=sys.stderr, flush=True)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    text, mode = _read(args.file)
+    config, warnings = config_cmd.validate(text, str(args.file), mode=mode)
+    _warn(warnings)
+    runner = Runner()
+    changes = apply_cmd.apply(config, text, Pacemaker(runner), apply_cmd.boxes_for(config, runner),
+                              frozenset(args.delete), _progress)
+    print(f"applied: {len(changes.create)} volume(s) created, {len(changes.grow)} grown, "
+          f"{len(changes.delete)} deleted; cluster configuration "
+          f"{'changed' if changes.cib_changed else 'unchanged'}")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    state = targets_cmd.status(Pacemaker(Runner()))
+    for name, online in state.nodes:
+        print(f"node    {name:<24} {'online' if online else 'OFFLINE'}")
+    for t in state.targets:
+        where = ", ".join(t.running_on) or "stopped"
+        health = "" if t.healthy else "  (not fully started)"
+        print(f"target  {t.name:<24} on {where:<10} preferred {t.preferred}, "
+              f"failback {t.failback}  {t.iqn}{health}")
+    for v in state.volumes:
+        roles = ", ".join(f"{role} on {node}" for node, role in v.roles) or "stopped"
+        print(f"volume  {v.name:<24} {roles}")
+    return EXIT_OK
+
+
+def _move(args: argparse.Namespace) -> int:
+    seconds = targets_cmd.move(Pacemaker(Runner()), args.name, args.node, args.timeout,
+                               _progress)
+    print(f"target {args.name} runs on {args.node} ({seconds:.1f} s)")
+    return EXIT_OK
+
+
+def _node_step(args: argparse.Namespace) -> int:
+    """JSON in on stdin, JSON out on stdout, reports as JSON too (for the calling box)."""
+    try:
+        step = _peer_step() if args.step == FROM_PEER else args.step
+        result = node_steps.STEPS[step](node_steps.Box(Runner()), json.load(sys.stdin))
+    except IscsihaError as exc:
+        print(json.dumps({"reports": [
+            {"code": r.code, "field": r.field, "value": str(r.value), "allowed": r.allowed,
+             "message": r.message} for r in exc.reports]}))
+        return EXIT_REFUSED
+    print(json.dumps(result))
+    return EXIT_OK
+
+
+def _peer_step() -> str:
+    """The step the peer asked for over SSH (the cluster key forces this command)."""
+    asked = os.environ.get("SSH_ORIGINAL_COMMAND", "")
+    words = shlex.split(asked)
+    if len(words) == 3 and words[:2] == [ISCSIHA, "node"] and words[2] in node_steps.STEPS:
+        return words[2]
+    raise IscsihaError.single("peer-command-refused", "command", asked,
+                              f"{ISCSIHA} node STEP, STEP one of {', '.join(node_steps.STEPS)}")
 
 
 def _selfcheck(args: argparse.Namespace) -> int:

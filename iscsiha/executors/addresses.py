@@ -7,9 +7,6 @@ from ipaddress import ip_address
 from types import TracebackType
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from iscsiha.errors import IscsihaError
 from iscsiha.model.types import IPAddress, IPNetwork
 
@@ -25,6 +22,10 @@ class Addresses:
         self._ipr: Any = None
 
     def __enter__(self) -> Addresses:
+        # Imported here: pyroute2 takes seconds to import on a slow box (2 s in the
+        # lab), and the target agent needs it only on stop.
+        from pyroute2 import IPRoute
+
         self._ipr = IPRoute(netns=self._netns) if self._netns else IPRoute()
         return self
 
@@ -56,6 +57,8 @@ class Addresses:
 
     def _change(self, verb: str, already: int, address: IPAddress, prefixlen: int,
                 ifname: str) -> bool:
+        from pyroute2.netlink.exceptions import NetlinkError
+
         try:
             self._ipr.addr(verb, index=self._index(ifname), address=str(address),
                            prefixlen=prefixlen)

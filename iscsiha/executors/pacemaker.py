@@ -17,6 +17,7 @@ from iscsiha.executors.runner import Runner, command_failed
 CIBADMIN = "/usr/sbin/cibadmin"
 CRM_DIFF = "/usr/sbin/crm_diff"
 CRM_RESOURCE = "/usr/sbin/crm_resource"
+CRM_MON = "/usr/sbin/crm_mon"
 
 _RUNNING_ON = re.compile(r"is running on: (\S+)")
 
@@ -56,3 +57,26 @@ class Pacemaker:
         result = self._runner.run([CRM_RESOURCE, "--locate", "--resource", resource],
                                   check=False, env=self._env)
         return _RUNNING_ON.findall(result.stdout)
+
+    def status(self) -> str:
+        """crm_mon's XML: nodes online, each resource's role and where it runs."""
+        return self._runner.run([CRM_MON, "--one-shot", "--output-as=xml"],
+                                env=self._env).stdout
+
+    def wait(self, timeout: float) -> None:
+        """Until the cluster has no action pending (a transition finished)."""
+        result = self._runner.run([CRM_RESOURCE, "--wait", f"--timeout={int(timeout)}s"],
+                                  check=False, timeout=timeout + 30, env=self._env)
+        if not result.ok:
+            raise IscsihaError.single(
+                "cluster-busy", "cluster", result.stderr.strip() or result.returncode,
+                f"settled within {timeout:.0f} s", "actions are still pending or failed")
+
+    def move(self, resource: str, node: str) -> None:
+        """Ask Pacemaker to run ``resource`` on ``node`` (a cli-prefer constraint)."""
+        self._runner.run([CRM_RESOURCE, "--move", "--resource", resource, "--node", node],
+                         env=self._env)
+
+    def clear(self, resource: str) -> None:
+        """Drop the constraints ``move`` left; placement follows the configured scores."""
+        self._runner.run([CRM_RESOURCE, "--clear", "--resource", resource], env=self._env)

@@ -1,34 +1,36 @@
-"""Blocking a portal's TCP port with nftables while its target is not ready.
+"""Blocking a portal's TCP port with a tc ingress filter while its target is not ready.
 
 Dropped packets (not rejected) make an initiator retransmit its SYN quietly
-instead of seeing a reset or an empty target mid-move. Runs nft through the
-runner; elements in one table's sets are the only state.
+instead of seeing a reset or an empty target mid-move. tc (an ingress qdisc with
+a flower filter and a drop action) rather than nftables: the lab's UML kernel
+has no nf_tables inet/ip family, and the appliance kernel has both. The filters
+on the interfaces are the only state; one filter per blocked address and port.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import IPAddress
 
-NFT = "/usr/sbin/nft"
-TABLE = "inet iscsiha"
+TC = "/usr/sbin/tc"
 LOCK = "/run/iscsiha/portblock.lock"
+FIRST_PREF = 1000  # below: the admin's own filters, never touched
 
-_TABLE_SCRIPT = f"""table {TABLE} {{
-    set blocked4 {{ type ipv4_addr . inet_service; }}
-    set blocked6 {{ type ipv6_addr . inet_service; }}
-    chain input {{
-        type filter hook input priority filter - 10; policy accept;
-        ip daddr . tcp dport @blocked4 drop
-        ip6 daddr . tcp dport @blocked6 drop
-    }}
-}}
-"""
+
+@dataclass(frozen=True)
+class _Filter:
+    ifname: str
+    pref: int
+    address: str
+    port: int
 
 
 class PortBlock:
@@ -36,43 +38,57 @@ class PortBlock:
         self._runner = runner
         self._lock_path = lock_path
 
-    def block(self, address: IPAddress, port: int) -> None:
+    def block(self, address: IPAddress, port: int, ifname: str) -> None:
+        """Drop TCP packets to address:port arriving on ``ifname``; idempotent."""
         with self._locked():
-            self._ensure_table()
-            self._nft(f"add element {TABLE} {_set(address)} {{ {address} . {port} }}\n")
+            if any(f.ifname == ifname for f in self._matching(address, port)):
+                return
+            if not any(q.get("kind") == "ingress" for q in
+                       self._json([TC, "-j", "qdisc", "show", "dev", ifname])):
+                self._runner.run([TC, "qdisc", "add", "dev", ifname, "ingress"])
+            prefs = [f.pref for f in self._filters(ifname)]
+            pref = max([FIRST_PREF - 1, *prefs]) + 1
+            proto = "ipv6" if address.version == 6 else "ip"
+            self._runner.run([TC, "filter", "add", "dev", ifname, "ingress", "pref", str(pref),
+                              "protocol", proto, "flower", "ip_proto", "tcp",
+                              "dst_ip", str(address), "dst_port", str(port), "action", "drop"])
 
     def unblock(self, address: IPAddress, port: int) -> None:
+        """Remove every block of address:port, on whichever interface; idempotent."""
         with self._locked():
-            if not self._table_exists():
-                return
-            # add then delete in one transaction: never fails on an absent element.
-            element = f"{TABLE} {_set(address)} {{ {address} . {port} }}"
-            self._nft(f"add element {element}\ndelete element {element}\n")
+            for f in self._matching(address, port):
+                self._runner.run([TC, "filter", "del", "dev", f.ifname, "ingress",
+                                  "pref", str(f.pref)])
 
     def is_blocked(self, address: IPAddress, port: int) -> bool:
-        result = self._runner.run(
-            [NFT, "get", "element", *TABLE.split(), _set(address), f"{{ {address} . {port} }}"],
-            check=False)
-        return result.ok
+        return bool(self._matching(address, port))
 
-    def _table_exists(self) -> bool:
-        return self._runner.run([NFT, "list", "table", *TABLE.split()], check=False).ok
+    def _matching(self, address: IPAddress, port: int) -> list[_Filter]:
+        return [f for ifname in self._ingress_devices() for f in self._filters(ifname)
+                if f.address == str(address) and f.port == port]
 
-    def _ensure_table(self) -> None:
-        if not self._table_exists():
-            self._nft(_TABLE_SCRIPT)
+    def _ingress_devices(self) -> list[str]:
+        return sorted({q["dev"] for q in self._json([TC, "-j", "qdisc", "show"])
+                       if q.get("kind") == "ingress" and "dev" in q})
 
-    def _nft(self, script: str) -> None:
-        self._runner.run([NFT, "-f", "-"], input=script)
+    def _filters(self, ifname: str) -> list[_Filter]:
+        found = []
+        for entry in self._json([TC, "-j", "filter", "show", "dev", ifname, "ingress"]):
+            keys = entry.get("options", {}).get("keys", {})
+            if entry.get("kind") == "flower" and "dst_ip" in keys and "dst_port" in keys:
+                found.append(_Filter(ifname, int(entry["pref"]), keys["dst_ip"],
+                                     int(keys["dst_port"])))
+        return found
+
+    def _json(self, argv: list[str]) -> list[dict[str, Any]]:
+        out = self._runner.run(argv).stdout.strip()
+        data = json.loads(out) if out else []
+        return data if isinstance(data, list) else []
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        # Two targets' agents may start at once; the table and its rule are made once.
+        # Two targets' agents may start at once: one picks a filter's pref at a time.
         os.makedirs(os.path.dirname(self._lock_path), exist_ok=True)
         with open(self._lock_path, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
-
-
-def _set(address: IPAddress) -> str:
-    return "blocked6" if address.version == 6 else "blocked4"

@@ -22,10 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from iscsiha.errors import IscsihaError, Secret
+from iscsiha.executors.peers import SSH_DIR
 from iscsiha.lab.desired import lab_config
 from iscsiha.lab.guest import GuestChannel, GuestResult
 from iscsiha.lab.topology import Topology
+from iscsiha.model.types import NetworkRole
 from iscsiha.plan.corosync import corosync_conf
+from iscsiha.plan.peer_ssh import AUTHORIZED_KEYS, KEY, KNOWN_HOSTS, authorized_keys, known_hosts
 
 QDEVICE_DIR = "/etc/corosync/qdevice/net"
 QDEVICE_NSSDB = f"{QDEVICE_DIR}/nssdb"
@@ -129,6 +132,9 @@ def bootstrap(lab: LabAccess, progress: Callable[[str], None]) -> None:
 
     _on_each(others, import_bundle)
 
+    progress("cluster: SSH trust between the boxes (the cluster key)")
+    peer_ssh_setup(lab)
+
     progress("cluster: starting corosync, corosync-qdevice, pacemaker")
 
     def enable(ch: GuestChannel) -> None:
@@ -151,6 +157,30 @@ def bootstrap(lab: LabAccess, progress: Callable[[str], None]) -> None:
         ch.run(["sync"], timeout=120, check=True)
 
     _on_each(everyone, flush)
+
+
+def peer_ssh_setup(lab: LabAccess) -> None:
+    """One cluster key on both boxes, usable only for `iscsiha node` steps from the peer.
+
+    A stand-in for `cluster init/join`, like the rest of this module.
+    """
+    config = lab_config(lab.topology, lab.bmc_password())
+    links = [n.name for n in config.cluster.networks_with(NetworkRole.CLUSTER)]
+    channels = {node.name: lab.channel(node.name) for node in config.cluster.nodes}
+    first = channels[config.cluster.nodes[0].name]
+    first.run(["sh", "-c", f"mkdir -p {SSH_DIR} && chmod 700 {SSH_DIR} && "
+               f"{{ test -e {KEY} || ssh-keygen -q -t ed25519 -N '' -C iscsiha-cluster "
+               f"-f {KEY}; }}"], timeout=60, check=True)
+    private, public = get_file(first, KEY), get_file(first, f"{KEY}.pub").decode()
+    addresses = {n.name: [n.address_on(link) for link in links] for n in config.cluster.nodes}
+    hosts = known_hosts((addresses[name], get_file(ch, "/etc/ssh/ssh_host_ed25519_key.pub")
+                         .decode()) for name, ch in channels.items())
+    for name, ch in channels.items():
+        peer = next(n for n in addresses if n != name)
+        put_file(ch, KEY, private, 0o600)
+        put_file(ch, f"{KEY}.pub", public.encode(), 0o644)
+        put_file(ch, KNOWN_HOSTS, hosts.encode(), 0o644)
+        put_file(ch, AUTHORIZED_KEYS, authorized_keys(public, addresses[peer]).encode(), 0o600)
 
 
 def quorum_status(channel: GuestChannel) -> GuestResult:

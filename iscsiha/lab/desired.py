@@ -15,6 +15,11 @@ from iscsiha.model.types import Config
 
 
 def lab_config(topology: Topology, bmc_password: Secret) -> Config:
+    return load_data(lab_data(topology, bmc_password))
+
+
+def lab_data(topology: Topology, bmc_password: Secret) -> dict[str, Any]:
+    """The lab's cluster as a desired-state document (no volumes or targets yet)."""
     networks = [n for n in topology.networks if n.role is not NetworkRole.MANAGEMENT]
     data: dict[str, Any] = {
         "cluster": {"name": topology.cluster_name, "tiebreaker": str(topology.qnetd_address)},
@@ -27,4 +32,4 @@ def lab_config(topology: Topology, bmc_password: Secret) -> Config:
                     "password": str(bmc_password)},
         } for node in topology.appliances],
     }
-    return load_data(data)
+    return data

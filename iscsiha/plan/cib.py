@@ -31,6 +31,7 @@ META_MINOR = "iscsiha-drbd-minor"
 META_PORT = "iscsiha-drbd-port"
 
 PREFERRED_SCORE = 100
+NODE_ACTION_LIMIT = 32
 # A group's stickiness is the sum over its members (at least an address and the
 # target), so 100 each keeps a manual-failback target where it runs against the
 # preferred node's 100.
@@ -57,7 +58,11 @@ def drbd_clone_id(volume: str) -> str:
 def configuration(config: Config, slots: Mapping[str, DrbdSlot]) -> ET.Element:
     root = ET.Element("configuration")
     _nvset(ET.SubElement(root, "crm_config"), "cluster_property_set", "iscsiha-options",
-           [("stonith-enabled", "true"), ("no-quorum-policy", "stop")])
+           [("stonith-enabled", "true"), ("no-quorum-policy", "stop"),
+            # A move is many short, independent DRBD operations (a demote, a promote
+            # and notifications per volume): run them side by side instead of
+            # letting CPU load throttle the DC to one at a time.
+            ("load-threshold", "400%"), ("node-action-limit", str(NODE_ACTION_LIMIT))])
     resources = ET.SubElement(root, "resources")
     constraints = ET.SubElement(root, "constraints")
     for node in config.cluster.nodes:

@@ -72,8 +72,8 @@ class FakePortBlock:
         self.calls = calls
         self.blocked: set[str] = set()
 
-    def block(self, address: Any, port: int) -> None:
-        self.calls.append(f"block {address}:{port}")
+    def block(self, address: Any, port: int, ifname: str) -> None:
+        self.calls.append(f"block {address}:{port} on {ifname}")
         self.blocked.add(f"{address}:{port}")
 
     def unblock(self, address: Any, port: int) -> None:
@@ -84,10 +84,23 @@ class FakePortBlock:
         return f"{address}:{port}" in self.blocked
 
 
+class FakeAddresses:
+    """This box holds the portal address on vec4."""
+
+    def __enter__(self) -> FakeAddresses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def holder(self, address: Any) -> str | None:
+        return "vec4" if str(address) == "10.30.0.100" else None
+
+
 def _agent() -> tuple[TargetAgent, FakeLio, FakePortBlock]:
     lio = FakeLio()
     block = FakePortBlock(lio.calls)
-    return TargetAgent(lio, block), lio, block  # type: ignore[arg-type]
+    return TargetAgent(lio, block, FakeAddresses), lio, block  # type: ignore[arg-type]
 
 
 def test_start_applies_all_luns_then_unblocks_and_is_idempotent() -> None:
@@ -104,7 +117,7 @@ def test_stop_blocks_the_port_before_removing_the_target() -> None:
     agent.start(PARAMS)
     lio.calls.clear()
     assert agent.stop(PARAMS) == Rc.SUCCESS
-    assert lio.calls == ["block 10.30.0.100:3260",
+    assert lio.calls == ["block 10.30.0.100:3260 on vec4",
                          "remove iqn.2026-11.com.example:san.vm ['vmstore', 'db']"]
     assert agent.stop(PARAMS) == Rc.SUCCESS  # stopping a stopped target succeeds
 
@@ -114,7 +127,7 @@ def test_monitor_reports_absence_drift_and_a_blocked_port() -> None:
     assert agent.monitor(PARAMS) == Rc.NOT_RUNNING
     agent.start(PARAMS)
     assert agent.monitor(PARAMS) == Rc.SUCCESS
-    block.block("10.30.0.100", 3260)
+    block.block("10.30.0.100", 3260, "vec4")
     rc = run(lambda: agent, SPEC, ["target", "monitor"],
              {f"OCF_RESKEY_{k}": v for k, v in PARAMS.items()} | {
                  "OCF_RESKEY_CRM_meta_interval": "10000"})

@@ -1,0 +1,192 @@
+"""Apply a desired state to the running cluster.
+
+Order, so that a refused or failed apply leaves the cluster as it was:
+1. check everything first (both boxes reachable, volume group space, no shrink,
+   deletions confirmed and not exported, growth only while DRBD is connected);
+2. create new volumes on both boxes (LV, DRBD metadata, initial sync skipped);
+   if anything later fails before the CIB changes, they are removed again;
+3. DRBD resource files and Pacemaker's lrm:// secrets on both boxes;
+4. one versioned CIB patch (Pacemaker refuses it whole if the CIB moved on);
+5. then what needs the new CIB: grow LVs and DRBD, delete what is gone.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from iscsiha.commands.node_steps import DESIRED_PATH
+from iscsiha.errors import IscsihaError, Report
+from iscsiha.executors.pacemaker import Pacemaker
+from iscsiha.executors.peers import Boxes
+from iscsiha.model.types import Config, NetworkRole, Volume
+from iscsiha.plan.agent_params import decode_luns
+from iscsiha.plan.cib import previous_slots
+from iscsiha.plan.cib_merge import merge
+from iscsiha.plan.plan import Plan, make_plan
+
+Progress = Callable[[str], None]
+DRBD_FILES = "/etc/drbd.d/"
+
+
+@dataclass(frozen=True)
+class Changes:
+    create: tuple[Volume, ...]
+    grow: tuple[Volume, ...]
+    delete: tuple[str, ...]
+    cib_changed: bool = False
+
+
+def boxes_for(config: Config, runner: Any, here: str | None = None) -> Boxes:
+    """The boxes, reached over the first cluster link."""
+    link = config.cluster.networks_with(NetworkRole.CLUSTER)[0].name
+    return Boxes(runner, {n.name: n.address_on(link) for n in config.cluster.nodes}, here)
+
+
+def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
+          confirmed_deletes: frozenset[str], progress: Progress) -> Changes:
+    live = pacemaker.query()
+    live_slots = previous_slots(live)
+    plan = make_plan(config, live_slots)
+    desired = {v.name: v for v in config.volumes}
+    create = tuple(v for v in config.volumes if v.name not in live_slots)
+    delete = tuple(sorted(set(live_slots) - set(desired)))
+    _check_deletes(delete, confirmed_deletes, exported_volumes(live))
+
+    progress(f"checking both boxes ({', '.join(boxes.names)})")
+    facts = boxes.on_both("facts", {
+        "vgs": sorted({v.volume_group for v in config.volumes}),
+        "volumes": [(v.name, v.volume_group) for v in config.volumes],
+        "drbd": sorted(set(live_slots) & set(desired)),
+    })
+    grow = _check_facts(config, create, facts)
+
+    made = False
+    try:
+        if create:
+            progress(f"creating {len(create)} volume(s) on both boxes: "
+                     f"{', '.join(v.name for v in create)}")
+            files = _drbd_files(plan, boxes.here, {v.name for v in create})
+            made = True
+            boxes.on_both("create-volumes", {
+                "files": files,
+                "volumes": [(v.name, v.volume_group, v.size) for v in create]})
+            names = {"volumes": [v.name for v in create]}
+            boxes.step(boxes.here, "skip-sync", names)
+            boxes.on_both("down", names)
+        progress("writing DRBD resource files and secrets on both boxes")
+        res_files = _drbd_files(plan, boxes.here, set(desired))
+        boxes.on_both("write-files", {"files": [(p, c, 0o644) for p, c in res_files]})
+        secrets: dict[str, dict[str, str]] = {}
+        for (rsc, param), value in plan.secrets.items():
+            secrets.setdefault(rsc, {})[param] = str(value)
+        boxes.on_both("write-secrets", {"secrets": secrets})
+        progress("updating the cluster configuration (one versioned CIB patch)")
+        changed = pacemaker.patch(live, merge(live, plan.cib))
+    except IscsihaError as exc:
+        if made:
+            progress("failed: removing the volumes this apply created")
+            _undo(boxes, create, exc)
+        raise
+    if grow:
+        progress(f"growing {', '.join(f'{v.name} to {v.size} bytes' for v in grow)}")
+        boxes.on_both("grow-volumes", {"volumes": [(v.name, v.volume_group, v.size)
+                                                   for v in grow]})
+        boxes.step(boxes.here, "drbd-resize", {"volumes": [v.name for v in grow]})
+    if delete:
+        progress(f"waiting for the cluster to stop {', '.join(delete)}")
+        pacemaker.wait(timeout=300)
+        progress(f"deleting {', '.join(delete)} on both boxes")
+        boxes.on_both("delete-volumes", {"volumes": list(delete)})
+    boxes.on_both("write-files", {"files": [(DESIRED_PATH, text, 0o600)]})
+    return Changes(create, grow, delete, changed)
+
+
+def exported_volumes(cib_xml: str) -> dict[str, str]:
+    """Volume -> the resource of the target that exports it, in a CIB."""
+    found = {}
+    for prim in ET.fromstring(cib_xml).iter("primitive"):
+        if prim.get("provider") == "iscsiha" and prim.get("type") == "target":
+            params = {nv.get("name"): nv.get("value", "") for nv in prim.iter("nvpair")}
+            for lun in decode_luns(params.get("luns", "")):
+                found[lun.volume] = prim.get("id", "?")
+    return found
+
+
+def _check_deletes(delete: tuple[str, ...], confirmed: frozenset[str],
+                   exported: Mapping[str, str]) -> None:
+    reports = [Report("delete-not-confirmed", "volume", name, f"--delete {name}",
+                      "is in the cluster but not in the desired state: applying deletes it "
+                      "and its data on both boxes")
+               for name in delete if name not in confirmed]
+    reports += [Report("delete-not-needed", "--delete", name,
+                       ", ".join(delete) or "no volume (none is being deleted)",
+                       "is not a volume this apply deletes")
+                for name in sorted(confirmed - set(delete))]
+    reports += [Report("volume-in-use", "volume", name, "a volume no target exports",
+                       f"is exported by {exported[name]}: apply without its LUN first")
+                for name in delete if name in exported]
+    if reports:
+        raise IscsihaError(reports)
+
+
+def _check_facts(config: Config, create: tuple[Volume, ...],
+                 facts: Mapping[str, Any]) -> tuple[Volume, ...]:
+    reports: list[Report] = []
+    grow: dict[str, Volume] = {}
+    for node, f in facts.items():
+        need: dict[str, int] = {}
+        for v in config.volumes:
+            free, extent = f["vgs"][v.volume_group]
+            size = -(-v.size // extent) * extent  # LVM rounds up to whole extents
+            current = f["lvs"][v.name]
+            if v in create:
+                if current is not None:
+                    reports.append(Report(
+                        "volume-exists", "volume", v.name, "a name no LV on either box has",
+                        f"{node} already has {v.lv_path} outside the cluster"))
+                need[v.volume_group] = need.get(v.volume_group, 0) + size
+            elif current is None:
+                reports.append(Report("volume-missing", "volume", v.name,
+                                      "an LV on both boxes", f"{v.lv_path} is gone on {node}"))
+            elif current > size:
+                reports.append(Report(
+                    "volume-shrink", "size", f"{v.name}: {v.size}",
+                    f"at least the current {current} bytes",
+                    "shrinking would cut off data; make a new, smaller volume instead"))
+            elif current < size:
+                grow[v.name] = v
+                need[v.volume_group] = need.get(v.volume_group, 0) + size - current
+                role, connection, disk, peer = f["drbd"].get(v.name, ["?"] * 4)
+                if connection != "Connected" or disk != "UpToDate" or peer != "UpToDate":
+                    reports.append(Report(
+                        "volume-not-replicating", "volume", v.name,
+                        "connected and up to date on both boxes to grow",
+                        f"DRBD on {node} is {role}, {connection}, {disk}/{peer}"))
+        for vg, bytes_needed in need.items():
+            free = f["vgs"][vg][0]
+            if bytes_needed > free:
+                reports.append(Report("no-space", "volume_group", f"{node}:{vg}",
+                                      f"at most {free} bytes more",
+                                      f"needs {bytes_needed} bytes"))
+    if reports:
+        raise IscsihaError(reports)
+    return tuple(grow[name] for name in sorted(grow))
+
+
+def _drbd_files(plan: Plan, node: str, volumes: set[str]) -> list[tuple[str, str]]:
+    return [(f.path, f.content) for f in plan.node_files[node]
+            if f.path.startswith(DRBD_FILES) and f.path[len(DRBD_FILES):-4] in volumes]
+
+
+def _undo(boxes: Boxes, create: tuple[Volume, ...], cause: IscsihaError) -> None:
+    try:
+        boxes.on_both("delete-volumes", {"volumes": [v.name for v in create]})
+    except IscsihaError as exc:
+        raise IscsihaError([*cause.reports, Report(
+            "undo-failed", "volumes", ", ".join(v.name for v in create),
+            "removed again after a failed apply",
+            "could not be removed; remove them by hand (lvremove) before retrying",
+        ), *exc.reports]) from exc

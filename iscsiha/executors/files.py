@@ -1,0 +1,35 @@
+"""Files written so a power cut never leaves an empty or half-written one behind."""
+
+from __future__ import annotations
+
+import os
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write via a temporary file created with ``mode`` (never wider), fsync, rename,
+    fsync the folder."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.iscsiha-tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def remove(path: str) -> bool:
+    """Remove a file; False when it was not there."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        return False
+    return True

@@ -1,0 +1,42 @@
+"""LVM logical volumes, via the lvm2 tools and the runner. Sizes are bytes."""
+
+from __future__ import annotations
+
+from iscsiha.errors import IscsihaError
+from iscsiha.executors.runner import Runner
+
+LVS, VGS = "/usr/sbin/lvs", "/usr/sbin/vgs"
+LVCREATE, LVEXTEND, LVREMOVE = "/usr/sbin/lvcreate", "/usr/sbin/lvextend", "/usr/sbin/lvremove"
+_BYTES = ["--noheadings", "--units", "b", "--nosuffix"]
+
+
+class Lvm:
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    def size(self, vg: str, name: str) -> int | None:
+        """The volume's size, or None when it does not exist."""
+        result = self._runner.run([LVS, *_BYTES, "-o", "lv_size", f"{vg}/{name}"], check=False)
+        return int(result.stdout.strip()) if result.ok and result.stdout.strip() else None
+
+    def free_and_extent(self, vg: str) -> tuple[int, int]:
+        """(free bytes, extent size) of a volume group."""
+        result = self._runner.run([VGS, *_BYTES, "-o", "vg_free,vg_extent_size", vg],
+                                  check=False)
+        if not result.ok:
+            raise IscsihaError.single("no-volume-group", "volume_group", vg,
+                                      "a volume group on this box", result.stderr.strip())
+        free, extent = result.stdout.split()
+        return int(free), int(extent)
+
+    def create(self, vg: str, name: str, size: int) -> None:
+        # Zero the start and wipe old signatures: a reused extent must not look
+        # like an old filesystem or old DRBD metadata.
+        self._runner.run([LVCREATE, "-q", "-y", "-W", "y", "-Z", "y", "-L", f"{size}b",
+                          "-n", name, vg], timeout=120)
+
+    def extend(self, vg: str, name: str, size: int) -> None:
+        self._runner.run([LVEXTEND, "-q", "-L", f"{size}b", f"{vg}/{name}"], timeout=120)
+
+    def remove(self, vg: str, name: str) -> None:
+        self._runner.run([LVREMOVE, "-q", "-y", f"{vg}/{name}"], timeout=120)
