@@ -6,8 +6,11 @@ Order, so that a refused or failed apply leaves the cluster as it was:
 2. create new volumes on both boxes (LV, DRBD metadata, initial sync skipped);
    if anything later fails before the CIB changes, they are removed again;
 3. DRBD resource files and Pacemaker's lrm:// secrets on both boxes;
-4. one versioned CIB patch (Pacemaker refuses it whole if the CIB moved on);
-5. then what needs the new CIB: grow LVs and DRBD, delete what is gone.
+4. one versioned CIB patch (Pacemaker refuses it whole if the configuration moved
+   on); a volume being deleted stays in it, stopped;
+5. then what needs the new CIB: grow LVs and DRBD; once deleted volumes have
+   stopped, a second patch drops them and their LVs go. (Dropping a running
+   promotable clone in one step orphans it: Pacemaker then cannot demote it.)
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.model.types import Config, NetworkRole, Volume
 from iscsiha.plan.agent_params import decode_luns
-from iscsiha.plan.cib import previous_slots
+from iscsiha.plan.cib import drbd_clone_id, previous_slots
 from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.plan import Plan, make_plan
 
@@ -84,7 +87,7 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
             secrets.setdefault(rsc, {})[param] = str(value)
         boxes.on_both("write-secrets", {"secrets": secrets})
         progress("updating the cluster configuration (one versioned CIB patch)")
-        changed = pacemaker.patch(live, merge(live, plan.cib))
+        changed = _patch(pacemaker, _keep_stopped(plan.cib, live, delete), live)
     except IscsihaError as exc:
         if made:
             progress("failed: removing the volumes this apply created")
@@ -98,10 +101,59 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
     if delete:
         progress(f"waiting for the cluster to stop {', '.join(delete)}")
         pacemaker.wait(timeout=300)
+        _patch(pacemaker, plan.cib, pacemaker.query())
+        pacemaker.wait(timeout=300)
         progress(f"deleting {', '.join(delete)} on both boxes")
         boxes.on_both("delete-volumes", {"volumes": list(delete)})
     boxes.on_both("write-files", {"files": [(DESIRED_PATH, text, 0o600)]})
     return Changes(create, grow, delete, changed)
+
+
+def _patch(pacemaker: Pacemaker, fragment: str, read: str, attempts: int = 5) -> bool:
+    """Patch the CIB read as ``read`` to hold ``fragment``.
+
+    A patch names the exact CIB version it applies to, and status updates (every
+    monitor result) bump that version too: retry with a fresh read as long as the
+    configuration itself is still the one that was read.
+    """
+    for attempt in range(attempts):
+        live = read if attempt == 0 else pacemaker.query()
+        if _epochs(live) != _epochs(read):
+            raise IscsihaError.single(
+                "cib-changed", "CIB", " ".join(_epochs(live)), " ".join(_epochs(read)),
+                "the cluster configuration changed while applying; nothing more was changed: "
+                "check `iscsiha status` and apply again")
+        try:
+            return pacemaker.patch(live, merge(live, fragment))
+        except IscsihaError as exc:
+            if attempt == attempts - 1 or exc.reports[0].code != "cib-patch-refused":
+                raise
+    raise AssertionError("unreachable")
+
+
+def _epochs(cib_xml: str) -> tuple[str, str]:
+    root = ET.fromstring(cib_xml)
+    return root.get("admin_epoch", "0"), root.get("epoch", "0")
+
+
+def _keep_stopped(fragment: str, live: str, volumes: tuple[str, ...]) -> str:
+    """``fragment`` plus the live clones of ``volumes``, told to stop."""
+    if not volumes:
+        return fragment
+    root = ET.fromstring(fragment)
+    resources = root.find("resources")
+    assert resources is not None
+    for clone in ET.fromstring(live).iter("clone"):
+        if clone.get("id") in {drbd_clone_id(v) for v in volumes}:
+            meta = clone.find("meta_attributes")
+            if meta is None:
+                meta = ET.SubElement(clone, "meta_attributes", id=f"{clone.get('id')}-meta")
+            for nv in [nv for nv in meta if nv.get("name") == "target-role"]:
+                meta.remove(nv)
+            ET.SubElement(meta, "nvpair", id=f"{meta.get('id')}-target-role",
+                          name="target-role", value="Stopped")
+            resources.append(clone)
+    return ET.tostring(root, encoding="unicode")
 
 
 def exported_volumes(cib_xml: str) -> dict[str, str]:
