@@ -16,8 +16,10 @@ from typing import Any
 from iscsiha.cli.report_format import format_reports
 from iscsiha.errors import IscsihaError
 from iscsiha.lab import bench, console, initiator_root
+from iscsiha.lab.desired import demo_data
 from iscsiha.lab.lab import Lab
 from iscsiha.lab.paths import LabImages, LabPaths
+from iscsiha.model.toml_dump import dumps
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -106,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_image_options(p)
     p.add_argument("--no-fence", action="store_true", help="skip the fence off/on cycle")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("desired", help="print the lab's desired state with one demo volume "
+                                       "exported to the initiator (TOML, holds secrets)")
+    p.set_defaults(func=_desired)
 
     p = sub.add_parser("build-initiator", help="build (once) the cached initiator image")
     _add_image_options(p)
@@ -197,6 +203,15 @@ def _links(lab: Lab, args: argparse.Namespace) -> int:
 def _bench(lab: Lab, args: argparse.Namespace) -> int:
     figures = bench.run(lab, _images(args), progress, fence=not args.no_fence)
     print(json.dumps(figures, indent=2))
+    return EXIT_OK
+
+
+def _desired(lab: Lab, args: argparse.Namespace) -> int:
+    lab.require_running()
+    initiator = lab.topology.initiators[0].name
+    name = lab.exec(initiator, ["sed", "-n", "s/^InitiatorName=//p",
+                                "/etc/iscsi/initiatorname.iscsi"]).check().out.strip()
+    sys.stdout.write(dumps(demo_data(lab.topology, lab.bmc_password(), name)))
     return EXIT_OK
 
 

@@ -105,24 +105,32 @@ class Initiator:
                      "-o", "update", "-n", f"node.session.auth.{name}", "-v", value)
 
     def login(self, target: str, portal: str, luns: int) -> list[str]:
-        """Log in; the disks of the session, by LUN number."""
+        """Log in; the session's disks, by LUN number, once all of them are there."""
         self.run(*self.node(target, portal), "--login")
-        script = (f"for i in $(seq 100); do n=$(ls -d /sys/class/iscsi_session/session*/device/"
-                  f"target*/*:*:*:* 2>/dev/null | wc -l); [ \"$n\" -ge {luns} ] && break; "
-                  f"sleep 0.3; done; iscsiadm -m session -P 3")
         disks: dict[int, str] = {}
-        current = None
-        seen_target = False
-        for line in self.run("sh", "-c", script).splitlines():
+
+        def complete() -> bool:
+            disks.clear()
+            disks.update(self.disks(target))
+            return sorted(disks) == list(range(luns)) and all(
+                self.try_run("test", "-b", f"/dev/{d}").ok for d in disks.values())
+
+        wait_for(f"{luns} disks of {target}", complete, timeout=60)
+        return [f"/dev/{disks[i]}" for i in range(luns)]
+
+    def disks(self, target: str) -> dict[int, str]:
+        """LUN number -> disk name, for the session with ``target``."""
+        disks: dict[int, str] = {}
+        lun, inside = None, False
+        for line in self.try_run("iscsiadm", "-m", "session", "-P", "3").out.splitlines():
             line = line.strip()
             if line.startswith("Target:"):
-                seen_target = line.split()[1] == target
-            elif seen_target and line.startswith("scsi") and "Lun:" in line:
-                current = int(line.split("Lun:")[1].split()[0])
-            elif seen_target and current is not None and "Attached scsi disk" in line:
-                disks[current] = line.split("Attached scsi disk")[1].split()[0]
-        assert sorted(disks) == list(range(luns)), f"LUNs of {target}: {disks}"
-        return [f"/dev/{disks[i]}" for i in range(luns)]
+                inside = line.split()[1] == target
+            elif inside and line.startswith("scsi") and "Lun:" in line:
+                lun = int(line.split("Lun:")[1].split()[0])
+            elif inside and lun is not None and "Attached scsi disk" in line:
+                disks[lun] = line.split("Attached scsi disk")[1].split()[0]
+        return disks
 
     def logout(self, target: str, portal: str) -> None:
         self.try_run(*self.node(target, portal), "--logout")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -104,3 +106,13 @@ def test_usage_errors_exit_2() -> None:
 def test_the_example_is_valid_toml_with_the_documented_tables() -> None:
     data = tomllib.loads(EXAMPLE.read_text())
     assert set(data) == {"cluster", "networks", "nodes", "discovery_auth", "volumes", "targets"}
+
+
+def test_the_peer_key_runs_only_known_steps(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SSH_ORIGINAL_COMMAND", "/usr/bin/iscsiha node facts; id")
+    monkeypatch.setattr("sys.stdin", io.StringIO("{}"))
+    assert main(["node", "from-peer"]) == 1
+    report = json.loads(capsys.readouterr().out)["reports"][0]
+    assert report["code"] == "peer-command-refused"
+    assert report["value"] == "/usr/bin/iscsiha node facts; id"
