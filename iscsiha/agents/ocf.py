@@ -99,7 +99,10 @@ def metadata_xml(spec: AgentSpec) -> str:
             attrs["interval"] = f"{a.interval}s"
         ET.SubElement(actions, "action", attrs)
     ET.indent(root, space="  ")
-    return '<?xml version="1.0"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    # The DOCTYPE is what ocf-tester validates against (ra-api-1.dtd, next to the
+    # RelaxNG schema in resource-agents' data folder).
+    return ('<?xml version="1.0"?>\n<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">\n'
+            + ET.tostring(root, encoding="unicode") + "\n")
 
 
 def parse_params(spec: AgentSpec, environ: Mapping[str, str]) -> dict[str, str]:
