@@ -32,6 +32,10 @@ class Report:
         return self.severity is Severity.ERROR
 
 
+# The code of the report added when a failure comes after a change already landed.
+PARTLY_APPLIED = "partly-applied"
+
+
 class IscsihaError(Exception):
     """The one error type: a list of reports, at least one of them an error."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from iscsiha.errors import Report, Secret
+from iscsiha.errors import PARTLY_APPLIED, Report, Secret
 
 _MESSAGES = {
     "missing": "is required",
@@ -27,5 +27,7 @@ def format_reports(reports: Iterable[Report]) -> str:
     errors = sum(r.is_error for r in reports)
     lines = [format_report(r) for r in reports]
     if errors:
-        lines.append(f"{errors} problem{'s' if errors != 1 else ''} found; nothing was applied.")
+        partly = any(r.code == PARTLY_APPLIED for r in reports)
+        lines.append(f"{errors} problem{'s' if errors != 1 else ''} found; "
+                     + ("the change is partly applied." if partly else "nothing was applied."))
     return "\n".join(lines)

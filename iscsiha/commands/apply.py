@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iscsiha.commands.node_steps import DESIRED_PATH
-from iscsiha.errors import IscsihaError, Report
+from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.model.types import Config, NetworkRole, Volume
@@ -93,19 +93,28 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
             progress("failed: removing the volumes this apply created")
             _undo(boxes, create, exc)
         raise
-    if grow:
-        progress(f"growing {', '.join(f'{v.name} to {v.size} bytes' for v in grow)}")
-        boxes.on_both("grow-volumes", {"volumes": [(v.name, v.volume_group, v.size)
-                                                   for v in grow]})
-        boxes.step(boxes.here, "drbd-resize", {"volumes": [v.name for v in grow]})
-    if delete:
-        progress(f"waiting for the cluster to stop {', '.join(delete)}")
-        pacemaker.wait(timeout=300)
-        _patch(pacemaker, plan.cib, pacemaker.query())
-        pacemaker.wait(timeout=300)
-        progress(f"deleting {', '.join(delete)} on both boxes")
-        boxes.on_both("delete-volumes", {"volumes": list(delete)})
-    boxes.on_both("write-files", {"files": [(DESIRED_PATH, text, 0o600)]})
+    try:
+        if grow:
+            progress(f"growing {', '.join(f'{v.name} to {v.size} bytes' for v in grow)}")
+            boxes.on_both("grow-volumes", {"volumes": [(v.name, v.volume_group, v.size)
+                                                       for v in grow]})
+            boxes.step(boxes.here, "drbd-resize", {"volumes": [v.name for v in grow]})
+        if delete:
+            # Stopping takes a few seconds per volume (a demote, a stop and
+            # notifications for each), so the wait scales with how many go.
+            settle = 120.0 + 30.0 * len(delete)
+            progress(f"waiting for the cluster to stop {', '.join(delete)}")
+            pacemaker.wait(timeout=settle)
+            _patch(pacemaker, plan.cib, pacemaker.query())
+            pacemaker.wait(timeout=settle)
+            progress(f"deleting {', '.join(delete)} on both boxes")
+            boxes.on_both("delete-volumes", {"volumes": list(delete)})
+        boxes.on_both("write-files", {"files": [(DESIRED_PATH, text, 0o600)]})
+    except IscsihaError as exc:
+        raise IscsihaError([*exc.reports, Report(
+            PARTLY_APPLIED, "apply", "after the CIB patch", "apply run again to finish",
+            "the cluster configuration was changed; the steps after it did not all finish")]
+        ) from exc
     return Changes(create, grow, delete, changed)
 
 
