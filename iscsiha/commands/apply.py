@@ -24,6 +24,7 @@ from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
+from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config, NetworkRole, Volume
 from iscsiha.plan.agent_params import decode_luns
 from iscsiha.plan.cib import drbd_clone_id, previous_slots
@@ -42,7 +43,7 @@ class Changes:
     cib_changed: bool = False
 
 
-def boxes_for(config: Config, runner: Any, here: str | None = None) -> Boxes:
+def boxes_for(config: Config, runner: Runner, here: str | None = None) -> Boxes:
     """The boxes, reached over the first cluster link."""
     link = config.cluster.networks_with(NetworkRole.CLUSTER)[0].name
     return Boxes(runner, {n.name: n.address_on(link) for n in config.cluster.nodes}, here)

@@ -15,7 +15,7 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
-from iscsiha.executors.drbd import DRBDADM, Drbd
+from iscsiha.executors.drbd import Drbd
 from iscsiha.executors.lvm import Lvm
 from iscsiha.executors.runner import Runner
 
@@ -73,8 +73,7 @@ def delete_volumes(box: Box, args: dict[str, Any]) -> None:
         res = f"/etc/drbd.d/{name}.res"
         disk = None
         if os.path.exists(res):
-            lower = box.runner.run([DRBDADM, "sh-ll-dev", name], check=False)
-            disk = lower.stdout.strip() if lower.ok else None
+            disk = box.drbd.backing_device(name)
             if box.drbd.state(name).role != "Unconfigured":
                 box.drbd.down(name)
             files.remove(res)

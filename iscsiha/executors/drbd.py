@@ -43,6 +43,11 @@ class Drbd:
     def resize(self, res: str) -> None:
         self._runner.run([DRBDADM, "resize", res], timeout=120)
 
+    def backing_device(self, res: str) -> str | None:
+        """The device under the resource, from its resource file (None when unknown)."""
+        result = self._runner.run([DRBDADM, "sh-ll-dev", res], check=False, timeout=30)
+        return result.stdout.strip() or None if result.ok else None
+
     def state(self, res: str) -> DrbdState:
         role = self._query("role", res)
         if role is None:
