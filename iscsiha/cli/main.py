@@ -23,9 +23,9 @@ from iscsiha.commands.env import Env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors.pacemaker import Pacemaker
-from iscsiha.executors.peers import ISCSIHA
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
+from iscsiha.plan.peer_ssh import ISCSIHA
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 FROM_PEER = "from-peer"

@@ -17,12 +17,9 @@ from typing import Any
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import IPAddress
+from iscsiha.plan.peer_ssh import ISCSIHA, KEY, KNOWN_HOSTS
 
 SSH = "/usr/bin/ssh"
-SSH_DIR = "/etc/iscsiha/ssh"
-KEY = f"{SSH_DIR}/id_ed25519"
-KNOWN_HOSTS = f"{SSH_DIR}/known_hosts"
-ISCSIHA = "/usr/bin/iscsiha"
 
 
 class Boxes:

@@ -22,13 +22,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from iscsiha.errors import IscsihaError, Secret
-from iscsiha.executors.peers import SSH_DIR
 from iscsiha.lab.desired import lab_config
 from iscsiha.lab.guest import GuestChannel, GuestResult
 from iscsiha.lab.topology import Topology
 from iscsiha.model.types import NetworkRole
 from iscsiha.plan.corosync import corosync_conf
-from iscsiha.plan.peer_ssh import AUTHORIZED_KEYS, KEY, KNOWN_HOSTS, authorized_keys, known_hosts
+from iscsiha.plan.peer_ssh import (
+    AUTHORIZED_KEYS,
+    KEY,
+    KNOWN_HOSTS,
+    SSH_DIR,
+    authorized_keys,
+    known_hosts,
+)
 
 QDEVICE_DIR = "/etc/corosync/qdevice/net"
 QDEVICE_NSSDB = f"{QDEVICE_DIR}/nssdb"

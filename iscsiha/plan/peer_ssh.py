@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from iscsiha.executors.peers import ISCSIHA, KEY, KNOWN_HOSTS, SSH_DIR
 from iscsiha.model.types import IPAddress
 
+ISCSIHA = "/usr/bin/iscsiha"
+SSH_DIR = "/etc/iscsiha/ssh"
+KEY = f"{SSH_DIR}/id_ed25519"
+KNOWN_HOSTS = f"{SSH_DIR}/known_hosts"
 AUTHORIZED_KEYS = f"{SSH_DIR}/authorized_keys"
 FORCED_COMMAND = f"{ISCSIHA} node from-peer"
-__all__ = ["AUTHORIZED_KEYS", "KEY", "KNOWN_HOSTS", "authorized_keys", "known_hosts"]
 
 
 def authorized_keys(public_key: str, peer_addresses: Iterable[IPAddress]) -> str:
