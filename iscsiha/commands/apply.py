@@ -27,7 +27,7 @@ from iscsiha.executors.peers import Boxes
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config, NetworkRole, Volume
 from iscsiha.plan.agent_params import decode_luns
-from iscsiha.plan.cib import drbd_clone_id, previous_slots
+from iscsiha.plan.cib import drbd_clone_id, nvpairs, previous_slots
 from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.plan import Plan, make_plan
 
@@ -171,7 +171,7 @@ def exported_volumes(cib_xml: str) -> dict[str, str]:
     found = {}
     for prim in ET.fromstring(cib_xml).iter("primitive"):
         if prim.get("provider") == "iscsiha" and prim.get("type") == "target":
-            params = {nv.get("name"): nv.get("value", "") for nv in prim.iter("nvpair")}
+            params = nvpairs(prim.find("instance_attributes"))
             for lun in decode_luns(params.get("luns", "")):
                 found[lun.volume] = prim.get("id", "?")
     return found

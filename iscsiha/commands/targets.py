@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.pacemaker import Pacemaker
+from iscsiha.plan.cib import nvpairs
 
 Progress = Callable[[str], None]
 GROUP_PREFIX = "target-"
@@ -49,11 +50,12 @@ def status(pacemaker: Pacemaker) -> ClusterStatus:
             continue
         members = [r for g in mon.iter("group") if g.get("id") == gid for r in g.iter("resource")]
         where = {n.get("name", "?") for r in members for n in r.iter("node")}
-        iqn = next((nv.get("value", "") for nv in group.iter("nvpair") if nv.get("name") == "iqn"),
-                   "")
+        lio = group.find(f"primitive[@id='{gid}-lio']")
+        iqn = nvpairs(lio.find("instance_attributes") if lio is not None else None).get("iqn", "")
         targets.append(TargetStatus(
             gid[len(GROUP_PREFIX):], iqn, tuple(sorted(where)), _preferred(cib, gid),
-            "auto" if _stickiness(group) == "0" else "manual",
+            "auto" if nvpairs(group.find("meta_attributes")).get(
+                "resource-stickiness") == "0" else "manual",
             bool(members) and all(r.get("role") == "Started" for r in members)))
     volumes = []
     for clone in mon.iter("clone"):
@@ -108,9 +110,3 @@ def _preferred(cib: ET.Element, gid: str) -> str | None:
     return next((loc.get("node") for loc in cib.iter("rsc_location")
                  if loc.get("rsc") == gid and loc.get("id", "").startswith(f"{gid}-prefers-")),
                 None)
-
-
-def _stickiness(group: ET.Element) -> str | None:
-    meta = group.find("meta_attributes")
-    return next((nv.get("value") for nv in (meta.iter("nvpair") if meta is not None else [])
-                 if nv.get("name") == "resource-stickiness"), None)

@@ -40,25 +40,11 @@ QDEVICE_DIR = "/etc/corosync/qdevice/net"
 QDEVICE_NSSDB = f"{QDEVICE_DIR}/nssdb"
 CERTUTIL = "corosync-qdevice-net-certutil"
 
-# Writes stdin to a file with a given mode: temporary name, fsync, rename, fsync the
-# folder. Without the fsyncs a power cut soon after (the lab's `kill`, a fence)
-# leaves an empty file behind: seen with corosync's authkey.
-_PUT_FILE = (
-    "import os, sys\n"
-    "path, mode = sys.argv[1], int(sys.argv[2], 8)\n"
-    "folder = os.path.dirname(path)\n"
-    "os.makedirs(folder, exist_ok=True)\n"
-    "tmp = path + '.iscsiha-lab-tmp'\n"
-    "fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)\n"
-    "os.fchmod(fd, mode)\n"
-    "os.write(fd, sys.stdin.buffer.read())\n"
-    "os.fsync(fd)\n"
-    "os.close(fd)\n"
-    "os.replace(tmp, path)\n"
-    "dfd = os.open(folder, os.O_RDONLY)\n"
-    "os.fsync(dfd)\n"
-    "os.close(dfd)\n"
-)
+# Writes stdin to a file with the product's own atomic writer (temporary name,
+# fsync, rename, fsync the folder): without the fsyncs a power cut soon after (the
+# lab's `kill`, a fence) leaves an empty file behind, as seen with corosync's authkey.
+_PUT_FILE = ("import sys\nfrom iscsiha.executors.files import write_atomic\n"
+             "write_atomic(sys.argv[1], sys.stdin.buffer.read(), int(sys.argv[2], 8))\n")
 
 
 class LabAccess(Protocol):

@@ -104,8 +104,8 @@ def previous_slots(cib_xml: str) -> dict[str, DrbdSlot]:
     for prim in root.iter("primitive"):
         if prim.get("provider") != "linbit" or prim.get("type") != "drbd":
             continue
-        params = _nvpairs(prim.find("instance_attributes"))
-        meta = _nvpairs(prim.find("meta_attributes"))
+        params = nvpairs(prim.find("instance_attributes"))
+        meta = nvpairs(prim.find("meta_attributes"))
         name = params.get("drbd_resource")
         if name and meta.get(META_MINOR, "").isdigit() and meta.get(META_PORT, "").isdigit():
             slots[name] = DrbdSlot(int(meta[META_MINOR]), int(meta[META_PORT]))
@@ -232,7 +232,8 @@ def _nvset(parent: ET.Element, tag: str, sid: str,
     return el
 
 
-def _nvpairs(el: ET.Element | None) -> dict[str, str]:
+def nvpairs(el: ET.Element | None) -> dict[str, str]:
+    """name -> value of the nvpairs under ``el`` (an attributes set or a whole resource)."""
     if el is None:
         return {}
     return {nv.get("name", ""): nv.get("value", "") for nv in el.iter("nvpair")}
