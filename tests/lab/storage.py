@@ -95,11 +95,12 @@ class Initiator:
         return ["iscsiadm", "-m", "node", "-T", target, "-p", portal]
 
     def configure(self, target: str, portal: str, secret: str = HV_SECRET,
-                  iface: str | None = None) -> None:
+                  iface: str | None = None, mutual: bool = True) -> None:
         self.run("iscsiadm", "-m", "discovery", "-t", "st", "-p", portal,
                  *(["-I", iface] if iface else []))
-        auth = {"authmethod": "CHAP", "username": "hv", "password": secret,
-                "username_in": "san", "password_in": SAN_SECRET}
+        auth = {"authmethod": "CHAP", "username": "hv", "password": secret}
+        if mutual:
+            auth |= {"username_in": "san", "password_in": SAN_SECRET}
         for name, value in auth.items():
             self.run(*self.node(target, portal), *(["-I", iface] if iface else []),
                      "-o", "update", "-n", f"node.session.auth.{name}", "-v", value)
@@ -131,6 +132,13 @@ class Initiator:
             elif inside and lun is not None and "Attached scsi disk" in line:
                 disks[lun] = line.split("Attached scsi disk")[1].split()[0]
         return disks
+
+    def write_and_read_back(self, disk: str, mib: int = 4) -> None:
+        """A random pattern written through the LUN reads back identical (direct I/O)."""
+        self.run("sh", "-c", f"dd if=/dev/urandom of=/tmp/pattern bs=1M count={mib} status=none"
+                             f" && dd if=/tmp/pattern of={disk} bs=1M oflag=direct status=none"
+                             f" && dd if={disk} of=/tmp/back bs=1M count={mib} iflag=direct "
+                             "status=none && cmp /tmp/pattern /tmp/back")
 
     def logout(self, target: str, portal: str) -> None:
         self.try_run(*self.node(target, portal), "--logout")

@@ -68,10 +68,7 @@ def test_initiator_logs_in_with_mutual_chap_writes_and_reads_back(
     (disk,) = ini.login(iqn("one"), ONE, 1)
     ident = lun_identity(iqn("one"), "solo")
     assert ini.identity(disk) == (ident.serial, f"0x{ident.naa[len('naa.'):]}")
-    ini.run("sh", "-c", f"dd if=/dev/urandom of=/tmp/pattern bs=1M count=4 status=none && "
-                        f"dd if=/tmp/pattern of={disk} bs=1M oflag=direct status=none && "
-                        f"dd if={disk} of=/tmp/back bs=1M count=4 iflag=direct status=none && "
-                        f"cmp /tmp/pattern /tmp/back")
+    ini.write_and_read_back(disk)
 
 
 def test_a_wrong_secret_and_an_initiator_not_in_the_acl_are_refused(
