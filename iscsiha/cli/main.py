@@ -133,6 +133,7 @@ def _plan(args: argparse.Namespace) -> int:
                 dest = out / node / f.path.lstrip("/")
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_text(f.content)
+                dest.chmod(f.mode)
         print(f"wrote {out}/cib.xml and files for {', '.join(plan.node_files)}")
     else:
         print("# ---- CIB configuration ----")

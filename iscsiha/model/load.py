@@ -24,6 +24,7 @@ from iscsiha.model.types import (
     Credentials,
     Failback,
     IPAddress,
+    IPNetwork,
     Lun,
     Network,
     NetworkRole,
@@ -106,9 +107,10 @@ class _Reader:
             name = t.text("name", _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
             role = t.choice("role", _ROLES)
             subnet = t.network("subnet")
+            ping = self.ping_hosts(t, role, subnet)
             t.finish()
             if name is not None and role is not None and subnet is not None:
-                out.append(Network(name, role, subnet))
+                out.append(Network(name, role, subnet, ping))
         self._unique(((t.child("name"), t.data.get("name")) for t in tables), "network name")
         subnets = [(f"networks[{i}].subnet", n.subnet) for i, n in enumerate(out)]
         for i, (path_a, a) in enumerate(subnets):
@@ -127,6 +129,26 @@ class _Reader:
                                f"{want} networks with role '{role.value}'",
                                f"has {counts[role]} with role '{role.value}'")
         return out
+
+    def ping_hosts(self, t: Table, role: NetworkRole | None,
+                   subnet: IPNetwork | None) -> tuple[IPAddress, ...]:
+        """Checked only in the network itself, so a reply proves this link works."""
+        hosts = t.strings("ping", required=False)
+        if hosts and role is not NetworkRole.STORAGE:
+            self.p.add("ping-not-storage", t.child("ping"), [h for _, h in hosts],
+                       "ping hosts only on a network with role 'storage'")
+            return ()
+        if len(hosts) > 4:
+            self.p.add("too-many-ping-hosts", t.child("ping"), len(hosts), "at most 4 hosts")
+        self._unique(hosts, "ping host")
+        out = []
+        for path, value in hosts:
+            addr = parse_address(value, path, self.p)
+            if addr is not None and subnet is not None and addr not in subnet:
+                self.p.add("ping-outside-subnet", path, value, f"an address in {subnet}")
+            elif addr is not None:
+                out.append(addr)
+        return tuple(out)
 
     def cluster(self, t: Table, networks: list[Network], nodes: list[Node], node_count: int,
                 top: Table) -> Cluster | None:

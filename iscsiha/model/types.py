@@ -36,6 +36,9 @@ class Network:
     name: str
     role: NetworkRole
     subnet: IPNetwork
+    # Storage networks: hosts that answer ping while a box's link works (a switch, a
+    # router). A box that reaches none while its peer does hands its targets over.
+    ping: tuple[IPAddress, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,16 @@ from collections.abc import Iterable, Mapping
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model.identity import DrbdSlot, lun_identity
-from iscsiha.model.types import Auth, AuthMode, Config, Failback, Node, Target
+from iscsiha.model.types import (
+    Auth,
+    AuthMode,
+    Config,
+    Failback,
+    Network,
+    NetworkRole,
+    Node,
+    Target,
+)
 from iscsiha.plan.agent_params import (
     SECRET_REF,
     AuthParams,
@@ -36,6 +45,12 @@ NODE_ACTION_LIMIT = 32
 # target), so 100 each keeps a manual-failback target where it runs against the
 # preferred node's 100.
 STICKINESS = {Failback.MANUAL: 100, Failback.AUTO: 0}
+# Outweighs preference and stickiness together, so a box cut off from its storage
+# network hands its targets to one that is not.
+NO_PING_SCORE = -10000
+TARGET_PRIORITY = 10
+PRIORITY_FENCING_DELAY = "10s"
+FENCE_DELAY_BASE = "5s"  # at most half the priority delay, as Pacemaker advises
 
 DRBD_OPS = (
     ("start", "0s", "240s", None), ("stop", "0s", "100s", None),
@@ -57,16 +72,36 @@ def drbd_clone_id(volume: str) -> str:
 
 def configuration(config: Config, slots: Mapping[str, DrbdSlot]) -> ET.Element:
     root = ET.Element("configuration")
+    tiebreaker = config.cluster.tiebreaker is not None
+    options = [
+        ("stonith-enabled", "true"), ("no-quorum-policy", "stop"),
+        # A fenced box stays off until the admin powers it on: a box that failed
+        # once is not trusted to rejoin on its own (no fence loops), and a box
+        # rebooting back while DRBD's fence-peer handler decides held a promotion
+        # for 93 s in the lab (docs/failover.md).
+        ("stonith-action", "off"),
+        # A move is many short, independent DRBD operations (a demote, a promote
+        # and notifications per volume): run them side by side instead of
+        # letting CPU load throttle the DC to one at a time.
+        ("load-threshold", "400%"), ("node-action-limit", str(NODE_ACTION_LIMIT)),
+    ]
+    if not tiebreaker:
+        # Without a tiebreaker both boxes keep quorum when they lose each other and
+        # both may shoot: the box serving targets waits less, so it wins. With
+        # one, only the quorate side shoots and a delay would only slow failover.
+        options.append(("priority-fencing-delay", PRIORITY_FENCING_DELAY))
     _nvset(ET.SubElement(root, "crm_config"), "cluster_property_set", "iscsiha-options",
-           [("stonith-enabled", "true"), ("no-quorum-policy", "stop"),
-            # A move is many short, independent DRBD operations (a demote, a promote
-            # and notifications per volume): run them side by side instead of
-            # letting CPU load throttle the DC to one at a time.
-            ("load-threshold", "400%"), ("node-action-limit", str(NODE_ACTION_LIMIT))])
+           options)
     resources = ET.SubElement(root, "resources")
     constraints = ET.SubElement(root, "constraints")
+    first = config.cluster.nodes[0]
     for node in config.cluster.nodes:
-        _fence_device(resources, constraints, node)
+        # And when both serve targets: the first box's device waits, so it wins a tie.
+        delayed = not tiebreaker and node is first
+        _fence_device(resources, constraints, node, FENCE_DELAY_BASE if delayed else None)
+    for net in config.cluster.networks_with(NetworkRole.STORAGE):
+        if net.ping:
+            _ping_clone(resources, net)
     discovery = config.cluster.discovery_auth.mode is not AuthMode.NONE
     if discovery:
         _discovery(resources, config)
@@ -120,13 +155,18 @@ def to_text(element: ET.Element) -> str:
 # -- pieces -----------------------------------------------------------------------------
 
 
-def _fence_device(resources: ET.Element, constraints: ET.Element, node: Node) -> None:
+def _fence_device(resources: ET.Element, constraints: ET.Element, node: Node,
+                  delay: str | None) -> None:
     rsc = f"fence-{node.name}"
-    prim = _primitive(resources, rsc, "stonith", "fence_ipmilan", None, [
+    params = [
         ("ip", str(node.bmc.address)), ("username", node.bmc.user),
         ("password", SECRET_REF), ("lanplus", "1"), ("pcmk_host_list", node.name),
-    ])
-    _ops(prim, rsc, (("monitor", "60s", "20s", None),))
+    ]
+    if delay:
+        params.append(("pcmk_delay_base", delay))
+    prim = _primitive(resources, rsc, "stonith", "fence_ipmilan", None, params)
+    # fence_ipmilan's status call took over 20 s in the lab under load.
+    _ops(prim, rsc, (("monitor", "60s", "60s", None),))
     # A box never runs the device that would power itself off.
     ET.SubElement(constraints, "rsc_location", id=f"{rsc}-not-on-{node.name}", rsc=rsc,
                   node=node.name, score="-INFINITY")
@@ -138,6 +178,24 @@ def _discovery(resources: ET.Element, config: Config) -> None:
     prim = _primitive(clone, "lio-discovery", "ocf", "discovery", "iscsiha",
                       _auth_params(config.cluster.discovery_auth).to_params())
     _ops(prim, "lio-discovery", AGENT_OPS)
+
+
+def ping_attribute(net: Network) -> str:
+    return f"ping-{net.name}"
+
+
+def _ping_clone(resources: ET.Element, net: Network) -> None:
+    """Each box pings the network's hosts; the count reached lands in a node attribute."""
+    rsc = f"ping-{net.name}"
+    clone = ET.SubElement(resources, "clone", id=f"{rsc}-clone")
+    prim = _primitive(clone, rsc, "ocf", "ping", "pacemaker", [
+        ("name", ping_attribute(net)), ("host_list", " ".join(str(h) for h in net.ping)),
+        ("multiplier", "1"), ("attempts", "2"), ("timeout", "1"),
+        # Short dampening: a flapping link still settles before targets move.
+        ("dampen", "3s"),
+    ])
+    _ops(prim, rsc, (("start", "0s", "60s", None), ("stop", "0s", "20s", None),
+                     ("monitor", "5s", "20s", None)))
 
 
 def _drbd_clone(resources: ET.Element, volume: str, slot: DrbdSlot) -> None:
@@ -158,7 +216,8 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
     gid = target_group_id(target)
     group = ET.SubElement(resources, "group", id=gid)
     _nvset(group, "meta_attributes", f"{gid}-meta",
-           [("resource-stickiness", str(STICKINESS[target.failback]))])
+           [("resource-stickiness", str(STICKINESS[target.failback])),
+            ("priority", str(TARGET_PRIORITY))])
     for i, portal in enumerate(target.portals):
         net = config.cluster.network(portal.network)
         rsc = f"{gid}-ip{i}"
@@ -183,6 +242,18 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
 
     ET.SubElement(constraints, "rsc_location", id=f"{gid}-prefers-{target.preferred_node}",
                   rsc=gid, node=target.preferred_node, score=str(PREFERRED_SCORE))
+    for net in sorted({config.cluster.network(p.network) for p in target.portals
+                       if config.cluster.network(p.network).ping}, key=lambda n: n.name):
+        # Finite, so when both boxes lose the hosts (the switch reboots) the target
+        # stays where it is instead of stopping everywhere.
+        loc = ET.SubElement(constraints, "rsc_location", id=f"{gid}-needs-{net.name}", rsc=gid)
+        rule = ET.SubElement(loc, "rule", {"id": f"{gid}-needs-{net.name}-rule",
+                                           "score": str(NO_PING_SCORE), "boolean-op": "or"})
+        ET.SubElement(rule, "expression", id=f"{gid}-needs-{net.name}-undefined",
+                      attribute=ping_attribute(net), operation="not_defined")
+        ET.SubElement(rule, "expression", id=f"{gid}-needs-{net.name}-zero",
+                      attribute=ping_attribute(net), operation="lt", value="1",
+                      type="integer")
     if discovery:
         # No target answers before discovery is protected on its box.
         ET.SubElement(constraints, "rsc_order", id=f"{gid}-after-discovery",

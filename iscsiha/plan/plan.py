@@ -26,12 +26,18 @@ class Plan:
     secrets: Mapping[tuple[str, str], str]  # (resource, parameter) -> value, never printed
 
 
-def make_plan(config: Config, previous: Mapping[str, DrbdSlot] | None = None) -> Plan:
-    """Pure: the same config and previous slots always give the same plan."""
+def make_plan(config: Config, previous: Mapping[str, DrbdSlot] | None = None,
+              replication_key: bytes | None = None) -> Plan:
+    """Pure: the same config, previous slots and key always give the same plan.
+
+    ``replication_key`` (the cluster's authkey) makes the DRBD peer secrets; DRBD
+    files hold them, so they are written 0600.
+    """
     slots = allocate_drbd(config.volumes, previous)
     files = (
         NodeFile(corosync.PATH, corosync.corosync_conf(config)),
-        *(NodeFile(drbd.resource_path(v), drbd.resource_file(config, v, slots[v.name]))
+        *(NodeFile(drbd.resource_path(v),
+                   drbd.resource_file(config, v, slots[v.name], replication_key), 0o600)
           for v in config.volumes),
     )
     return Plan(
