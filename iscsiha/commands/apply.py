@@ -22,6 +22,7 @@ from typing import Any
 
 from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
+from iscsiha.executors import files
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.executors.runner import Runner
@@ -29,6 +30,7 @@ from iscsiha.model.types import Config, NetworkRole, Volume
 from iscsiha.plan.agent_params import decode_luns
 from iscsiha.plan.cib import drbd_clone_id, nvpairs, previous_slots
 from iscsiha.plan.cib_merge import merge
+from iscsiha.plan.drbd import AUTHKEY_PATH
 from iscsiha.plan.plan import Plan, make_plan
 
 Progress = Callable[[str], None]
@@ -53,7 +55,7 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
           confirmed_deletes: frozenset[str], progress: Progress) -> Changes:
     live = pacemaker.query()
     live_slots = previous_slots(live)
-    plan = make_plan(config, live_slots)
+    plan = make_plan(config, live_slots, _authkey())
     desired = {v.name: v for v in config.volumes}
     create = tuple(v for v in config.volumes if v.name not in live_slots)
     delete = tuple(sorted(set(live_slots) - set(desired)))
@@ -82,7 +84,13 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
             boxes.on_both("down", names)
         progress("writing DRBD resource files and secrets on both boxes")
         res_files = _drbd_files(plan, boxes.here, set(desired))
-        boxes.on_both("write-files", {"files": [(p, c, 0o644) for p, c in res_files]})
+        written = boxes.on_both("write-files", {"files": [(p, c, 0o600) for p, c in res_files]})
+        rewritten = {path for paths in written.values() for path in paths}
+        running = sorted(name for name in set(desired) - {v.name for v in create}
+                         if f"{DRBD_FILES}{name}.res" in rewritten)
+        if running:
+            progress(f"adjusting DRBD to the rewritten files: {', '.join(running)}")
+            boxes.on_both("adjust", {"volumes": running})
         secrets: dict[str, dict[str, str]] = {}
         for (rsc, param), value in plan.secrets.items():
             secrets.setdefault(rsc, {})[param] = str(value)
@@ -236,6 +244,15 @@ def _check_facts(config: Config, create: tuple[Volume, ...],
     if reports:
         raise IscsihaError(reports)
     return tuple(grow[name] for name in sorted(grow))
+
+
+def _authkey() -> bytes:
+    key = files.read(AUTHKEY_PATH)
+    if not key:
+        raise IscsihaError.single("missing-authkey", "file", AUTHKEY_PATH,
+                                  "the cluster's corosync authkey, present on both boxes",
+                                  "is missing or empty: is this box a cluster member?")
+    return key
 
 
 def _drbd_files(plan: Plan, node: str, volumes: set[str]) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
-from iscsiha.executors.drbd import Drbd
+from iscsiha.executors.drbd import DOWN, Drbd
 from iscsiha.executors.lvm import Lvm
 from iscsiha.executors.runner import Runner
 
@@ -94,13 +94,25 @@ def drbd_resize(box: Box, args: dict[str, Any]) -> None:
         box.drbd.resize(name)
 
 
-def write_files(box: Box, args: dict[str, Any]) -> None:
+def write_files(box: Box, args: dict[str, Any]) -> list[str]:
+    """Write the files; the paths whose content changed."""
     bad = [path for path, _, _ in args["files"] if not any(p.fullmatch(path) for p in _WRITABLE)]
     if bad:
         raise IscsihaError.single("path-not-writable", "path", ", ".join(bad),
                                   "DRBD resource files or the desired state")
+    changed = []
     for path, content, mode in args["files"]:
+        if files.read(path) != content.encode():
+            changed.append(path)
         files.write_atomic(path, content.encode(), int(mode))
+    return changed
+
+
+def adjust(box: Box, args: dict[str, Any]) -> None:
+    """Running resources take their rewritten files; stopped ones read them at start."""
+    for name in args["volumes"]:
+        if box.drbd.state(name) != DOWN:
+            box.drbd.adjust(name)
 
 
 def write_secrets(box: Box, args: dict[str, Any]) -> None:
@@ -125,5 +137,6 @@ STEPS: dict[str, Callable[[Box, dict[str, Any]], Any]] = {
     "grow-volumes": grow_volumes,
     "drbd-resize": drbd_resize,
     "write-files": write_files,
+    "adjust": adjust,
     "write-secrets": write_secrets,
 }

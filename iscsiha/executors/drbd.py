@@ -40,6 +40,10 @@ class Drbd:
         """Declare both sides' (zeroed, never written) data identical: no full sync."""
         self._runner.run([DRBDADM, "--clear-bitmap", "new-current-uuid", res], timeout=60)
 
+    def adjust(self, res: str) -> None:
+        """Bring a running resource in line with its file (options, peer secret)."""
+        self._runner.run([DRBDADM, "adjust", res], timeout=60)
+
     def resize(self, res: str) -> None:
         self._runner.run([DRBDADM, "resize", res], timeout=120)
 

@@ -26,6 +26,15 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         os.close(dfd)
 
 
+def read(path: str) -> bytes | None:
+    """A file's content; None when it is not there."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def remove(path: str) -> bool:
     """Remove a file; False when it was not there."""
     try:

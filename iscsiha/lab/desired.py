@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from iscsiha.errors import Secret
-from iscsiha.lab.topology import NetworkRole, Topology
+from iscsiha.lab.topology import LabNetwork, NetworkRole, Topology
 from iscsiha.model.load import load_data
 from iscsiha.model.types import Config
 
@@ -24,7 +24,7 @@ def lab_data(topology: Topology, bmc_password: Secret) -> dict[str, Any]:
     data: dict[str, Any] = {
         "cluster": {"name": topology.cluster_name, "tiebreaker": str(topology.qnetd_address)},
         "networks": [{"name": n.name, "role": n.role.value, "subnet": str(n.subnet)}
-                     for n in networks],
+                     | _ping(topology, n) for n in networks],
         "nodes": [{
             "name": node.name,
             "addresses": {n.name: str(topology.address(node, n.name)) for n in networks},
@@ -33,6 +33,13 @@ def lab_data(topology: Topology, bmc_password: Secret) -> dict[str, Any]:
         } for node in topology.appliances],
     }
     return data
+
+
+def _ping(topology: Topology, net: LabNetwork) -> dict[str, Any]:
+    """The lab's storage network has no switch to ping; its initiators stand in."""
+    if net.role is not NetworkRole.STORAGE:
+        return {}
+    return {"ping": [str(topology.address(n, net.name)) for n in topology.initiators]}
 
 
 DEMO_PORTAL = "10.99.30.100"
