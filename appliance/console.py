@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,7 +38,8 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
 
     def __init__(self, state: State, preferences_dir: str | None = None,
                  out: TextIO | None = None, err: TextIO | None = None) -> None:
-        super().__init__(preferences_dir)
+        with _quiet_configshell():
+            super().__init__(preferences_dir)
         # configshell logs every command line to a file; set commands carry CHAP secrets.
         self.prefs["logfile"] = None
         self.con = Console(stdout=out or sys.stdout, stderr=err or sys.stderr)
@@ -59,7 +62,8 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
         self.last_status = EXIT_OK
         try:
             self.sync()
-            super().run_cmdline(cmdline)
+            with _quiet_configshell():
+                super().run_cmdline(cmdline)
         except IscsihaError as exc:  # the one error boundary
             self.fail(format_reports(exc.reports), EXIT_REFUSED)
         except (ExecutionError, ParseException) as exc:
@@ -74,6 +78,14 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
     def run_once(self, cmdline: str) -> int:
         self.run_cmdline(cmdline)
         return int(self.last_status)
+
+
+@contextmanager
+def _quiet_configshell() -> Iterator[None]:
+    """configshell-fb uses pyparsing names pyparsing 3 deprecates: not the admin's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="configshell_fb")
+        yield
 
 
 def ask(question: str) -> bool:
