@@ -254,3 +254,11 @@ def test_completion_of_backups_for_restoreconfig(h: Harness) -> None:
     assert root.ui_complete_restoreconfig({}, "", "file") == [str(p) for p in h.backups.list()]
     assert len(h.backups.list()) == 2
 
+
+
+def test_completion_through_configshell_s_own_dispatch(h: Harness) -> None:
+    """The ui_complete_ methods fit what configshell passes them for keyword values."""
+    assert h.shell._dispatch_completion("/volumes", "create", [], {"name": "x"}, "size=7",
+                                        "kparam") == ["size=7G", "size=7M", "size=7T"]
+    assert h.shell._dispatch_completion("/targets/vm", "move", [], {}, "node=san-b",
+                                        "kparam") == ["node=san-b "]
