@@ -73,6 +73,9 @@ class ConsoleNode(ConfigNode):  # type: ignore[misc]
         (the shell's current node may be one of them)."""
         wanted = self.child_names()
         if wanted is not None:
+            # A hand-edited file may name something twice; validation reports it,
+            # the tree shows it once.
+            wanted = list(dict.fromkeys(wanted))
             for child in [c for c in self.children if c.name not in wanted]:
                 self.remove_child(child)
             have = {c.name for c in self.children}

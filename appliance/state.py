@@ -124,9 +124,6 @@ class State:
         except IscsihaError:
             return None
 
-    def config(self) -> Config:
-        return validate(dumps(self.data()), self.source)[0]
-
     # -- changing -----------------------------------------------------------------------
 
     def change(self, edit: Callable[[Data], None],

@@ -271,8 +271,8 @@ class LunsNode(_TargetPart):
         super().__init__("luns", parent, state)
 
     def child_names(self) -> list[str]:
-        return [f"lun{x.get('lun')}" for x in self.target_table().get("luns") or []
-                if isinstance(x, dict)]
+        return [f"lun{x['lun']}" for x in self.target_table().get("luns") or []
+                if isinstance(x, dict) and isinstance(x.get("lun"), int)]
 
     def make_child(self, name: str) -> ConsoleNode:
         return LunNode(name, self, self.state)

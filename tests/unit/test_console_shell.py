@@ -262,3 +262,20 @@ def test_completion_through_configshell_s_own_dispatch(h: Harness) -> None:
                                         "kparam") == ["size=7G", "size=7M", "size=7T"]
     assert h.shell._dispatch_completion("/targets/vm", "move", [], {}, "node=san-b",
                                         "kparam") == ["node=san-b "]
+
+
+def test_a_hand_edited_file_with_mistakes_is_still_shown(h: Harness) -> None:
+    broken = h.original.replace('initiators = ["iqn.1991-05.com.microsoft:backup1.example.com"]',
+                                'initiators = ["iqn.1991-05.com.microsoft:b", '
+                                '"iqn.1991-05.com.microsoft:b"]')
+    broken = broken.replace('luns = [{ lun = 0, volume = "backup" }]',
+                            'luns = [{ lun = "zero", volume = "backup" }]')
+    assert broken != h.original
+    h.desired.write_text(broken)
+    assert h.run("ls /targets/backup") == 0
+    assert "iqn.1991-05.com.microsoft:b" in h.out.getvalue()
+    # Any change reports every problem in the file, and changes nothing.
+    assert h.run("/volumes create name=x size=1G") == 1
+    assert "duplicate-initiator-name" in h.err.getvalue()
+    assert "targets[1].luns[0].lun = 'zero'" in h.err.getvalue()
+    assert h.desired.read_text() == broken and not h.backend.applied
