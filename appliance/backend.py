@@ -1,0 +1,61 @@
+"""The real backend: the desired file on this box, and the library's commands on the cluster.
+
+The only console module that reaches outside the process (through the library's
+executors); everything else talks to the ``Backend`` protocol in appliance.state.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from appliance.files import DESIRED_PATH, read_text, write_secret
+from appliance.state import Progress
+from iscsiha.commands import apply as apply_cmd
+from iscsiha.commands import targets as targets_cmd
+from iscsiha.commands.apply import Changes
+from iscsiha.commands.targets import ClusterStatus
+from iscsiha.executors.pacemaker import Pacemaker
+from iscsiha.executors.runner import Runner
+from iscsiha.model.types import Config
+from iscsiha.plan.cib import nvpairs
+
+
+class ClusterBackend:
+    """What `iscsiha apply`, `status` and `target move` do, for the console."""
+
+    def __init__(self, desired: Path = DESIRED_PATH, runner: Runner | None = None) -> None:
+        self.desired = desired
+        self.runner = runner or Runner()
+
+    def load_desired(self) -> str:
+        return read_text(self.desired)
+
+    def save_desired(self, text: str) -> None:
+        write_secret(self.desired, text)
+
+    def apply(self, config: Config, text: str, confirmed_deletes: frozenset[str],
+              progress: Progress) -> Changes:
+        return apply_cmd.apply(config, text, Pacemaker(self.runner),
+                               apply_cmd.boxes_for(config, self.runner), confirmed_deletes,
+                               progress)
+
+    def status(self) -> ClusterStatus:
+        return targets_cmd.status(Pacemaker(self.runner))
+
+    def move(self, target: str, node: str, timeout: float, progress: Progress) -> float:
+        return targets_cmd.move(Pacemaker(self.runner), target, node, timeout, progress)
+
+    def seen_initiators(self) -> list[str]:
+        """Initiators the running targets allow, from the CIB.
+
+        Initiators that tried to log in but are not allowed yet would be more
+        useful; the library has no way to list them so far.
+        """
+        found = set()
+        for prim in ET.fromstring(Pacemaker(self.runner).query()).iter("primitive"):
+            if prim.get("provider") == "iscsiha" and prim.get("type") == "target":
+                params = nvpairs(prim.find("instance_attributes"))
+                found.update(params.get("initiators", "").split())
+        return sorted(found)
+

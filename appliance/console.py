@@ -1,0 +1,150 @@
+"""`iscsiha-console`: the appliance's admin shell.
+
+Interactive without arguments; with arguments, runs them as one command line
+(`iscsiha-console /volumes create name=db size=100G`) and exits 0 on success,
+1 when the request was refused (reports printed, as by `iscsiha`), 2 on a usage
+error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from configshell_fb import ConfigShell, Console, ExecutionError
+from pyparsing import ParseException
+
+from appliance.files import BACKUP_DIR, DESIRED_PATH, Backups
+from appliance.state import Backend, State
+from appliance.tree import RootNode
+from iscsiha.cli.report_format import format_reports
+from iscsiha.errors import IscsihaError
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+PREFERENCES_DIR = "~/.iscsiha-console"
+
+
+class ConsoleShell(ConfigShell):  # type: ignore[misc]
+    """configshell's shell with the console's one error boundary around every command."""
+
+    _current_node: Any
+    _exit: bool
+
+    def __init__(self, state: State, preferences_dir: str | None = None,
+                 out: TextIO | None = None, err: TextIO | None = None) -> None:
+        with _quiet_configshell():
+            super().__init__(preferences_dir)
+        # configshell logs every command line to a file; set commands carry CHAP secrets.
+        self.prefs["logfile"] = None
+        self.con = Console(stdout=out or sys.stdout, stderr=err or sys.stderr)
+        self.err = err or sys.stderr
+        self.state = state
+        self.root = RootNode(self, state)
+        self.last_status = EXIT_OK
+        self.sync()
+
+    def sync(self) -> None:
+        """Make the tree match the desired state; step out of nodes that went away."""
+        self.state.refresh()
+        self.root.sync()
+        node = self._current_node
+        while not node.attached():
+            node = node.parent
+        self._current_node = node
+
+    def run_cmdline(self, cmdline: str) -> None:
+        self.last_status = EXIT_OK
+        try:
+            self.sync()
+            with _quiet_configshell():
+                super().run_cmdline(cmdline)
+        except IscsihaError as exc:  # the one error boundary
+            self.fail(format_reports(exc.reports), EXIT_REFUSED)
+        except (ExecutionError, ParseException) as exc:
+            self.fail(str(exc), EXIT_USAGE)
+        finally:
+            self.sync()
+
+    def fail(self, text: str, status: int) -> None:
+        print(text, file=self.err, flush=True)
+        self.last_status = status
+
+    def run_once(self, cmdline: str) -> int:
+        self.run_cmdline(cmdline)
+        return int(self.last_status)
+
+
+@contextmanager
+def _quiet_configshell() -> Iterator[None]:
+    """configshell-fb uses pyparsing names pyparsing 3 deprecates: not the admin's concern."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="configshell_fb")
+        yield
+
+
+def ask(question: str) -> bool:
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def ask_secret(prompt: str) -> str:
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        return ""
+
+
+def progress(message: str) -> None:
+    print(f"iscsiha: {message}", file=sys.stderr, flush=True)
+
+
+def build(backend: Backend, backups: Backups, preferences_dir: str | None = PREFERENCES_DIR,
+          **streams: Any) -> ConsoleShell:
+    state = State(backend, backups, source="desired state", progress=progress, ask=ask,
+                  ask_secret=ask_secret)
+    return ConsoleShell(state, preferences_dir, **streams)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iscsiha-console", description=__doc__.splitlines()[0])
+    parser.add_argument("--desired", type=Path, default=DESIRED_PATH, metavar="FILE",
+                        help=f"the desired-state file (default {DESIRED_PATH})")
+    parser.add_argument("--backups", type=Path, default=BACKUP_DIR, metavar="DIR",
+                        help=f"where earlier desired states are kept (default {BACKUP_DIR})")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="a console command line, e.g. /volumes create name=db size=100G")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None,
+         preferences_dir: str | None = PREFERENCES_DIR) -> int:
+    """The entry point; tests pass a fake ``backend`` and their own ``preferences_dir``."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    if backend is None:
+        from appliance.backend import ClusterBackend  # the one module that reaches outside
+
+        backend = ClusterBackend(args.desired)
+    shell = build(backend, Backups(args.backups), preferences_dir)
+    if args.command:
+        return shell.run_once(" ".join(args.command))
+    while not shell._exit:
+        try:
+            shell.run_interactive()
+        except Exception as exc:  # a bug must not end the admin's session
+            shell.fail(f"internal error: {exc!r}", EXIT_REFUSED)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""The console tree's root, cluster, nodes, volumes and networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from appliance import edits
+from appliance.base import ConsoleNode, Summary, count
+from appliance.completion import matching, sizes, volume_names
+from appliance.edits import find, named, tables
+from appliance.files import read_text, write_secret
+from appliance.state import State, parse
+from appliance.targets import AuthNode, TargetsNode
+from iscsiha.commands.config import validate
+from iscsiha.commands.targets import ClusterStatus
+from iscsiha.errors import IscsihaError
+from iscsiha.model import names
+
+
+def status_lines(state: ClusterStatus) -> list[str]:
+    """The same lines `iscsiha status` prints."""
+    lines = [f"node    {name:<24} {'online' if online else 'OFFLINE'}"
+             for name, online in state.nodes]
+    for t in state.targets:
+        where = ", ".join(t.running_on) or "stopped"
+        health = "" if t.healthy else "  (not fully started)"
+        lines.append(f"target  {t.name:<24} on {where:<10} preferred {t.preferred}, "
+                     f"failback {t.failback}  {t.iqn}{health}")
+    for v in state.volumes:
+        roles = ", ".join(f"{role} on {node}" for node, role in v.roles) or "stopped"
+        lines.append(f"volume  {v.name:<24} {roles}")
+    return lines
+
+
+class RootNode(ConsoleNode):
+    def __init__(self, shell: Any, state: State) -> None:
+        super().__init__("/", None, state, shell)
+        ClusterNode(self, state)
+        NodesNode(self, state)
+        VolumesNode(self, state)
+        TargetsNode(self, state)
+        NetworksNode(self, state)
+
+    def summary(self) -> Summary:
+        error = self.state.load_error
+        if error is not None:
+            report = error.reports[0]
+            return f"desired state unreadable: {report.field}: {report.message}", False
+        return f"cluster {self.state.data_or_empty().get('cluster', {}).get('name', '?')}", None
+
+    def ui_command_status(self) -> None:
+        """
+        Shows the running cluster: each node online or not, where each target
+        runs (and whether all of it started), and each volume's DRBD role on
+        each node. The same as `iscsiha status`.
+
+        EXAMPLE
+        =======
+        status
+
+        SEE ALSO
+        ========
+        ls /targets/NAME move
+        """
+        for line in status_lines(self.state.status()):
+            self.say(line)
+
+    def ui_command_saveconfig(self, file: str | None = None) -> None:
+        """
+        Saves the desired state: without a file, as a new backup in the backup
+        folder (the last 10 are kept; every change also keeps the state before it
+        there); with a file, as a copy in that file (mode 0600: it holds secrets).
+
+        PARAMETERS
+        ==========
+
+        file
+        ----
+        Where to write the copy; leave it out for a backup.
+
+        EXAMPLE
+        =======
+        saveconfig
+        saveconfig /root/san-before-upgrade.toml
+
+        SEE ALSO
+        ========
+        restoreconfig
+        """
+        text = self.state.backend.load_desired()
+        if file is None:
+            self.say(f"saved a backup: {self.state.backups.save(text)}")
+        else:
+            write_secret(Path(file), text)
+            self.say(f"saved the desired state to {file}")
+
+    def ui_command_restoreconfig(self, file: str, confirm: str | None = None) -> None:
+        """
+        Makes a saved desired state (a backup or any desired-state file) the
+        desired state again: it is validated, applied to the cluster and saved.
+        Volumes it does not have are deleted with their data on both boxes, so
+        this asks first.
+
+        PARAMETERS
+        ==========
+
+        file
+        ----
+        The file to restore; TAB lists the backups.
+
+        confirm
+        -------
+        yes: do not ask.
+
+        EXAMPLE
+        =======
+        restoreconfig /etc/iscsiha/backup/desired-20261101-120000.toml
+
+        SEE ALSO
+        ========
+        saveconfig
+        """
+        text = read_text(Path(file))
+        config, _ = validate(text, file)
+        try:
+            previous: str | None = self.state.backend.load_desired()
+        except IscsihaError:
+            previous = None  # a box with no desired state yet
+        old = set(named(parse(previous, "desired state"), "volumes")) if previous else set()
+        deleted = sorted(old - {v.name for v in config.volumes})
+        question = f"Replace the desired state with {file} and apply it"
+        if deleted:
+            question += (f", deleting volume{'s' if len(deleted) > 1 else ''} "
+                         f"{', '.join(deleted)} and their data on both boxes")
+        self.state.confirm(question + "?", confirm, "restoreconfig", file)
+        changes = self.state.replace(text, previous, frozenset(deleted))
+        self.say(f"restored {file}: {len(changes.create)} volume(s) created, "
+                 f"{len(changes.grow)} grown, {len(changes.delete)} deleted")
+
+    def ui_complete_restoreconfig(self, parameters: dict[str, str], text: str,
+                                  current_param: str) -> list[str]:
+        if current_param == "file":
+            return matching((str(p) for p in self.state.backups.list()), text)
+        if current_param == "confirm":
+            return matching(["yes"], text)
+        return []
+
+
+class ClusterNode(ConsoleNode):
+    def __init__(self, parent: ConsoleNode, state: State) -> None:
+        super().__init__("cluster", parent, state)
+        AuthNode("discovery_auth", self, state, target=None)
+        for param, description in (("name", "The cluster's name."),
+                                   ("tiebreaker", "The corosync-qnetd server."),
+                                   ("volume_group", "The default volume group.")):
+            self.define_config_group_param("cluster", param, "string", description,
+                                           writable=False)
+
+    def ui_getgroup_cluster(self, param: str) -> Any:
+        return self.state.data_or_empty().get("cluster", {}).get(param)
+
+    def summary(self) -> Summary:
+        cluster = self.state.data_or_empty().get("cluster", {})
+        text = f"{cluster.get('name', '?')}, tiebreaker {cluster.get('tiebreaker') or 'none'}"
+        status = self.state.status_or_none()
+        if status is None:
+            return f"{text}, cluster status unknown", None
+        online = sum(up for _, up in status.nodes)
+        return f"{text}, {online}/{len(status.nodes)} nodes online", online == len(status.nodes)
+
+
+class NodesNode(ConsoleNode):
+    def __init__(self, parent: ConsoleNode, state: State) -> None:
+        super().__init__("nodes", parent, state)
+
+    def child_names(self) -> list[str]:
+        return named(self.state.data_or_empty(), "nodes")
+
+    def make_child(self, name: str) -> ConsoleNode:
+        return NodeNode(name, self, self.state)
+
+    def summary(self) -> Summary:
+        return count(len(self.children), "node"), None
+
+
+class NodeNode(ConsoleNode):
+    def __init__(self, name: str, parent: ConsoleNode, state: State) -> None:
+        super().__init__(name, parent, state)
+        self.define_config_group_param("node", "addresses", "string",
+                                       "Its address on each network.", writable=False)
+        self.define_config_group_param("node", "bmc", "string",
+                                       "Its BMC's address (for fencing).", writable=False)
+
+    def table(self) -> dict[str, Any]:
+        return find(self.state.data_or_empty(), "nodes", self.name, "node")
+
+    def ui_getgroup_node(self, param: str) -> Any:
+        if param == "bmc":
+            return str(self.table().get("bmc", {}).get("address"))
+        return ", ".join(f"{k} {v}" for k, v in (self.table().get(param) or {}).items())
+
+    def summary(self) -> Summary:
+        addresses = self.ui_getgroup_node("addresses")
+        status = self.state.status_or_none()
+        online = dict(status.nodes).get(self.name) if status else None
+        shown = {True: "online", False: "OFFLINE", None: "status unknown"}[online]
+        return f"{shown}; {addresses}", online
+
+
+class VolumesNode(ConsoleNode):
+    def __init__(self, parent: ConsoleNode, state: State) -> None:
+        super().__init__("volumes", parent, state)
+
+    def child_names(self) -> list[str]:
+        return named(self.state.data_or_empty(), "volumes")
+
+    def make_child(self, name: str) -> ConsoleNode:
+        return VolumeNode(name, self, self.state)
+
+    def summary(self) -> Summary:
+        total = sum(names.parse_size(str(v.get("size"))) or 0
+                    for v in tables(self.state.data_or_empty(), "volumes"))
+        return f"{count(len(self.children), 'volume')}, {names.format_size(total)}", None
+
+    def ui_command_create(self, name: str, size: str, volume_group: str | None = None) -> None:
+        """
+        Creates a volume: an LVM logical volume of that size on both boxes,
+        mirrored by DRBD. It is applied to the cluster at once; export it with
+        `/targets/NAME/luns create volume=NAME`.
+
+        PARAMETERS
+        ==========
+
+        name
+        ----
+        1 to 32 lowercase letters, digits and '-', starting with a letter.
+
+        size
+        ----
+        A number with a unit K, M, G, T or P, powers of 1024 as in LVM
+        (100G is 100 GiB); at least 16M.
+
+        volume_group
+        ------------
+        The LVM volume group on both boxes; default the cluster's volume_group.
+
+        EXAMPLE
+        =======
+        create name=db size=100G
+
+        SEE ALSO
+        ========
+        delete /volumes/NAME resize
+        """
+        self.state.change(edits.create_volume(name, size, volume_group))
+        self.say(f"created volume {name} ({size})")
+
+    def ui_complete_create(self, parameters: dict[str, str], text: str,
+                           current_param: str) -> list[str]:
+        if current_param == "size":
+            return sizes(text)
+        if current_param == "volume_group":
+            data = self.state.data_or_empty()
+            groups = {str(v.get("volume_group")) for v in tables(data, "volumes")
+                      if v.get("volume_group")}
+            groups.add(str(data.get("cluster", {}).get("volume_group", "data")))
+            return matching(groups, text)
+        return []
+
+    def ui_command_delete(self, name: str, confirm: str | None = None) -> None:
+        """
+        Deletes a volume and its data on both boxes. A volume that a target
+        exports cannot be deleted: delete its LUN first. Asks before deleting.
+
+        PARAMETERS
+        ==========
+
+        name
+        ----
+        The volume.
+
+        confirm
+        -------
+        yes: do not ask.
+
+        EXAMPLE
+        =======
+        delete db
+        delete name=db confirm=yes
+
+        SEE ALSO
+        ========
+        create /targets/NAME/luns delete
+        """
+        edit = edits.delete_volume(name)
+        self.check(edit)
+        self.state.confirm(f"Delete volume {name} and its data on both boxes?", confirm,
+                           "volume", name)
+        self.state.change(edit, frozenset({name}))
+        self.say(f"deleted volume {name}")
+
+    def ui_complete_delete(self, parameters: dict[str, str], text: str,
+                           current_param: str) -> list[str]:
+        if current_param == "name":
+            return matching(volume_names(self.state), text)
+        if current_param == "confirm":
+            return matching(["yes"], text)
+        return []
+
+
+class VolumeNode(ConsoleNode):
+    def __init__(self, name: str, parent: ConsoleNode, state: State) -> None:
+        super().__init__(name, parent, state)
+        self.define_config_group_param("volume", "size", "string",
+                                       "Its size (change it with resize).", writable=False)
+        self.define_config_group_param("volume", "volume_group", "string",
+                                       "Its LVM volume group on both boxes.", writable=False)
+
+    def ui_getgroup_volume(self, param: str) -> Any:
+        data = self.state.data_or_empty()
+        volume = find(data, "volumes", self.name, "volume")
+        if param == "volume_group":
+            return volume.get(param) or data.get("cluster", {}).get("volume_group", "data")
+        return volume.get(param)
+
+    def summary(self) -> Summary:
+        size = str(self.ui_getgroup_volume("size"))
+        users = edits.exported_by(self.state.data_or_empty(), self.name)
+        text = f"{size}, {'; '.join(users) if users else 'not exported'}"
+        status = self.state.status_or_none()
+        if status is None:
+            return text, None
+        found = next((v for v in status.volumes if v.name == self.name), None)
+        if found is None:
+            return f"{text}, not in the cluster", False
+        roles = [role for _, role in found.roles]
+        shown = ", ".join(f"{role} on {node}" for node, role in found.roles) or "stopped"
+        return f"{text}, {shown}", len(roles) == 2 and "Promoted" in roles
+
+    def ui_command_resize(self, size: str) -> None:
+        """
+        Grows the volume on both boxes (LVM, then DRBD); initiators see the new
+        size after a rescan. Volumes never shrink, and grow only while DRBD is
+        connected and up to date on both boxes.
+
+        PARAMETERS
+        ==========
+
+        size
+        ----
+        The new size, larger than the current one: 200G, 1.5T, ...
+
+        EXAMPLE
+        =======
+        resize 200G
+
+        SEE ALSO
+        ========
+        get volume size
+        """
+        self.state.change(edits.resize_volume(self.name, size))
+        self.say(f"volume {self.name} is now {size}")
+
+    def ui_complete_resize(self, parameters: dict[str, str], text: str,
+                           current_param: str) -> list[str]:
+        return sizes(text) if current_param == "size" else []
+
+
+class NetworksNode(ConsoleNode):
+    def __init__(self, parent: ConsoleNode, state: State) -> None:
+        super().__init__("network", parent, state)
+
+    def child_names(self) -> list[str]:
+        return named(self.state.data_or_empty(), "networks")
+
+    def make_child(self, name: str) -> ConsoleNode:
+        return NetworkNode(name, self, self.state)
+
+    def summary(self) -> Summary:
+        return count(len(self.children), "network"), None
+
+
+class NetworkNode(ConsoleNode):
+    def __init__(self, name: str, parent: ConsoleNode, state: State) -> None:
+        super().__init__(name, parent, state)
+        for param in ("role", "subnet"):
+            self.define_config_group_param("network", param, "string", f"Its {param}.",
+                                           writable=False)
+
+    def ui_getgroup_network(self, param: str) -> Any:
+        return find(self.state.data_or_empty(), "networks", self.name, "network").get(param)
+
+    def summary(self) -> Summary:
+        return f"{self.ui_getgroup_network('role')} {self.ui_getgroup_network('subnet')}", None

@@ -1,0 +1,130 @@
+"""A fake backend and a harness that drives the console shell in memory and a temp dir."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from appliance.console import ConsoleShell
+from appliance.files import Backups, read_text, write_secret
+from appliance.state import Progress, State
+from iscsiha.commands.apply import Changes
+from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
+from iscsiha.errors import IscsihaError
+from iscsiha.model.types import Config
+from tests.conftest import EXAMPLE
+
+SEEN_INITIATOR = "iqn.1993-08.org.debian:01:new-host"
+
+
+def running_status() -> ClusterStatus:
+    """The example cluster, everything running where it prefers to."""
+    return ClusterStatus(
+        nodes=(("san-a", True), ("san-b", True)),
+        targets=(TargetStatus("vm", "iqn.2026-11.com.example:san.vm", ("san-a",), "san-a",
+                              "manual", True),
+                 TargetStatus("backup", "iqn.2026-11.com.example:san.backup", ("san-b",),
+                              "san-b", "auto", True)),
+        volumes=tuple(VolumeStatus(name, (("san-a", "Promoted"), ("san-b", "Unpromoted")))
+                      for name in ("vmstore", "db", "backup")))
+
+
+@dataclass
+class Applied:
+    config: Config
+    text: str
+    confirmed_deletes: frozenset[str]
+
+
+@dataclass
+class FakeBackend:
+    """Records what the console asked for; the desired state is a real file in a temp dir."""
+
+    desired: Path
+    cluster: ClusterStatus = field(default_factory=running_status)
+    applied: list[Applied] = field(default_factory=list)
+    saved: list[str] = field(default_factory=list)
+    moves: list[tuple[str, str, float]] = field(default_factory=list)
+    apply_error: IscsihaError | None = None
+    status_error: IscsihaError | None = None
+    seen: list[str] = field(default_factory=lambda: [SEEN_INITIATOR])
+
+    def load_desired(self) -> str:
+        return read_text(self.desired)
+
+    def save_desired(self, text: str) -> None:
+        self.saved.append(text)
+        write_secret(self.desired, text)
+
+    def apply(self, config: Config, text: str, confirmed_deletes: frozenset[str],
+              progress: Progress) -> Changes:
+        if self.apply_error is not None:
+            raise self.apply_error
+        self.applied.append(Applied(config, text, confirmed_deletes))
+        progress("applied (fake)")
+        return Changes((), (), tuple(sorted(confirmed_deletes)), True)
+
+    def status(self) -> ClusterStatus:
+        if self.status_error is not None:
+            raise self.status_error
+        return self.cluster
+
+    def move(self, target: str, node: str, timeout: float, progress: Progress) -> float:
+        self.moves.append((target, node, timeout))
+        return 2.5
+
+    def seen_initiators(self) -> list[str]:
+        return list(self.seen)
+
+
+class Clock:
+    """A clock that moves one second per reading, so backups get distinct names."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 1, 12, 0, 0)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+class Harness:
+    """The console over a copy of the example, with answers to its questions queued."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.desired = tmp / "desired.toml"
+        shutil.copy(EXAMPLE, self.desired)
+        os.chmod(self.desired, 0o600)
+        self.original = self.desired.read_text()
+        self.backend = FakeBackend(self.desired)
+        self.backups = Backups(tmp / "backup", clock=Clock())
+        self.answers: list[bool] = []
+        self.questions: list[str] = []
+        self.secrets: list[str] = []
+        self.progress: list[str] = []
+        self.out = io.StringIO()
+        self.err = io.StringIO()
+        self.state = State(self.backend, self.backups, progress=self.progress.append,
+                           ask=self._ask, ask_secret=lambda _prompt: self.secrets.pop(0))
+        self.shell = ConsoleShell(self.state, str(tmp / "prefs"), out=self.out, err=self.err)
+
+    def _ask(self, question: str) -> bool:
+        self.questions.append(question)
+        return self.answers.pop(0) if self.answers else False
+
+    def run(self, cmdline: str) -> int:
+        """Run one command line; the output of earlier ones is dropped."""
+        for stream in (self.out, self.err):
+            stream.seek(0)
+            stream.truncate()
+        return self.shell.run_once(cmdline)
+
+    def unchanged(self) -> bool:
+        """Nothing applied, nothing saved, the file as it was."""
+        return (not self.backend.applied and not self.backend.saved
+                and self.desired.read_text() == self.original)
