@@ -29,6 +29,20 @@ from tests.conftest import skip_or_fail
 REPO = Path(__file__).resolve().parents[2]
 
 
+# The lab tests share one lab: the basic ones run before any desired state is applied
+# (they fence and split an unconfigured cluster), the failover scenarios last.
+ORDER = ("test_agents_in_lab", "test_executors_on_a_box", "test_lab", "test_storage_path",
+         "test_failover")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def key(item: pytest.Item) -> int:
+        name = item.path.stem
+        return ORDER.index(name) + 1 if item.path.parent.name == "lab" and name in ORDER else 0
+
+    items.sort(key=key)
+
+
 def lab_images() -> LabImages:
     def pick(env: str, default: Path) -> Path:
         return Path(os.environ[env]) if os.environ.get(env) else default
