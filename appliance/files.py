@@ -7,10 +7,12 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from iscsiha.commands import node_steps
 from iscsiha.errors import IscsihaError
+from iscsiha.executors import files
 from iscsiha.executors.files import write_atomic
 
-DESIRED_PATH = Path("/etc/iscsiha/desired.toml")
+DESIRED_PATH = Path(node_steps.DESIRED_PATH)  # where apply keeps it on both boxes
 BACKUP_DIR = Path("/etc/iscsiha/backup")
 BACKUPS_KEPT = 10
 SECRET_MODE = 0o600  # the desired state holds CHAP and BMC secrets
@@ -19,14 +21,7 @@ _BACKUP = re.compile(r"^desired-(\d{8})-(\d{6})(?:-(\d+))?\.toml$")
 
 
 def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise IscsihaError.single("unreadable-file", "file", str(path),
-                                  "a readable UTF-8 file", exc.strerror or str(exc)) from exc
-    except UnicodeDecodeError as exc:
-        raise IscsihaError.single("unreadable-file", "file", str(path),
-                                  "a readable UTF-8 file", "is not UTF-8 text") from exc
+    return files.read_text(str(path))
 
 
 def write_secret(path: Path, text: str) -> None:

@@ -22,6 +22,7 @@ from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands.env import Env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.errors import IscsihaError, Report
+from iscsiha.executors import files
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
@@ -89,14 +90,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read(path: Path) -> tuple[str, int]:
-    try:
-        return path.read_text(encoding="utf-8"), path.stat().st_mode
-    except OSError as exc:
-        raise IscsihaError.single("unreadable-file", "file", str(path),
-                                  "a readable UTF-8 file", exc.strerror or str(exc)) from exc
-    except UnicodeDecodeError as exc:
-        raise IscsihaError.single("unreadable-file", "file", str(path),
-                                  "a readable UTF-8 file", "is not UTF-8 text") from exc
+    text = files.read_text(str(path))
+    return text, path.stat().st_mode
 
 
 def _load(path: Path) -> Config:

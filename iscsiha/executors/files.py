@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from iscsiha.errors import IscsihaError
+
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write via a temporary file created with ``mode`` (never wider), fsync, rename,
@@ -24,6 +26,19 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+def read_text(path: str) -> str:
+    """A UTF-8 text file's content; an error names the file and why it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise IscsihaError.single("unreadable-file", "file", path,
+                                  "a readable UTF-8 file", exc.strerror or str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise IscsihaError.single("unreadable-file", "file", path,
+                                  "a readable UTF-8 file", "is not UTF-8 text") from exc
 
 
 def read(path: str) -> bytes | None:
