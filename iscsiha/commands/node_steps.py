@@ -95,17 +95,13 @@ def drbd_resize(box: Box, args: dict[str, Any]) -> None:
 
 
 def write_files(box: Box, args: dict[str, Any]) -> list[str]:
-    """Write the files; the paths whose content changed."""
+    """Write the files that differ; their paths."""
     bad = [path for path, _, _ in args["files"] if not any(p.fullmatch(path) for p in _WRITABLE)]
     if bad:
         raise IscsihaError.single("path-not-writable", "path", ", ".join(bad),
                                   "DRBD resource files or the desired state")
-    changed = []
-    for path, content, mode in args["files"]:
-        if files.read(path) != content.encode():
-            changed.append(path)
-        files.write_atomic(path, content.encode(), int(mode))
-    return changed
+    return [path for path, content, mode in args["files"]
+            if files.write_if_changed(path, content.encode(), int(mode))]
 
 
 def adjust(box: Box, args: dict[str, Any]) -> None:

@@ -28,6 +28,17 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         os.close(dfd)
 
 
+def write_if_changed(path: str, data: bytes, mode: int = 0o644) -> bool:
+    """write_atomic unless the file already holds ``data`` with ``mode``; whether it wrote."""
+    try:
+        same = read(path) == data and os.stat(path).st_mode & 0o7777 == mode
+    except FileNotFoundError:
+        same = False
+    if not same:
+        write_atomic(path, data, mode)
+    return not same
+
+
 def read_text(path: str) -> str:
     """A UTF-8 text file's content; an error names the file and why it cannot be read."""
     try:

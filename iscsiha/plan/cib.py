@@ -242,8 +242,8 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
 
     ET.SubElement(constraints, "rsc_location", id=f"{gid}-prefers-{target.preferred_node}",
                   rsc=gid, node=target.preferred_node, score=str(PREFERRED_SCORE))
-    for net in sorted({config.cluster.network(p.network) for p in target.portals
-                       if config.cluster.network(p.network).ping}, key=lambda n: n.name):
+    pinged = {config.cluster.network(p.network) for p in target.portals}
+    for net in sorted((n for n in pinged if n.ping), key=lambda n: n.name):
         # Finite, so when both boxes lose the hosts (the switch reboots) the target
         # stays where it is instead of stopping everywhere.
         loc = ET.SubElement(constraints, "rsc_location", id=f"{gid}-needs-{net.name}", rsc=gid)
