@@ -19,7 +19,7 @@ from iscsiha.executors.portblock import PortBlock
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import IPAddress
 
-ARPING = "/usr/sbin/arping"
+ARPING = "/usr/bin/arping"  # iputils-arping
 
 SPEC = AgentSpec(
     name="address",

@@ -87,3 +87,37 @@ def test_address_start_drops_syns_until_unblocked_then_stop_cleans_up(lab: Lab) 
     assert blocked == "timeout"  # dropped quietly: the initiator just retransmits
     assert opened == "connected"
     assert after.split()[0] == "0" and ip not in after
+
+
+def test_address_start_announces_the_move_so_initiators_switch_at_once(lab: Lab) -> None:
+    """A gratuitous ARP updates the initiator's neighbour entry without it asking: the
+    initiator's next packet goes to the new box instead of the old MAC."""
+    ip = "10.99.30.153"
+    env = ["env", "OCF_ROOT=/usr/lib/ocf", f"OCF_RESKEY_ip={ip}", "OCF_RESKEY_cidr_netmask=24",
+           "OCF_RESKEY_port=3261"]
+    initiator = lab.topology.initiators[0].name
+    old, new = "san-b", BOX
+
+    def mac_of(box: str) -> str:
+        script = (f"dev=$(ip -o addr show to {ip} | awk '{{print $2}}'); "
+                  "cat /sys/class/net/$dev/address")
+        return lab.exec(box, ["sh", "-c", script]).check().out.strip()
+
+    def neighbour() -> str:
+        return lab.exec(initiator, ["ip", "neigh", "show", ip]).check().out
+
+    try:
+        lab.exec(old, [*env, f"{AGENTS}/address", "start"]).check()
+        lab.exec(initiator, ["ping", "-c", "1", "-W", "2", ip]).check()
+        old_mac = mac_of(old)
+        assert old_mac in neighbour()
+        lab.exec(old, [*env, f"{AGENTS}/address", "stop"]).check()
+        started = lab.exec(new, [*env, f"{AGENTS}/address", "start"]).check()
+        new_mac = mac_of(new)
+        lab.exec(initiator, ["sleep", "3"])  # arping sends 3 announcements, a second apart
+        seen = neighbour()
+    finally:
+        for box in (old, new):
+            lab.exec(box, [*env, f"{AGENTS}/address", "stop"])
+    assert "not sent" not in started.err, started.err
+    assert new_mac != old_mac and new_mac in seen, seen
