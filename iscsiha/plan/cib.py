@@ -165,8 +165,10 @@ def _fence_device(resources: ET.Element, constraints: ET.Element, node: Node,
     if delay:
         params.append(("pcmk_delay_base", delay))
     prim = _primitive(resources, rsc, "stonith", "fence_ipmilan", None, params)
-    # fence_ipmilan's status call took over 20 s in the lab under load.
-    _ops(prim, rsc, (("monitor", "60s", "60s", None),))
+    # fence_ipmilan's status call took over 20 s in the lab under load, and the start
+    # (a status call too) on a box just back from a fence timed out at the default 20 s,
+    # which bans the device from the only box that may run it.
+    _ops(prim, rsc, (("start", "0s", "60s", None), ("monitor", "60s", "60s", None)))
     # A box never runs the device that would power itself off.
     ET.SubElement(constraints, "rsc_location", id=f"{rsc}-not-on-{node.name}", rsc=rsc,
                   node=node.name, score="-INFINITY")
