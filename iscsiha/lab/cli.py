@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from iscsiha.cli.report_format import format_reports
 from iscsiha.errors import IscsihaError
-from iscsiha.lab import bench, console, initiator_root
+from iscsiha.lab import bench, console, initiator_root, soak
 from iscsiha.lab.desired import demo_data
 from iscsiha.lab.lab import Lab
 from iscsiha.lab.paths import LabImages, LabPaths
@@ -108,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_image_options(p)
     p.add_argument("--no-fence", action="store_true", help="skip the fence off/on cycle")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("soak", help="inject random faults under the write verifier (JSON "
+                                    "counts); takes the running lab's desired state over")
+    p.add_argument("--faults", type=int, default=50, help="how many (default 50)")
+    p.add_argument("--seed", type=int, default=None, help="repeat a run's sequence")
+    p.add_argument("--max-minutes", type=float, default=150.0,
+                   help="inject no new fault after this (default 150)")
+    p.set_defaults(func=_soak)
 
     p = sub.add_parser("desired", help="print the lab's desired state with one demo volume "
                                        "exported to the initiator (TOML, holds secrets)")
@@ -204,6 +213,17 @@ def _bench(lab: Lab, args: argparse.Namespace) -> int:
     figures = bench.run(lab, _images(args), progress, fence=not args.no_fence)
     print(json.dumps(figures, indent=2))
     return EXIT_OK
+
+
+def _soak(lab: Lab, args: argparse.Namespace) -> int:
+    if args.faults < 1:
+        raise IscsihaError.single("bad-fault-count", "--faults", str(args.faults),
+                                  "a count of 1 or more")
+    lab.require_running()
+    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    tally = soak.soak(lab, args.faults, seed, args.max_minutes, progress)
+    print(json.dumps(tally, indent=2))
+    return EXIT_OK if tally["failure"] is None else EXIT_REFUSED
 
 
 def _desired(lab: Lab, args: argparse.Namespace) -> int:

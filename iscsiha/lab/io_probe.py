@@ -3,7 +3,8 @@
 Writes numbered 4 KiB blocks round-robin over the given block devices with
 O_DIRECT|O_DSYNC (each write acknowledged only once it is stable), times every
 completion, and stops at a stop file or a time limit. Then it reads back the
-last acknowledged block at every offset it wrote and counts any that differ.
+last acknowledged block at every offset it wrote and counts any that differ
+(and any it cannot read back).
 Prints one JSON line: writes, errors, the longest gap between two completions
 (the I/O pause) and when it began, and blocks lost.
 
@@ -63,14 +64,21 @@ def main() -> None:
             gap, gap_at = now - last, last - start
         last = now
         seq += 1
-    lost = 0
+    lost = unreadable = 0
     for (dev, offset), wrote in acked.items():
         buf.seek(0)
-        os.preadv(fds[dev], [buf], offset)
+        try:
+            os.preadv(fds[dev], [buf], offset)
+        except OSError as exc:  # a dead path: still report what was seen
+            unreadable += 1
+            if len(error_text) < 10:
+                error_text.append(f"read back {args.devices[dev]}@{offset}: {exc}")
+            continue
         if bytes(buf) != _block(dev, wrote, offset):
             lost += 1
     print(json.dumps({"writes": writes, "errors": errors, "error_text": error_text,
                       "max_gap_s": round(gap, 3), "gap_at_s": round(gap_at, 3), "lost": lost,
+                      "unreadable": unreadable,
                       "checked": len(acked), "seconds": round(last - start, 3)}))
 
 

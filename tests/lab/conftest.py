@@ -43,6 +43,48 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=key)
 
 
+# What a failed lab test leaves for the post-mortem: a fault's cause is gone with the lab.
+DIAGNOSTICS = Path(os.environ.get("ISCSIHA_LAB_DIAGNOSTICS", "/var/tmp/iscsiha-lab-diagnostics"))
+DIAGNOSE = (
+    ("crm_mon", ["crm_mon", "-1", "-r", "-f", "-A", "-t"]),
+    ("fencing", ["stonith_admin", "--history", "*", "--verbose"]),
+    ("constraints", ["cibadmin", "--query", "--scope", "constraints"]),
+    ("drbd", ["drbdadm", "status", "all"]),
+    ("kernel", ["sh", "-c", "dmesg | tail -n 200"]),
+    ("pacemaker", ["sh", "-c", "tail -n 1500 /var/log/pacemaker/pacemaker.log"]),
+    ("journal", ["journalctl", "--no-pager", "-n", "800", "-u", "corosync",
+                 "-u", "corosync-qdevice", "-u", "pacemaker"]),
+)
+
+
+def collect_diagnostics(lab: Lab, test: str) -> Path:
+    """Each running appliance's cluster, DRBD and log state, one file per node."""
+    folder = DIAGNOSTICS / test
+    folder.mkdir(parents=True, exist_ok=True)
+    for node in lab.topology.appliances:
+        parts = []
+        for title, argv in DIAGNOSE:
+            try:
+                result = lab.exec(node.name, argv, timeout=60)
+                text = result.out + result.err
+            except IscsihaError as exc:  # powered off, frozen: say so and go on
+                text = f"(no answer: {exc})"
+            parts.append(f"===== {title}: {' '.join(argv)}\n{text}")
+        (folder / f"{node.name}.txt").write_text("\n".join(parts))
+    return folder
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    lab = getattr(item, "funcargs", {}).get("lab")
+    if report.when == "call" and report.failed and isinstance(lab, Lab):
+        folder = collect_diagnostics(lab, item.name)
+        summary = (folder / f"{lab.topology.appliances[0].name}.txt").read_text()
+        report.sections.append(("lab diagnostics", f"saved in {folder}\n{summary[:6000]}"))
+
+
 def lab_images() -> LabImages:
     def pick(env: str, default: Path) -> Path:
         return Path(os.environ[env]) if os.environ.get(env) else default

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from iscsiha.lab.initiator import HV_SECRET, Initiator
 from iscsiha.lab.lab import Lab
 from iscsiha.lab.topology import NetworkRole
 from iscsiha.model.identity import lun_identity
-from tests.lab.storage import HV_SECRET, Initiator
 
 pytestmark = pytest.mark.lab
 

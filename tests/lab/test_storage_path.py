@@ -13,20 +13,11 @@ from typing import Any
 
 import pytest
 
+from iscsiha.lab.initiator import Initiator, iqn, wait_for
 from iscsiha.lab.lab import Lab
+from iscsiha.lab.pair import apply, iscsiha, target_on
 from iscsiha.model.identity import lun_identity
-from tests.lab.storage import (
-    Initiator,
-    apply,
-    cib_epoch,
-    desired,
-    iqn,
-    iscsiha,
-    lvs,
-    target_on,
-    wait_for,
-    with_volume_size,
-)
+from tests.lab.storage import cib_epoch, desired, lvs, with_volume_size
 
 pytestmark = pytest.mark.lab
 ONE, EIGHT = "10.99.30.100", "10.99.30.101"
@@ -124,7 +115,7 @@ def test_planned_moves_keep_io_going_without_errors_or_lost_writes(
               f"{r['errors']} errors, {r['lost']} lost of {r['checked']} checked "
               f"({r['move_command']})")
         assert r["errors"] == 0, r["error_text"]
-        assert r["lost"] == 0
+        assert r["lost"] == 0 and r["unreadable"] == 0, r["error_text"]
         assert r["writes"] > 0
     # The same LUNs, seen from the other box, are the same LUNs.
     assert [ini.identity(d) for d in disks] == before

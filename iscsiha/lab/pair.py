@@ -1,31 +1,50 @@
-"""Fault scenarios under load: the desired state they share, the verifier running on
-the initiator, and the checks every scenario ends with."""
+"""The lab's two boxes as the fault scenarios see them: the desired state they share,
+`iscsiha` run on a box, and what "healthy" means (both online, every volume
+Connected and UpToDate on both, one Primary each, every target running)."""
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from iscsiha.errors import IscsihaError
+from iscsiha.lab.desired import lab_data
+from iscsiha.lab.guest import GuestResult
+from iscsiha.lab.initiator import MUTUAL, Initiator, iqn, wait_for
 from iscsiha.lab.lab import Lab
-from tests.lab.storage import MUTUAL, Initiator, apply, iqn, iscsiha, wait_for
+from iscsiha.model.toml_dump import dumps
 
 BOXES = ("san-a", "san-b")
+DESIRED = "/root/desired.toml"
 # alpha fails back by hand, beta on its own: both policies under every fault.
 TARGETS = {"alpha": ("10.99.30.110", "san-a", "manual"),
            "beta": ("10.99.30.111", "san-b", "auto")}
 RECOVERY = 420.0  # a fenced box reboots, rejoins and resyncs within this
 
+# What docs/failover.md recommends for Linux initiators.
+INITIATOR_SETTINGS = {
+    "node.session.timeo.replacement_timeout": "180",
+    "node.conn[0].timeo.noop_out_interval": "5",
+    "node.conn[0].timeo.noop_out_timeout": "10",
+}
+
+
+class CheckFailed(AssertionError):
+    """The pair is not as a scenario needs it (pytest shows it as a failed assertion)."""
+
+
+def apply(lab: Lab, data: dict[str, Any], *extra: str, box: str = "san-a") -> GuestResult:
+    lab.exec(box, ["sh", "-c", f"umask 077; cat > {DESIRED}"], input=dumps(data)).check()
+    return lab.exec(box, ["iscsiha", "apply", DESIRED, *extra], timeout=600)
+
+
+def iscsiha(lab: Lab, *argv: str, box: str = "san-a", timeout: float = 600) -> GuestResult:
+    return lab.exec(box, ["iscsiha", *argv], timeout=timeout)
+
 
 def failover_desired(lab: Lab, initiator_iqn: str) -> dict[str, Any]:
-    from iscsiha.lab.desired import lab_data
-
     data = lab_data(lab.topology, lab.bmc_password())
     data["volumes"] = [{"name": name, "size": "32M"} for name in TARGETS]
     data["targets"] = [
@@ -36,8 +55,13 @@ def failover_desired(lab: Lab, initiator_iqn: str) -> dict[str, Any]:
     return data
 
 
+def _applied(result: GuestResult) -> None:
+    if not result.ok:
+        raise CheckFailed(result.out + result.err)
+
+
 def converge(lab: Lab, data: dict[str, Any]) -> None:
-    """Apply ``data``, deleting whatever volumes earlier tests left: targets first (a
+    """Apply ``data``, deleting whatever volumes earlier runs left: targets first (a
     volume still exported is never deleted), then the volumes."""
     out = lab.exec("san-a", ["lvs", "--noheadings", "--units", "m", "--nosuffix",
                              "-o", "lv_name,lv_size", "data"]).check().out
@@ -47,11 +71,8 @@ def converge(lab: Lab, data: dict[str, Any]) -> None:
     if extra:
         keep = dict(data, volumes=[*data["volumes"],
                                    *({"name": n, "size": s} for n, s in extra.items())])
-        result = apply(lab, keep)
-        assert result.ok, result.out + result.err
-    deletes = [arg for name in extra for arg in ("--delete", name)]
-    result = apply(lab, data, *deletes)
-    assert result.ok, result.out + result.err
+        _applied(apply(lab, keep))
+    _applied(apply(lab, data, *(arg for name in extra for arg in ("--delete", name))))
 
 
 def ask(lab: Lab, box: str, argv: list[str], timeout: float = 30) -> str | None:
@@ -75,6 +96,10 @@ def target_on(lab: Lab, name: str) -> str | None:
             if words[:2] == ["target", name]:
                 return None if "(not" in line or words[3] == "stopped" else words[3]
     return None
+
+
+def other(box: str) -> str:
+    return BOXES[1] if box == BOXES[0] else BOXES[0]
 
 
 @dataclass
@@ -105,7 +130,7 @@ def online(lab: Lab) -> set[str]:
 
 def healthy(lab: Lab) -> bool:
     """Both boxes online, every volume connected and UpToDate on both, one Primary each,
-    every target running."""
+    every target running, automatic failback done."""
     if online(lab) != set(BOXES):
         return False
     views = [drbd(lab, box) for box in BOXES]
@@ -116,7 +141,6 @@ def healthy(lab: Lab) -> bool:
             return False
         if sorted(p.role for p in pair if p) != ["Primary", "Secondary"]:
             return False
-    # Every target running, and automatic failback done: no move left pending.
     where = {t: target_on(lab, t) for t in TARGETS}
     return all(where.values()) and all(
         where[t] == node for t, (_, node, failback) in TARGETS.items() if failback == "auto")
@@ -141,20 +165,16 @@ def fenced_after(lab: Lab, node: str, before: str) -> Callable[[], bool]:
     return check
 
 
-def assert_same_data(lab: Lab, volume: str) -> None:
-    """The replicated bytes are identical on both boxes (read past any cache)."""
-    sums = []
-    for box in BOXES:
-        size = lab.exec(box, ["sh", "-c", f"drbdadm role {volume} | grep -q ^Primary && "
-                                          f"blockdev --getsize64 $(drbdadm sh-dev {volume})"
-                                          " || true"]).out.strip()
-        sums.append(size)
-    (size,) = [s for s in sums if s]
-    digests = {lab.exec(box, ["sh", "-c", f"dd if=/dev/data/{volume} iflag=direct bs=1M "
-                                          f"count={int(size)} iflag=count_bytes status=none "
-                                          "| sha256sum"]).check().out.split()[0]
-               for box in BOXES}
-    assert len(digests) == 1, f"{volume}: the two boxes hold different data"
+def data_digests(lab: Lab, volume: str) -> set[str]:
+    """sha256 of the replicated bytes on each box, read past any cache."""
+    sizes = [lab.exec(box, ["sh", "-c", f"drbdadm role {volume} | grep -q ^Primary && "
+                                        f"blockdev --getsize64 $(drbdadm sh-dev {volume})"
+                                        " || true"]).out.strip() for box in BOXES]
+    (size,) = [s for s in sizes if s]
+    return {lab.exec(box, ["sh", "-c", f"dd if=/dev/data/{volume} iflag=direct bs=1M "
+                                       f"count={int(size)} iflag=count_bytes status=none "
+                                       "| sha256sum"]).check().out.split()[0]
+            for box in BOXES}
 
 
 def split_brains(lab: Lab) -> list[str]:
@@ -165,58 +185,16 @@ def split_brains(lab: Lab) -> list[str]:
     return found
 
 
-@dataclass
-class Load:
-    """The acknowledged-write verifier, running on the initiator until stopped."""
-
-    initiator: Initiator
-    disks: list[str]
-    stop_file: str = "/tmp/failover-probe.stop"
-    result: dict[str, Any] = field(default_factory=dict)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.initiator.run("rm", "-f", self.stop_file)
-        self._thread = threading.Thread(target=lambda: self.result.update(
-            self.initiator.probe(self.disks, 900, self.stop_file)), daemon=True)
-        self._thread.start()
-        time.sleep(5)  # writes flowing before the fault
-
-    def stop(self) -> dict[str, Any]:
-        time.sleep(5)  # and after the recovery
-        self.initiator.run("touch", self.stop_file)
-        assert self._thread is not None
-        self._thread.join(timeout=300)
-        assert self.result, "the verifier returned nothing"
-        return self.result
-
-
-@contextmanager
-def under_load(initiator: Initiator, disks: list[str], scenario: str,
-               figures: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Run the body under the verifier; then 0 errors and 0 acknowledged writes lost."""
-    load = Load(initiator, disks)
-    load.start()
-    started = time.monotonic()
-    extra: dict[str, Any] = {}
-    try:
-        yield extra
-    finally:
-        result = load.stop()
-    result.update(extra, scenario_s=round(time.monotonic() - started, 1))
-    figures[scenario] = result
-    print(f"\n{scenario}: " + json.dumps(result, sort_keys=True))
-    assert result["errors"] == 0, result["error_text"]
-    assert result["lost"] == 0
-    assert result["writes"] > 100
-
-
 def recovered(lab: Lab, timeout: float = RECOVERY) -> None:
+    """Healthy again, no split brain, and the same bytes on both boxes."""
     wait_for("both boxes back, volumes UpToDate on both, every target running",
              lambda: healthy(lab), timeout=timeout)
-    assert not split_brains(lab), split_brains(lab)
+    brains = split_brains(lab)
+    if brains:
+        raise CheckFailed(f"split brain: {brains}")
     for volume in TARGETS:
-        assert_same_data(lab, volume)
+        if len(data_digests(lab, volume)) != 1:
+            raise CheckFailed(f"{volume}: the two boxes hold different data")
 
 
 def written_kib(lab: Lab, box: str) -> int:
@@ -231,14 +209,6 @@ def resync_kib(lab: Lab, box: str) -> int:
     return sum(int(n) for n in re.findall(r"will sync (\d+) KB", out))
 
 
-# What docs/failover.md recommends for Linux initiators.
-INITIATOR_SETTINGS = {
-    "node.session.timeo.replacement_timeout": "180",
-    "node.conn[0].timeo.noop_out_interval": "5",
-    "node.conn[0].timeo.noop_out_timeout": "10",
-}
-
-
 def login_all(initiator: Initiator) -> list[str]:
     disks = []
     for name, (portal, _, _) in TARGETS.items():
@@ -251,6 +221,19 @@ def login_all(initiator: Initiator) -> list[str]:
 
 
 def move(lab: Lab, target: str, node: str) -> None:
-    result = iscsiha(lab, "target", "move", target, node)
-    assert result.ok, result.out + result.err
+    _applied(iscsiha(lab, "target", "move", target, node))
 
+
+def prepare(lab: Lab, initiator: Initiator) -> list[str]:
+    """The pair converged on the failover state, healthy, every target home, the
+    initiator logged in to all; its disks."""
+    converge(lab, failover_desired(lab, initiator.iqn))
+    wait_for("the pair healthy", lambda: healthy(lab))
+    for name, (_, preferred, _) in TARGETS.items():
+        if target_on(lab, name) != preferred:
+            move(lab, name, preferred)
+    return login_all(initiator)
+
+
+def logout_all(initiator: Initiator) -> None:
+    initiator.try_run("sh", "-c", "iscsiadm -m node --logoutall=all; iscsiadm -m node -o delete")
