@@ -1,4 +1,4 @@
-"""`iscsiha`: validate, plan and apply the desired state; show and move targets.
+"""`iscsiha`: validate, plan, apply the desired state; show and move targets; split brain.
 
 Exit codes: 0 success, 1 the request was refused (reports printed), 2 usage error.
 """
@@ -18,12 +18,14 @@ from iscsiha.cli.report_format import format_reports
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
 from iscsiha.commands import node_steps
+from iscsiha.commands import split_brain as split_brain_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands.env import Env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors import files
 from iscsiha.executors.pacemaker import Pacemaker
+from iscsiha.executors.peers import Boxes
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
@@ -80,12 +82,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="how long to wait for it to run there (default 300)")
     m.set_defaults(func=_move)
 
+    p = sub.add_parser("split-brain",
+                       help="list volumes in DRBD split brain; resolve one by discarding "
+                            "one box's changes")
+    p.add_argument("volume", nargs="?",
+                   help="the volume to show or resolve (default: every volume in split brain)")
+    p.add_argument("--discard", metavar="NODE",
+                   help="the box whose changes to VOLUME are thrown away: it resyncs from "
+                        "the other box")
+    p.add_argument("--yes", action="store_true",
+                   help="do not ask to type the volume name before discarding")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="how long to wait for the resync to finish (default 600)")
+    p.set_defaults(func=_split_brain)
+
     p = sub.add_parser("node", help=argparse.SUPPRESS)  # apply's steps on each box
     p.add_argument("step", choices=[*sorted(node_steps.STEPS), FROM_PEER])
     p.set_defaults(func=_node_step)
 
     p = sub.add_parser("selfcheck", help="load the kernel modules the storage path needs")
     p.set_defaults(func=_selfcheck)
+
     return parser
 
 
@@ -179,6 +196,52 @@ def _move(args: argparse.Namespace) -> int:
                                _progress)
     print(f"target {args.name} runs on {args.node} ({seconds:.1f} s)")
     return EXIT_OK
+
+
+def _split_brain_cluster() -> tuple[Pacemaker, Boxes]:
+    """Pacemaker here, and both boxes as the desired state that apply wrote names them."""
+    runner = Runner()
+    return Pacemaker(runner), apply_cmd.boxes_for(_load(Path(node_steps.DESIRED_PATH)), runner)
+
+
+def _split_brain(args: argparse.Namespace) -> int:
+    if args.discard is None and args.yes:
+        print("iscsiha split-brain: --yes goes with --discard NODE", file=sys.stderr)
+        return EXIT_USAGE
+    if args.discard is not None and args.volume is None:
+        print("iscsiha split-brain: --discard needs the VOLUME to resolve", file=sys.stderr)
+        return EXIT_USAGE
+    pacemaker, boxes = _split_brain_cluster()
+    if args.discard is None:
+        states = split_brain_cmd.survey(pacemaker, boxes, [args.volume] if args.volume else None)
+        shown = states if args.volume else [s for s in states if s.split_brain]
+        if not shown:
+            print(f"no volume is in split brain ({len(states)} checked on "
+                  f"{' and '.join(boxes.names)})")
+            return EXIT_OK
+        print("\n\n".join(split_brain_cmd.render(s) for s in shown))
+        return EXIT_OK
+    choice = split_brain_cmd.choose(pacemaker, boxes, args.volume, args.discard)
+    print(split_brain_cmd.render(choice.state))
+    print(f"\nThis throws away every change {args.discard} made to {args.volume} while the "
+          f"boxes were apart, and copies {choice.keep.node}'s data over it.", flush=True)
+    if not args.yes and not _typed(args.volume):
+        raise IscsihaError.single("not-confirmed", "volume", args.volume,
+                                  f"typing {args.volume} at the prompt, or --yes",
+                                  "was not confirmed")
+    result = split_brain_cmd.resolve(pacemaker, boxes, args.volume, args.discard, _progress,
+                                     args.timeout)
+    print(split_brain_cmd.summary(result))
+    return EXIT_OK
+
+
+def _typed(volume: str) -> bool:
+    """The admin typed the volume's name: the only answer that goes on."""
+    try:
+        answer = input(f"Type the volume name ({volume}) to go on: ")
+    except EOFError:  # no terminal and no --yes
+        return False
+    return answer.strip() == volume
 
 
 def _node_step(args: argparse.Namespace) -> int:

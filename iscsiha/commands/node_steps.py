@@ -1,4 +1,5 @@
-"""The steps `iscsiha apply` runs on each box (`iscsiha node STEP`, JSON in and out).
+"""The steps `iscsiha apply` and `iscsiha split-brain` run on each box (`iscsiha node
+STEP`, JSON in and out).
 
 Each step is idempotent where it can be, so a repeated or rolled-back apply
 converges. Volumes are (name, volume group, size in bytes).
@@ -15,7 +16,7 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
-from iscsiha.executors.drbd import DOWN, Drbd
+from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd
 from iscsiha.executors.lvm import Lvm
 from iscsiha.executors.runner import Runner
 
@@ -27,6 +28,7 @@ _WRITABLE = (re.compile(r"/etc/drbd\.d/[a-z][a-z0-9-]*\.res"), re.compile(re.esc
 @dataclass(frozen=True)
 class Box:
     runner: Runner
+    read: Callable[[str], str] = files.read_text  # kernel files (/proc/drbd)
 
     @property
     def lvm(self) -> Lvm:
@@ -34,7 +36,7 @@ class Box:
 
     @property
     def drbd(self) -> Drbd:
-        return Drbd(self.runner)
+        return Drbd(self.runner, self.read)
 
 
 def facts(box: Box, args: dict[str, Any]) -> dict[str, Any]:
@@ -124,6 +126,46 @@ def write_secrets(box: Box, args: dict[str, Any]) -> None:
             files.write_atomic(f"{folder}/{param}.sign", digest.encode(), 0o600)
 
 
+def split_brain_facts(box: Box, args: dict[str, Any]) -> dict[str, Any]:
+    """Each volume's DRBD state, generation identifiers and kernel lines (volume -> minor)."""
+    proc = box.drbd.proc()
+    kernel = box.drbd.kernel_log()
+    return {name: box.drbd.detail(name, int(minor), proc, kernel).to_json()
+            for name, minor in args["volumes"].items()}
+
+
+def split_brain_discard(box: Box, args: dict[str, Any]) -> list[str]:
+    """This box gives up its changes: disconnect, Secondary, connect discarding its data.
+
+    Refuses a Primary (checked again here, at the moment it counts): demoting it
+    would take the volume from under its target. The commands run, in order.
+    """
+    name, node = args["volume"], args["node"]
+    now = box.drbd.proc().get(int(args["minor"]), UNCONFIGURED)
+    if now.role != "Secondary":
+        raise IscsihaError.single(
+            "discard-side-not-secondary", "node", node, "a box where the volume is Secondary",
+            f"{name} is {now.role} on {node}: nothing was changed")
+    ran = []
+    # 8.4 refuses to disconnect a StandAlone resource ("unknown connection"): it has
+    # no connection left to drop.
+    if now.connection != "StandAlone":
+        box.drbd.disconnect(name)
+        ran.append(f"drbdadm disconnect {name}")
+    box.drbd.secondary(name)
+    box.drbd.connect(name, discard_my_data=True)
+    return [*ran, f"drbdadm secondary {name}", f"drbdadm connect --discard-my-data {name}"]
+
+
+def split_brain_connect(box: Box, args: dict[str, Any]) -> list[str]:
+    """The kept box connects again if DRBD gave up on its peer (StandAlone)."""
+    name = args["volume"]
+    if box.drbd.proc().get(int(args["minor"]), UNCONFIGURED).connection != "StandAlone":
+        return []  # already waiting for the peer (WFConnection) or talking to it
+    box.drbd.connect(name)
+    return [f"drbdadm connect {name}"]
+
+
 STEPS: dict[str, Callable[[Box, dict[str, Any]], Any]] = {
     "facts": facts,
     "create-volumes": create_volumes,
@@ -135,4 +177,7 @@ STEPS: dict[str, Callable[[Box, dict[str, Any]], Any]] = {
     "write-files": write_files,
     "adjust": adjust,
     "write-secrets": write_secrets,
+    "split-brain-facts": split_brain_facts,
+    "split-brain-discard": split_brain_discard,
+    "split-brain-connect": split_brain_connect,
 }

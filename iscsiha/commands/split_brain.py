@@ -1,0 +1,416 @@
+"""Split brain: find the volumes both boxes changed while apart, and resolve one by
+throwing away one box's changes (DRBD's manual recovery, driven on both boxes).
+
+DRBD finds a split brain when the two sides reconnect and each holds writes the
+other lacks. With this cluster's policies (plan/drbd.py) it settles that on its own
+only when one side wrote nothing; otherwise both sides stay StandAlone, each with
+its own data, until an admin picks the box whose changes are discarded. That box
+then resyncs from the other: only the blocks either side changed, not the volume.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from iscsiha.commands import targets as targets_cmd
+from iscsiha.commands.apply import exported_volumes
+from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
+from iscsiha.executors.drbd import DrbdDetail, GenerationIds
+from iscsiha.executors.pacemaker import Pacemaker
+from iscsiha.executors.peers import Boxes
+from iscsiha.plan.cib import drbd_clone_id, previous_slots
+
+Progress = Callable[[str], None]
+UUID_JUST_CREATED = 4  # DRBD's current identifier of fresh metadata: no history to compare
+_WILL_SYNC = re.compile(r"Began resync as SyncTarget \(will sync (\d+) KB")
+_TRUE = {"true", "yes", "on", "y", "1"}  # Pacemaker's spellings of a true boolean
+
+
+@dataclass(frozen=True)
+class Side:
+    """One box's half of a volume."""
+
+    node: str
+    drbd: DrbdDetail
+    cluster_role: str  # Pacemaker's view of the clone instance: Promoted, Unpromoted, Stopped
+    serves: tuple[str, ...]  # targets exporting the volume that run on this box now
+
+    @property
+    def active(self) -> bool:
+        """Primary, promoted or serving: its data is what initiators see."""
+        return self.drbd.role == "Primary" or self.cluster_role == "Promoted" or bool(self.serves)
+
+
+@dataclass(frozen=True)
+class VolumeState:
+    name: str
+    minor: int
+    sides: tuple[Side, Side]
+    targets: tuple[str, ...]  # the targets exporting the volume, wherever they run
+
+    @property
+    def split_brain(self) -> bool:
+        return in_split_brain(self.sides[0].drbd, self.sides[1].drbd)
+
+    def side(self, node: str) -> Side:
+        return next(s for s in self.sides if s.node == node)
+
+    def other(self, node: str) -> Side:
+        return next(s for s in self.sides if s.node != node)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A volume in split brain, the box that keeps its data and the box that discards."""
+
+    state: VolumeState
+    keep: Side
+    discard: Side
+
+
+@dataclass(frozen=True)
+class Resolution:
+    volume: str
+    kept: str
+    discarded: str
+    resynced_kib: int | None  # what the resync copied, from the kernel's own count
+    seconds: float
+    commands: dict[str, list[str]]  # node -> the DRBD commands run there, in order
+    held_by: str  # how Pacemaker was kept off the clone meanwhile
+
+
+def diverged(a: GenerationIds, b: GenerationIds) -> bool:
+    """Both sides changed since they last agreed: what DRBD calls a split brain.
+
+    Not when one current identifier is in the other side's past (that side is only
+    behind, and DRBD resyncs it on its own), yet the two share an ancestor (DRBD's
+    handshake rules 90 and 100; unrelated data is not a split brain).
+    """
+    ca, ba, *ha = a.ids()
+    cb, bb, *hb = b.ids()
+    if ca == cb or {ca, cb} & {0, UUID_JUST_CREATED}:
+        return False
+    if ca in (bb, *hb) or cb in (ba, *ha):
+        return False
+    return bool(ba and ba == bb) or bool({h for h in ha if h} & {h for h in hb if h})
+
+
+def in_split_brain(a: DrbdDetail, b: DrbdDetail) -> bool:
+    """Apart (neither side talks to the other) with data that diverged."""
+    return (a.gi is not None and b.gi is not None and not a.connected and not b.connected
+            and diverged(a.gi, b.gi))
+
+
+def survey(pacemaker: Pacemaker, boxes: Boxes,
+           volumes: Sequence[str] | None = None) -> list[VolumeState]:
+    """The cluster's volumes (or ``volumes``) as both boxes and Pacemaker see them."""
+    cib = pacemaker.query()
+    slots = previous_slots(cib)
+    wanted = sorted(slots) if volumes is None else list(volumes)
+    unknown = [v for v in wanted if v not in slots]
+    if unknown:
+        raise IscsihaError.single("unknown-volume", "volume", ", ".join(unknown),
+                                  ", ".join(sorted(slots)) or "no volume yet",
+                                  "is not a volume of the cluster")
+    if not wanted:
+        return []
+    cluster = targets_cmd.status(pacemaker)
+    roles = {v.name: dict(v.roles) for v in cluster.volumes}
+    running = {t.name: t.running_on for t in cluster.targets}
+    exported = exported_volumes(cib)
+    facts = boxes.on_both("split-brain-facts",
+                          {"volumes": {v: slots[v].minor for v in wanted}})
+    states = []
+    for name in wanted:
+        rsc = exported.get(name)
+        targets = (rsc.removeprefix(targets_cmd.GROUP_PREFIX).removesuffix("-lio"),) \
+            if rsc else ()
+        first, second = (Side(node, DrbdDetail.from_json(facts[node][name]),
+                              roles.get(name, {}).get(node, "Stopped"),
+                              tuple(t for t in targets if node in running.get(t, ())))
+                         for node in boxes.names)
+        states.append(VolumeState(name, slots[name].minor, (first, second), targets))
+    return states
+
+
+def choose(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str) -> Choice:
+    """Check that ``discard``'s changes to ``volume`` may be thrown away; refuse otherwise."""
+    if discard not in boxes.names:
+        raise IscsihaError.single("unknown-node", "--discard", discard,
+                                  " or ".join(boxes.names), "is not one of the two boxes")
+    (state,) = survey(pacemaker, boxes, [volume])
+    gone, keep = state.side(discard), state.other(discard)
+    if not state.split_brain:
+        raise IscsihaError.single(
+            "not-in-split-brain", "volume", volume, "a volume in split brain",
+            "; ".join(f"{s.node}: {s.drbd.role}, {s.drbd.connection}, {s.drbd.disk}"
+                      for s in state.sides) + ": there is nothing to resolve")
+    reports = []
+    if gone.active:
+        reports.append(Report(
+            "discard-side-active", "--discard", discard,
+            f"--discard {keep.node}, or {discard} once it is Secondary and serves no target",
+            f"{volume} is {_activity(gone)} on {discard}: its data is the one in use. To "
+            f"keep {keep.node}'s data instead: {_how_to_keep(state, keep.node)}"))
+    if keep.drbd.disk != "UpToDate":
+        reports.append(Report(
+            "kept-side-not-up-to-date", "volume", f"{volume} on {keep.node}",
+            "a kept side whose disk is UpToDate",
+            f"is {keep.drbd.disk}: it cannot be the source of the resync"))
+    if reports:
+        raise IscsihaError(reports)
+    return Choice(state, keep, gone)
+
+
+def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
+            progress: Progress, timeout: float = 600.0, poll: float = 1.0) -> Resolution:
+    """Discard ``discard``'s changes to ``volume``; wait until both boxes are in sync again.
+
+    Every check is made again here, right before anything changes.
+    """
+    choice = choose(pacemaker, boxes, volume, discard)
+    keep, gone = choice.keep.node, choice.discard.node
+    clone = drbd_clone_id(volume)
+    started = time.monotonic()
+    held = _hold(pacemaker, clone, progress)
+    commands: dict[str, list[str]] = {}
+    reports: list[Report] = []
+    resynced: int | None = None
+    running: str | None = None  # the box whose step is under way
+    try:
+        args = {"volume": volume, "minor": choice.state.minor}
+        progress(f"{gone}: discarding its changes to {volume}")
+        running = gone
+        commands[gone] = boxes.step(gone, "split-brain-discard", {**args, "node": gone})
+        progress(f"{keep}: connecting {volume} to {gone} again")
+        running = keep
+        commands[keep] = boxes.step(keep, "split-brain-connect", {**args, "node": keep})
+        running = None
+        resynced = _wait_in_sync(boxes, choice, timeout, poll, progress)
+    except IscsihaError as exc:
+        reports += exc.reports
+        # The discard step refuses before it runs anything: then nothing changed.
+        if running != gone or exc.reports[0].code != "discard-side-not-secondary":
+            done = [f"ran on {node}: {', '.join(ran) or 'nothing'}"
+                    for node, ran in commands.items()]
+            if running:
+                done.append(f"on {running} the step failed, maybe partway")
+            reports.append(Report(PARTLY_APPLIED, "volume", volume,
+                                  f"`iscsiha split-brain {volume}` to check", "; ".join(done)))
+    finally:
+        if held:
+            reports += _release(pacemaker, clone, progress)
+    if reports:
+        raise IscsihaError(reports)
+    return Resolution(volume, keep, gone, resynced, time.monotonic() - started, commands,
+                      f"{clone} in maintenance meanwhile" if held
+                      else f"{clone} was already left alone by Pacemaker")
+
+
+def render(state: VolumeState) -> str:
+    """The state of a volume on both boxes, for an admin choosing the side to discard."""
+    lines = [f"volume {state.name} (drbd{state.minor}): " + (
+        "SPLIT BRAIN: both boxes changed it while apart, and DRBD keeps them apart "
+        "until one box's changes are discarded" if state.split_brain
+        else "not in split brain")]
+    lines.append(f"  {'box':<10} {'DRBD':<10} {'disk':<13} {'connection':<13} {'cluster':<11} "
+                 f"{'serves':<18} {'changed apart':>14}  generation (current:bitmap)")
+    for s in state.sides:
+        d = s.drbd
+        serves = ", ".join(f"target {t}" for t in s.serves) or "-"
+        generation = f"{d.gi.current}:{d.gi.bitmap}" if d.gi else "-"
+        lines.append(f"  {s.node:<10} {d.role:<10} {d.disk:<13} {d.connection:<13} "
+                     f"{s.cluster_role:<11} {serves:<18} {_size(d.out_of_sync_kib):>14}  "
+                     f"{generation}")
+    for s in state.sides:
+        seen = [line for line in s.drbd.kernel if "Split-Brain" in line]
+        if seen:
+            lines.append(f"  kernel on {s.node}: {seen[-1]}")
+    if not state.split_brain:
+        return "\n".join(lines)
+    lines += ["  changed apart: DRBD's out-of-sync count on that box (its bitmap of 4 KiB blocks):",
+              "  what it wrote since the boxes lost each other. Discarding a box's changes",
+              "  copies every block either box changed from the kept box to it."]
+    for s in state.sides:
+        lines.append(f"  to keep {s.node}'s data: {_how_to_keep(state, s.node)}")
+    return "\n".join(lines)
+
+
+# -- the procedure ------------------------------------------------------------------------
+
+
+def _details(boxes: Boxes, choice: Choice) -> dict[str, DrbdDetail]:
+    volume = choice.state.name
+    facts = boxes.on_both("split-brain-facts", {"volumes": {volume: choice.state.minor}})
+    return {node: DrbdDetail.from_json(f[volume]) for node, f in facts.items()}
+
+
+def _wait_in_sync(boxes: Boxes, choice: Choice, timeout: float, poll: float,
+                  progress: Progress) -> int | None:
+    """Until Connected and UpToDate on both boxes; the KiB the resync copied if known."""
+    volume, keep, gone = choice.state.name, choice.keep.node, choice.discard.node
+    deadline = time.monotonic() + timeout
+    shown: float | None = None
+    total: int | None = None
+    while True:
+        now = _details(boxes, choice)
+        k, g = now[keep], now[gone]
+        total = max((t for t in (total, k.resync_total_kib, g.resync_total_kib) if t),
+                    default=None)
+        if all(d.connection == "Connected" and d.disk == d.peer_disk == "UpToDate"
+               for d in (k, g)):
+            copied = _resynced(choice.discard.drbd, g)
+            return total if copied is None else copied
+        if "StandAlone" in (k.connection, g.connection):
+            said = [line for d in (g, k) for line in d.kernel
+                    if line not in choice.discard.drbd.kernel + choice.keep.drbd.kernel]
+            raise IscsihaError.single(
+                "split-brain-not-resolved", "volume", volume, f"connected to {gone} again",
+                f"DRBD dropped the connection again ({said[-1] if said else 'no kernel line'});"
+                f" {keep}'s data is unchanged: check both boxes' kernel log")
+        percent = g.synced_percent if g.synced_percent is not None else k.synced_percent
+        if percent is not None and percent != shown:
+            progress(f"resyncing {volume} from {keep} to {gone}: {percent:.1f}%")
+            shown = percent
+        if time.monotonic() > deadline:
+            where = f" at {percent:.1f}%" if percent is not None else ""
+            raise IscsihaError.single(
+                "resync-not-finished", "volume", volume,
+                f"Connected and UpToDate on both boxes within {timeout:.0f} s",
+                f"still {g.connection}, {g.disk} on {gone}{where}; DRBD goes on by itself "
+                f"(`iscsiha split-brain {volume}` shows it)")
+        time.sleep(poll)
+
+
+def _resynced(before: DrbdDetail, after: DrbdDetail) -> int | None:
+    """The size of the resync the discarded side began, from its kernel line."""
+    new = [line for line in after.kernel if line not in before.kernel]
+    sizes = [int(m.group(1)) for line in new if (m := _WILL_SYNC.search(line))]
+    return sizes[-1] if sizes else None
+
+
+# Pacemaker is kept off the volume's DRBD clone (resource maintenance: no actions, no
+# monitors) while its DRBD state is changed under it. The linbit agent's monitor only
+# reads DRBD and sets promotion scores, but its start and its start notifications run a
+# plain `drbdadm adjust`, which connects a StandAlone resource without
+# --discard-my-data (DRBD would find the split brain again and drop the connection),
+# and were the kept box to fail meanwhile, Pacemaker would promote the very data being
+# thrown away. Holding it off costs nothing: the discarded side cannot take over anyway
+# (its data is the one given up, then Inconsistent until the resync ends).
+def _hold(pacemaker: Pacemaker, clone: str, progress: Progress) -> bool:
+    """Put ``clone`` in maintenance unless Pacemaker already leaves it alone; True if we did."""
+    cib = ET.fromstring(pacemaker.query())
+    if _left_alone(cib, clone):
+        progress(f"{clone}: already left alone by Pacemaker (maintenance or unmanaged)")
+        return False
+    progress(f"{clone}: maintenance on, so Pacemaker leaves DRBD to this procedure")
+    _set_maintenance(pacemaker, clone, True)
+    return True
+
+
+def _release(pacemaker: Pacemaker, clone: str, progress: Progress) -> list[Report]:
+    """Hand ``clone`` back to Pacemaker; the reports when that failed (never raises)."""
+    try:
+        _set_maintenance(pacemaker, clone, False)
+    except IscsihaError as exc:
+        hint = f"crm_resource --resource {clone} --meta --delete-parameter maintenance"
+        progress(f"{clone}: could not end maintenance: run `{hint}`")
+        return [Report("maintenance-left-on", "resource", clone, "managed by Pacemaker again",
+                       f"is still in maintenance: run `{hint}`"), *exc.reports]
+    progress(f"{clone}: maintenance off, Pacemaker manages it again")
+    return []
+
+
+def _left_alone(cib: ET.Element, clone: str) -> bool:
+    el = cib.find(f".//clone[@id='{clone}']")
+    if el is None:
+        return True  # not in the cluster's hands at all
+    meta: dict[str, str] = {}
+    for owner in (el, el.find("primitive")):
+        for attrs in owner.findall("meta_attributes") if owner is not None else []:
+            meta |= {nv.get("name", ""): nv.get("value", "") for nv in attrs.iter("nvpair")}
+    props = {nv.get("name", ""): nv.get("value", "")
+             for nv in cib.iterfind(".//crm_config//nvpair")}
+    return (meta.get("maintenance", "").lower() in _TRUE
+            or meta.get("is-managed", "true").lower() not in _TRUE
+            or props.get("maintenance-mode", "").lower() in _TRUE)
+
+
+def _set_maintenance(pacemaker: Pacemaker, clone: str, on: bool, attempts: int = 5) -> None:
+    """A versioned CIB patch; retried with a fresh read when a status update got in first."""
+    for attempt in range(attempts):
+        live = pacemaker.query()
+        try:
+            pacemaker.patch(live, with_maintenance(live, clone, on))
+            return
+        except IscsihaError as exc:
+            if attempt == attempts - 1 or exc.reports[0].code != "cib-patch-refused":
+                raise
+
+
+def with_maintenance(cib_xml: str, clone: str, on: bool) -> str:
+    """``cib_xml`` with ``clone``'s maintenance meta attribute set (on) or dropped (off)."""
+    cib = ET.fromstring(cib_xml)
+    el = cib.find(f".//clone[@id='{clone}']")
+    if el is None:
+        raise IscsihaError.single("unknown-resource", "resource", clone,
+                                  "a DRBD clone in the CIB", "is not in the CIB")
+    meta = el.find("meta_attributes")
+    if meta is None:
+        meta = ET.Element("meta_attributes", id=f"{clone}-meta")
+        el.insert(0, meta)
+    for nv in [nv for nv in meta if nv.get("name") == "maintenance"]:
+        meta.remove(nv)
+    if on:
+        ET.SubElement(meta, "nvpair", id=f"{meta.get('id')}-maintenance", name="maintenance",
+                      value="true")
+    # As apply's merge does: a configuration change is a new epoch.
+    cib.set("epoch", str(int(cib.get("epoch", "0")) + 1))
+    cib.set("num_updates", "0")
+    return ET.tostring(cib, encoding="unicode")
+
+
+# -- wording ------------------------------------------------------------------------------
+
+
+def _activity(side: Side) -> str:
+    what = [side.drbd.role if side.drbd.role == "Primary" else "",
+            "promoted by the cluster" if side.cluster_role == "Promoted" else "",
+            f"serving target {', '.join(side.serves)}" if side.serves else ""]
+    return ", ".join(w for w in what if w)
+
+
+def _how_to_keep(state: VolumeState, node: str) -> str:
+    """What makes ``node``'s data the one kept: discard the other box, once it is not in use."""
+    other = state.other(node).node
+    resolve = f"`iscsiha split-brain {state.name} --discard {other}`"
+    if not state.other(node).active:
+        return resolve
+    clone = drbd_clone_id(state.name)
+    if state.targets:
+        moves = ", ".join(f"`iscsiha target move {t} {node}`" for t in state.targets)
+        first = f"first move the target to {node} ({moves}; initiators then see its data)"
+    else:
+        first = (f"first promote it on {node} (`crm_resource --move --promoted --resource "
+                 f"{clone} --node {node}`, then `crm_resource --clear --resource {clone}`)")
+    return f"{first}, then {resolve}"
+
+
+def _size(kib: int) -> str:
+    if kib >= 1024 * 1024:
+        return f"{kib / 1024 / 1024:.1f} GiB"
+    return f"{kib / 1024:.1f} MiB" if kib >= 1024 else f"{kib} KiB"
+
+
+def summary(result: Resolution) -> str:
+    """One line on what was done."""
+    kib = result.resynced_kib
+    copied = (f"resynced {kib} KiB ({_size(kib)})" if kib is not None
+              else "resync size not in the kernel log")
+    return (f"split brain on {result.volume} resolved: kept {result.kept}'s data, discarded "
+            f"{result.discarded}'s changes; {copied} in {result.seconds:.1f} s; "
+            "Connected, UpToDate on both boxes")
