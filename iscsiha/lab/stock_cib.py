@@ -25,7 +25,7 @@ from iscsiha.plan.cib import (
     PREFERRED_SCORE,
     STICKINESS,
     TARGET_PRIORITY,
-    drbd_clone_id,
+    with_promoted_volumes,
 )
 
 PORTBLOCK = "omitted: no netfilter in the lab kernel"
@@ -107,14 +107,7 @@ def constraints(target: StockTarget) -> ET.Element:
     gid = target.group
     ET.SubElement(root, "rsc_location", id=f"{gid}-prefers-{target.preferred_node}", rsc=gid,
                   node=target.preferred_node, score=str(PREFERRED_SCORE))
-    for volume in sorted({lun.volume for lun in target.luns}):
-        clone = drbd_clone_id(volume)
-        ET.SubElement(root, "rsc_colocation", {
-            "id": f"{gid}-with-{volume}", "rsc": gid, "with-rsc": clone,
-            "with-rsc-role": "Promoted", "score": "INFINITY"})
-        ET.SubElement(root, "rsc_order", {
-            "id": f"{gid}-after-{volume}", "first": clone, "first-action": "promote",
-            "then": gid, "then-action": "start", "kind": "Mandatory"})
+    with_promoted_volumes(root, gid, {lun.volume for lun in target.luns})
     return root
 
 

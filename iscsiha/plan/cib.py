@@ -260,7 +260,12 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
         # No target answers before discovery is protected on its box.
         ET.SubElement(constraints, "rsc_order", id=f"{gid}-after-discovery",
                       first="lio-discovery-clone", then=gid, kind="Mandatory")
-    for volume in sorted({lun.volume for lun in target.luns}):
+    with_promoted_volumes(constraints, gid, {lun.volume for lun in target.luns})
+
+
+def with_promoted_volumes(constraints: ET.Element, gid: str, volumes: Iterable[str]) -> None:
+    """The group runs where each volume is Primary, started once it was promoted."""
+    for volume in sorted(volumes):
         clone = drbd_clone_id(volume)
         ET.SubElement(constraints, "rsc_colocation", {
             "id": f"{gid}-with-{volume}", "rsc": gid, "with-rsc": clone,

@@ -11,7 +11,7 @@ from iscsiha.model.load import load_text
 from tests.conftest import EXAMPLE, skip_or_fail
 
 
-def _whole_cib(fragment: str, nodes: tuple[str, str]) -> str:
+def whole_cib(fragment: str, nodes: tuple[str, str]) -> str:
     """Wrap the fragment as a CIB of two online nodes with quorum, as crm_verify wants."""
     node_xml = "".join(f'<node id="{i}" uname="{n}"/>' for i, n in enumerate(nodes, 1))
     state = "".join(
@@ -29,7 +29,7 @@ def test_crm_verify_accepts_the_planned_cib(tmp_path: Path) -> None:
         return
     config = load_text(EXAMPLE.read_text())
     cib_file = tmp_path / "cib.xml"
-    cib_file.write_text(_whole_cib(plan(config).cib, ("san-a", "san-b")))
+    cib_file.write_text(whole_cib(plan(config).cib, ("san-a", "san-b")))
     result = Runner().run([crm_verify, "-V", "-x", str(cib_file)], check=False)
     assert result.returncode == 0, result.stderr
 
@@ -43,5 +43,5 @@ def test_crm_verify_rejects_a_broken_cib(tmp_path: Path) -> None:
     config = load_text(EXAMPLE.read_text())
     broken = plan(config).cib.replace('with-rsc="drbd-db-clone"', 'with-rsc="no-such-rsc"')
     cib_file = tmp_path / "cib.xml"
-    cib_file.write_text(_whole_cib(broken, ("san-a", "san-b")))
+    cib_file.write_text(whole_cib(broken, ("san-a", "san-b")))
     assert Runner().run([crm_verify, "-x", str(cib_file)], check=False).returncode != 0

@@ -21,6 +21,7 @@ from iscsiha.lab.topology import default_topology
 from iscsiha.model.load import load_data
 from iscsiha.plan.cib import nvpairs, target_group_id
 from tests.conftest import skip_or_fail
+from tests.unit.test_cib_pacemaker import whole_cib
 
 INITIATOR = "iqn.1993-08.org.debian:01:lab-initiator"
 TOPOLOGY = default_topology()
@@ -116,14 +117,7 @@ def _cib_with_stock(luns: int) -> str:
         found = fragment.find(section)
         assert found is not None
         found.extend(list(new))
-    nodes = ("san-a", "san-b")
-    node_xml = "".join(f'<node id="{i}" uname="{n}"/>' for i, n in enumerate(nodes, 1))
-    state = "".join(f'<node_state id="{i}" uname="{n}" in_ccm="true" crmd="online" '
-                    f'join="member" expected="member"/>' for i, n in enumerate(nodes, 1))
-    body = ET.tostring(fragment, encoding="unicode").replace(
-        "</configuration>", f"<nodes>{node_xml}</nodes></configuration>")
-    return (f'<cib have-quorum="1" validate-with="pacemaker-3.9" admin_epoch="0" epoch="1" '
-            f'num_updates="0">{body}<status>{state}</status></cib>')
+    return whole_cib(ET.tostring(fragment, encoding="unicode"), ("san-a", "san-b"))
 
 
 def test_crm_verify_accepts_the_stock_group_with_the_drbd_clones(tmp_path: Path) -> None:
