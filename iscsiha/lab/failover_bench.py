@@ -51,7 +51,6 @@ TARGET = "bench"
 IQN = iqn(TARGET)
 # On the storage network, apart from the failover tests' and the demo's portals.
 PORTAL = IPv4Address("10.99.30.120")
-PORT = 3260
 PREFERRED = BOXES[0]
 # Both sets authenticate alike: one-way CHAP (iSCSITarget has no mutual CHAP) and an
 # ACL for the lab's initiator.
@@ -264,7 +263,7 @@ def stock_target(topology: Topology, initiator_iqn: str,
     nic = next(i.ifname for i in topology.interfaces(box) if i.network == storage)
     return stock_cib.StockTarget(
         group=STOCK_GROUP, iqn=IQN, address=PORTAL, prefixlen=storage.subnet.prefixlen,
-        nic=nic, port=PORT, initiator=initiator_iqn, chap_user=CHAP_USER,
+        nic=nic, initiator=initiator_iqn, chap_user=CHAP_USER,
         chap_secret=HV_SECRET, preferred_node=PREFERRED,
         luns=tuple(stock_cib.StockLun(i, f"{TARGET}{i}", dev) for i, dev in enumerate(devices)))
 
@@ -311,6 +310,8 @@ class _Bench:
                 "stock": "ocf:heartbeat:IPaddr2 + ocf:heartbeat:iSCSITarget + N x ocf:"
                          "heartbeat:iSCSILogicalUnit, implementation=lio-t, block backstores",
                 "portblock": stock_cib.PORTBLOCK,
+                "portal": "both reached at the floating address; stock's lio-t listens on "
+                          "0.0.0.0:3260 (a floating-address portal failed in targetcli)",
                 "auth": "one-way CHAP and an ACL for the lab's initiator, on both",
                 "volumes": f"bench0..bench<N-1>, {VOLUME_SIZE} each, the same for both",
                 "pause": "longest gap between two acknowledged 4 KiB O_DIRECT|O_DSYNC writes, "
@@ -334,7 +335,7 @@ class _Bench:
                                 self.one_run(agents, luns, fault, n))
                     if agents == "stock":
                         self.remove_stock()
-        except Exception as exc:  # whatever ends it, the runs measured so far are reported
+        except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C too: what was measured is kept
             aborted = "; ".join([f"{type(exc).__name__}: {exc}",
                                  *getattr(exc, "__notes__", [])])
             self.progress(f"failover-bench: aborted: {aborted}")

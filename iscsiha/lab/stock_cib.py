@@ -49,7 +49,6 @@ class StockTarget:
     address: IPv4Address  # the floating portal
     prefixlen: int
     nic: str  # the storage interface on both boxes
-    port: int
     initiator: str  # the one initiator IQN allowed (an ACL, as our targets have)
     chap_user: str
     chap_secret: str  # one-way CHAP: iSCSITarget has no mutual CHAP parameters
@@ -85,8 +84,12 @@ def resources(target: StockTarget, started: bool) -> ET.Element:
         ("nic", target.nic)])
     _primitive(group, target_id, "iSCSITarget", [
         ("implementation", IMPLEMENTATION), ("iqn", target.iqn),
-        # Without portals lio-t listens on 0.0.0.0:3260, on both boxes' own addresses too.
-        ("portals", f"{target.address}:{target.port}"),
+        # No portals: lio-t then listens on 0.0.0.0:3260 (the floating address included).
+        # With the floating portal the agent's start failed in the lab, "Could not create
+        # NetworkPortal": its `targetcli /iscsi set global auto_add_default_portal=false`
+        # did not hold for its next targetcli call (targetcli-fb 2.1.53 printed
+        # "Global pref auto_add_default_portal=true" right after), so 0.0.0.0:3260 came
+        # first and took the port.
         ("allowed_initiators", target.initiator),
         ("incoming_username", target.chap_user), ("incoming_password", target.chap_secret)])
     for rid, lun in zip(lun_ids, luns, strict=True):

@@ -58,7 +58,7 @@ def test_stock_parameters_are_the_ones_the_agents_read() -> None:
     assert _params(res, "stock-bench-ip") == {
         "ip": "10.99.30.120", "cidr_netmask": "24", "nic": "vec4"}  # storage is the 5th link
     assert _params(res, "stock-bench-target") == {
-        "implementation": "lio-t", "iqn": fb.IQN, "portals": "10.99.30.120:3260",
+        "implementation": "lio-t", "iqn": fb.IQN,
         "allowed_initiators": INITIATOR, "incoming_username": "hv",
         "incoming_password": HV_SECRET}
     assert _params(res, "stock-bench-lun1") == {
