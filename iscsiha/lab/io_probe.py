@@ -3,8 +3,9 @@
 Writes numbered 4 KiB blocks round-robin over the given block devices with
 O_DIRECT|O_DSYNC (each write acknowledged only once it is stable), times every
 completion, and stops at a stop file or a time limit. Then it reads back the
-last acknowledged block at every offset it wrote and counts any that differ
-(and any it cannot read back).
+last acknowledged block at every offset it wrote and counts any that differ: lost
+when older or foreign, "newer_than_acked" when it is a later write of its own that
+returned an error yet landed (and any it cannot read back).
 Prints one JSON line: writes, errors, the longest gap between two completions
 (the I/O pause) and when it began, and blocks lost.
 
@@ -29,6 +30,14 @@ def _block(dev: int, seq: int, offset: int) -> bytes:
     head = struct.pack("<8sQQQ", b"ISCSIHA1", dev, seq, offset)
     body = hashlib.sha256(head).digest() * ((BLOCK - len(head)) // 32)
     return (head + body).ljust(BLOCK, b"\0")
+
+
+def _later_write(found: bytes, dev: int, acked: int, offset: int) -> bool:
+    """Whether ``found`` is this probe's own block for (dev, offset), written after the
+    last acknowledged one (a write whose error reached us but whose data landed)."""
+    magic, fdev, seq, foffset = struct.unpack_from("<8sQQQ", found)
+    return (magic == b"ISCSIHA1" and (fdev, foffset) == (dev, offset) and seq > acked
+            and found == _block(dev, seq, offset))
 
 
 def main() -> None:
@@ -64,7 +73,7 @@ def main() -> None:
             gap, gap_at = now - last, last - start
         last = now
         seq += 1
-    lost = unreadable = 0
+    lost = unreadable = newer = 0
     for (dev, offset), wrote in acked.items():
         buf.seek(0)
         try:
@@ -74,11 +83,16 @@ def main() -> None:
             if len(error_text) < 10:
                 error_text.append(f"read back {args.devices[dev]}@{offset}: {exc}")
             continue
-        if bytes(buf) != _block(dev, wrote, offset):
+        found = bytes(buf)
+        if found == _block(dev, wrote, offset):
+            continue
+        if _later_write(found, dev, wrote, offset):
+            newer += 1  # a write reported failed had landed after all: newer, not lost
+        else:
             lost += 1
     print(json.dumps({"writes": writes, "errors": errors, "error_text": error_text,
                       "max_gap_s": round(gap, 3), "gap_at_s": round(gap_at, 3), "lost": lost,
-                      "unreadable": unreadable,
+                      "unreadable": unreadable, "newer_than_acked": newer,
                       "checked": len(acked), "seconds": round(last - start, 3)}))
 
 
