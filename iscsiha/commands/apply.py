@@ -15,6 +15,7 @@ Order, so that a refused or failed apply leaves the cluster as it was:
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -127,6 +128,9 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
     return Changes(create, grow, delete, changed)
 
 
+SETTLE_SECONDS = 60.0  # a refused CIB patch waits this long at most for a transition
+
+
 def _patch(pacemaker: Pacemaker, fragment: str, read: str, attempts: int = 5) -> bool:
     """Patch the CIB read as ``read`` to hold ``fragment``.
 
@@ -146,6 +150,12 @@ def _patch(pacemaker: Pacemaker, fragment: str, read: str, attempts: int = 5) ->
         except IscsihaError as exc:
             if attempt == attempts - 1 or exc.reports[0].code != "cib-patch-refused":
                 raise
+        # Refused as older: during a transition (say, an apply just before) status
+        # updates moved the version faster than a read, diff and patch take; in CI five
+        # quick retries all lost that race. Retry once the cluster has settled.
+        # Still busy after that? The next attempt may get through all the same.
+        with contextlib.suppress(IscsihaError):
+            pacemaker.wait(SETTLE_SECONDS)
     raise AssertionError("unreachable")
 
 

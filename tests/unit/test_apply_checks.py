@@ -12,6 +12,7 @@ from iscsiha.commands.apply import (
     _check_deletes,
     _check_facts,
     _keep_stopped,
+    _patch,
     exported_volumes,
 )
 from iscsiha.errors import IscsihaError
@@ -80,3 +81,47 @@ def test_the_peer_key_is_limited_to_the_forced_step_from_the_peer() -> None:
     line = authorized_keys("ssh-ed25519 AAAA key", ["10.10.0.12", "10.11.0.12"])  # type: ignore[list-item]
     assert line == ('restrict,from="10.10.0.12,10.11.0.12",command="/usr/bin/iscsiha node '
                     'from-peer" ssh-ed25519 AAAA key\n')
+
+
+FRAGMENT = ('<configuration><crm_config><cluster_property_set id="iscsiha-options"/>'
+            "</crm_config><resources/><constraints/></configuration>")
+
+
+class _BusyCluster:
+    """A CIB whose version moves under the first patches (a transition under way):
+    Pacemaker refuses them as older until the cluster has settled."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals, self.calls = refusals, []
+
+    def query(self) -> str:
+        self.calls.append("query")
+        return ('<cib admin_epoch="0" epoch="7" num_updates="9"><configuration><crm_config/>'
+                "<resources/><constraints/></configuration><status/></cib>")
+
+    def patch(self, old: str, new: str) -> bool:
+        self.calls.append("patch")
+        if self.refusals:
+            self.refusals -= 1
+            raise IscsihaError.single("cib-patch-refused", "CIB", "Update was older than "
+                                      "existing configuration", "a CIB unchanged since it was read")
+        return True
+
+    def wait(self, timeout: float) -> None:
+        self.calls.append("wait")
+
+
+def test_a_patch_refused_as_older_is_retried_after_the_cluster_settles() -> None:
+    cluster = _BusyCluster(refusals=2)
+    read = cluster.query()
+    assert _patch(cluster, FRAGMENT, read) is True  # type: ignore[arg-type]
+    assert cluster.calls == ["query", "patch", "wait", "query", "patch", "wait", "query",
+                             "patch"]
+
+
+def test_a_patch_refused_every_time_gives_up_with_the_refusal() -> None:
+    cluster = _BusyCluster(refusals=99)
+    with pytest.raises(IscsihaError) as info:
+        _patch(cluster, FRAGMENT, cluster.query(), attempts=3)  # type: ignore[arg-type]
+    assert info.value.reports[0].code == "cib-patch-refused"
+    assert cluster.calls.count("patch") == 3 and cluster.calls.count("wait") == 2
