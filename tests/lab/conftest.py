@@ -79,7 +79,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()
     lab = getattr(item, "funcargs", {}).get("lab")
-    if report.when == "call" and report.failed and isinstance(lab, Lab):
+    if report.when in ("setup", "call") and report.failed and isinstance(lab, Lab):
         folder = collect_diagnostics(lab, item.name)
         summary = (folder / f"{lab.topology.appliances[0].name}.txt").read_text()
         report.sections.append(("lab diagnostics", f"saved in {folder}\n{summary[:6000]}"))
