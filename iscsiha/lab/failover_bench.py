@@ -27,17 +27,16 @@ from iscsiha.lab.initiator import HV_SECRET, Initiator, iqn
 from iscsiha.lab.lab import Lab
 from iscsiha.lab.pair import (
     BOXES,
-    DESIRED,
     INITIATOR_SETTINGS,
     RECOVERY,
     CheckFailed,
     ask,
+    converge,
     fence_constraints,
     logout_all,
     other,
 )
 from iscsiha.lab.topology import NetworkRole, Topology
-from iscsiha.model.toml_dump import dumps
 from iscsiha.plan.cib import previous_slots, to_text
 
 Progress = Callable[[str], None]
@@ -373,34 +372,11 @@ class _Bench:
         assert self.initiator is not None
         data = bench_desired(self.lab.topology, self.lab.bmc_password(), self.initiator.iqn,
                              luns, target=agents == "ours")
-        self.converge(data, luns)
+        converge(self.lab, data, box=self.up_box())
         if agents == "stock":
             self.wait_healthy(luns, None, failover_timeout(luns))
             self.add_stock(luns)
         self.wait_healthy(luns, GROUPS[agents], failover_timeout(luns))
-
-    def converge(self, data: dict[str, Any], luns: int) -> None:
-        """pair.converge with bounds that grow with the volumes created or deleted."""
-        out = self.box(["lvs", "--noheadings", "--units", "m", "--nosuffix",
-                        "-o", "lv_name,lv_size", "data"]).out
-        wanted = {v["name"] for v in data["volumes"]}
-        extra = {name: f"{float(size):.0f}M" for name, size in
-                 (line.split() for line in out.splitlines() if line.strip())
-                 if name not in wanted}
-        # apply waits up to twice 120 + 30 s per deleted volume for the cluster to settle.
-        timeout = 600.0 + 60.0 * len(extra) + 30.0 * luns
-        if extra:
-            self.apply(dict(data, volumes=[*data["volumes"], *(
-                {"name": n, "size": s} for n, s in extra.items())]), timeout)
-        self.apply(data, timeout, *(arg for name in extra for arg in ("--delete", name)))
-
-    def apply(self, data: dict[str, Any], timeout: float, *extra: str) -> None:
-        here = self.up_box()
-        self.lab.exec(here, ["sh", "-c", f"umask 077; cat > {DESIRED}"],
-                      input=dumps(data)).check()
-        result = self.lab.exec(here, ["iscsiha", "apply", DESIRED, *extra], timeout=timeout)
-        if not result.ok:
-            raise CheckFailed(f"iscsiha apply failed: {(result.err or result.out).strip()}")
 
     def add_stock(self, luns: int) -> None:
         """The stock group, stopped, then its constraints, then started: three CIB

@@ -35,9 +35,10 @@ class CheckFailed(AssertionError):
     """The pair is not as a scenario needs it (pytest shows it as a failed assertion)."""
 
 
-def apply(lab: Lab, data: dict[str, Any], *extra: str, box: str = "san-a") -> GuestResult:
+def apply(lab: Lab, data: dict[str, Any], *extra: str, box: str = "san-a",
+          timeout: float = 600) -> GuestResult:
     lab.exec(box, ["sh", "-c", f"umask 077; cat > {DESIRED}"], input=dumps(data)).check()
-    return lab.exec(box, ["iscsiha", "apply", DESIRED, *extra], timeout=600)
+    return lab.exec(box, ["iscsiha", "apply", DESIRED, *extra], timeout=timeout)
 
 
 def iscsiha(lab: Lab, *argv: str, box: str = "san-a", timeout: float = 600) -> GuestResult:
@@ -60,19 +61,23 @@ def _applied(result: GuestResult) -> None:
         raise CheckFailed(result.out + result.err)
 
 
-def converge(lab: Lab, data: dict[str, Any]) -> None:
-    """Apply ``data``, deleting whatever volumes earlier runs left: targets first (a
-    volume still exported is never deleted), then the volumes."""
-    out = lab.exec("san-a", ["lvs", "--noheadings", "--units", "m", "--nosuffix",
-                             "-o", "lv_name,lv_size", "data"]).check().out
+def converge(lab: Lab, data: dict[str, Any], box: str = "san-a") -> None:
+    """Apply ``data`` on ``box``, deleting whatever volumes earlier runs left: targets
+    first (a volume still exported is never deleted), then the volumes."""
+    out = lab.exec(box, ["lvs", "--noheadings", "--units", "m", "--nosuffix",
+                         "-o", "lv_name,lv_size", "data"]).check().out
     wanted = {v["name"] for v in data["volumes"]}
     extra = {name: f"{float(size):.0f}M" for name, size in
              (line.split() for line in out.splitlines() if line.strip()) if name not in wanted}
+    # apply waits up to twice 120 + 30 s per deleted volume for the cluster to settle;
+    # creating volumes takes longer the more there are.
+    timeout = 600.0 + 60.0 * len(extra) + 30.0 * len(data["volumes"])
     if extra:
         keep = dict(data, volumes=[*data["volumes"],
                                    *({"name": n, "size": s} for n, s in extra.items())])
-        _applied(apply(lab, keep))
-    _applied(apply(lab, data, *(arg for name in extra for arg in ("--delete", name))))
+        _applied(apply(lab, keep, box=box, timeout=timeout))
+    _applied(apply(lab, data, *(arg for name in extra for arg in ("--delete", name)),
+                   box=box, timeout=timeout))
 
 
 def ask(lab: Lab, box: str, argv: list[str], timeout: float = 30) -> str | None:
