@@ -15,7 +15,6 @@ Order, so that a refused or failed apply leaves the cluster as it was:
 
 from __future__ import annotations
 
-import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -128,35 +127,18 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
     return Changes(create, grow, delete, changed)
 
 
-SETTLE_SECONDS = 60.0  # a refused CIB patch waits this long at most for a transition
-
-
-def _patch(pacemaker: Pacemaker, fragment: str, read: str, attempts: int = 5) -> bool:
-    """Patch the CIB read as ``read`` to hold ``fragment``.
-
-    A patch names the exact CIB version it applies to, and status updates (every
-    monitor result) bump that version too: retry with a fresh read as long as the
-    configuration itself is still the one that was read.
-    """
-    for attempt in range(attempts):
-        live = read if attempt == 0 else pacemaker.query()
+def _patch(pacemaker: Pacemaker, fragment: str, read: str) -> bool:
+    """Patch the CIB to hold ``fragment``, as long as its configuration is still the one
+    read as ``read`` (status updates in between are fine)."""
+    def change(live: str) -> str:
         if _epochs(live) != _epochs(read):
             raise IscsihaError.single(
                 "cib-changed", "CIB", " ".join(_epochs(live)), " ".join(_epochs(read)),
-                "the cluster configuration changed while applying; nothing more was changed: "
-                "check `iscsiha status` and apply again")
-        try:
-            return pacemaker.patch(live, merge(live, fragment))
-        except IscsihaError as exc:
-            if attempt == attempts - 1 or exc.reports[0].code != "cib-patch-refused":
-                raise
-        # Refused as older: during a transition (say, an apply just before) status
-        # updates moved the version faster than a read, diff and patch take; in CI five
-        # quick retries all lost that race. Retry once the cluster has settled.
-        # Still busy after that? The next attempt may get through all the same.
-        with contextlib.suppress(IscsihaError):
-            pacemaker.wait(SETTLE_SECONDS)
-    raise AssertionError("unreachable")
+                "the cluster configuration changed while applying; nothing more was "
+                "changed: check `iscsiha status` and apply again")
+        return merge(live, fragment)
+
+    return pacemaker.update(change)
 
 
 def _epochs(cib_xml: str) -> tuple[str, str]:

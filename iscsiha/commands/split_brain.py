@@ -340,16 +340,8 @@ def _left_alone(cib: ET.Element, clone: str) -> bool:
             or props.get("maintenance-mode", "").lower() in _TRUE)
 
 
-def _set_maintenance(pacemaker: Pacemaker, clone: str, on: bool, attempts: int = 5) -> None:
-    """A versioned CIB patch; retried with a fresh read when a status update got in first."""
-    for attempt in range(attempts):
-        live = pacemaker.query()
-        try:
-            pacemaker.patch(live, with_maintenance(live, clone, on))
-            return
-        except IscsihaError as exc:
-            if attempt == attempts - 1 or exc.reports[0].code != "cib-patch-refused":
-                raise
+def _set_maintenance(pacemaker: Pacemaker, clone: str, on: bool) -> None:
+    pacemaker.update(lambda live: with_maintenance(live, clone, on))
 
 
 def with_maintenance(cib_xml: str, clone: str, on: bool) -> str:

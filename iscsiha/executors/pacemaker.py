@@ -6,9 +6,10 @@ a CIB that changed since it was read refuses the patch instead of losing a chang
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from iscsiha.errors import IscsihaError
@@ -20,6 +21,7 @@ CRM_RESOURCE = "/usr/sbin/crm_resource"
 CRM_MON = "/usr/sbin/crm_mon"
 
 _RUNNING_ON = re.compile(r"is running on: (\S+)")
+SETTLE_SECONDS = 60.0  # a refused CIB patch waits this long at most for a transition
 
 
 class Pacemaker:
@@ -51,6 +53,27 @@ class Pacemaker:
                 "a CIB unchanged since it was read", "the cluster refused the change; "
                 "nothing was applied (was the CIB changed meanwhile? try again)")
         return True
+
+    def update(self, change: Callable[[str], str], attempts: int = 5) -> bool:
+        """Patch the live CIB to ``change(live)``; False when that changes nothing.
+
+        A patch names the exact CIB version it applies to, and status updates bump it
+        too: a patch refused as older is made again on a fresh read. During a
+        transition (say, an apply just before) the version moved faster than a read,
+        diff and patch take, and in CI five quick retries all lost that race; so each
+        retry waits for the cluster to settle first. ``change`` may raise to stop.
+        """
+        for attempt in range(attempts):
+            live = self.query()
+            try:
+                return self.patch(live, change(live))
+            except IscsihaError as exc:
+                if attempt == attempts - 1 or exc.reports[0].code != "cib-patch-refused":
+                    raise
+            # Still busy after that? The next attempt may get through all the same.
+            with contextlib.suppress(IscsihaError):
+                self.wait(SETTLE_SECONDS)
+        raise AssertionError("unreachable")
 
     def locate(self, resource: str) -> list[str]:
         """The nodes where ``resource`` runs now."""

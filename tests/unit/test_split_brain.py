@@ -300,8 +300,10 @@ CLONE = """<clone id="drbd-{v}-clone" multi_state="true" unique="false" managed=
     </clone>"""
 
 
-class FakePacemaker:
-    def __init__(self, cib: str) -> None:
+class FakePacemaker(Pacemaker):
+    """Pacemaker's own update() over a CIB held here."""
+
+    def __init__(self, cib: str) -> None:  # no runner: every call is answered here
         self.cib = cib
         self.patches: list[str] = []
 
