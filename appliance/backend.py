@@ -6,15 +6,21 @@ executors); everything else talks to the ``Backend`` protocol in appliance.state
 
 from __future__ import annotations
 
+import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from appliance.files import DESIRED_PATH, read_text, write_secret
 from appliance.state import Progress
 from iscsiha.commands import apply as apply_cmd
+from iscsiha.commands import bootstrap
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands.apply import Changes
+from iscsiha.commands.bootstrap_env import InitResult
+from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus
+from iscsiha.commands.tiebreaker import SshTiebreaker
+from iscsiha.executors.addresses import Addresses
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
@@ -59,3 +65,21 @@ class ClusterBackend:
                 found.update(params.get("initiators", "").split())
         return sorted(found)
 
+    def init_cluster(self, request: InitRequest, tiebreaker_user: str,
+                     progress: Progress) -> InitResult:
+        env = bootstrap.real_env(self.runner, str(self.desired))
+        if not request.tiebreaker:
+            return bootstrap.init(env, request, None, progress)
+        with SshTiebreaker(self.runner, request.tiebreaker, tiebreaker_user) as tiebreaker:
+            return bootstrap.init(env, request, tiebreaker, progress)
+
+    def join_cluster(self, token: str, progress: Progress) -> Config:
+        return bootstrap.join(bootstrap.real_env(self.runner, str(self.desired)), token,
+                              progress)
+
+    def hostname(self) -> str:
+        return socket.gethostname()
+
+    def local_addresses(self) -> list[HeldAddress]:
+        with Addresses() as found:
+            return found.own()

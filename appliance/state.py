@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from appliance.files import Backups
 from iscsiha.commands.apply import Changes
+from iscsiha.commands.bootstrap_env import InitResult
+from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.config import validate
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.errors import IscsihaError
@@ -40,6 +42,17 @@ class Backend(Protocol):
     def move(self, target: str, node: str, timeout: float, progress: Progress) -> float: ...
 
     def seen_initiators(self) -> list[str]: ...
+
+    # -- forming the cluster (iscsiha.commands.bootstrap) --------------------------------
+
+    def init_cluster(self, request: InitRequest, tiebreaker_user: str,
+                     progress: Progress) -> InitResult: ...
+
+    def join_cluster(self, token: str, progress: Progress) -> Config: ...
+
+    def hostname(self) -> str: ...
+
+    def local_addresses(self) -> list[HeldAddress]: ...
 
 
 def parse(text: str, source: str) -> Data:

@@ -1,4 +1,4 @@
-"""The console tree's root, cluster, nodes, volumes and networks."""
+"""The console tree's root, nodes, volumes and networks (/cluster: appliance.cluster)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Any
 
 from appliance import edits
 from appliance.base import ConsoleNode, Summary, count
+from appliance.cluster import ClusterNode
 from appliance.completion import matching, sizes, volume_names
 from appliance.edits import find, named, tables
 from appliance.files import read_text, write_secret
 from appliance.state import State, parse
-from appliance.targets import AuthNode, TargetsNode
+from appliance.targets import TargetsNode
 from iscsiha.commands.config import validate
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.errors import IscsihaError
@@ -145,29 +146,6 @@ class RootNode(ConsoleNode):
         if current_param == "confirm":
             return matching(["yes"], text)
         return []
-
-
-class ClusterNode(ConsoleNode):
-    def __init__(self, parent: ConsoleNode, state: State) -> None:
-        super().__init__("cluster", parent, state)
-        AuthNode("discovery_auth", self, state, target=None)
-        for param, description in (("name", "The cluster's name."),
-                                   ("tiebreaker", "The corosync-qnetd server."),
-                                   ("volume_group", "The default volume group.")):
-            self.define_config_group_param("cluster", param, "string", description,
-                                           writable=False)
-
-    def ui_getgroup_cluster(self, param: str) -> Any:
-        return self.state.data_or_empty().get("cluster", {}).get(param)
-
-    def summary(self) -> Summary:
-        cluster = self.state.data_or_empty().get("cluster", {})
-        text = f"{cluster.get('name', '?')}, tiebreaker {cluster.get('tiebreaker') or 'none'}"
-        status = self.state.status_or_none()
-        if status is None:
-            return f"{text}, cluster status unknown", None
-        online = sum(up for _, up in status.nodes)
-        return f"{text}, {online}/{len(status.nodes)} nodes online", online == len(status.nodes)
 
 
 class NodesNode(ConsoleNode):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from iscsiha import __version__
+from iscsiha.cli import cluster as cluster_cli
 from iscsiha.cli.report_format import format_reports
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("selfcheck", help="load the kernel modules the storage path needs")
     p.set_defaults(func=_selfcheck)
 
+    cluster_cli.add_parser(sub)  # cluster init / join / token
     return parser
 
 

@@ -43,6 +43,10 @@ class Addresses:
             "no-interface", "network", str(network),
             "a network this box has an address in", "no interface has an address there")
 
+    def own(self) -> list[tuple[str, IPAddress, int]]:
+        """Every address of this box: (interface, address, prefix length)."""
+        return self._addresses()
+
     def holder(self, address: IPAddress) -> str | None:
         """The interface holding ``address``, or None."""
         return next((ifname for ifname, addr, _ in self._addresses() if addr == address), None)

@@ -7,6 +7,7 @@ Manager API, with no systemctl subprocess in between.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from iscsiha.errors import IscsihaError
@@ -48,6 +49,27 @@ class Systemd:
     def disable(self, *units: str) -> None:
         self._call("DisableUnitFiles", list(units), False)
         self._call("Reload")
+
+    def start_transient(self, unit: str, argv: Sequence[str], description: str,
+                        runtime_max: float) -> None:
+        """Run ``argv`` as a transient service (systemd-run without the subprocess).
+
+        systemd stops it after ``runtime_max`` seconds and forgets it once it has
+        ended, failed or not, so the name is free for the next one.
+        """
+        self._manager()  # opens the bus, so self._dbus is the module
+        dbus = self._dbus
+        exec_start = dbus.Array([dbus.Struct(
+            (argv[0], dbus.Array(list(argv), signature="s"), False), signature="sasb")],
+            signature="(sasb)")
+        properties = dbus.Array([
+            ("Description", dbus.String(description)),
+            ("ExecStart", exec_start),
+            ("RuntimeMaxUSec", dbus.UInt64(int(runtime_max * 1_000_000))),
+            ("CollectMode", dbus.String("inactive-or-failed")),
+        ], signature="(sv)")
+        self._call("StartTransientUnit", unit, "fail", properties,
+                   dbus.Array([], signature="(sa(sv))"))
 
     def active_state(self, unit: str) -> str:
         path = self._call("LoadUnit", unit)

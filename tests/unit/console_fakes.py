@@ -9,16 +9,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from configshell_fb import Console
+
 from appliance.console import ConsoleShell
 from appliance.files import Backups, read_text, write_secret
 from appliance.state import Progress, State
 from iscsiha.commands.apply import Changes
+from iscsiha.commands.bootstrap_env import InitResult
+from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
 from iscsiha.errors import IscsihaError
+from iscsiha.model.load import load_text
 from iscsiha.model.types import Config
 from tests.conftest import EXAMPLE
 
 SEEN_INITIATOR = "iqn.1993-08.org.debian:01:new-host"
+TOKEN = "ISJ1-BIFAAC-YVD5ZI-DYZHLS-QVSLAW-JWX6RN-C35W6N-327X7M"
 
 
 def running_status() -> ClusterStatus:
@@ -52,6 +58,10 @@ class FakeBackend:
     apply_error: IscsihaError | None = None
     status_error: IscsihaError | None = None
     seen: list[str] = field(default_factory=lambda: [SEEN_INITIATOR])
+    inits: list[tuple[InitRequest, str]] = field(default_factory=list)
+    joins: list[str] = field(default_factory=list)
+    bootstrap_error: IscsihaError | None = None
+    addresses: list[HeldAddress] = field(default_factory=list)
 
     def load_desired(self) -> str:
         return read_text(self.desired)
@@ -79,6 +89,27 @@ class FakeBackend:
 
     def seen_initiators(self) -> list[str]:
         return list(self.seen)
+
+    def init_cluster(self, request: InitRequest, tiebreaker_user: str,
+                     progress: Progress) -> InitResult:
+        self.inits.append((request, tiebreaker_user))
+        if self.bootstrap_error is not None:
+            raise self.bootstrap_error
+        progress("initialised (fake)")
+        return InitResult(TOKEN, request.name, request.node or "san-a", request.peer,
+                          1_800_000_000.0, request.tiebreaker)
+
+    def join_cluster(self, token: str, progress: Progress) -> Config:
+        self.joins.append(token)
+        if self.bootstrap_error is not None:
+            raise self.bootstrap_error
+        return load_text(EXAMPLE.read_text())
+
+    def hostname(self) -> str:
+        return "san-a"
+
+    def local_addresses(self) -> list[HeldAddress]:
+        return list(self.addresses)
 
 
 class Clock:
@@ -122,6 +153,9 @@ class Harness:
         for stream in (self.out, self.err):
             stream.seek(0)
             stream.truncate()
+        # configshell's Console is a Borg (all instances share one state): with two
+        # consoles in one test, the last one made would get both outputs.
+        self.shell.con = Console(stdout=self.out, stderr=self.err)
         return self.shell.run_once(cmdline)
 
     def unchanged(self) -> bool:

@@ -1,0 +1,227 @@
+"""The console's /cluster: what the desired state says of the cluster, and forming it
+(`init` on the first box, `join` on the second)."""
+
+from __future__ import annotations
+
+import ipaddress
+from contextlib import suppress
+from typing import Any
+
+from appliance.base import ConsoleNode, Summary
+from appliance.completion import matching
+from appliance.state import State
+from appliance.targets import AuthNode
+from iscsiha.cli.cluster import init_lines
+from iscsiha.commands.bootstrap_params import NETWORKS, InitRequest
+from iscsiha.commands.join_token import PREFIX
+from iscsiha.errors import IscsihaError, Secret
+
+_NETWORK_NAMES = [name for name, _ in NETWORKS]
+
+
+class ClusterNode(ConsoleNode):
+    def __init__(self, parent: ConsoleNode, state: State) -> None:
+        super().__init__("cluster", parent, state)
+        AuthNode("discovery_auth", self, state, target=None)
+        for param, description in (("name", "The cluster's name."),
+                                   ("tiebreaker", "The corosync-qnetd server."),
+                                   ("volume_group", "The default volume group.")):
+            self.define_config_group_param("cluster", param, "string", description,
+                                           writable=False)
+
+    def ui_getgroup_cluster(self, param: str) -> Any:
+        return self.state.data_or_empty().get("cluster", {}).get(param)
+
+    def summary(self) -> Summary:
+        cluster = self.state.data_or_empty().get("cluster")
+        if cluster is None:
+            return "not set up yet: `init` on the first box, `join` on the second", None
+        text = f"{cluster.get('name', '?')}, tiebreaker {cluster.get('tiebreaker') or 'none'}"
+        status = self.state.status_or_none()
+        if status is None:
+            return f"{text}, cluster status unknown", None
+        online = sum(up for _, up in status.nodes)
+        return f"{text}, {online}/{len(status.nodes)} nodes online", online == len(status.nodes)
+
+    def ui_command_init(self, name: str, peer: str, link0: str, link1: str, repl: str,
+                        storage: str, bmc: str, bmc_user: str, peer_bmc: str,
+                        node: str | None = None, storage2: str | None = None,
+                        ping: str | None = None, peer_bmc_user: str | None = None,
+                        bmc_password: str | None = None, peer_bmc_password: str | None = None,
+                        tiebreaker: str | None = None,
+                        tiebreaker_user: str | None = None) -> None:
+        """
+        Sets this box up as the first of the cluster's two boxes: checks every
+        setting and that this box has its addresses, then writes corosync.conf,
+        the authkey, the cluster SSH key and the desired state, gets a
+        certificate from the tiebreaker, starts corosync, corosync-qdevice and
+        pacemaker, and sets the cluster properties. A failure undoes it all.
+        It prints a one-time token: run `/cluster join token=...` with it on
+        the other box within an hour.
+
+        Each network is SUBNET,THIS_BOX,PEER: the subnet in CIDR form, this
+        box's address in it, the peer's address in it. TAB offers this box's
+        own addresses.
+
+        PARAMETERS
+        ==========
+
+        name
+        ----
+        The cluster's name: lowercase letters, digits and '-'.
+
+        peer
+        ----
+        The other box's name, which must be its host name.
+
+        link0
+        -----
+        The first corosync link (the join token is served there).
+
+        link1
+        -----
+        The second corosync link.
+
+        repl
+        ----
+        The replication link (DRBD).
+
+        storage
+        -------
+        The storage network, where the targets' floating portals live.
+
+        bmc
+        ---
+        This box's BMC address (IPMI), for fencing.
+
+        bmc_user
+        --------
+        The IPMI user on this box's BMC.
+
+        peer_bmc
+        --------
+        The peer's BMC address.
+
+        node
+        ----
+        This box's name; default its host name.
+
+        storage2
+        --------
+        A second storage network (multipath).
+
+        ping
+        ----
+        Hosts on the storage networks that answer ping while a box's link
+        works (a switch, a router), separated by commas.
+
+        peer_bmc_user
+        -------------
+        The IPMI user on the peer's BMC; default bmc_user.
+
+        bmc_password
+        ------------
+        Leave it out to be asked (not echoed).
+
+        peer_bmc_password
+        -----------------
+        Leave it out to be asked (not echoed).
+
+        tiebreaker
+        ----------
+        The corosync-qnetd host; without one, fencing alone decides.
+
+        tiebreaker_user
+        ---------------
+        Who signs the cluster's certificate there over SSH: root (default)
+        or another user who may use the qnetd CA there. SSH asks for its
+        password if it needs one.
+
+        EXAMPLE
+        =======
+        init name=san peer=san-b link0=10.10.0.0/24,10.10.0.11,10.10.0.12 link1=10.11.0.0/24,10.11.0.11,10.11.0.12 repl=10.20.0.0/24,10.20.0.11,10.20.0.12 storage=10.30.0.0/24,10.30.0.11,10.30.0.12 ping=10.30.0.1 bmc=10.0.0.21 peer_bmc=10.0.0.22 bmc_user=fence tiebreaker=10.0.0.5
+
+        SEE ALSO
+        ========
+        join status
+        """  # noqa: E501
+        given = {"link0": link0, "link1": link1, "repl": repl, "storage": storage,
+                 "storage2": storage2}
+        who = node or self.state.backend.hostname()
+        request = InitRequest(
+            name=name, node=node, peer=peer,
+            networks={k: v for k, v in given.items() if v is not None},
+            bmc=bmc, bmc_user=bmc_user,
+            bmc_password=Secret(bmc_password or self.state.ask_secret(
+                f"BMC password of {who}: ")),
+            peer_bmc=peer_bmc, peer_bmc_user=peer_bmc_user or bmc_user,
+            peer_bmc_password=Secret(peer_bmc_password or self.state.ask_secret(
+                f"BMC password of {peer}: ")),
+            ping=tuple(p.strip() for p in (ping or "").split(",") if p.strip()),
+            tiebreaker=tiebreaker)
+        result = self.state.backend.init_cluster(request, tiebreaker_user or "root",
+                                                 self.state.progress)
+        for line in init_lines(result):
+            self.say(line)
+
+    def ui_complete_init(self, parameters: dict[str, str], text: str,
+                         current_param: str) -> list[str]:
+        if current_param == "node":
+            return matching([self.state.backend.hostname()], text)
+        if current_param in _NETWORK_NAMES:
+            return self._own_networks(parameters, text)
+        if current_param == "peer_bmc_user":
+            return matching([parameters["bmc_user"]] if parameters.get("bmc_user") else [],
+                            text)
+        if current_param == "tiebreaker_user":
+            return matching(["root"], text)
+        return []
+
+    def _own_networks(self, parameters: dict[str, str], text: str) -> list[str]:
+        """SUBNET,ADDRESS, for each address of this box not given yet: the peer's is next."""
+        used = {part for key in _NETWORK_NAMES for part in parameters.get(key, "").split(",")}
+        found = []
+        with suppress(IscsihaError, OSError):  # completion must not fail on a netlink error
+            for _ifname, address, prefix in self.state.backend.local_addresses():
+                if address.is_loopback or address.is_link_local or str(address) in used:
+                    continue
+                subnet = ipaddress.ip_interface(f"{address}/{prefix}").network
+                found.append(f"{subnet},{address},")
+        # No space after a lone candidate: the peer's address comes next.
+        return sorted(c for c in found if c.startswith(text))
+
+    def ui_command_join(self, token: str) -> None:
+        """
+        Makes this box the second of the cluster that `/cluster init` set up
+        on the first box: it fetches the cluster's keys and settings from
+        there over TLS, keyed by the token, checks that this box is the peer
+        init was given (its host name, and its address on every network),
+        writes the files, starts the cluster services and applies the desired
+        state. A wrong token, an unreachable first box or a wrong network
+        changes nothing on either box, and the token stays valid.
+
+        PARAMETERS
+        ==========
+
+        token
+        -----
+        The token `/cluster init` printed (ISJ1-...); case and dashes do
+        not matter.
+
+        EXAMPLE
+        =======
+        join token=ISJ1-BIFAAC-YVD5ZI-DYZHLS-QVSLAW-JWX6RN-C35W6N-327X7M
+
+        SEE ALSO
+        ========
+        init status
+        """
+        config = self.state.backend.join_cluster(token, self.state.progress)
+        first, me = config.cluster.nodes
+        self.say(f"{me.name} joined cluster {config.cluster.name} with {first.name}")
+
+    def ui_complete_join(self, parameters: dict[str, str], text: str,
+                         current_param: str) -> list[str]:
+        if current_param == "token" and PREFIX.startswith(text.upper()):
+            return [PREFIX]
+        return []

@@ -1,0 +1,159 @@
+"""`iscsiha cluster`: form the two-box cluster (init on the first box, join on the second).
+
+Its own module so the rest of the CLI stays small; main.py adds it with one call.
+Errors are raised as IscsihaError and printed by main's one error boundary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import shlex
+import sys
+import time
+from contextlib import ExitStack
+
+from iscsiha.commands import bootstrap
+from iscsiha.commands.bootstrap_env import JOIN_TTL, InitResult
+from iscsiha.commands.bootstrap_params import (
+    NETWORK_ALLOWED,
+    NETWORKS,
+    REQUIRED_NETWORKS,
+    InitRequest,
+    cli_name,
+)
+from iscsiha.commands.tiebreaker import CommandTiebreaker, SshTiebreaker, Tiebreaker
+from iscsiha.errors import Secret
+from iscsiha.executors.runner import Runner
+
+EXIT_OK, EXIT_REFUSED = 0, 1
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("cluster", help="form the cluster: `init` on the first box, then "
+                                       "`join TOKEN` on the second")
+    csub = p.add_subparsers(required=True, metavar="ACTION")
+
+    i = csub.add_parser(
+        "init", help="set up this box as the first of the two and print a join token",
+        description="Writes corosync.conf, the authkey, the cluster SSH key and the desired "
+                    "state, enrols with the tiebreaker, starts corosync, corosync-qdevice and "
+                    "pacemaker, sets the cluster properties, and prints a one-time token for "
+                    "`iscsiha cluster join` on the other box. Checks everything first; a "
+                    "failure undoes every change. Each network is given as "
+                    f"{NETWORK_ALLOWED}. BMC passwords are asked on the terminal (or read "
+                    "from stdin, one line each: this box's, then the peer's).")
+    i.add_argument("--name", required=True, help="the cluster's name")
+    i.add_argument("--node", help="this box's name (default: its host name, which it must be)")
+    i.add_argument("--peer", required=True, help="the other box's name (its host name)")
+    for name, role in NETWORKS:
+        i.add_argument(cli_name(name), required=name in REQUIRED_NETWORKS,
+                       metavar="SUBNET,THIS_BOX,PEER",
+                       help=f"the {role} network '{name}'"
+                            + ("" if name in REQUIRED_NETWORKS else " (a second one)"))
+    i.add_argument("--ping", action="append", default=[], metavar="ADDRESS",
+                   help="a host on a storage network that answers ping while a box's link "
+                        "works, e.g. its switch (repeatable)")
+    i.add_argument("--bmc", required=True, metavar="ADDRESS", help="this box's BMC (IPMI)")
+    i.add_argument("--bmc-user", required=True, metavar="USER", help="its IPMI user")
+    i.add_argument("--peer-bmc", required=True, metavar="ADDRESS", help="the peer's BMC")
+    i.add_argument("--peer-bmc-user", metavar="USER", help="its IPMI user (default --bmc-user)")
+    i.add_argument("--tiebreaker", metavar="HOST",
+                   help="the corosync-qnetd host; without one, fencing alone decides")
+    i.add_argument("--tiebreaker-user", default="root", metavar="USER",
+                   help="who signs this cluster's qdevice certificate there over SSH "
+                        "(default root)")
+    i.add_argument("--tiebreaker-signer", metavar="PROGRAM",
+                   help="instead of SSH: a program run as `PROGRAM ca` and `PROGRAM sign "
+                        "CLUSTER` (see docs/bootstrap.md)")
+    i.set_defaults(func=_init)
+
+    j = csub.add_parser("join", help="join the cluster a first box set up (`cluster init`)")
+    j.add_argument("token", nargs="?", help="the token `cluster init` printed (asked for "
+                                            "when left out, so it stays out of the history)")
+    j.set_defaults(func=_join)
+
+    t = csub.add_parser("token", help="a new join token on the first box, while its peer "
+                                      "has not joined (the old one stops working)")
+    t.set_defaults(func=_token)
+
+    s = csub.add_parser("serve-join", help=argparse.SUPPRESS)  # what the join unit runs
+    s.set_defaults(func=_serve_join)
+
+
+def _progress(message: str) -> None:
+    print(f"iscsiha: {message}", file=sys.stderr, flush=True)
+
+
+def _passwords(node: str, peer: str) -> tuple[Secret, Secret]:
+    if sys.stdin.isatty():
+        return (Secret(getpass.getpass(f"BMC password of {node}: ")),
+                Secret(getpass.getpass(f"BMC password of {peer}: ")))
+    lines = sys.stdin.read().splitlines()
+    lines += [""] * (2 - len(lines))
+    return Secret(lines[0]), Secret(lines[1])
+
+
+def _init(args: argparse.Namespace) -> int:
+    runner = Runner()
+    env = bootstrap.real_env(runner)
+    node = args.node or env.hostname()
+    bmc_password, peer_password = _passwords(node, args.peer)
+    request = InitRequest(
+        name=args.name, node=args.node, peer=args.peer,
+        networks={name: getattr(args, name) for name, _ in NETWORKS
+                  if getattr(args, name) is not None},
+        bmc=args.bmc, bmc_user=args.bmc_user, bmc_password=bmc_password,
+        peer_bmc=args.peer_bmc, peer_bmc_user=args.peer_bmc_user or args.bmc_user,
+        peer_bmc_password=peer_password, ping=tuple(args.ping), tiebreaker=args.tiebreaker)
+    with ExitStack() as stack:
+        tiebreaker: Tiebreaker | None = None
+        if args.tiebreaker_signer:
+            tiebreaker = CommandTiebreaker(runner, shlex.split(args.tiebreaker_signer))
+        elif args.tiebreaker:
+            tiebreaker = stack.enter_context(
+                SshTiebreaker(runner, args.tiebreaker, args.tiebreaker_user))
+        result = bootstrap.init(env, request, tiebreaker, _progress, cli_name)
+    print("\n".join(init_lines(result)))
+    return EXIT_OK
+
+
+def init_lines(result: InitResult) -> list[str]:
+    """What `cluster init` (and the console's) tells the admin: where to take the token."""
+    until = time.strftime("%H:%M", time.localtime(result.expires))
+    minutes = round(JOIN_TTL / 60)
+    tiebreaker = (f"quorum through the tiebreaker {result.tiebreaker}" if result.tiebreaker
+                  else "no tiebreaker (two-node quorum; fencing decides)")
+    return [
+        f"cluster {result.cluster}: {result.node} is set up ({tiebreaker}) and waits for "
+        f"{result.peer} until {until} ({minutes} minutes).",
+        f"On {result.peer}, run:",
+        f"    iscsiha cluster join {result.token}",
+        "or, in its console:",
+        f"    /cluster join token={result.token}",
+        "The token works once. Keep it to yourself: it lets a box join this cluster.",
+    ]
+
+
+def _join(args: argparse.Namespace) -> int:
+    token = args.token
+    if token is None:
+        token = input("join token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    config = bootstrap.join(bootstrap.real_env(), token, _progress)
+    first, me = config.cluster.nodes
+    print(f"{me.name} joined cluster {config.cluster.name} with {first.name}; "
+          "`iscsiha status` shows both boxes.")
+    return EXIT_OK
+
+
+def _token(args: argparse.Namespace) -> int:
+    result = bootstrap.reissue(bootstrap.real_env(), _progress)
+    print("\n".join(init_lines(result)))
+    return EXIT_OK
+
+
+def _serve_join(args: argparse.Namespace) -> int:
+    def log(message: str) -> None:
+        print(f"iscsiha join: {message}", flush=True)  # the unit's journal
+
+    return EXIT_OK if bootstrap.serve_join(bootstrap.real_env(), log) else EXIT_REFUSED

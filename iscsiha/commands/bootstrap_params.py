@@ -1,0 +1,175 @@
+"""`cluster init`'s parameters as the desired state's cluster sections, and the checks
+that a box really is the one those sections describe.
+
+The sections are validated by the model's own loader, so a wrong value gets the
+same report as in a hand-written file; the report then names the parameter it
+came from (``link0 (peer's address)``) rather than only the TOML path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from iscsiha.errors import IscsihaError, Report, Secret
+from iscsiha.model.load import load_data
+from iscsiha.model.types import Config, IPAddress, Node
+
+# The networks of a standard deployment, by the name each gets in the desired state.
+NETWORKS = (("link0", "cluster"), ("link1", "cluster"), ("repl", "replication"),
+            ("storage", "storage"), ("storage2", "storage"))
+REQUIRED_NETWORKS = ("link0", "link1", "repl", "storage")
+NETWORK_ALLOWED = ("SUBNET,THIS_BOX,PEER: the network in CIDR form, then this box's "
+                   "address and the peer's, e.g. 10.10.0.0/24,10.10.0.11,10.10.0.12")
+
+HeldAddress = tuple[str, IPAddress, int]  # (interface, address, prefix length)
+ParamName = Callable[[str], str]  # how an interface spells a parameter
+
+
+@dataclass(frozen=True)
+class InitRequest:
+    name: str
+    peer: str
+    networks: Mapping[str, str]  # network name -> "SUBNET,THIS_BOX,PEER"
+    bmc: str
+    bmc_user: str
+    bmc_password: Secret
+    peer_bmc: str
+    peer_bmc_user: str
+    peer_bmc_password: Secret
+    node: str | None = None  # default: this box's host name
+    ping: tuple[str, ...] = ()
+    tiebreaker: str | None = None
+
+
+def console_name(param: str) -> str:
+    return param
+
+
+def cli_name(param: str) -> str:
+    return "--" + param.replace("_", "-")
+
+
+def desired_data(request: InitRequest, node: str,
+                 param: ParamName = console_name) -> tuple[dict[str, Any], dict[str, str]]:
+    """The sections, and for each TOML path the parameter its value came from."""
+    problems = []
+    specs: dict[str, list[str]] = {}
+    known = [name for name, _ in NETWORKS]
+    for name, text in request.networks.items():
+        parts = [p.strip() for p in text.split(",")]
+        if name not in known:
+            problems.append(Report("unknown-network", param(name), name, ", ".join(known)))
+        elif len(parts) != 3 or not all(parts):
+            problems.append(Report("bad-network", param(name), text, NETWORK_ALLOWED,
+                                   f"has {len(parts)} part{'s' if len(parts) != 1 else ''}"
+                                   if len(parts) != 3 else "has an empty part"))
+        else:
+            specs[name] = parts
+    for name in REQUIRED_NETWORKS:
+        if name not in request.networks:
+            problems.append(Report("missing", param(name), None, NETWORK_ALLOWED,
+                                   "is required"))
+    if problems:
+        raise IscsihaError(problems)
+
+    names: dict[str, str] = {"cluster.name": param("name"),
+                             "cluster.tiebreaker": param("tiebreaker"),
+                             "nodes[0].name": param("node"), "nodes[1].name": param("peer")}
+    networks: list[dict[str, Any]] = []
+    for name, role in NETWORKS:
+        if name in specs:
+            names[f"networks[{len(networks)}].subnet"] = f"{param(name)} (subnet)"
+            networks.append({"name": name, "role": role, "subnet": specs[name][0]})
+    _place_ping(networks, request.ping, names, param)
+    nodes = []
+    for i, (who, bmc, user, password, which) in enumerate((
+            (node, request.bmc, request.bmc_user, request.bmc_password, "this box's address"),
+            (request.peer, request.peer_bmc, request.peer_bmc_user, request.peer_bmc_password,
+             "peer's address"))):
+        prefix = "" if i == 0 else "peer_"
+        for net in networks:
+            names[f"nodes[{i}].addresses.{net['name']}"] = f"{param(net['name'])} ({which})"
+        names.update({f"nodes[{i}].bmc.address": param(f"{prefix}bmc"),
+                      f"nodes[{i}].bmc.user": param(f"{prefix}bmc_user"),
+                      f"nodes[{i}].bmc.password": param(f"{prefix}bmc_password")})
+        nodes.append({"name": who,
+                      "addresses": {n["name"]: specs[n["name"]][1 + i] for n in networks},
+                      "bmc": {"address": bmc, "user": user, "password": str(password)}})
+    cluster: dict[str, Any] = {"name": request.name}
+    if request.tiebreaker:
+        cluster["tiebreaker"] = request.tiebreaker
+    return {"cluster": cluster, "networks": networks, "nodes": nodes}, names
+
+
+def _place_ping(networks: list[dict[str, Any]], hosts: Iterable[str], names: dict[str, str],
+                param: ParamName) -> None:
+    """Each ping host goes to the storage network it lies in (else the first, whose
+    check then reports it)."""
+    storage = [(i, n) for i, n in enumerate(networks) if n["role"] == "storage"]
+    for host in hosts:
+        index, net = storage[0]
+        for i, candidate in storage:
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(candidate["subnet"]):
+                    index, net = i, candidate
+                    break
+            except ValueError:
+                continue
+        names[f"networks[{index}].ping[{len(net.get('ping', []))}]"] = param("ping")
+        net.setdefault("ping", []).append(host)
+
+
+def load_sections(data: Mapping[str, Any], names: Mapping[str, str]) -> Config:
+    """Validate the sections with the model's loader; reports name the parameters."""
+    try:
+        return load_data(data)
+    except IscsihaError as exc:
+        raise IscsihaError(_renamed(r, names) for r in exc.reports) from exc
+
+
+def _renamed(report: Report, names: Mapping[str, str]) -> Report:
+    if report.field not in names:
+        return report
+    return Report(report.code, names[report.field], report.value, report.allowed,
+                  report.message, report.severity)
+
+
+# -- is this box the one described? -----------------------------------------------------
+
+def hostname_problem(hostname: str, node: Node, field: str, role: str) -> Report | None:
+    if hostname == node.name:
+        return None
+    return Report("wrong-host-name", field, hostname, f"{node.name} ({role})",
+                  f"this box is called {hostname}: Pacemaker knows a box by its host "
+                  f"name, so set it to {node.name} first (or use the other box)")
+
+
+def address_problems(config: Config, node: Node, held: Iterable[HeldAddress],
+                     field: Callable[[str], str]) -> list[Report]:
+    """One report for each network where this box lacks ``node``'s address."""
+    held = list(held)
+    others = {a: n.name for n in config.cluster.nodes if n is not node for _, a in n.addresses}
+    problems = []
+    for net in config.cluster.networks:
+        want = node.address_on(net.name)
+        exact = [(i, p) for i, a, p in held if a == want]
+        if any(p == net.subnet.prefixlen for _, p in exact):
+            continue
+        allowed = f"{want}/{net.subnet.prefixlen} on an interface of this box ({net.name})"
+        if exact:
+            ifname, prefix = exact[0]
+            problems.append(Report("address-prefix", field(net.name), f"{want}/{prefix}",
+                                   allowed, f"is on {ifname} with prefix /{prefix}, but "
+                                   f"network {net.name} is {net.subnet}"))
+            continue
+        near = [f"{a}/{p} on {i}" + (f" (the address given for {others[a]})"
+                                     if a in others else "")
+                for i, a, p in held if a.version == want.version and a in net.subnet]
+        where = (f"in {net.subnet} it has {', '.join(near)}" if near
+                 else f"it has no address in {net.subnet}")
+        problems.append(Report("address-not-here", field(net.name), str(want), allowed,
+                               f"no interface of this box holds it; {where}"))
+    return problems
