@@ -294,7 +294,7 @@ def _finish(env: HostEnv, config: Config, text: str, progress: Progress) -> None
     names = {n.name for n in config.cluster.nodes}
     try:
         progress(f"waiting for Pacemaker to see {' and '.join(sorted(names))} online")
-        steps.wait(env, MEMBERS_TIMEOUT, lambda: names <= steps.online(env.cib.status()),
+        steps.wait(env, MEMBERS_TIMEOUT, lambda: steps.all_online(env, names),
                    "cluster-not-formed", "nodes", sorted(names), "both online in Pacemaker")
         progress("applying the desired state (fencing devices, their secrets)")
         env.apply(config, text, progress)

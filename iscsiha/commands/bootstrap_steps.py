@@ -181,6 +181,15 @@ def online(status_xml: str) -> set[str]:
     return {n.get("name", "") for n in root.iter("node") if n.get("online") == "true"}
 
 
+def all_online(env: HostEnv, names: set[str]) -> bool:
+    """Whether Pacemaker has all of ``names`` online; not yet while crm_mon cannot
+    connect (Pacemaker just started: exit 102 in the lab)."""
+    try:
+        return names <= online(env.cib.status())
+    except IscsihaError:
+        return False
+
+
 def wait(env: HostEnv, timeout: float, done: Callable[[], bool], code: str, field: str,
          value: object, allowed: str) -> None:
     """Until ``done()``; past ``timeout`` seconds, a report built from the rest."""

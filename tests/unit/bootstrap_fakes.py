@@ -152,6 +152,7 @@ class FakeCib:
     online: set[str] = field(default_factory=set)
     patches: list[tuple[str, str]] = field(default_factory=list)
     not_ready: int = 0  # queries that fail first, as while Pacemaker starts
+    status_not_ready: int = 0  # crm_mon calls that fail first (cannot connect yet)
 
     def query(self) -> str:
         if self.not_ready:
@@ -165,6 +166,10 @@ class FakeCib:
         return True
 
     def status(self) -> str:
+        if self.status_not_ready:
+            self.status_not_ready -= 1
+            raise IscsihaError.single("command-failed", "command", "crm_mon --one-shot",
+                                      "exit code 0", "exited with 102")
         nodes = "".join(f'<node name="{n}" online="true"/>' for n in sorted(self.online))
         return f"<crm_mon><nodes>{nodes}</nodes></crm_mon>"
 

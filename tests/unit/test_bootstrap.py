@@ -234,6 +234,17 @@ def test_join_completes_the_pair(a: Box, b: Box) -> None:
     assert any("san-b joined" in line for line in server.log)
 
 
+def test_join_waits_while_crm_mon_cannot_connect_yet(a: Box, b: Box) -> None:
+    token = init(a)
+    b.cib.online = {"san-a", "san-b"}
+    b.cib.status_not_ready = 3  # Pacemaker just started: crm_mon exits 102 a few times
+    with Server(a) as server:
+        config = bootstrap.join(b.env, token, b.progress.append)
+    assert server.wait() is True
+    assert [c.cluster.name for c in b.applied] == [config.cluster.name]
+    assert b.cib.status_not_ready == 0
+
+
 def test_a_wrong_token_is_refused_and_the_right_one_still_works(a: Box, b: Box) -> None:
     token = join_token.decode(init(a))
     wrong = join_token.encode(JoinToken(token.address, token.port, bytes(16)))
