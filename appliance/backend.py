@@ -19,7 +19,7 @@ from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus
-from iscsiha.commands.tiebreaker import SshTiebreaker
+from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
 from iscsiha.executors.addresses import Addresses
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.runner import Runner
@@ -65,12 +65,10 @@ class ClusterBackend:
                 found.update(params.get("initiators", "").split())
         return sorted(found)
 
-    def init_cluster(self, request: InitRequest, tiebreaker_user: str,
+    def init_cluster(self, request: InitRequest, access: TiebreakerAccess,
                      progress: Progress) -> InitResult:
         env = bootstrap.real_env(self.runner, str(self.desired))
-        if not request.tiebreaker:
-            return bootstrap.init(env, request, None, progress)
-        with SshTiebreaker(self.runner, request.tiebreaker, tiebreaker_user) as tiebreaker:
+        with open_tiebreaker(self.runner, request.tiebreaker, access) as tiebreaker:
             return bootstrap.init(env, request, tiebreaker, progress)
 
     def join_cluster(self, token: str, progress: Progress) -> Config:

@@ -14,6 +14,7 @@ from appliance.targets import AuthNode
 from iscsiha.cli.cluster import init_lines
 from iscsiha.commands.bootstrap_params import NETWORKS, InitRequest
 from iscsiha.commands.join_token import PREFIX
+from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.errors import IscsihaError, Secret
 
 _NETWORK_NAMES = [name for name, _ in NETWORKS]
@@ -48,8 +49,8 @@ class ClusterNode(ConsoleNode):
                         node: str | None = None, storage2: str | None = None,
                         ping: str | None = None, peer_bmc_user: str | None = None,
                         bmc_password: str | None = None, peer_bmc_password: str | None = None,
-                        tiebreaker: str | None = None,
-                        tiebreaker_user: str | None = None) -> None:
+                        tiebreaker: str | None = None, tiebreaker_user: str | None = None,
+                        tiebreaker_signer: str | None = None) -> None:
         """
         Sets this box up as the first of the cluster's two boxes: checks every
         setting and that this box has its addresses, then writes corosync.conf,
@@ -137,6 +138,12 @@ class ClusterNode(ConsoleNode):
         or another user who may use the qnetd CA there. SSH asks for its
         password if it needs one.
 
+        tiebreaker_signer
+        -----------------
+        Instead of SSH: the path of a program run as `PROGRAM ca` and
+        `PROGRAM sign CLUSTER` that reaches the qnetd CA its own way (see
+        docs/bootstrap.md).
+
         EXAMPLE
         =======
         init name=san peer=san-b link0=10.10.0.0/24,10.10.0.11,10.10.0.12 link1=10.11.0.0/24,10.11.0.11,10.11.0.12 repl=10.20.0.0/24,10.20.0.11,10.20.0.12 storage=10.30.0.0/24,10.30.0.11,10.30.0.12 ping=10.30.0.1 bmc=10.0.0.21 peer_bmc=10.0.0.22 bmc_user=fence tiebreaker=10.0.0.5
@@ -159,8 +166,8 @@ class ClusterNode(ConsoleNode):
                 f"BMC password of {peer}: ")),
             ping=tuple(p.strip() for p in (ping or "").split(",") if p.strip()),
             tiebreaker=tiebreaker)
-        result = self.state.backend.init_cluster(request, tiebreaker_user or "root",
-                                                 self.state.progress)
+        access = TiebreakerAccess(tiebreaker_user or "root", tiebreaker_signer)
+        result = self.state.backend.init_cluster(request, access, self.state.progress)
         for line in init_lines(result):
             self.say(line)
 

@@ -19,6 +19,7 @@ from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.config import validate
 from iscsiha.commands.targets import ClusterStatus
+from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.errors import IscsihaError
 from iscsiha.model.toml_dump import dumps
 from iscsiha.model.types import Config
@@ -45,7 +46,7 @@ class Backend(Protocol):
 
     # -- forming the cluster (iscsiha.commands.bootstrap) --------------------------------
 
-    def init_cluster(self, request: InitRequest, tiebreaker_user: str,
+    def init_cluster(self, request: InitRequest, access: TiebreakerAccess,
                      progress: Progress) -> InitResult: ...
 
     def join_cluster(self, token: str, progress: Progress) -> Config: ...

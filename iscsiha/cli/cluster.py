@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import shlex
 import sys
 import time
-from contextlib import ExitStack
 
 from iscsiha.commands import bootstrap
 from iscsiha.commands.bootstrap_env import JOIN_TTL, InitResult
@@ -22,7 +20,7 @@ from iscsiha.commands.bootstrap_params import (
     InitRequest,
     cli_name,
 )
-from iscsiha.commands.tiebreaker import CommandTiebreaker, SshTiebreaker, Tiebreaker
+from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
 from iscsiha.errors import Secret
 from iscsiha.executors.runner import Runner
 
@@ -106,13 +104,8 @@ def _init(args: argparse.Namespace) -> int:
         bmc=args.bmc, bmc_user=args.bmc_user, bmc_password=bmc_password,
         peer_bmc=args.peer_bmc, peer_bmc_user=args.peer_bmc_user or args.bmc_user,
         peer_bmc_password=peer_password, ping=tuple(args.ping), tiebreaker=args.tiebreaker)
-    with ExitStack() as stack:
-        tiebreaker: Tiebreaker | None = None
-        if args.tiebreaker_signer:
-            tiebreaker = CommandTiebreaker(runner, shlex.split(args.tiebreaker_signer))
-        elif args.tiebreaker:
-            tiebreaker = stack.enter_context(
-                SshTiebreaker(runner, args.tiebreaker, args.tiebreaker_user))
+    access = TiebreakerAccess(args.tiebreaker_user, args.tiebreaker_signer)
+    with open_tiebreaker(runner, args.tiebreaker, access) as tiebreaker:
         result = bootstrap.init(env, request, tiebreaker, _progress, cli_name)
     print("\n".join(init_lines(result)))
     return EXIT_OK

@@ -17,7 +17,9 @@ import binascii
 import shlex
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
@@ -130,6 +132,27 @@ class CommandTiebreaker:
                 "tiebreaker-failed", "tiebreaker signer", " ".join([*self.argv, *args]),
                 "exit code 0", (result.stderr.strip() or f"exit {result.returncode}")[-300:])
         return result.stdout
+
+
+@dataclass(frozen=True)
+class TiebreakerAccess:
+    """How `cluster init` reaches the qnetd CA: SSH as ``user``, or a ``signer`` program."""
+
+    user: str = "root"
+    signer: str | None = None  # a command line, split like a shell's
+
+
+@contextmanager
+def open_tiebreaker(runner: RunsCommands, host: str | None,
+                    access: TiebreakerAccess) -> Iterator[Tiebreaker | None]:
+    """None without a tiebreaker host; the SSH connection closes on leaving."""
+    if access.signer:
+        yield CommandTiebreaker(runner, shlex.split(access.signer))
+    elif host:
+        with SshTiebreaker(runner, host, access.user) as ssh:
+            yield ssh
+    else:
+        yield None
 
 
 def _unbase64(text: str, source: str) -> bytes:

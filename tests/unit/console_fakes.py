@@ -18,6 +18,7 @@ from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
+from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.errors import IscsihaError
 from iscsiha.model.load import load_text
 from iscsiha.model.types import Config
@@ -58,7 +59,7 @@ class FakeBackend:
     apply_error: IscsihaError | None = None
     status_error: IscsihaError | None = None
     seen: list[str] = field(default_factory=lambda: [SEEN_INITIATOR])
-    inits: list[tuple[InitRequest, str]] = field(default_factory=list)
+    inits: list[tuple[InitRequest, TiebreakerAccess]] = field(default_factory=list)
     joins: list[str] = field(default_factory=list)
     bootstrap_error: IscsihaError | None = None
     addresses: list[HeldAddress] = field(default_factory=list)
@@ -90,9 +91,9 @@ class FakeBackend:
     def seen_initiators(self) -> list[str]:
         return list(self.seen)
 
-    def init_cluster(self, request: InitRequest, tiebreaker_user: str,
+    def init_cluster(self, request: InitRequest, access: TiebreakerAccess,
                      progress: Progress) -> InitResult:
-        self.inits.append((request, tiebreaker_user))
+        self.inits.append((request, access))
         if self.bootstrap_error is not None:
             raise self.bootstrap_error
         progress("initialised (fake)")

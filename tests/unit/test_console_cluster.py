@@ -16,6 +16,7 @@ from iscsiha.cli.report_format import format_reports
 from iscsiha.commands import bootstrap
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import InitRequest
+from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.errors import IscsihaError, Report, Secret
 from iscsiha.model.types import Config
 from tests.unit.bootstrap_fakes import NETWORKS, Box, FakeTiebreaker, Server, free_port, held
@@ -46,13 +47,13 @@ def test_a_fresh_box_says_how_to_start(h: Harness) -> None:
 def test_init_asks_for_the_bmc_passwords_and_prints_the_token(h: Harness) -> None:
     h.secrets += ["bmc-a-secret", "bmc-b-secret"]
     assert h.run(INIT) == 0, h.err.getvalue()
-    (request, user), = h.backend.inits
+    (request, access), = h.backend.inits
     assert request == InitRequest(
         name="san", peer="san-b", networks=NETWORKS, bmc="10.0.0.21", bmc_user="fence",
         bmc_password=Secret("bmc-a-secret"), peer_bmc="10.0.0.22", peer_bmc_user="fence",
         peer_bmc_password=Secret("bmc-b-secret"), ping=("10.30.0.1",),
         tiebreaker="10.0.0.5")
-    assert user == "root"
+    assert access == TiebreakerAccess("root", None)
     out = h.out.getvalue()
     assert f"/cluster join token={TOKEN}" in out and f"iscsiha cluster join {TOKEN}" in out
     assert "waits for san-b" in out
@@ -65,11 +66,18 @@ def test_init_takes_passwords_and_optional_settings_on_the_line(h: Harness) -> N
             " storage2=10.31.0.0/24,10.31.0.11,10.31.0.12 peer_bmc_user=ipmi"
             " tiebreaker_user=qnetd ping=10.30.0.1,10.31.0.1")
     assert h.run(line) == 0, h.err.getvalue()
-    (request, user), = h.backend.inits
+    (request, access), = h.backend.inits
     assert request.networks["storage2"] == "10.31.0.0/24,10.31.0.11,10.31.0.12"
-    assert (request.node, request.peer_bmc_user, user) == ("san-a", "ipmi", "qnetd")
+    assert (request.node, request.peer_bmc_user, access.user) == ("san-a", "ipmi", "qnetd")
     assert request.ping == ("10.30.0.1", "10.31.0.1")
     assert h.secrets == []
+
+
+def test_init_takes_a_signer_program_instead_of_ssh(h: Harness) -> None:
+    line = INIT + " bmc_password=a peer_bmc_password=b tiebreaker_signer=/x/signer.py"
+    assert h.run(line) == 0, h.err.getvalue()
+    (_, access), = h.backend.inits
+    assert access == TiebreakerAccess("root", "/x/signer.py")
 
 
 def test_init_without_a_required_setting_is_a_usage_error(h: Harness) -> None:
@@ -157,7 +165,7 @@ class BoxBackend(FakeBackend):
 
     box: Box | None = None
 
-    def init_cluster(self, request: InitRequest, tiebreaker_user: str,
+    def init_cluster(self, request: InitRequest, access: TiebreakerAccess,
                      progress: Progress) -> InitResult:
         assert self.box is not None
         return bootstrap.init(self.box.env, request, FakeTiebreaker(), progress)
