@@ -16,11 +16,9 @@ from typing import Any
 
 from iscsiha.cli.report_format import format_reports
 from iscsiha.errors import IscsihaError
-from iscsiha.lab import bench, console, failover_bench, initiator_root, soak
-from iscsiha.lab.desired import demo_data
+from iscsiha.lab import bench, console, console_setup, failover_bench, initiator_root, soak
 from iscsiha.lab.lab import Lab
 from iscsiha.lab.paths import LabImages, LabPaths
-from iscsiha.model.toml_dump import dumps
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -131,9 +129,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="ours, stock, comma-separated (default both)")
     p.set_defaults(func=_failover_bench)
 
-    p = sub.add_parser("desired", help="print the lab's desired state with one demo volume "
-                                       "exported to the initiator (TOML, holds secrets)")
-    p.set_defaults(func=_desired)
+    p = sub.add_parser("console-setup", help="on a lab up with --no-cluster: form the cluster "
+                       "and export a volume to the initiator with console commands only, "
+                       "printing each one")
+    p.set_defaults(func=_console_setup)
 
     p = sub.add_parser("build-initiator", help="build (once) the cached initiator image")
     _add_image_options(p)
@@ -247,12 +246,8 @@ def _failover_bench(lab: Lab, args: argparse.Namespace) -> int:
     return EXIT_OK if report["aborted"] is None else EXIT_REFUSED
 
 
-def _desired(lab: Lab, args: argparse.Namespace) -> int:
-    lab.require_running()
-    initiator = lab.topology.initiators[0].name
-    name = lab.exec(initiator, ["sed", "-n", "s/^InitiatorName=//p",
-                                "/etc/iscsi/initiatorname.iscsi"]).check().out.strip()
-    sys.stdout.write(dumps(demo_data(lab.topology, lab.bmc_password(), name)))
+def _console_setup(lab: Lab, args: argparse.Namespace) -> int:
+    console_setup.setup(lab, lambda line: print(line, flush=True))
     return EXIT_OK
 
 

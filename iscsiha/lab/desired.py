@@ -40,21 +40,3 @@ def _ping(topology: Topology, net: LabNetwork) -> dict[str, Any]:
     if net.role is not NetworkRole.STORAGE:
         return {}
     return {"ping": [str(topology.address(n, net.name)) for n in topology.initiators]}
-
-
-DEMO_PORTAL = "10.99.30.100"
-DEMO_AUTH = {"mode": "mutual-chap", "user": "hv", "secret": "demo-Secret-001",
-             "mutual_user": "san", "mutual_secret": "demo-Secret-002"}
-
-
-def demo_data(topology: Topology, bmc_password: Secret, initiator_iqn: str) -> dict[str, Any]:
-    """The lab's cluster with one volume exported to the lab's initiator (tools/demo)."""
-    data = lab_data(topology, bmc_password)
-    data["volumes"] = [{"name": "demo", "size": "64M"}]
-    data["targets"] = [{
-        "name": "demo", "iqn": "iqn.2026-11.org.example.lab:demo", "portals": [DEMO_PORTAL],
-        "preferred_node": topology.appliances[0].name, "failback": "manual",
-        "initiators": [initiator_iqn], "luns": [{"lun": 0, "volume": "demo"}],
-        "auth": DEMO_AUTH,
-    }]
-    return data

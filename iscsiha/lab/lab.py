@@ -22,7 +22,7 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.executors.runner import Runner
-from iscsiha.lab import bmc, cluster, control, initiator_root, processes, qnetd, tools
+from iscsiha.lab import bmc, cluster, control, initiator_root, processes, qnetd, signer, tools
 from iscsiha.lab.guest import GuestChannel, GuestResult
 from iscsiha.lab.paths import LabImages, LabPaths
 from iscsiha.lab.processes import ProcessId
@@ -166,6 +166,9 @@ class Lab:
                 with (node_dir / "data.img").open("wb") as disk:
                     disk.truncate(node.data_disk_mib * 1024 * 1024)  # sparse
             shutil.copyfile(AGENT_SOURCE, share / "agent.py")
+            if node.role is NodeRole.APPLIANCE:
+                shutil.copyfile(signer.__file__, share / signer.SCRIPT)
+                os.chmod(share / signer.SCRIPT, 0o755)
             interfaces = [{"ifname": i.ifname, "cidr": i.cidr, "network": i.network.name}
                           for i in self.topology.interfaces(node)]
             hosts = [(name, str(addr)) for name, addr in self.topology.hosts_entries()]

@@ -36,7 +36,7 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.runner import Runner
-from iscsiha.lab import netns, processes, qnetd
+from iscsiha.lab import netns, processes, qnetd, signer
 from iscsiha.lab.bmc import ipmi_sim_argv
 from iscsiha.lab.control import error_answer
 from iscsiha.lab.paths import GUEST_APPLIANCE_IMAGE, GUEST_INITIATOR_IMAGE, GUEST_LAB_DIR, LabPaths
@@ -118,6 +118,9 @@ class Supervisor:
 
     def _start_qnetd(self) -> None:
         qnetd.init_ca(self.runner, self.paths)
+        ca = qnetd.ca_certificate(self.paths).read_bytes()
+        for node in self.topology.appliances:
+            signer.publish_ca(self.paths.share_dir(node.name) / signer.FOLDER, ca)
         self.services["qnetd"] = processes.spawn(
             qnetd.qnetd_argv(self.paths, self.topology), self.paths.qnetd_dir / "qnetd.log")
         self._write_services()
@@ -153,6 +156,15 @@ class Supervisor:
                     self._handle(conn)
             self._reap()
             self._check_services()
+            self._answer_signing_requests()
+
+    def _answer_signing_requests(self) -> None:
+        """Boxes running `cluster init --tiebreaker-signer` (signer.py) wait for these."""
+        for node in self.topology.appliances:
+            folder = self.paths.share_dir(node.name) / signer.FOLDER
+            if signer.answer(folder, lambda cluster, request: qnetd.sign(
+                    self.runner, self.paths, cluster, request)):
+                log.info("%s: signed a qdevice certificate request", node.name)
 
     def _teardown(self) -> None:
         log.info("tearing down")
