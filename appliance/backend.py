@@ -21,10 +21,14 @@ from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
 from iscsiha.executors.addresses import Addresses
+from iscsiha.executors.drbd import Drbd
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.cib import nvpairs
+
+
+ROOT_SHELL = "/bin/bash"
 
 
 class ClusterBackend:
@@ -47,7 +51,8 @@ class ClusterBackend:
                                progress)
 
     def status(self) -> ClusterStatus:
-        return targets_cmd.status(Pacemaker(self.runner))
+        boxes = apply_cmd.boxes_from_desired(str(self.desired), self.runner)
+        return targets_cmd.live_status(Pacemaker(self.runner), Drbd(self.runner), boxes)
 
     def move(self, target: str, node: str, timeout: float, progress: Progress) -> float:
         return targets_cmd.move(Pacemaker(self.runner), target, node, timeout, progress)
@@ -74,6 +79,9 @@ class ClusterBackend:
     def join_cluster(self, token: str, progress: Progress) -> Config:
         return bootstrap.join(bootstrap.real_env(self.runner, str(self.desired)), token,
                               progress)
+
+    def root_shell(self) -> int:
+        return self.runner.interactive([ROOT_SHELL, "--login"])
 
     def hostname(self) -> str:
         return socket.gethostname()

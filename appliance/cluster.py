@@ -42,7 +42,14 @@ class ClusterNode(ConsoleNode):
         if status is None:
             return f"{text}, cluster status unknown", None
         online = sum(up for _, up in status.nodes)
-        return f"{text}, {online}/{len(status.nodes)} nodes online", online == len(status.nodes)
+        parts = [text, f"{online}/{len(status.nodes)} nodes online",
+                 {True: "quorate", False: "NO QUORUM", None: "no DC yet"}[status.quorate]]
+        fencing = status.fencing
+        if fencing is not None:
+            parts.append(f"fencing {'ready' if fencing.ready else 'NOT READY'}")
+        healthy = (online == len(status.nodes) and status.quorate is True
+                   and fencing is not None and fencing.ready)
+        return ", ".join(parts), healthy
 
     def ui_command_init(self, name: str, peer: str, link0: str, link1: str, repl: str,
                         storage: str, bmc: str, bmc_user: str, peer_bmc: str,

@@ -16,6 +16,7 @@ from appliance.completion import (
 )
 from appliance.edits import find, named, portal_key, tables
 from appliance.state import State
+from iscsiha.commands.targets import sessions_text
 from iscsiha.errors import IscsihaError
 
 MOVE_TIMEOUT = 300.0
@@ -209,7 +210,7 @@ class TargetNode(ConsoleNode):
             return f"{text}, not in the cluster", False
         if not found.running_on:
             return f"{text}, stopped", False
-        where = f"on {', '.join(found.running_on)}"
+        where = f"on {', '.join(found.running_on)}{sessions_text(found, ', ')}"
         if not found.healthy:
             return f"{text}, {where}, not fully started", False
         return f"{text}, {where}", True

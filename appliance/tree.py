@@ -14,24 +14,9 @@ from appliance.files import read_text, write_secret
 from appliance.state import State, parse
 from appliance.targets import TargetsNode
 from iscsiha.commands.config import validate
-from iscsiha.commands.targets import ClusterStatus
+from iscsiha.commands.targets import replicating, replication_text, status_lines
 from iscsiha.errors import IscsihaError
 from iscsiha.model import names
-
-
-def status_lines(state: ClusterStatus) -> list[str]:
-    """The same lines `iscsiha status` prints."""
-    lines = [f"node    {name:<24} {'online' if online else 'OFFLINE'}"
-             for name, online in state.nodes]
-    for t in state.targets:
-        where = ", ".join(t.running_on) or "stopped"
-        health = "" if t.healthy else "  (not fully started)"
-        lines.append(f"target  {t.name:<24} on {where:<10} preferred {t.preferred}, "
-                     f"failback {t.failback}  {t.iqn}{health}")
-    for v in state.volumes:
-        roles = ", ".join(f"{role} on {node}" for node, role in v.roles) or "stopped"
-        lines.append(f"volume  {v.name:<24} {roles}")
-    return lines
 
 
 class RootNode(ConsoleNode):
@@ -52,9 +37,11 @@ class RootNode(ConsoleNode):
 
     def ui_command_status(self) -> None:
         """
-        Shows the running cluster: each node online or not, where each target
-        runs (and whether all of it started), and each volume's DRBD role on
-        each node. The same as `iscsiha status`.
+        Shows the running cluster: each node online or not, quorum, the fence
+        devices, where each target runs (and whether all of it started) with
+        its initiators' sessions, and each volume's DRBD role on each node with
+        this box's view of its replication (and a resync's progress). The same
+        as `iscsiha status`.
 
         EXAMPLE
         =======
@@ -66,6 +53,24 @@ class RootNode(ConsoleNode):
         """
         for line in status_lines(self.state.status()):
             self.say(line)
+
+    def ui_command_shell(self) -> None:
+        """
+        Opens a root shell on this box, for what the console does not cover
+        (logs, hardware, a look at DRBD or LIO). Changes made there by hand
+        are not in the desired state: the next apply may undo them. `exit`
+        returns to the console.
+
+        EXAMPLE
+        =======
+        shell
+
+        SEE ALSO
+        ========
+        status
+        """
+        self.say("root shell on this box; `exit` returns to the console")
+        self.state.backend.root_shell()
 
     def ui_command_saveconfig(self, file: str | None = None) -> None:
         """
@@ -314,7 +319,8 @@ class VolumeNode(ConsoleNode):
             return f"{text}, not in the cluster", False
         roles = [role for _, role in found.roles]
         shown = ", ".join(f"{role} on {node}" for node, role in found.roles) or "stopped"
-        return f"{text}, {shown}", len(roles) == 2 and "Promoted" in roles
+        healthy = len(roles) == 2 and "Promoted" in roles and replicating(found) is not False
+        return f"{text}, {shown}{replication_text(found, '; ')}", healthy
 
     def ui_command_resize(self, size: str) -> None:
         """

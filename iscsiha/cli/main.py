@@ -25,6 +25,7 @@ from iscsiha.commands.env import Env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors import files
+from iscsiha.executors.drbd import Drbd
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.executors.runner import Runner
@@ -70,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="confirm deleting VOLUME and its data on both boxes (repeatable)")
     p.set_defaults(func=_apply)
 
-    p = sub.add_parser("status", help="nodes, where each target runs, each volume's DRBD roles")
+    p = sub.add_parser("status", help="nodes, quorum, fencing, where each target runs "
+                                        "and its sessions, each volume's DRBD state")
     p.set_defaults(func=_status)
 
     p = sub.add_parser("target", help="act on a running target")
@@ -179,17 +181,10 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    state = targets_cmd.status(Pacemaker(Runner()))
-    for name, online in state.nodes:
-        print(f"node    {name:<24} {'online' if online else 'OFFLINE'}")
-    for t in state.targets:
-        where = ", ".join(t.running_on) or "stopped"
-        health = "" if t.healthy else "  (not fully started)"
-        print(f"target  {t.name:<24} on {where:<10} preferred {t.preferred}, "
-              f"failback {t.failback}  {t.iqn}{health}")
-    for v in state.volumes:
-        roles = ", ".join(f"{role} on {node}" for node, role in v.roles) or "stopped"
-        print(f"volume  {v.name:<24} {roles}")
+    runner = Runner()
+    boxes = apply_cmd.boxes_from_desired(node_steps.DESIRED_PATH, runner)
+    state = targets_cmd.live_status(Pacemaker(runner), Drbd(runner), boxes)
+    print("\n".join(targets_cmd.status_lines(state)))
     return EXIT_OK
 
 

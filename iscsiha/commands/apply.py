@@ -26,6 +26,7 @@ from iscsiha.executors import files
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.executors.runner import Runner
+from iscsiha.model.load import load_text
 from iscsiha.model.types import Config, NetworkRole, Volume
 from iscsiha.plan.agent_params import decode_luns
 from iscsiha.plan.cib import drbd_clone_id, nvpairs, previous_slots
@@ -49,6 +50,14 @@ def boxes_for(config: Config, runner: Runner, here: str | None = None) -> Boxes:
     """The boxes, reached over the first cluster link."""
     link = config.cluster.networks_with(NetworkRole.CLUSTER)[0].name
     return Boxes(runner, {n.name: n.address_on(link) for n in config.cluster.nodes}, here)
+
+
+def boxes_from_desired(path: str, runner: Runner) -> Boxes | None:
+    """The boxes of the desired state kept at ``path``; None off a cluster box."""
+    try:
+        return boxes_for(load_text(files.read_text(path), path), runner)
+    except IscsihaError:
+        return None
 
 
 def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,

@@ -17,6 +17,7 @@ from typing import Any
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
 from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd
+from iscsiha.executors.lio import Lio
 from iscsiha.executors.lvm import Lvm
 from iscsiha.executors.runner import Runner
 
@@ -126,6 +127,12 @@ def write_secrets(box: Box, args: dict[str, Any]) -> None:
             files.write_atomic(f"{folder}/{param}.sign", digest.encode(), 0o600)
 
 
+def target_sessions(box: Box, args: dict[str, Any]) -> dict[str, list[str]]:
+    """Target IQN -> initiators logged in to it on this box."""
+    lio = Lio()
+    return {iqn: list(lio.sessions(iqn)) for iqn in args["iqns"]}
+
+
 def split_brain_facts(box: Box, args: dict[str, Any]) -> dict[str, Any]:
     """Each volume's DRBD state, generation identifiers and kernel lines (volume -> minor)."""
     proc = box.drbd.proc()
@@ -177,6 +184,7 @@ STEPS: dict[str, Callable[[Box, dict[str, Any]], Any]] = {
     "write-files": write_files,
     "adjust": adjust,
     "write-secrets": write_secrets,
+    "target-sessions": target_sessions,
     "split-brain-facts": split_brain_facts,
     "split-brain-discard": split_brain_discard,
     "split-brain-connect": split_brain_connect,

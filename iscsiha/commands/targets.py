@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from iscsiha.errors import IscsihaError
+from iscsiha.executors.drbd import Drbd, ProcDevice
 from iscsiha.executors.pacemaker import Pacemaker
-from iscsiha.plan.cib import nvpairs
+from iscsiha.executors.peers import Boxes
+from iscsiha.plan.cib import nvpairs, previous_slots
 
 Progress = Callable[[str], None]
 GROUP_PREFIX = "target-"
+# node, target IQNs -> IQN -> initiators logged in there; raises when the box cannot tell
+SessionsOn = Callable[[str, Sequence[str]], Mapping[str, Sequence[str]]]
 
 
 @dataclass(frozen=True)
@@ -23,12 +27,24 @@ class TargetStatus:
     preferred: str | None
     failback: str  # auto or manual, from the group's stickiness
     healthy: bool  # every member started
+    sessions: tuple[str, ...] | None = None  # initiators logged in; None: not asked/unknown
 
 
 @dataclass(frozen=True)
 class VolumeStatus:
     name: str
     roles: tuple[tuple[str, str], ...]  # (node, Promoted/Unpromoted)
+    drbd: ProcDevice | None = None  # as this box's kernel sees it (both ends agree)
+
+
+@dataclass(frozen=True)
+class Fencing:
+    enabled: bool  # stonith-enabled
+    devices: tuple[tuple[str, str | None], ...]  # (device, the node running it or None)
+
+    @property
+    def ready(self) -> bool:
+        return self.enabled and bool(self.devices) and all(on for _, on in self.devices)
 
 
 @dataclass(frozen=True)
@@ -36,10 +52,16 @@ class ClusterStatus:
     nodes: tuple[tuple[str, bool], ...]  # (name, online)
     targets: tuple[TargetStatus, ...]
     volumes: tuple[VolumeStatus, ...]
+    quorate: bool | None = None  # None: no DC elected yet
+    fencing: Fencing | None = None
 
 
-def status(pacemaker: Pacemaker) -> ClusterStatus:
-    cib = ET.fromstring(pacemaker.query())
+def status(pacemaker: Pacemaker, drbd: Mapping[int, ProcDevice] | None = None,
+           sessions: SessionsOn | None = None) -> ClusterStatus:
+    """The cluster as Pacemaker sees it; with ``drbd`` (this box's /proc/drbd) each
+    volume's replication state, with ``sessions`` each running target's initiators."""
+    cib_xml = pacemaker.query()
+    cib = ET.fromstring(cib_xml)
     mon = ET.fromstring(pacemaker.status())
     nodes = tuple((n.get("name", "?"), n.get("online") == "true") for n in mon.iter("node")
                   if n.get("online") is not None)
@@ -57,14 +79,119 @@ def status(pacemaker: Pacemaker) -> ClusterStatus:
             "auto" if nvpairs(group.find("meta_attributes")).get(
                 "resource-stickiness") == "0" else "manual",
             bool(members) and all(r.get("role") == "Started" for r in members)))
+    if sessions is not None:
+        targets = _with_sessions(targets, sessions)
+    minors = {name: slot.minor for name, slot in previous_slots(cib_xml).items()}
     volumes = []
     for clone in mon.iter("clone"):
         cid = clone.get("id", "")
         if cid.startswith("drbd-") and cid.endswith("-clone"):
+            name = cid[len("drbd-"):-len("-clone")]
             roles = tuple(sorted((n.get("name", "?"), r.get("role", "?"))
                                  for r in clone.iter("resource") for n in r.iter("node")))
-            volumes.append(VolumeStatus(cid[len("drbd-"):-len("-clone")], roles))
-    return ClusterStatus(nodes, tuple(targets), tuple(volumes))
+            local = drbd.get(minors[name]) if drbd is not None and name in minors else None
+            volumes.append(VolumeStatus(name, roles, local))
+    dc = mon.find("summary/current_dc")
+    quorate = (dc.get("with_quorum") == "true"
+               if dc is not None and dc.get("present") == "true" else None)
+    return ClusterStatus(nodes, tuple(targets), tuple(volumes), quorate, _fencing(cib, mon))
+
+
+def live_status(pacemaker: Pacemaker, drbd: Drbd, boxes: Boxes | None) -> ClusterStatus:
+    """``status`` with this box's DRBD view and, given the boxes, the targets' sessions."""
+    try:
+        proc: Mapping[int, ProcDevice] | None = drbd.proc()
+    except IscsihaError:
+        proc = None  # no DRBD module loaded on this box
+    if boxes is None:
+        return status(pacemaker, proc)
+    return status(pacemaker, proc, lambda node, iqns: boxes.step(
+        node, "target-sessions", {"iqns": list(iqns)}, timeout=30.0))
+
+
+def _fencing(cib: ET.Element, mon: ET.Element) -> Fencing:
+    enabled = next((nv.get("value", "true") for nv in cib.iter("nvpair")
+                    if nv.get("name") == "stonith-enabled"), "true")
+    running = {r.get("id", ""): next((n.get("name") for n in r.iter("node")), None)
+               for r in mon.iter("resource") if r.get("role") == "Started"}
+    devices = tuple((p.get("id", "?"), running.get(p.get("id", "")))
+                    for p in cib.iter("primitive") if p.get("class") == "stonith")
+    return Fencing(enabled.lower() in ("true", "yes", "1", "on"), devices)
+
+
+def _with_sessions(targets: list[TargetStatus], sessions: SessionsOn) -> list[TargetStatus]:
+    """Each running target's sessions, one question per box; unknown where it fails."""
+    by_node: dict[str, list[str]] = {}
+    for t in targets:
+        if len(t.running_on) == 1 and t.iqn:
+            by_node.setdefault(t.running_on[0], []).append(t.iqn)
+    found: dict[str, tuple[str, ...]] = {}
+    for node, iqns in by_node.items():
+        try:
+            answer = sessions(node, iqns)
+        except IscsihaError:
+            continue  # the box did not answer: its targets' sessions stay unknown
+        found.update({iqn: tuple(sorted(answer.get(iqn, ()))) for iqn in iqns})
+    return [replace(t, sessions=found.get(t.iqn)) for t in targets]
+
+
+def status_lines(state: ClusterStatus) -> list[str]:
+    """What `iscsiha status` and the console's `status` print."""
+    lines = [f"node    {name:<24} {'online' if online else 'OFFLINE'}"
+             for name, online in state.nodes]
+    quorum = {True: "quorate", False: "NO QUORUM", None: "no DC elected yet"}[state.quorate]
+    lines.append(f"cluster {quorum}")
+    if state.fencing is not None:
+        lines.append(f"fencing {fencing_text(state.fencing)}")
+    for t in state.targets:
+        where = ", ".join(t.running_on) or "stopped"
+        health = "" if t.healthy else "  (not fully started)"
+        lines.append(f"target  {t.name:<24} on {where:<10} preferred {t.preferred}, "
+                     f"failback {t.failback}  {t.iqn}{health}{sessions_text(t, ', ')}")
+    for v in state.volumes:
+        roles = ", ".join(f"{role} on {node}" for node, role in v.roles) or "stopped"
+        lines.append(f"volume  {v.name:<24} {roles}{replication_text(v, ', ')}")
+    return lines
+
+
+def fencing_text(fencing: Fencing) -> str:
+    if not fencing.enabled:
+        return "DISABLED (stonith-enabled=false)"
+    if not fencing.devices:
+        return "NOT READY: no fence device configured"
+    shown = ", ".join(f"{d} on {on}" if on else f"{d} STOPPED" for d, on in fencing.devices)
+    return f"{'ready' if fencing.ready else 'NOT READY'}: {shown}"
+
+
+def sessions_text(target: TargetStatus, lead: str = "") -> str:
+    if target.sessions is None:
+        return ""
+    if not target.sessions:
+        return f"{lead}no sessions"
+    count = len(target.sessions)
+    return f"{lead}{count} session{'s' if count > 1 else ''} ({', '.join(target.sessions)})"
+
+
+def replication_text(volume: VolumeStatus, lead: str = "") -> str:
+    """This box's DRBD view: connection, disks, and a resync's progress and time left."""
+    dev = volume.drbd
+    if dev is None:
+        return ""
+    text = f"{lead}{dev.connection}, {dev.disk}/{dev.peer_disk}"
+    if dev.synced_percent is not None:
+        text += f", synced {dev.synced_percent:.1f}%"
+        if dev.finish_seconds is not None:
+            minutes, seconds = divmod(dev.finish_seconds, 60)
+            text += f", {minutes}:{seconds:02d} left"
+    return text
+
+
+def replicating(volume: VolumeStatus) -> bool | None:
+    """Connected with both disks up to date; None when this box cannot tell."""
+    dev = volume.drbd
+    if dev is None:
+        return None
+    return dev.connection == "Connected" and dev.disk == dev.peer_disk == "UpToDate"
 
 
 def move(pacemaker: Pacemaker, name: str, node: str, timeout: float,

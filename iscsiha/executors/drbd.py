@@ -144,12 +144,14 @@ class ProcDevice:
     out_of_sync_kib: int  # oos: the bitmap's weight, in KiB (4 KiB per bit)
     synced_percent: float | None = None  # "sync'ed:" while a resync runs
     resync_total_kib: int | None = None  # what this resync set out to copy
+    finish_seconds: int | None = None  # the kernel's estimate of the resync's time left
 
 
 UNCONFIGURED = ProcDevice("StandAlone", "Unconfigured", "Unknown", "Diskless", "DUnknown", 0)
 
 _DEVICE = re.compile(r"^ *(\d+): cs:(\w+)(?: ro:(\w+)/(\w+) ds:(\w+)/(\w+))?", re.M)
 _PROGRESS = re.compile(r"sync'ed: *(\d+(?:\.\d+)?)% \((\d+)/(\d+)\)([KM])")
+_FINISH = re.compile(r"\bfinish: (\d+):(\d+):(\d+)")
 
 
 def parse_proc_drbd(text: str) -> dict[int, ProcDevice]:
@@ -166,10 +168,13 @@ def parse_proc_drbd(text: str) -> dict[int, ProcDevice]:
         total = None
         if progress:  # "M" when the resync is over 4 GiB: (left/total) in MiB, not KiB
             total = int(progress.group(3)) * (1024 if progress.group(4) == "M" else 1)
+        finish = _FINISH.search(block) if progress else None
         found[int(m.group(1))] = ProcDevice(
             m.group(2), m.group(3), m.group(4), m.group(5), m.group(6),
             int(oos.group(1)) if oos else 0,
-            float(progress.group(1)) if progress else None, total)
+            float(progress.group(1)) if progress else None, total,
+            int(finish.group(1)) * 3600 + int(finish.group(2)) * 60 + int(finish.group(3))
+            if finish else None)
     return found
 
 

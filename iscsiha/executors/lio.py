@@ -77,6 +77,15 @@ class Lio:
             acls=frozenset(acl.node_wwn for acl in tpg.node_acls),
         )
 
+    def sessions(self, iqn: str) -> tuple[str, ...]:
+        """Initiators logged in to ``iqn`` now, by their ACLs (LIO lists no ACL, and so no
+        session here, for an initiator let in by generate_node_acls)."""
+        target = next((t for t in self._root().targets if t.wwn == iqn), None)
+        if target is None:
+            return ()
+        return tuple(sorted(acl.node_wwn for tpg in target.tpgs for acl in tpg.node_acls
+                            if (acl.session or {}).get("state") == "LOGGED_IN"))
+
     # -- changing ---------------------------------------------------------------------
 
     def apply_target(self, spec: TargetParams, secrets: Secrets) -> None:

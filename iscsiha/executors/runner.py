@@ -87,6 +87,17 @@ class Runner:
             raise command_failed(result)
         return result
 
+    def interactive(self, argv: Sequence[str]) -> int:
+        """Run a program on this terminal (stdin, stdout, stderr inherited); its exit code."""
+        args = _checked_argv(argv)
+        log.debug("handing the terminal to %s", args)
+        try:
+            return subprocess.call(args)
+        except FileNotFoundError as exc:
+            raise IscsihaError.single(
+                "command-missing", "command", args[0], "an installed program", str(exc)
+            ) from exc
+
     def spawn(
         self,
         argv: Sequence[str],

@@ -113,8 +113,21 @@ def test_a_lun_made_in_the_console_is_written_and_read_across_a_console_move(
         initiator.run("sh", "-c", f"dd if={disk} of=/tmp/back bs=1M count=8 iflag=direct "
                                   "status=none && cmp /tmp/kept /tmp/back", timeout=300)
         initiator.write_and_read_back(disk)
+        # Health at a glance, asked on the box that does not serve the target: its
+        # sessions come from the peer.
+        listing = console_setup.console(fresh, FIRST, "ls", say).out
     finally:
         initiator.logout(iqn, portal)
-    listing = console_setup.console(fresh, FIRST, "ls", say).out
-    assert "2/2 nodes online" in listing
-    assert re.search(rf"demo \.+ \[1 LUN, preferred {FIRST}, on {PEER}\]", listing), listing
+    assert "2/2 nodes online, quorate, fencing ready" in listing
+    assert re.search(rf"demo \.+ \[1 LUN, preferred {FIRST}, on {PEER}, "
+                     rf"1 session \({re.escape(initiator.iqn)}\)\]", listing), listing
+    assert re.search(rf"Promoted on {PEER}; Connected, UpToDate/UpToDate", listing), listing
+
+
+def test_the_admin_user_logs_in_to_the_console(fresh: Lab) -> None:
+    # What sshd runs for `ssh admin@san-a ls /cluster`: the login shell with -c.
+    result = fresh.exec(FIRST, ["su", "-", "admin", "-c", "ls /cluster"], timeout=120)
+    assert result.ok, result.out + result.err
+    assert "2/2 nodes online" in result.out
+    shell = fresh.exec(FIRST, ["getent", "passwd", "admin"]).out.strip().split(":")[-1]
+    assert shell == "/usr/lib/iscsiha/admin-shell"

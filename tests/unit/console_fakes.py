@@ -59,6 +59,7 @@ class FakeBackend:
     apply_error: IscsihaError | None = None
     status_error: IscsihaError | None = None
     seen: list[str] = field(default_factory=lambda: [SEEN_INITIATOR])
+    shells: int = 0
     inits: list[tuple[InitRequest, TiebreakerAccess]] = field(default_factory=list)
     joins: list[str] = field(default_factory=list)
     bootstrap_error: IscsihaError | None = None
@@ -105,6 +106,10 @@ class FakeBackend:
         if self.bootstrap_error is not None:
             raise self.bootstrap_error
         return load_text(EXAMPLE.read_text())
+
+    def root_shell(self) -> int:
+        self.shells += 1
+        return 0
 
     def hostname(self) -> str:
         return "san-a"

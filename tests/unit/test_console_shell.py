@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import inspect
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from appliance.console import main
-from appliance.tree import status_lines
 from iscsiha.cli.report_format import format_reports
-from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
+from iscsiha.commands.targets import (
+    ClusterStatus,
+    Fencing,
+    TargetStatus,
+    VolumeStatus,
+    status_lines,
+)
 from iscsiha.errors import IscsihaError
+from iscsiha.executors.drbd import ProcDevice
 from tests.unit.console_fakes import SEEN_INITIATOR, FakeBackend, Harness, running_status
 
 SECRETS = ("bmc-a-secret", "bmc-b-secret", "disc0very-Secret", "hv-Secret-0001",
@@ -79,7 +86,7 @@ def test_ls_shows_health_from_the_cluster_status(h: Harness) -> None:
         "OFFLINE; link0 10.10.0.12, link1 10.11.0.12, repl 10.20.0.12, storage 10.30.0.12",
         False)
     assert node(h, "/cluster").summary() == (
-        "san, tiebreaker 10.0.0.5, 1/2 nodes online", False)
+        "san, tiebreaker 10.0.0.5, 1/2 nodes online, no DC yet", False)
     assert node(h, "/targets/vm").summary() == (
         "2 LUNs, preferred san-a, on san-a, not fully started", False)
     assert node(h, "/targets/backup").summary() == (
@@ -100,6 +107,36 @@ def test_ls_when_all_runs_as_wanted(h: Harness) -> None:
         ())
     h.shell.sync()
     assert node(h, "/targets/vm").summary() == ("2 LUNs, preferred san-a, stopped", False)
+
+
+def test_ls_shows_quorum_fencing_resync_and_sessions(h: Harness) -> None:
+    running = running_status()
+    syncing = ProcDevice("SyncSource", "Primary", "Secondary", "UpToDate", "Inconsistent",
+                         34816, 25.0, 46080, 83)
+    h.backend.cluster = replace(
+        running, quorate=True,
+        fencing=Fencing(True, (("fence-san-a", "san-b"), ("fence-san-b", "san-a"))),
+        targets=(replace(running.targets[0], sessions=("iqn.1993-08.org.debian:01:hv1",)),
+                 running.targets[1]),
+        volumes=(replace(running.volumes[0], drbd=syncing), *running.volumes[1:]))
+    h.shell.sync()
+    assert node(h, "/cluster").summary() == (
+        "san, tiebreaker 10.0.0.5, 2/2 nodes online, quorate, fencing ready", True)
+    assert node(h, "/targets/vm").summary() == (
+        "2 LUNs, preferred san-a, on san-a, 1 session (iqn.1993-08.org.debian:01:hv1)", True)
+    assert node(h, "/volumes/vmstore").summary() == (
+        "100G, target vm LUN 0, Promoted on san-a, Unpromoted on san-b; SyncSource, "
+        "UpToDate/Inconsistent, synced 25.0%, 1:23 left", False)
+    h.backend.cluster = replace(h.backend.cluster, fencing=Fencing(True, (("fence-san-a", None),)))
+    h.shell.sync()
+    assert node(h, "/cluster").summary() == (
+        "san, tiebreaker 10.0.0.5, 2/2 nodes online, quorate, fencing NOT READY", False)
+
+
+def test_shell_hands_the_terminal_to_a_root_shell(h: Harness) -> None:
+    assert h.run("shell") == 0
+    assert h.backend.shells == 1
+    assert "`exit` returns to the console" in h.out.getvalue()
 
 
 def test_status_prints_what_iscsiha_status_prints(h: Harness) -> None:
