@@ -98,8 +98,7 @@ def init(env: HostEnv, request: InitRequest, tiebreaker: Tiebreaker | None,
     except IscsihaError as exc:
         raise steps.undone(exc, tx, "this box") from exc
     tx.commit()
-    return InitResult(_token(pending), config.cluster.name, first.name, peer.name,
-                      pending.expires, config.cluster.tiebreaker)
+    return _result(config, pending)
 
 
 def reissue(env: HostEnv, progress: Progress) -> InitResult:
@@ -124,6 +123,11 @@ def reissue(env: HostEnv, progress: Progress) -> InitResult:
     except IscsihaError as exc:
         raise steps.undone(exc, tx, "this box") from exc
     tx.commit()
+    return _result(config, pending)
+
+
+def _result(config: Config, pending: PendingJoin) -> InitResult:
+    first, peer = config.cluster.nodes
     return InitResult(_token(pending), config.cluster.name, first.name, peer.name,
                       pending.expires, config.cluster.tiebreaker)
 
