@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import xml.etree.ElementTree as ET
+from contextlib import suppress
 from pathlib import Path
 
 from appliance.files import DESIRED_PATH, read_text, write_secret
@@ -20,13 +21,13 @@ from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
+from iscsiha.errors import IscsihaError
 from iscsiha.executors.addresses import Addresses
 from iscsiha.executors.drbd import Drbd
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.cib import nvpairs
-
 
 ROOT_SHELL = "/bin/bash"
 
@@ -58,16 +59,18 @@ class ClusterBackend:
         return targets_cmd.move(Pacemaker(self.runner), target, node, timeout, progress)
 
     def seen_initiators(self) -> list[str]:
-        """Initiators the running targets allow, from the CIB.
-
-        Initiators that tried to log in but are not allowed yet would be more
-        useful; the library has no way to list them so far.
-        """
+        """Initiators the running targets allow (the CIB), and those that tried to log in
+        to either box and were refused (its kernel log): the ones about to be allowed."""
         found = set()
         for prim in ET.fromstring(Pacemaker(self.runner).query()).iter("primitive"):
             if prim.get("provider") == "iscsiha" and prim.get("type") == "target":
                 params = nvpairs(prim.find("instance_attributes"))
                 found.update(params.get("initiators", "").split())
+        boxes = apply_cmd.boxes_from_desired(str(self.desired), self.runner)
+        if boxes is not None:
+            for node in boxes.names:
+                with suppress(IscsihaError):  # a box down: what the other saw still counts
+                    found.update(boxes.step(node, "seen-initiators", {}, timeout=30.0))
         return sorted(found)
 
     def init_cluster(self, request: InitRequest, access: TiebreakerAccess,

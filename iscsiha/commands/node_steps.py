@@ -17,7 +17,7 @@ from typing import Any
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
 from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd
-from iscsiha.executors.lio import Lio
+from iscsiha.executors.lio import Lio, refused_initiators
 from iscsiha.executors.lvm import Lvm
 from iscsiha.executors.runner import Runner
 
@@ -133,6 +133,11 @@ def target_sessions(box: Box, args: dict[str, Any]) -> dict[str, list[str]]:
     return {iqn: list(lio.sessions(iqn)) for iqn in args["iqns"]}
 
 
+def seen_initiators(box: Box, args: dict[str, Any]) -> list[str]:
+    """Initiators that tried to log in here and were refused (not in an ACL)."""
+    return list(refused_initiators(box.drbd.kernel_log()))
+
+
 def split_brain_facts(box: Box, args: dict[str, Any]) -> dict[str, Any]:
     """Each volume's DRBD state, generation identifiers and kernel lines (volume -> minor)."""
     proc = box.drbd.proc()
@@ -185,6 +190,7 @@ STEPS: dict[str, Callable[[Box, dict[str, Any]], Any]] = {
     "adjust": adjust,
     "write-secrets": write_secrets,
     "target-sessions": target_sessions,
+    "seen-initiators": seen_initiators,
     "split-brain-facts": split_brain_facts,
     "split-brain-discard": split_brain_discard,
     "split-brain-connect": split_brain_connect,

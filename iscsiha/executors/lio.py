@@ -8,6 +8,7 @@ owns LIO, and the passive box must come up empty.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,16 @@ class TargetState:
 
 def backstore_name(lun: LunParam) -> str:
     return lun.volume
+
+
+_REFUSED = re.compile(r"iSCSI Initiator Node: (\S+) is not authorized to access iSCSI "
+                      r"target portal group")
+
+
+def refused_initiators(kernel_log: str) -> tuple[str, ...]:
+    """Initiators LIO turned away for want of an ACL, as the kernel logged them
+    (iscsi_target_nego.c): the ones an admin is about to allow."""
+    return tuple(sorted(set(_REFUSED.findall(kernel_log))))
 
 
 class Lio:

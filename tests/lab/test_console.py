@@ -131,3 +131,24 @@ def test_the_admin_user_logs_in_to_the_console(fresh: Lab) -> None:
     assert "2/2 nodes online" in result.out
     shell = fresh.exec(FIRST, ["getent", "passwd", "admin"]).out.strip().split(":")[-1]
     assert shell == "/usr/lib/iscsiha/admin-shell"
+
+
+def test_an_initiator_refused_for_want_of_an_acl_is_offered_for_one(fresh: Lab) -> None:
+    """What TAB offers after `/targets/demo/acls create wwn=`: the new initiator that
+    just tried to log in (refused on san-b, asked from san-a), next to the allowed one."""
+    initiator = Initiator(fresh)
+    stranger, iface = "iqn.2026-11.org.example.lab:stranger", ["-I", "stranger"]
+    iqn, portal = console_setup.TARGET_IQN, console_setup.PORTAL
+    initiator.run("iscsiadm", "-m", "iface", *iface, "-o", "new")
+    try:
+        initiator.run("iscsiadm", "-m", "iface", *iface, "-o", "update",
+                      "-n", "iface.initiatorname", "-v", stranger)
+        initiator.run("iscsiadm", "-m", "discovery", "-t", "st", "-p", portal, *iface)
+        login = initiator.try_run(*initiator.node(iqn, portal), *iface, "--login")
+        assert not login.ok, "an initiator outside the ACL logged in"
+    finally:
+        initiator.try_run(*initiator.node(iqn, portal), *iface, "-o", "delete")
+        initiator.try_run("iscsiadm", "-m", "iface", *iface, "-o", "delete")
+    seen = fresh.exec(FIRST, ["python3", "-c", "from appliance.backend import ClusterBackend; "
+                                               "print(*ClusterBackend().seen_initiators())"])
+    assert stranger in seen.check().out.split() and initiator.iqn in seen.out.split()
