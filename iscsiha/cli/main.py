@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_apply)
 
     p = sub.add_parser("status", help="nodes, quorum, fencing, where each target runs "
-                                        "and its sessions, each volume's DRBD state")
+                                        "(and its sessions), each volume's DRBD state")
+    p.add_argument("--sessions", action="store_true",
+                   help="also each target's initiator sessions (asks the box serving it)")
     p.set_defaults(func=_status)
 
     p = sub.add_parser("target", help="act on a running target")
@@ -182,7 +184,8 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     runner = Runner()
-    boxes = apply_cmd.boxes_from_desired(node_steps.DESIRED_PATH, runner)
+    boxes = (apply_cmd.boxes_from_desired(node_steps.DESIRED_PATH, runner)
+             if args.sessions else None)
     state = targets_cmd.live_status(Pacemaker(runner), Drbd(runner), boxes)
     print("\n".join(targets_cmd.status_lines(state)))
     return EXIT_OK

@@ -15,6 +15,7 @@ from iscsiha.plan.cib import nvpairs, previous_slots
 
 Progress = Callable[[str], None]
 GROUP_PREFIX = "target-"
+SESSIONS_TIMEOUT = 15.0  # a frozen peer must not hold `status` up for long
 # node, target IQNs -> IQN -> initiators logged in there; raises when the box cannot tell
 SessionsOn = Callable[[str, Sequence[str]], Mapping[str, Sequence[str]]]
 
@@ -98,7 +99,8 @@ def status(pacemaker: Pacemaker, drbd: Mapping[int, ProcDevice] | None = None,
 
 
 def live_status(pacemaker: Pacemaker, drbd: Drbd, boxes: Boxes | None) -> ClusterStatus:
-    """``status`` with this box's DRBD view and, given the boxes, the targets' sessions."""
+    """``status`` with this box's DRBD view and, given the boxes, the targets' sessions
+    (over SSH to the peer: give no boxes where a hung peer must not slow the answer)."""
     try:
         proc: Mapping[int, ProcDevice] | None = drbd.proc()
     except IscsihaError:
@@ -106,7 +108,7 @@ def live_status(pacemaker: Pacemaker, drbd: Drbd, boxes: Boxes | None) -> Cluste
     if boxes is None:
         return status(pacemaker, proc)
     return status(pacemaker, proc, lambda node, iqns: boxes.step(
-        node, "target-sessions", {"iqns": list(iqns)}, timeout=30.0))
+        node, "target-sessions", {"iqns": list(iqns)}, timeout=SESSIONS_TIMEOUT))
 
 
 def _fencing(cib: ET.Element, mon: ET.Element) -> Fencing:
@@ -123,7 +125,7 @@ def _with_sessions(targets: list[TargetStatus], sessions: SessionsOn) -> list[Ta
     """Each running target's sessions, one question per box; unknown where it fails."""
     by_node: dict[str, list[str]] = {}
     for t in targets:
-        if len(t.running_on) == 1 and t.iqn:
+        if len(t.running_on) == 1 and t.iqn and t.healthy:
             by_node.setdefault(t.running_on[0], []).append(t.iqn)
     found: dict[str, tuple[str, ...]] = {}
     for node, iqns in by_node.items():
