@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.lab import signer
 from iscsiha.lab.guest import GuestResult
-from iscsiha.lab.initiator import MUTUAL
+from iscsiha.lab.initiator import MUTUAL, Initiator
 from iscsiha.lab.lab import Lab
 from iscsiha.lab.topology import NetworkRole, Topology
 
@@ -115,14 +115,8 @@ def export_volume(lab: Lab, initiator_iqn: str, say: Say) -> list[Typed]:
     ]
 
 
-def initiator_name(lab: Lab) -> str:
-    node = lab.topology.initiators[0].name
-    return lab.exec(node, ["sed", "-n", "s/^InitiatorName=//p",
-                           "/etc/iscsi/initiatorname.iscsi"]).check().out.strip()
-
-
 def setup(lab: Lab, say: Say) -> list[Typed]:
     """Everything from fresh boxes to an exported LUN; the lines typed, in order."""
     lab.require_running()
     first, token = init(lab, say)
-    return [first, join(lab, token, say), *export_volume(lab, initiator_name(lab), say)]
+    return [first, join(lab, token, say), *export_volume(lab, Initiator(lab).iqn, say)]
