@@ -158,19 +158,24 @@ def properties_fragment(config: Config) -> str:
 
 
 def set_properties(env: HostEnv, config: Config) -> None:
-    """The plan's cluster properties, once Pacemaker answers (through apply's merge)."""
-    found: list[str] = []
+    """The plan's cluster properties, once Pacemaker answers (through apply's merge).
+
+    A Pacemaker that just started bumps the CIB's version itself (electing a DC,
+    recording its own properties) between our read and our patch, so the patch goes
+    through ``update``, which reads again when it is refused as older.
+    """
 
     def read() -> bool:
         try:
-            found.append(env.cib.query())
+            env.cib.query()
         except IscsihaError:
             return False
         return True
 
     wait(env, CIB_TIMEOUT, read, "cib-not-ready", "pacemaker", "cibadmin --query",
          "answering once Pacemaker has started")
-    env.cib.patch(found[-1], merge(found[-1], properties_fragment(config)))
+    fragment = properties_fragment(config)
+    env.cib.update(lambda live: merge(live, fragment))
 
 
 def online(status_xml: str) -> set[str]:

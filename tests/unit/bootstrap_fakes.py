@@ -25,6 +25,7 @@ from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.tiebreaker import CERTUTIL, NSSDB
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.executors.join_channel import HandshakeFailed, Stream
+from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.runner import CommandResult
 from iscsiha.model.types import Config
 
@@ -143,27 +144,43 @@ class FakeSystemd:
         self.active.add(unit)
 
 
-EMPTY_CIB = ('<cib admin_epoch="0" epoch="1" num_updates="3"><configuration><crm_config/>'
-             '<nodes/><resources/><constraints/></configuration><status/></cib>')
+def empty_cib(num_updates: int) -> str:
+    return (f'<cib admin_epoch="0" epoch="1" num_updates="{num_updates}"><configuration>'
+            '<crm_config/><nodes/><resources/><constraints/></configuration><status/></cib>')
 
 
 @dataclass
-class FakeCib:
+class FakeCib(Pacemaker):
+    """Pacemaker's CIB as bootstrap sees it; ``update``'s retry is the real one."""
+
     online: set[str] = field(default_factory=set)
     patches: list[tuple[str, str]] = field(default_factory=list)
     not_ready: int = 0  # queries that fail first, as while Pacemaker starts
     status_not_ready: int = 0  # crm_mon calls that fail first (cannot connect yet)
+    moves_after_read: int = 0  # reads after which Pacemaker bumps the version itself
+    version: int = 3
 
     def query(self) -> str:
         if self.not_ready:
             self.not_ready -= 1
             raise IscsihaError.single("command-failed", "command", "cibadmin --query",
                                       "exit code 0", "exited with 102")
-        return EMPTY_CIB
+        text = empty_cib(self.version)
+        if self.moves_after_read:
+            self.moves_after_read -= 1
+            self.version += 1
+        return text
 
     def patch(self, old: str, new: str) -> bool:
+        if old != empty_cib(self.version):
+            raise IscsihaError.single("cib-patch-refused", "CIB", "Update was older",
+                                      "a CIB unchanged since it was read")
         self.patches.append((old, new))
+        self.version += 1
         return True
+
+    def wait(self, timeout: float) -> None:
+        pass
 
     def status(self) -> str:
         if self.status_not_ready:

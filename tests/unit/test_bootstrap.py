@@ -105,6 +105,15 @@ def test_init_waits_for_pacemaker_to_answer(a: Box) -> None:
     assert len(a.cib.patches) == 1
 
 
+def test_init_patches_again_when_pacemaker_moved_the_cib_after_the_read(a: Box) -> None:
+    # Seen in CI: a Pacemaker that just started records its own properties between
+    # our read and our patch, and the patch is refused as older.
+    a.cib.moves_after_read = 2
+    init(a)
+    (_old, new), = a.cib.patches
+    assert 'name="stonith-enabled" value="true"' in new
+
+
 def test_init_enrols_with_the_tiebreaker(a: Box) -> None:
     tiebreaker = FakeTiebreaker()
     init(a, tiebreaker)
