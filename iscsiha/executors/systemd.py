@@ -36,13 +36,13 @@ class Systemd:
 
     def start(self, unit: str, timeout: float = 90.0) -> None:
         self._call("StartUnit", unit, "replace")
-        self.wait(unit, "active", timeout)
+        self.wait(unit, ("active",), timeout)
 
     def stop(self, unit: str, timeout: float = 90.0) -> None:
         self._call("StopUnit", unit, "replace")
         # A daemon that exits non-zero on SIGTERM (corosync-qdevice does, at times)
         # leaves its unit failed: stopped all the same.
-        self.wait(unit, "inactive", timeout, stopped_ok=True)
+        self.wait(unit, ("inactive", "failed"), timeout)
 
     def enable(self, *units: str) -> None:
         self._call("EnableUnitFiles", list(units), False, True)
@@ -81,16 +81,15 @@ class Systemd:
     def unit_file_state(self, unit: str) -> str:
         return str(self._call("GetUnitFileState", unit))
 
-    def wait(self, unit: str, state: str, timeout: float, stopped_ok: bool = False) -> None:
-        """Until the unit reaches ``state``; a failed unit (unless ``stopped_ok``) or
-        the deadline is an error."""
+    def wait(self, unit: str, states: tuple[str, ...], timeout: float) -> None:
+        """Until the unit reaches one of ``states``; failed (unless one of them) or the
+        deadline is an error."""
         deadline = time.monotonic() + timeout
-        while (now := self.active_state(unit)) != state:
-            if now == "failed" and stopped_ok:
-                return
+        while (now := self.active_state(unit)) not in states:
             if now == "failed" or time.monotonic() > deadline:
                 raise IscsihaError.single(
-                    "unit-state", "unit", unit, f"reaching {state} within {timeout:.0f} s",
+                    "unit-state", "unit", unit,
+                    f"reaching {' or '.join(states)} within {timeout:.0f} s",
                     f"is {now}")
             time.sleep(0.2)
 
