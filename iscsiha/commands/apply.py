@@ -3,14 +3,19 @@
 Order, so that a refused or failed apply leaves the cluster as it was:
 1. check everything first (both boxes reachable, volume group space, no shrink,
    deletions confirmed and not exported, growth only while DRBD is connected);
-2. create new volumes on both boxes (LV, DRBD metadata, initial sync skipped);
-   if anything later fails before the CIB changes, they are removed again;
-3. DRBD resource files and Pacemaker's lrm:// secrets on both boxes;
+2. create new volumes' LVs on both boxes; if anything later fails before the CIB
+   changes, they are removed again;
+3. Pacemaker's lrm:// secrets, and the DRBD resource files of targets whose volumes
+   stay the same; new targets' resources are prepared (metadata, initial sync
+   skipped) and left down for Pacemaker;
 4. one versioned CIB patch (Pacemaker refuses it whole if the configuration moved
-   on); a volume being deleted stays in it, stopped;
-5. then what needs the new CIB: grow LVs and DRBD; once deleted volumes have
-   stopped, a second patch drops them and their LVs go. (Dropping a running
-   promotable clone in one step orphans it: Pacemaker then cannot demote it.)
+   on) with the running targets' LUNs that stay; a deleted target's DRBD clone
+   stays in it, stopped;
+5. volumes joining or leaving a running target's DRBD resource, with the clone in
+   maintenance (DRBD's agent would see a half-added volume as a reason to demote);
+6. the final CIB; once deleted targets' clones have stopped they are dropped
+   (dropping a running promotable clone in one step orphans it: Pacemaker then
+   cannot demote it); volumes grown; deleted volumes' LVs removed.
 """
 
 from __future__ import annotations
@@ -18,24 +23,35 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from iscsiha.commands import maintenance
+from iscsiha.commands.apply_checks import (
+    Delta,
+    before_joining,
+    check_deletes,
+    check_facts,
+    check_reshapes,
+    delta,
+    exported_volumes,
+)
 from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors import files
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.executors.runner import Runner
+from iscsiha.model.identity import DrbdResource
 from iscsiha.model.load import load_text
 from iscsiha.model.types import Config, NetworkRole, Volume
-from iscsiha.plan.agent_params import decode_luns
-from iscsiha.plan.cib import drbd_clone_id, nvpairs, previous_slots
+from iscsiha.plan.cib import drbd_clone_id, previous_drbd, target_group_id
 from iscsiha.plan.cib_merge import merge
-from iscsiha.plan.drbd import AUTHKEY_PATH
+from iscsiha.plan.drbd import AUTHKEY_PATH, resource_path
 from iscsiha.plan.plan import Plan, make_plan
 
+__all__ = ["Changes", "apply", "boxes_for", "boxes_from_desired", "exported_volumes"]
+
 Progress = Callable[[str], None]
-DRBD_FILES = "/etc/drbd.d/"
+SETTLE_SECONDS = 120.0  # a transition of a few targets' stops and starts
 
 
 @dataclass(frozen=True)
@@ -63,77 +79,154 @@ def boxes_from_desired(path: str, runner: Runner) -> Boxes | None:
 def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
           confirmed_deletes: frozenset[str], progress: Progress) -> Changes:
     live = pacemaker.query()
-    live_slots = previous_slots(live)
-    plan = make_plan(config, live_slots, _authkey())
-    desired = {v.name: v for v in config.volumes}
-    create = tuple(v for v in config.volumes if v.name not in live_slots)
-    delete = tuple(sorted(set(live_slots) - set(desired)))
-    _check_deletes(delete, confirmed_deletes, exported_volumes(live))
-
+    previous = previous_drbd(live)
+    plan = make_plan(config, previous, _authkey())
     progress(f"checking both boxes ({', '.join(boxes.names)})")
+    running = {v: slot.minor for t, res in previous.items() if t in plan.drbd
+               for v, slot in res.volumes.items() if v in plan.drbd[t].volumes}
     facts = boxes.on_both("facts", {
         "vgs": sorted({v.volume_group for v in config.volumes}),
         "volumes": [(v.name, v.volume_group) for v in config.volumes],
-        "drbd": sorted(set(live_slots) & set(desired)),
+        "drbd": running,
     })
-    grow = _check_facts(config, create, facts)
+    known = {name for f in facts.values() for name in f["tagged"]}
+    change = delta(config, previous, known)
+    check_deletes(change.delete, confirmed_deletes, exported_volumes(live))
+    check_reshapes(config, previous, change)
+    grow = check_facts(config, change.create, set(running), facts)
 
-    made = False
     try:
-        if create:
-            progress(f"creating {len(create)} volume(s) on both boxes: "
-                     f"{', '.join(v.name for v in create)}")
-            files = _drbd_files(plan, boxes.here, {v.name for v in create})
-            made = True
+        if change.create:
+            progress(f"creating {len(change.create)} volume(s) on both boxes: "
+                     f"{', '.join(v.name for v in change.create)}")
             boxes.on_both("create-volumes", {
-                "files": files,
-                "volumes": [(v.name, v.volume_group, v.size) for v in create]})
-            names = {"volumes": [v.name for v in create]}
-            boxes.step(boxes.here, "skip-sync", names)
-            boxes.on_both("down", names)
-        progress("writing DRBD resource files and secrets on both boxes")
-        res_files = _drbd_files(plan, boxes.here, set(desired))
-        written = boxes.on_both("write-files", {"files": [(p, c, 0o600) for p, c in res_files]})
-        rewritten = {path for paths in written.values() for path in paths}
-        running = sorted(name for name in set(desired) - {v.name for v in create}
-                         if f"{DRBD_FILES}{name}.res" in rewritten)
-        if running:
-            progress(f"adjusting DRBD to the rewritten files: {', '.join(running)}")
-            boxes.on_both("adjust", {"volumes": running})
+                "volumes": [(v.name, v.volume_group, v.size) for v in change.create]})
         secrets: dict[str, dict[str, str]] = {}
         for (rsc, param), value in plan.secrets.items():
             secrets.setdefault(rsc, {})[param] = str(value)
         boxes.on_both("write-secrets", {"secrets": secrets})
+        steady = [t for t in plan.drbd if t not in change.reshaped]
+        progress("writing DRBD resource files on both boxes")
+        written = boxes.on_both("write-files", {"files": _drbd_files(plan, boxes.here, steady)})
+        rewritten = {path for paths in written.values() for path in paths}
+        adjusted = sorted(t for t in steady if t not in change.new_targets
+                          and resource_path(t) in rewritten)
+        if adjusted:
+            progress(f"adjusting DRBD to the rewritten files: {', '.join(adjusted)}")
+            boxes.on_both("adjust", {"resources": adjusted})
+        if change.new_targets:
+            _prepare(plan, boxes, change.new_targets, progress)
         progress("updating the cluster configuration (one versioned CIB patch)")
-        changed = _patch(pacemaker, _keep_stopped(plan.cib, live, delete), live)
+        first = make_plan(before_joining(config, change), plan.drbd).cib
+        changed = _patch(pacemaker, _keep_stopped(first, live, change.gone_targets), live)
     except IscsihaError as exc:
-        if made:
-            progress("failed: removing the volumes this apply created")
-            _undo(boxes, create, exc)
+        if change.create or change.new_targets:
+            progress("failed: removing the volumes and DRBD resources this apply created")
+            _undo(boxes, change, exc)
         raise
     try:
+        if change.leaving or change.gone_targets:
+            progress("waiting for the cluster to stop what leaves")
+            pacemaker.wait(timeout=SETTLE_SECONDS + 30.0 * len(change.gone_targets))
+        for target in change.reshaped:
+            _reshape(plan, pacemaker, boxes, change, target, previous[target], progress)
+        if change.reshaped or change.gone_targets:
+            changed = _patch(pacemaker, plan.cib, pacemaker.query()) or changed
+        if change.gone_targets:
+            pacemaker.wait(timeout=SETTLE_SECONDS + 30.0 * len(change.gone_targets))
+            progress(f"removing the DRBD resources of {', '.join(change.gone_targets)}")
+            boxes.on_both("remove-resources", {"resources": list(change.gone_targets)})
         if grow:
             progress(f"growing {', '.join(f'{v.name} to {v.size} bytes' for v in grow)}")
             boxes.on_both("grow-volumes", {"volumes": [(v.name, v.volume_group, v.size)
                                                        for v in grow]})
-            boxes.step(boxes.here, "drbd-resize", {"volumes": [v.name for v in grow]})
-        if delete:
-            # Stopping takes a few seconds per volume (a demote, a stop and
-            # notifications for each), so the wait scales with how many go.
-            settle = 120.0 + 30.0 * len(delete)
-            progress(f"waiting for the cluster to stop {', '.join(delete)}")
-            pacemaker.wait(timeout=settle)
-            _patch(pacemaker, plan.cib, pacemaker.query())
-            pacemaker.wait(timeout=settle)
-            progress(f"deleting {', '.join(delete)} on both boxes")
-            boxes.on_both("delete-volumes", {"volumes": list(delete)})
+            slots = plan.slots
+            boxes.step(boxes.here, "drbd-resize", {"volumes": [
+                f"{_target_of(plan, v.name)}/{slots[v.name].number}" for v in grow]})
+        if change.delete:
+            progress(f"deleting {', '.join(change.delete)} on both boxes")
+            vg_of = {name: vg for f in facts.values() for name, vg in f["tagged"].items()}
+            boxes.on_both("delete-volumes", {"volumes": [(name, vg_of[name])
+                                                         for name in change.delete]})
         boxes.on_both("write-files", {"files": [(DESIRED_PATH, text, 0o600)]})
     except IscsihaError as exc:
         raise IscsihaError([*exc.reports, Report(
             PARTLY_APPLIED, "apply", "after the CIB patch", "apply run again to finish",
             "the cluster configuration was changed; the steps after it did not all finish")]
         ) from exc
-    return Changes(create, grow, delete, changed)
+    return Changes(change.create, grow, change.delete, changed)
+
+
+def _prepare(plan: Plan, boxes: Boxes, targets: tuple[str, ...], progress: Progress) -> None:
+    """New targets' resources: metadata, up on both boxes, never-written volumes
+    declared in sync (no initial full sync), then down for Pacemaker to start."""
+    progress(f"preparing the DRBD resources of {', '.join(targets)} on both boxes")
+    volumes = _volume_refs(plan.drbd, targets)
+    boxes.on_both("drbd-metadata", {"volumes": [ref for ref, _ in volumes]})
+    boxes.on_both("up", {"resources": list(targets)})
+    boxes.step(boxes.here, "sync-new", {"volumes": volumes})
+    boxes.on_both("down", {"resources": list(targets)})
+
+
+def _reshape(plan: Plan, pacemaker: Pacemaker, boxes: Boxes, change: Delta, target: str,
+             before: DrbdResource, progress: Progress) -> None:
+    """Volumes join and leave a running target's resource, with its clone in maintenance."""
+    joining, leaving = change.joining.get(target, ()), change.leaving.get(target, ())
+    clone = drbd_clone_id(target)
+    promoted = _promoted_on(pacemaker.status(), clone)
+    held = maintenance.hold(pacemaker, clone, progress)
+    reports: list[Report] = []
+    try:
+        if leaving and promoted:
+            progress(f"{target}: demoting the leaving volumes on {promoted}: "
+                     f"{', '.join(leaving)}")
+            boxes.step(promoted, "drbd-role", {"role": "secondary", "volumes": [
+                f"{target}/{before.volumes[v].number}" for v in leaving]})
+        progress(f"{target}: DRBD resource file with "
+                 + "; ".join(w for w in (f"{', '.join(joining)} joining" if joining else "",
+                                         f"{', '.join(leaving)} leaving" if leaving else "")
+                             if w))
+        boxes.on_both("write-files", {"files": _drbd_files(plan, boxes.here, [target])})
+        new = [(ref, minor) for ref, minor in _volume_refs(plan.drbd, (target,))
+               if ref.split("/")[1] in {str(plan.drbd[target].volumes[v].number)
+                                        for v in joining}]
+        if new:
+            boxes.on_both("drbd-metadata", {"volumes": [ref for ref, _ in new]})
+        boxes.on_both("adjust", {"resources": [target]})
+        if new and promoted:
+            boxes.step(boxes.here, "sync-new", {"volumes": new})
+            progress(f"{target}: promoting the joining volumes on {promoted}")
+            boxes.step(promoted, "drbd-role", {"role": "primary",
+                                               "volumes": [ref for ref, _ in new]})
+    except IscsihaError as exc:
+        reports += exc.reports
+    finally:
+        if held:
+            reports += maintenance.release(pacemaker, clone, progress)
+    if reports:
+        raise IscsihaError(reports)
+
+
+def _promoted_on(status_xml: str, clone: str) -> str | None:
+    """The box where ``clone`` is Promoted, from crm_mon's XML; None when nowhere."""
+    for el in ET.fromstring(status_xml).iter("clone"):
+        if el.get("id") == clone:
+            for rsc in el.iter("resource"):
+                node = rsc.find("node")
+                if rsc.get("role") == "Promoted" and node is not None:
+                    return node.get("name")
+    return None
+
+
+def _volume_refs(drbd: Mapping[str, DrbdResource], targets: tuple[str, ...]
+                 ) -> list[tuple[str, int]]:
+    """[RES/NUMBER, minor] of every volume of ``targets``' resources."""
+    return [(f"{t}/{slot.number}", slot.minor) for t in targets
+            for slot in sorted(drbd[t].volumes.values(), key=lambda s: s.number)]
+
+
+def _target_of(plan: Plan, volume: str) -> str:
+    return next(t for t, res in plan.drbd.items() if volume in res.volumes)
 
 
 def _patch(pacemaker: Pacemaker, fragment: str, read: str) -> bool:
@@ -155,96 +248,34 @@ def _epochs(cib_xml: str) -> tuple[str, str]:
     return root.get("admin_epoch", "0"), root.get("epoch", "0")
 
 
-def _keep_stopped(fragment: str, live: str, volumes: tuple[str, ...]) -> str:
-    """``fragment`` plus the live clones of ``volumes``, told to stop."""
-    if not volumes:
+def _keep_stopped(fragment: str, live: str, targets: tuple[str, ...]) -> str:
+    """``fragment`` plus the live clones, groups and constraints of deleted ``targets``,
+    their clones told to stop: the order constraint then stops each group (its LUNs)
+    before DRBD is demoted under it."""
+    if not targets:
         return fragment
     root = ET.fromstring(fragment)
-    resources = root.find("resources")
-    assert resources is not None
-    for clone in ET.fromstring(live).iter("clone"):
-        if clone.get("id") in {drbd_clone_id(v) for v in volumes}:
-            meta = clone.find("meta_attributes")
+    resources, constraints = root.find("resources"), root.find("constraints")
+    assert resources is not None and constraints is not None
+    cib = ET.fromstring(live)
+    clones = {drbd_clone_id(t) for t in targets}
+    ids = clones | {target_group_id(t) for t in targets}
+    for el in cib.iterfind("configuration/resources/*"):
+        if el.get("id") not in ids:
+            continue
+        if el.get("id") in clones:
+            meta = el.find("meta_attributes")
             if meta is None:
-                meta = ET.SubElement(clone, "meta_attributes", id=f"{clone.get('id')}-meta")
+                meta = ET.SubElement(el, "meta_attributes", id=f"{el.get('id')}-meta")
             for nv in [nv for nv in meta if nv.get("name") == "target-role"]:
                 meta.remove(nv)
             ET.SubElement(meta, "nvpair", id=f"{meta.get('id')}-target-role",
                           name="target-role", value="Stopped")
-            resources.append(clone)
+        resources.append(el)
+    for el in cib.iterfind("configuration/constraints/*"):
+        if {el.get(a) for a in ("rsc", "with-rsc", "first", "then")} & ids:
+            constraints.append(el)
     return ET.tostring(root, encoding="unicode")
-
-
-def exported_volumes(cib_xml: str) -> dict[str, str]:
-    """Volume -> the resource of the target that exports it, in a CIB."""
-    found = {}
-    for prim in ET.fromstring(cib_xml).iter("primitive"):
-        if prim.get("provider") == "iscsiha" and prim.get("type") == "target":
-            params = nvpairs(prim.find("instance_attributes"))
-            for lun in decode_luns(params.get("luns", "")):
-                found[lun.volume] = prim.get("id", "?")
-    return found
-
-
-def _check_deletes(delete: tuple[str, ...], confirmed: frozenset[str],
-                   exported: Mapping[str, str]) -> None:
-    reports = [Report("delete-not-confirmed", "volume", name, f"--delete {name}",
-                      "is in the cluster but not in the desired state: applying deletes it "
-                      "and its data on both boxes")
-               for name in delete if name not in confirmed]
-    reports += [Report("delete-not-needed", "--delete", name,
-                       ", ".join(delete) or "no volume (none is being deleted)",
-                       "is not a volume this apply deletes")
-                for name in sorted(confirmed - set(delete))]
-    reports += [Report("volume-in-use", "volume", name, "a volume no target exports",
-                       f"is exported by {exported[name]}: apply without its LUN first")
-                for name in delete if name in exported]
-    if reports:
-        raise IscsihaError(reports)
-
-
-def _check_facts(config: Config, create: tuple[Volume, ...],
-                 facts: Mapping[str, Any]) -> tuple[Volume, ...]:
-    reports: list[Report] = []
-    grow: dict[str, Volume] = {}
-    for node, f in facts.items():
-        need: dict[str, int] = {}
-        for v in config.volumes:
-            free, extent = f["vgs"][v.volume_group]
-            size = -(-v.size // extent) * extent  # LVM rounds up to whole extents
-            current = f["lvs"][v.name]
-            if v in create:
-                if current is not None:
-                    reports.append(Report(
-                        "volume-exists", "volume", v.name, "a name no LV on either box has",
-                        f"{node} already has {v.lv_path} outside the cluster"))
-                need[v.volume_group] = need.get(v.volume_group, 0) + size
-            elif current is None:
-                reports.append(Report("volume-missing", "volume", v.name,
-                                      "an LV on both boxes", f"{v.lv_path} is gone on {node}"))
-            elif current > size:
-                reports.append(Report(
-                    "volume-shrink", "size", f"{v.name}: {v.size}",
-                    f"at least the current {current} bytes",
-                    "shrinking would cut off data; make a new, smaller volume instead"))
-            elif current < size:
-                grow[v.name] = v
-                need[v.volume_group] = need.get(v.volume_group, 0) + size - current
-                role, connection, disk, peer = f["drbd"].get(v.name, ["?"] * 4)
-                if connection != "Connected" or disk != "UpToDate" or peer != "UpToDate":
-                    reports.append(Report(
-                        "volume-not-replicating", "volume", v.name,
-                        "connected and up to date on both boxes to grow",
-                        f"DRBD on {node} is {role}, {connection}, {disk}/{peer}"))
-        for vg, bytes_needed in need.items():
-            free = f["vgs"][vg][0]
-            if bytes_needed > free:
-                reports.append(Report("no-space", "volume_group", f"{node}:{vg}",
-                                      f"at most {free} bytes more",
-                                      f"needs {bytes_needed} bytes"))
-    if reports:
-        raise IscsihaError(reports)
-    return tuple(grow[name] for name in sorted(grow))
 
 
 def _authkey() -> bytes:
@@ -256,17 +287,19 @@ def _authkey() -> bytes:
     return key
 
 
-def _drbd_files(plan: Plan, node: str, volumes: set[str]) -> list[tuple[str, str]]:
-    return [(f.path, f.content) for f in plan.node_files[node]
-            if f.path.startswith(DRBD_FILES) and f.path[len(DRBD_FILES):-4] in volumes]
+def _drbd_files(plan: Plan, node: str, targets: list[str]) -> list[tuple[str, str, int]]:
+    paths = {resource_path(t) for t in targets}
+    return [(f.path, f.content, f.mode) for f in plan.node_files[node] if f.path in paths]
 
 
-def _undo(boxes: Boxes, create: tuple[Volume, ...], cause: IscsihaError) -> None:
+def _undo(boxes: Boxes, change: Delta, cause: IscsihaError) -> None:
     try:
-        boxes.on_both("delete-volumes", {"volumes": [v.name for v in create]})
+        boxes.on_both("remove-resources", {"resources": list(change.new_targets)})
+        boxes.on_both("delete-volumes", {"volumes": [(v.name, v.volume_group)
+                                                     for v in change.create]})
     except IscsihaError as exc:
         raise IscsihaError([*cause.reports, Report(
-            "undo-failed", "volumes", ", ".join(v.name for v in create),
-            "removed again after a failed apply",
-            "could not be removed; remove them by hand (lvremove) before retrying",
-        ), *exc.reports]) from exc
+            "undo-failed", "volumes", ", ".join(v.name for v in change.create) or "-",
+            "removed again after a failed apply (with the new targets' DRBD resources)",
+            "could not be removed; remove them by hand (drbdadm down, lvremove) before "
+            "retrying", ), *exc.reports]) from exc

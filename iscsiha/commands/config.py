@@ -5,7 +5,7 @@ from __future__ import annotations
 from iscsiha.errors import Report, Severity
 from iscsiha.model.load import load_text
 from iscsiha.model.types import Config
-from iscsiha.plan.cib import previous_slots
+from iscsiha.plan.cib import previous_drbd
 from iscsiha.plan.plan import Plan, make_plan
 
 
@@ -29,5 +29,5 @@ def validate(text: str, source: str, *, mode: int | None = None) -> tuple[Config
 
 def plan(config: Config, previous_cib: str | None = None) -> Plan:
     """The plan for ``config``, keeping DRBD minors and ports found in ``previous_cib``."""
-    return make_plan(config, previous_slots(previous_cib) if previous_cib else None)
+    return make_plan(config, previous_drbd(previous_cib) if previous_cib else None)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,8 @@ from iscsiha.executors.runner import Runner
 
 SECRETS_DIR = "/var/lib/pacemaker/lrm/secrets"  # where Pacemaker resolves lrm:// values
 DESIRED_PATH = "/etc/iscsiha/desired.toml"
-_WRITABLE = (re.compile(r"/etc/drbd\.d/[a-z][a-z0-9-]*\.res"), re.compile(re.escape(DESIRED_PATH)))
+_WRITABLE = (re.compile(r"/etc/drbd\.d/[a-z][a-z0-9-]*\.res"),
+             re.compile(re.escape(DESIRED_PATH)))
 
 
 @dataclass(frozen=True)
@@ -41,48 +43,97 @@ class Box:
 
 
 def facts(box: Box, args: dict[str, Any]) -> dict[str, Any]:
-    """What apply checks before changing anything: LV sizes, VG space, DRBD states."""
+    """What apply checks before changing anything: the cluster's LVs (tagged), LV
+    sizes, VG space, and exported volumes' DRBD states (volume -> minor)."""
+    proc = box.drbd.proc()
     return {
         "vgs": {vg: box.lvm.free_and_extent(vg) for vg in args["vgs"]},
         "lvs": {name: box.lvm.size(vg, name) for name, vg in args["volumes"]},
-        "drbd": {name: list(vars(box.drbd.state(name)).values()) for name in args["drbd"]},
+        "tagged": box.lvm.tagged(),
+        "drbd": {name: [d.role, d.connection, d.disk, d.peer_disk]
+                 for name, minor in args["drbd"].items()
+                 for d in [proc.get(int(minor), UNCONFIGURED)]},
     }
 
 
 def create_volumes(box: Box, args: dict[str, Any]) -> None:
-    """LV, resource file, DRBD metadata, then up (waiting for the peer)."""
-    write_files(box, {"files": [(path, content, 0o644) for path, content in args["files"]]})
+    """The LVs alone: DRBD metadata comes when a target first exports one."""
     for name, vg, size in args["volumes"]:
         box.lvm.create(vg, name, size)
-        box.drbd.create_md(name)
-        box.drbd.up(name)
 
 
-def skip_sync(box: Box, args: dict[str, Any]) -> None:
-    for name in args["volumes"]:
-        box.drbd.wait_connected(name, timeout=60.0)
-        box.drbd.skip_initial_sync(name)
+def drbd_metadata(box: Box, args: dict[str, Any]) -> list[str]:
+    """DRBD metadata on the RES/NUMBER volumes whose disks have none yet; those."""
+    made = []
+    for volume in args["volumes"]:
+        if not box.drbd.has_metadata(volume):
+            box.drbd.create_md(volume)
+            made.append(volume)
+    return made
+
+
+def up(box: Box, args: dict[str, Any]) -> None:
+    """Bring resources up (to prepare them before Pacemaker takes them over)."""
+    for res in args["resources"]:
+        if box.drbd.state(res) == DOWN:
+            box.drbd.up(res)
+
+
+def sync_new(box: Box, args: dict[str, Any]) -> list[str]:
+    """Once connected, declare never-written volumes in sync (no initial full sync).
+
+    ``volumes`` is [RES/NUMBER, minor] pairs. Only a volume Inconsistent on both sides
+    is touched, and DRBD itself allows the clear-bitmap path only on metadata that
+    was never used, so a volume with history is never declared in sync.
+    """
+    deadline = time.monotonic() + float(args.get("timeout", 60.0))
+    skipped = []
+    for volume, minor in args["volumes"]:
+        while (now := box.drbd.proc().get(int(minor), UNCONFIGURED)).connection != "Connected":
+            if time.monotonic() > deadline:
+                raise IscsihaError.single(
+                    "drbd-not-connected", "volume", volume, "connected to the peer",
+                    f"still {now.connection}: check the replication link")
+            time.sleep(0.5)
+        if now.disk == now.peer_disk == "Inconsistent":
+            box.drbd.skip_initial_sync(volume)
+            skipped.append(volume)
+    return skipped
 
 
 def down(box: Box, args: dict[str, Any]) -> None:
     """Hand the resources to Pacemaker, which brings them up itself."""
-    for name in args["volumes"]:
-        box.drbd.down(name)
+    for res in args["resources"]:
+        if box.drbd.state(res) != DOWN:
+            box.drbd.down(res)
+
+
+def drbd_role(box: Box, args: dict[str, Any]) -> None:
+    """Promote or demote single RES/NUMBER volumes of a resource whose role Pacemaker
+    holds (volumes joining or leaving a Primary resource)."""
+    for volume in args["volumes"]:
+        if args["role"] == "primary":
+            box.drbd.primary(volume)
+        else:
+            box.drbd.secondary(volume)
+
+
+def remove_resources(box: Box, args: dict[str, Any]) -> None:
+    """Deleted targets' resources: down (if Pacemaker left them up) and their files gone."""
+    for res in args["resources"]:
+        path = f"/etc/drbd.d/{res}.res"
+        if os.path.exists(path):
+            if box.drbd.state(res) != DOWN:
+                box.drbd.down(res)
+            files.remove(path)
 
 
 def delete_volumes(box: Box, args: dict[str, Any]) -> None:
-    """DRBD down, LV and resource file gone; tolerates any part already gone."""
-    for name in args["volumes"]:
-        res = f"/etc/drbd.d/{name}.res"
-        disk = None
-        if os.path.exists(res):
-            disk = box.drbd.backing_device(name)
-            if box.drbd.state(name).role != "Unconfigured":
-                box.drbd.down(name)
-            files.remove(res)
-        if disk and disk.startswith("/dev/") and os.path.exists(disk):
-            vg, lv = disk.split("/")[2:4]
-            box.lvm.remove(vg, lv)
+    """The cluster's LVs (in no DRBD resource any more); tolerates any already gone."""
+    tagged = box.lvm.tagged()
+    for name, vg in args["volumes"]:
+        if tagged.get(name) == vg:
+            box.lvm.remove(vg, name)
 
 
 def grow_volumes(box: Box, args: dict[str, Any]) -> None:
@@ -93,8 +144,9 @@ def grow_volumes(box: Box, args: dict[str, Any]) -> None:
 
 
 def drbd_resize(box: Box, args: dict[str, Any]) -> None:
-    for name in args["volumes"]:
-        box.drbd.resize(name)
+    """DRBD takes the grown disks (RES/NUMBER volumes), moving its metadata to the end."""
+    for volume in args["volumes"]:
+        box.drbd.resize(volume)
 
 
 def write_files(box: Box, args: dict[str, Any]) -> list[str]:
@@ -108,10 +160,11 @@ def write_files(box: Box, args: dict[str, Any]) -> list[str]:
 
 
 def adjust(box: Box, args: dict[str, Any]) -> None:
-    """Running resources take their rewritten files; stopped ones read them at start."""
-    for name in args["volumes"]:
-        if box.drbd.state(name) != DOWN:
-            box.drbd.adjust(name)
+    """Running resources take their rewritten files (options, peer secret, volumes
+    added or removed); stopped ones read them at start."""
+    for res in args["resources"]:
+        if box.drbd.state(res) != DOWN:
+            box.drbd.adjust(res)
 
 
 def write_secrets(box: Box, args: dict[str, Any]) -> None:
@@ -139,11 +192,12 @@ def seen_initiators(box: Box, args: dict[str, Any]) -> list[str]:
 
 
 def split_brain_facts(box: Box, args: dict[str, Any]) -> dict[str, Any]:
-    """Each volume's DRBD state, generation identifiers and kernel lines (volume -> minor)."""
+    """Each volume's DRBD state, generation identifiers and kernel lines (volume ->
+    [RESOURCE/NUMBER, minor])."""
     proc = box.drbd.proc()
     kernel = box.drbd.kernel_log()
-    return {name: box.drbd.detail(name, int(minor), proc, kernel).to_json()
-            for name, minor in args["volumes"].items()}
+    return {name: box.drbd.detail(ref, int(minor), proc, kernel).to_json()
+            for name, (ref, minor) in args["volumes"].items()}
 
 
 def split_brain_discard(box: Box, args: dict[str, Any]) -> list[str]:
@@ -152,12 +206,12 @@ def split_brain_discard(box: Box, args: dict[str, Any]) -> list[str]:
     Refuses a Primary (checked again here, at the moment it counts): demoting it
     would take the volume from under its target. The commands run, in order.
     """
-    name, node = args["volume"], args["node"]
+    name, node = args["resource"], args["node"]
     now = box.drbd.proc().get(int(args["minor"]), UNCONFIGURED)
     if now.role != "Secondary":
         raise IscsihaError.single(
             "discard-side-not-secondary", "node", node, "a box where the volume is Secondary",
-            f"{name} is {now.role} on {node}: nothing was changed")
+            f"target {name}'s DRBD resource is {now.role} on {node}: nothing was changed")
     ran = []
     # 8.4 refuses to disconnect a StandAlone resource ("unknown connection"): it has
     # no connection left to drop.
@@ -171,7 +225,7 @@ def split_brain_discard(box: Box, args: dict[str, Any]) -> list[str]:
 
 def split_brain_connect(box: Box, args: dict[str, Any]) -> list[str]:
     """The kept box connects again if DRBD gave up on its peer (StandAlone)."""
-    name = args["volume"]
+    name = args["resource"]
     if box.drbd.proc().get(int(args["minor"]), UNCONFIGURED).connection != "StandAlone":
         return []  # already waiting for the peer (WFConnection) or talking to it
     box.drbd.connect(name)
@@ -181,8 +235,12 @@ def split_brain_connect(box: Box, args: dict[str, Any]) -> list[str]:
 STEPS: dict[str, Callable[[Box, dict[str, Any]], Any]] = {
     "facts": facts,
     "create-volumes": create_volumes,
-    "skip-sync": skip_sync,
+    "drbd-metadata": drbd_metadata,
+    "up": up,
+    "sync-new": sync_new,
     "down": down,
+    "drbd-role": drbd_role,
+    "remove-resources": remove_resources,
     "delete-volumes": delete_volumes,
     "grow-volumes": grow_volumes,
     "drbd-resize": drbd_resize,

@@ -1,6 +1,10 @@
 """Split brain: find the volumes both boxes changed while apart, and resolve one by
 throwing away one box's changes (DRBD's manual recovery, driven on both boxes).
 
+A target's volumes are one DRBD resource, and DRBD's recovery works per resource:
+discarding a box's changes to one volume discards its changes to every volume of
+that target (each resyncs what either side changed).
+
 DRBD finds a split brain when the two sides reconnect and each holds writes the
 other lacks. With this cluster's policies (plan/drbd.py) it settles that on its own
 only when one side wrote nothing; otherwise both sides stay StandAlone, each with
@@ -12,22 +16,22 @@ from __future__ import annotations
 
 import re
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands.apply import exported_volumes
+from iscsiha.commands.maintenance import hold, release
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors.drbd import DrbdDetail, GenerationIds
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
-from iscsiha.plan.cib import drbd_clone_id, previous_slots
+from iscsiha.model.identity import volume_slots
+from iscsiha.plan.cib import drbd_clone_id, previous_drbd
 
 Progress = Callable[[str], None]
 UUID_JUST_CREATED = 4  # DRBD's current identifier of fresh metadata: no history to compare
 _WILL_SYNC = re.compile(r"Began resync as SyncTarget \(will sync (\d+) KB")
-_TRUE = {"true", "yes", "on", "y", "1"}  # Pacemaker's spellings of a true boolean
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Side:
 @dataclass(frozen=True)
 class VolumeState:
     name: str
+    resource: str  # the DRBD resource: the target exporting it
+    number: int  # the volume's number in it
     minor: int
     sides: tuple[Side, Side]
     targets: tuple[str, ...]  # the targets exporting the volume, wherever they run
@@ -109,7 +115,9 @@ def survey(pacemaker: Pacemaker, boxes: Boxes,
            volumes: Sequence[str] | None = None) -> list[VolumeState]:
     """The cluster's volumes (or ``volumes``) as both boxes and Pacemaker see them."""
     cib = pacemaker.query()
-    slots = previous_slots(cib)
+    resources = previous_drbd(cib)
+    slots = volume_slots(resources)
+    resource_of = {v: t for t, res in resources.items() for v in res.volumes}
     wanted = sorted(slots) if volumes is None else list(volumes)
     unknown = [v for v in wanted if v not in slots]
     if unknown:
@@ -122,8 +130,8 @@ def survey(pacemaker: Pacemaker, boxes: Boxes,
     roles = {v.name: dict(v.roles) for v in cluster.volumes}
     running = {t.name: t.running_on for t in cluster.targets}
     exported = exported_volumes(cib)
-    facts = boxes.on_both("split-brain-facts",
-                          {"volumes": {v: slots[v].minor for v in wanted}})
+    facts = boxes.on_both("split-brain-facts", {"volumes": {
+        v: [f"{resource_of[v]}/{slots[v].number}", slots[v].minor] for v in wanted}})
     states = []
     for name in wanted:
         rsc = exported.get(name)
@@ -133,7 +141,8 @@ def survey(pacemaker: Pacemaker, boxes: Boxes,
                               roles.get(name, {}).get(node, "Stopped"),
                               tuple(t for t in targets if node in running.get(t, ())))
                          for node in boxes.names)
-        states.append(VolumeState(name, slots[name].minor, (first, second), targets))
+        states.append(VolumeState(name, resource_of[name], slots[name].number,
+                                  slots[name].minor, (first, second), targets))
     return states
 
 
@@ -174,16 +183,25 @@ def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
     """
     choice = choose(pacemaker, boxes, volume, discard)
     keep, gone = choice.keep.node, choice.discard.node
-    clone = drbd_clone_id(volume)
+    clone = drbd_clone_id(choice.state.resource)
     started = time.monotonic()
-    held = _hold(pacemaker, clone, progress)
+    # Pacemaker is kept off the target's DRBD clone (resource maintenance: no actions, no
+    # monitors) while its DRBD state is changed under it. The linbit agent's monitor only
+    # reads DRBD and sets promotion scores, but its start and its start notifications run a
+    # plain `drbdadm adjust`, which connects a StandAlone resource without
+    # --discard-my-data (DRBD would find the split brain again and drop the connection),
+    # and were the kept box to fail meanwhile, Pacemaker would promote the very data being
+    # thrown away. Holding it off costs nothing: the discarded side cannot take over anyway
+    # (its data is the one given up, then Inconsistent until the resync ends).
+    held = hold(pacemaker, clone, progress)
     commands: dict[str, list[str]] = {}
     reports: list[Report] = []
     resynced: int | None = None
     running: str | None = None  # the box whose step is under way
     try:
-        args = {"volume": volume, "minor": choice.state.minor}
-        progress(f"{gone}: discarding its changes to {volume}")
+        args = {"resource": choice.state.resource, "minor": choice.state.minor}
+        progress(f"{gone}: discarding its changes to {volume} and to every other volume of "
+                 f"target {choice.state.resource} (one DRBD resource)")
         running = gone
         commands[gone] = boxes.step(gone, "split-brain-discard", {**args, "node": gone})
         progress(f"{keep}: connecting {volume} to {gone} again")
@@ -203,7 +221,7 @@ def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
                                   f"`iscsiha split-brain {volume}` to check", "; ".join(done)))
     finally:
         if held:
-            reports += _release(pacemaker, clone, progress)
+            reports += release(pacemaker, clone, progress)
     if reports:
         raise IscsihaError(reports)
     return Resolution(volume, keep, gone, resynced, time.monotonic() - started, commands,
@@ -213,7 +231,7 @@ def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
 
 def render(state: VolumeState) -> str:
     """The state of a volume on both boxes, for an admin choosing the side to discard."""
-    lines = [f"volume {state.name} (drbd{state.minor}): " + (
+    lines = [f"volume {state.name} (drbd{state.minor}, target {state.resource}): " + (
         "SPLIT BRAIN: both boxes changed it while apart, and DRBD keeps them apart "
         "until one box's changes are discarded" if state.split_brain
         else "not in split brain")]
@@ -234,7 +252,8 @@ def render(state: VolumeState) -> str:
         return "\n".join(lines)
     lines += ["  changed apart: DRBD's out-of-sync count on that box (its bitmap of 4 KiB blocks):",
               "  what it wrote since the boxes lost each other. Discarding a box's changes",
-              "  copies every block either box changed from the kept box to it."]
+              "  copies every block either box changed from the kept box to it, for every",
+              f"  volume of target {state.resource} (DRBD recovers a resource as a whole)."]
     for s in state.sides:
         lines.append(f"  to keep {s.node}'s data: {_how_to_keep(state, s.node)}")
     return "\n".join(lines)
@@ -244,8 +263,10 @@ def render(state: VolumeState) -> str:
 
 
 def _details(boxes: Boxes, choice: Choice) -> dict[str, DrbdDetail]:
-    volume = choice.state.name
-    facts = boxes.on_both("split-brain-facts", {"volumes": {volume: choice.state.minor}})
+    state = choice.state
+    volume = state.name
+    facts = boxes.on_both("split-brain-facts", {"volumes": {
+        volume: [f"{state.resource}/{state.number}", state.minor]}})
     return {node: DrbdDetail.from_json(f[volume]) for node, f in facts.items()}
 
 
@@ -293,79 +314,6 @@ def _resynced(before: DrbdDetail, after: DrbdDetail) -> int | None:
     return sizes[-1] if sizes else None
 
 
-# Pacemaker is kept off the volume's DRBD clone (resource maintenance: no actions, no
-# monitors) while its DRBD state is changed under it. The linbit agent's monitor only
-# reads DRBD and sets promotion scores, but its start and its start notifications run a
-# plain `drbdadm adjust`, which connects a StandAlone resource without
-# --discard-my-data (DRBD would find the split brain again and drop the connection),
-# and were the kept box to fail meanwhile, Pacemaker would promote the very data being
-# thrown away. Holding it off costs nothing: the discarded side cannot take over anyway
-# (its data is the one given up, then Inconsistent until the resync ends).
-def _hold(pacemaker: Pacemaker, clone: str, progress: Progress) -> bool:
-    """Put ``clone`` in maintenance unless Pacemaker already leaves it alone; True if we did."""
-    cib = ET.fromstring(pacemaker.query())
-    if _left_alone(cib, clone):
-        progress(f"{clone}: already left alone by Pacemaker (maintenance or unmanaged)")
-        return False
-    progress(f"{clone}: maintenance on, so Pacemaker leaves DRBD to this procedure")
-    _set_maintenance(pacemaker, clone, True)
-    return True
-
-
-def _release(pacemaker: Pacemaker, clone: str, progress: Progress) -> list[Report]:
-    """Hand ``clone`` back to Pacemaker; the reports when that failed (never raises)."""
-    try:
-        _set_maintenance(pacemaker, clone, False)
-    except IscsihaError as exc:
-        hint = f"crm_resource --resource {clone} --meta --delete-parameter maintenance"
-        progress(f"{clone}: could not end maintenance: run `{hint}`")
-        return [Report("maintenance-left-on", "resource", clone, "managed by Pacemaker again",
-                       f"is still in maintenance: run `{hint}`"), *exc.reports]
-    progress(f"{clone}: maintenance off, Pacemaker manages it again")
-    return []
-
-
-def _left_alone(cib: ET.Element, clone: str) -> bool:
-    el = cib.find(f".//clone[@id='{clone}']")
-    if el is None:
-        return True  # not in the cluster's hands at all
-    meta: dict[str, str] = {}
-    for owner in (el, el.find("primitive")):
-        for attrs in owner.findall("meta_attributes") if owner is not None else []:
-            meta |= {nv.get("name", ""): nv.get("value", "") for nv in attrs.iter("nvpair")}
-    props = {nv.get("name", ""): nv.get("value", "")
-             for nv in cib.iterfind(".//crm_config//nvpair")}
-    return (meta.get("maintenance", "").lower() in _TRUE
-            or meta.get("is-managed", "true").lower() not in _TRUE
-            or props.get("maintenance-mode", "").lower() in _TRUE)
-
-
-def _set_maintenance(pacemaker: Pacemaker, clone: str, on: bool) -> None:
-    pacemaker.update(lambda live: with_maintenance(live, clone, on))
-
-
-def with_maintenance(cib_xml: str, clone: str, on: bool) -> str:
-    """``cib_xml`` with ``clone``'s maintenance meta attribute set (on) or dropped (off)."""
-    cib = ET.fromstring(cib_xml)
-    el = cib.find(f".//clone[@id='{clone}']")
-    if el is None:
-        raise IscsihaError.single("unknown-resource", "resource", clone,
-                                  "a DRBD clone in the CIB", "is not in the CIB")
-    meta = el.find("meta_attributes")
-    if meta is None:
-        meta = ET.Element("meta_attributes", id=f"{clone}-meta")
-        el.insert(0, meta)
-    for nv in [nv for nv in meta if nv.get("name") == "maintenance"]:
-        meta.remove(nv)
-    if on:
-        ET.SubElement(meta, "nvpair", id=f"{meta.get('id')}-maintenance", name="maintenance",
-                      value="true")
-    # As apply's merge does: a configuration change is a new epoch.
-    cib.set("epoch", str(int(cib.get("epoch", "0")) + 1))
-    cib.set("num_updates", "0")
-    return ET.tostring(cib, encoding="unicode")
-
-
 # -- wording ------------------------------------------------------------------------------
 
 
@@ -382,7 +330,7 @@ def _how_to_keep(state: VolumeState, node: str) -> str:
     resolve = f"`iscsiha split-brain {state.name} --discard {other}`"
     if not state.other(node).active:
         return resolve
-    clone = drbd_clone_id(state.name)
+    clone = drbd_clone_id(state.resource)
     if state.targets:
         moves = ", ".join(f"`iscsiha target move {t} {node}`" for t in state.targets)
         first = f"first move the target to {node} ({moves}; initiators then see its data)"

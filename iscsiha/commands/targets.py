@@ -11,7 +11,7 @@ from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import Drbd, ProcDevice
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
-from iscsiha.plan.cib import nvpairs, previous_slots
+from iscsiha.plan.cib import nvpairs, previous_drbd
 
 Progress = Callable[[str], None]
 GROUP_PREFIX = "target-"
@@ -82,15 +82,18 @@ def status(pacemaker: Pacemaker, drbd: Mapping[int, ProcDevice] | None = None,
             bool(members) and all(r.get("role") == "Started" for r in members)))
     if sessions is not None:
         targets = _with_sessions(targets, sessions)
-    minors = {name: slot.minor for name, slot in previous_slots(cib_xml).items()}
+    resources = previous_drbd(cib_xml)
     volumes = []
     for clone in mon.iter("clone"):
         cid = clone.get("id", "")
-        if cid.startswith("drbd-") and cid.endswith("-clone"):
-            name = cid[len("drbd-"):-len("-clone")]
-            roles = tuple(sorted((n.get("name", "?"), r.get("role", "?"))
-                                 for r in clone.iter("resource") for n in r.iter("node")))
-            local = drbd.get(minors[name]) if drbd is not None and name in minors else None
+        target = cid[len("drbd-"):-len("-clone")]
+        if not (cid.startswith("drbd-") and cid.endswith("-clone") and target in resources):
+            continue
+        # The roles are the target resource's, shared by all its volumes.
+        roles = tuple(sorted((n.get("name", "?"), r.get("role", "?"))
+                             for r in clone.iter("resource") for n in r.iter("node")))
+        for name, slot in sorted(resources[target].volumes.items()):
+            local = drbd.get(slot.minor) if drbd is not None else None
             volumes.append(VolumeStatus(name, roles, local))
     dc = mon.find("summary/current_dc")
     quorate = (dc.get("with_quorum") == "true"

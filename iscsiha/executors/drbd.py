@@ -21,6 +21,7 @@ from iscsiha.executors.runner import Runner
 DRBDADM = "/usr/sbin/drbdadm"
 DMESG = "/usr/bin/dmesg"
 PROC_DRBD = "/proc/drbd"
+NO_METADATA = "No valid meta data found"  # drbdmeta, on a disk never given metadata
 # Connection states in which the two sides talk (8.4's drbd_conn_str names).
 CONNECTED = frozenset({
     "Connected", "StartingSyncS", "StartingSyncT", "WFBitMapS", "WFBitMapT", "WFSyncUUID",
@@ -46,6 +47,21 @@ class Drbd:
 
     def create_md(self, res: str) -> None:
         self._runner.run([DRBDADM, "--force", "create-md", res], timeout=120)
+
+    def has_metadata(self, volume: str) -> bool:
+        """Whether RES/NUMBER's disk holds DRBD metadata; raises when that is unknown."""
+        if self._runner.run([DRBDADM, "get-gi", volume], check=False, timeout=30).ok:
+            return True  # attached, or metadata drbdmeta reads
+        # get-gi says nothing about a disk without metadata; dump-md says so.
+        result = self._runner.run([DRBDADM, "dump-md", volume], check=False, timeout=60)
+        if NO_METADATA in result.stdout + result.stderr:
+            return False
+        raise IscsihaError.single("drbd-metadata-unknown", "volume", volume,
+                                  "a disk drbdmeta can read",
+                                  (result.stderr or result.stdout).strip()[-300:])
+
+    def primary(self, res: str) -> None:
+        self._runner.run([DRBDADM, "primary", res], timeout=60)
 
     def up(self, res: str) -> None:
         self._runner.run([DRBDADM, "up", res], timeout=60)
@@ -91,11 +107,13 @@ class Drbd:
         return state
 
     def _query(self, what: str, res: str) -> str | None:
+        """The answer for the resource's first volume the kernel knows (drbdadm prints
+        one line per volume, and fails for a volume not yet added to the kernel)."""
         result = self._runner.run([DRBDADM, what, res], check=False, timeout=30)
-        text = result.stdout.strip()
-        if not result.ok or not re.fullmatch(r"[A-Za-z]+(/[A-Za-z]+)?", text):
-            return None
-        return text
+        for line in result.stdout.splitlines():
+            if re.fullmatch(r"[A-Za-z]+(/[A-Za-z]+)?", line.strip()):
+                return line.strip()
+        return None
 
     # -- split brain -------------------------------------------------------------------
 

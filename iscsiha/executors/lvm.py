@@ -8,6 +8,8 @@ from iscsiha.executors.runner import Runner
 LVS, VGS = "/usr/sbin/lvs", "/usr/sbin/vgs"
 LVCREATE, LVEXTEND, LVREMOVE = "/usr/sbin/lvcreate", "/usr/sbin/lvextend", "/usr/sbin/lvremove"
 _BYTES = ["--noheadings", "--units", "b", "--nosuffix"]
+# Marks the LVs the cluster made: its volumes, exported or not, on every box.
+TAG = "iscsiha"
 
 
 class Lvm:
@@ -33,7 +35,17 @@ class Lvm:
         # Zero the start and wipe old signatures: a reused extent must not look
         # like an old filesystem or old DRBD metadata.
         self._runner.run([LVCREATE, "-q", "-y", "-W", "y", "-Z", "y", "-L", f"{size}b",
-                          "-n", name, vg], timeout=120)
+                          "--addtag", TAG, "-n", name, vg], timeout=120)
+
+    def tagged(self) -> dict[str, str]:
+        """LV name -> its volume group, for every LV the cluster made on this box."""
+        result = self._runner.run([LVS, "--noheadings", "-o", "lv_name,vg_name", f"@{TAG}"],
+                                  check=False)
+        if not result.ok:
+            raise IscsihaError.single("lvs-failed", "command", f"lvs @{TAG}",
+                                      "a listing of this box's LVs", result.stderr.strip())
+        return {lv: vg for lv, vg in (line.split() for line in result.stdout.splitlines()
+                                      if line.strip())}
 
     def extend(self, vg: str, name: str, size: int) -> None:
         self._runner.run([LVEXTEND, "-q", "-L", f"{size}b", f"{vg}/{name}"], timeout=120)

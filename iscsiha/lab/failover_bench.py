@@ -37,7 +37,8 @@ from iscsiha.lab.pair import (
     other,
 )
 from iscsiha.lab.topology import NetworkRole, Topology
-from iscsiha.plan.cib import previous_slots, to_text
+from iscsiha.model.identity import volume_slots
+from iscsiha.plan.cib import previous_drbd, to_text
 
 Progress = Callable[[str], None]
 FAULTS = ("move", "power-cut")
@@ -238,19 +239,19 @@ def ratios(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def bench_desired(topology: Topology, bmc_password: Secret, initiator_iqn: str, luns: int,
-                  target: bool) -> dict[str, Any]:
-    """The lab's desired state with volumes bench0..; with our target exporting them all,
-    or (for the stock agents) only the volumes."""
+def bench_desired(topology: Topology, bmc_password: Secret, initiator_iqn: str,
+                  luns: int) -> dict[str, Any]:
+    """The lab's desired state with volumes bench0.. and our target exporting them all.
+    The stock agents' run keeps it (its DRBD resource holds the volumes) with our
+    group stopped."""
     data = lab_data(topology, bmc_password)
     volumes = [f"{TARGET}{i}" for i in range(luns)]
     data["volumes"] = [{"name": v, "size": VOLUME_SIZE} for v in volumes]
-    if target:
-        data["targets"] = [{
-            "name": TARGET, "iqn": IQN, "portals": [str(PORTAL)], "preferred_node": PREFERRED,
-            "failback": "manual", "initiators": [initiator_iqn],
-            "auth": {"mode": "chap", "user": CHAP_USER, "secret": HV_SECRET},
-            "luns": [{"lun": i, "volume": v} for i, v in enumerate(volumes)]}]
+    data["targets"] = [{
+        "name": TARGET, "iqn": IQN, "portals": [str(PORTAL)], "preferred_node": PREFERRED,
+        "failback": "manual", "initiators": [initiator_iqn],
+        "auth": {"mode": "chap", "user": CHAP_USER, "secret": HV_SECRET},
+        "luns": [{"lun": i, "volume": v} for i, v in enumerate(volumes)]}]
     return data
 
 
@@ -261,7 +262,7 @@ def stock_target(topology: Topology, initiator_iqn: str,
     box = topology.node(PREFERRED)
     nic = next(i.ifname for i in topology.interfaces(box) if i.network == storage)
     return stock_cib.StockTarget(
-        group=STOCK_GROUP, iqn=IQN, address=PORTAL, prefixlen=storage.subnet.prefixlen,
+        group=STOCK_GROUP, drbd=TARGET, iqn=IQN, address=PORTAL, prefixlen=storage.subnet.prefixlen,
         nic=nic, initiator=initiator_iqn, chap_user=CHAP_USER,
         chap_secret=HV_SECRET, preferred_node=PREFERRED,
         luns=tuple(stock_cib.StockLun(i, f"{TARGET}{i}", dev) for i, dev in enumerate(devices)))
@@ -371,9 +372,14 @@ class _Bench:
         self.progress(f"failover-bench: {luns} LUNs, {agents} agents: converging")
         assert self.initiator is not None
         data = bench_desired(self.lab.topology, self.lab.bmc_password(), self.initiator.iqn,
-                             luns, target=agents == "ours")
+                             luns)
         converge(self.lab, data, box=self.up_box())
+        # Both sets serve the volumes of our target's DRBD resource; for the stock
+        # run our group stays stopped (one LIO target per IQN).
+        self.set_role(OURS_GROUP, "Started" if agents == "ours" else "Stopped")
         if agents == "stock":
+            self.wait(f"{OURS_GROUP} stopped", lambda: self.stopped(OURS_GROUP),
+                      failover_timeout(luns))
             self.wait_healthy(luns, None, failover_timeout(luns))
             self.add_stock(luns)
         self.wait_healthy(luns, GROUPS[agents], failover_timeout(luns))
@@ -382,7 +388,7 @@ class _Bench:
         """The stock group, stopped, then its constraints, then started: three CIB
         updates, so nothing is placed before its constraints exist."""
         assert self.initiator is not None
-        slots = previous_slots(self.box(["cibadmin", "--query"]).out)
+        slots = volume_slots(previous_drbd(self.box(["cibadmin", "--query"]).out))
         volumes = [f"{TARGET}{i}" for i in range(luns)]
         if missing := [v for v in volumes if v not in slots]:
             raise CheckFailed(f"no DRBD device in the CIB for {', '.join(missing)}")
@@ -393,30 +399,31 @@ class _Bench:
                  input=to_text(stock_cib.resources(target, started=False)))
         self.box(["cibadmin", "--create", "--scope", "constraints", "--xml-pipe"],
                  input=to_text(stock_cib.constraints(target)))
-        self.set_role("Started")
+        self.set_role(STOCK_GROUP, "Started")
 
     def remove_stock(self) -> None:
         cib = self.box(["cibadmin", "--query"]).out
         if not stock_cib.present(cib, STOCK_GROUP):
             return
         self.progress("failover-bench: stopping and removing the stock group")
-        self.set_role("Stopped")
+        self.set_role(STOCK_GROUP, "Stopped")
         # An apply would drop it too, but then nothing orders its LUNs' stop before
         # DRBD's demote; so it goes only once it has stopped.
-        self.wait("the stock group stopped", self.stock_stopped, failover_timeout(MAX_LUNS))
+        self.wait("the stock group stopped", lambda: self.stopped(STOCK_GROUP),
+                  failover_timeout(MAX_LUNS))
         constraints, resources = stock_cib.removal(cib, STOCK_GROUP)
         self.box(["cibadmin", "--delete", "--scope", "constraints", "--xml-pipe"],
                  input=to_text(constraints))
         self.box(["cibadmin", "--delete", "--scope", "resources", "--xml-pipe"],
                  input=to_text(resources))
 
-    def set_role(self, role: str) -> None:
-        self.box(["crm_resource", "--resource", STOCK_GROUP, "--meta", "--set-parameter",
+    def set_role(self, group: str, role: str) -> None:
+        self.box(["crm_resource", "--resource", group, "--meta", "--set-parameter",
                   "target-role", "--parameter-value", role])
 
-    def stock_stopped(self) -> tuple[bool, str]:
+    def stopped(self, group: str) -> tuple[bool, str]:
         mon = ask(self.lab, self.up_box(), ["crm_mon", "-1", "--output-as=xml"])
-        return mon is not None and not group_active(mon, STOCK_GROUP), "some members active"
+        return mon is not None and not group_active(mon, group), "some members active"
 
     # -- one run ---------------------------------------------------------------------
 

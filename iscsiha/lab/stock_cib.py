@@ -25,7 +25,7 @@ from iscsiha.plan.cib import (
     PREFERRED_SCORE,
     STICKINESS,
     TARGET_PRIORITY,
-    with_promoted_volumes,
+    with_promoted_drbd,
 )
 
 PORTBLOCK = "omitted: no netfilter in the lab kernel"
@@ -38,13 +38,14 @@ _REFERENCES = {"rsc_location": ("rsc",), "rsc_colocation": ("rsc", "with-rsc"),
 @dataclass(frozen=True)
 class StockLun:
     number: int
-    volume: str  # its DRBD clone is drbd-<volume>-clone (iscsiha.plan.cib)
+    volume: str  # a volume of the DRBD resource ``StockTarget.drbd``
     device: str  # /dev/drbdN
 
 
 @dataclass(frozen=True)
 class StockTarget:
     group: str  # the group's id; members are <group>-ip, <group>-target, <group>-lun<N>
+    drbd: str  # the DRBD resource holding its LUNs: clone drbd-<drbd>-clone (plan.cib)
     iqn: str
     address: IPv4Address  # the floating portal
     prefixlen: int
@@ -104,13 +105,13 @@ def resources(target: StockTarget, started: bool) -> ET.Element:
 
 def constraints(target: StockTarget) -> ET.Element:
     """``<constraints>`` for `cibadmin --create --scope constraints` (one CIB update):
-    the preferred node as for our targets, and per volume the group with the promoted
-    DRBD clone, started after the promotion."""
+    the preferred node as for our targets, and the group with the promoted DRBD clone,
+    started after the promotion."""
     root = ET.Element("constraints")
     gid = target.group
     ET.SubElement(root, "rsc_location", id=f"{gid}-prefers-{target.preferred_node}", rsc=gid,
                   node=target.preferred_node, score=str(PREFERRED_SCORE))
-    with_promoted_volumes(root, gid, {lun.volume for lun in target.luns})
+    with_promoted_drbd(root, gid, target.drbd)
     return root
 
 

@@ -1,17 +1,19 @@
-"""Stable identities: DRBD minor and port per volume, SCSI identity per LUN.
+"""Stable identities: DRBD resources per target, SCSI identity per LUN.
 
-Both boxes must present the same disk, and a re-plan must never renumber an
-existing volume, so minors and ports are kept from the previous allocation (read
-back from the running cluster's CIB) and only new volumes get fresh ones.
+Each target's LUNs are the volumes of one DRBD resource (named after the target), so
+a move is one demote and one promote whatever the LUN count. Both boxes must present
+the same disk, and a re-plan must never renumber an existing volume, so minors,
+volume numbers and ports are kept from the previous allocation (read back from the
+running cluster's CIB) and only new ones are allocated.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from iscsiha.model.types import Volume
+from iscsiha.model.types import Config
 
 DRBD_MINOR_MAX = (1 << 20) - 1  # DRBD's MINORMASK
 DRBD_PORT_FIRST = 7789  # DRBD's customary first port
@@ -25,12 +27,22 @@ LIO_COMPANY_ID = "001405"  # LIO's IEEE company id, used in its NAA 6h designato
 
 @dataclass(frozen=True)
 class DrbdSlot:
+    """One exported volume inside its target's DRBD resource."""
+
+    number: int  # DRBD's volume number within the resource
     minor: int
-    port: int
 
     @property
     def device(self) -> str:
         return f"/dev/drbd{self.minor}"
+
+
+@dataclass(frozen=True)
+class DrbdResource:
+    """A target's DRBD resource: its port and its volumes (volume name -> slot)."""
+
+    port: int
+    volumes: Mapping[str, DrbdSlot] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -40,49 +52,62 @@ class LunIdentity:
     product: str  # SCSI INQUIRY product id, at most 16 characters
 
 
-def allocate_drbd(
-    volumes: Iterable[Volume], previous: Mapping[str, DrbdSlot] | None = None
-) -> dict[str, DrbdSlot]:
-    """Minor and port for each volume: pinned first, then previous, then lowest free.
+def allocate_drbd(config: Config, previous: Mapping[str, DrbdResource] | None = None
+                  ) -> dict[str, DrbdResource]:
+    """Target -> its resource: pinned values first, then previous ones, then lowest free.
 
-    ``volumes`` must already be validated (pinned values unique and in range).
+    A volume keeps its slot only while the same target exports it. ``config`` must
+    already be validated (pinned values unique and in range).
     """
-    volumes = list(volumes)
     previous = previous or {}
-    slots: dict[str, DrbdSlot] = {}
-    used_minors = {v.drbd_minor for v in volumes if v.drbd_minor is not None}
-    used_ports = {v.drbd_port for v in volumes if v.drbd_port is not None}
-    # Previous slots are kept unless a pinned value in this config now takes them.
-    kept: dict[str, DrbdSlot] = {}
-    for v in volumes:
-        old = previous.get(v.name)
-        if old is None:
-            continue
-        minor = v.drbd_minor if v.drbd_minor is not None else old.minor
-        port = v.drbd_port if v.drbd_port is not None else old.port
-        if (v.drbd_minor is None and minor in used_minors) or (
-            v.drbd_port is None and port in used_ports
-        ):
-            continue
-        kept[v.name] = DrbdSlot(minor, port)
-        used_minors.add(minor)
-        used_ports.add(port)
-    for v in volumes:
-        if v.name in kept:
-            slots[v.name] = kept[v.name]
-            continue
-        minor = v.drbd_minor if v.drbd_minor is not None else _lowest_free(used_minors, 0)
-        port = v.drbd_port if v.drbd_port is not None else _lowest_free(used_ports, DRBD_PORT_FIRST)
-        used_minors.add(minor)
-        used_ports.add(port)
-        slots[v.name] = DrbdSlot(minor, port)
-    return slots
+    exported = {lun.volume: t.name for t in config.targets for lun in t.luns}
+    minors = _kept(
+        {v.name: v.drbd_minor for v in config.volumes if v.drbd_minor is not None},
+        {name: slot.minor for target, res in previous.items()
+         for name, slot in res.volumes.items() if exported.get(name) == target})
+    ports = _kept({t.name: t.drbd_port for t in config.targets if t.drbd_port is not None},
+                  {t: res.port for t, res in previous.items()})
+    used_minors, used_ports = set(minors.values()), set(ports.values())
+    out: dict[str, DrbdResource] = {}
+    for target in config.targets:
+        if target.name not in ports:
+            ports[target.name] = _lowest_free(used_ports, DRBD_PORT_FIRST)
+        old = previous.get(target.name, DrbdResource(0)).volumes
+        numbers = {name: old[name].number for name in old if exported.get(name) == target.name}
+        used_numbers = set(numbers.values())
+        slots: dict[str, DrbdSlot] = {}
+        for lun in sorted(target.luns, key=lambda lun: lun.number):
+            if lun.volume not in minors:
+                minors[lun.volume] = _lowest_free(used_minors, 0)
+            if lun.volume not in numbers:
+                numbers[lun.volume] = _lowest_free(used_numbers, 0)
+            slots[lun.volume] = DrbdSlot(numbers[lun.volume], minors[lun.volume])
+        out[target.name] = DrbdResource(ports[target.name], slots)
+    return out
+
+
+def _kept(pinned: Mapping[str, int], previous: Mapping[str, int]) -> dict[str, int]:
+    """Pinned values, then the previous values no pin took."""
+    kept = dict(pinned)
+    used = set(kept.values())
+    for key, value in previous.items():
+        if key not in kept and value not in used:
+            kept[key] = value
+            used.add(value)
+    return kept
+
+
+def volume_slots(resources: Mapping[str, DrbdResource]) -> dict[str, DrbdSlot]:
+    """Volume -> its slot, over every target's resource."""
+    return {name: slot for res in resources.values() for name, slot in res.volumes.items()}
 
 
 def _lowest_free(used: set[int], first: int) -> int:
+    """The lowest value from ``first`` not in ``used``, which then holds it."""
     n = first
     while n in used:
         n += 1
+    used.add(n)
     return n
 
 

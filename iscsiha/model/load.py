@@ -232,18 +232,14 @@ class _Reader:
             vg = t.text("volume_group", _vg_ok, names.VG_NAME_ALLOWED, required=False,
                         code="bad-name")
             minor = t.integer("drbd_minor", 0, DRBD_MINOR_MAX, required=False)
-            port = t.integer("drbd_port", DRBD_PORT_MIN, PORT_MAX, required=False)
             bad_optional = any(t.data.get(k) is not None and v is None for k, v in
-                               (("volume_group", vg), ("drbd_minor", minor),
-                                ("drbd_port", port)))
+                               (("volume_group", vg), ("drbd_minor", minor)))
             t.finish()
             if name is not None and size is not None and not bad_optional:
-                out.append(Volume(name, size, vg or default_vg, minor, port))
+                out.append(Volume(name, size, vg or default_vg, minor))
         self._unique(((t.child("name"), t.data.get("name")) for t in tables), "volume name")
         self._unique(((t.child("drbd_minor"), t.data.get("drbd_minor")) for t in tables),
                      "DRBD minor")
-        self._unique(((t.child("drbd_port"), t.data.get("drbd_port")) for t in tables),
-                     "DRBD port")
         return out
 
     def size(self, t: Table) -> int | None:
@@ -274,6 +270,8 @@ class _Reader:
         self._unique([(f"{tables[i].child('portals')}", str(p.address))
                       for i, tgt in enumerate(out) if tgt for p in tgt.portals],
                      "floating portal address")
+        self._unique(((t.child("drbd_port"), t.data.get("drbd_port")) for t in tables),
+                     "DRBD port")
         return out
 
     def target(self, t: Table, networks: list[Network], nodes: list[Node],
@@ -302,13 +300,15 @@ class _Reader:
         preferred = t.text("preferred_node", lambda s: s in node_names,
                            ", ".join(sorted(node_names)), code="unknown-node")
         failback = t.choice("failback", _FAILBACK, Failback.MANUAL)
+        port = t.integer("drbd_port", DRBD_PORT_MIN, PORT_MAX, required=False)
         t.finish()
         if (name is None or iqn is None or portals is None or luns is None or auth is None
                 or preferred is None or failback is None
+                or (port is None and t.data.get("drbd_port") is not None)
                 or len(initiators) != len(t.data.get("initiators") or [])):
             return None
         return Target(name, iqn, portals, luns, tuple(initiators), allow_any, auth, preferred,
-                      failback)
+                      failback, port)
 
     def portals(self, t: Table, networks: list[Network],
                 nodes: list[Node]) -> tuple[Portal, ...] | None:

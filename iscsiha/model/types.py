@@ -80,7 +80,6 @@ class Volume:
     size: int  # bytes
     volume_group: str
     drbd_minor: int | None = None  # pinned by the admin; otherwise allocated
-    drbd_port: int | None = None
 
     @property
     def lv_path(self) -> str:
@@ -120,6 +119,7 @@ class Target:
     auth: Auth
     preferred_node: str
     failback: Failback
+    drbd_port: int | None = None  # its DRBD resource's; pinned by the admin or allocated
 
 
 @dataclass(frozen=True)

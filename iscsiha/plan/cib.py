@@ -1,13 +1,13 @@
 """The Pacemaker CIB <configuration> fragment for the desired state.
 
-Per volume a promotable DRBD clone; per target a group of its floating
-addresses and then the target with all its LUNs. The address agent blocks the
+Per target a promotable clone of its DRBD resource (all its LUNs' volumes) and a
+group of its floating addresses and then the target with all its LUNs. The address agent blocks the
 iSCSI port before the address comes up, and the target agent unblocks it as the
 last step of its start (and blocks it first on stop), so no initiator sees an
 empty target or a TCP reset while a target moves. The port block lives in those
 two agents rather than in separate block/unblock resources, so every monitor
 reads real state and a move has fewer operations. The group is colocated with,
-and ordered after, the promotion of each of its volumes.
+and ordered after, the promotion of its DRBD resource.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 
 from iscsiha.errors import IscsihaError
-from iscsiha.model.identity import DrbdSlot, lun_identity
+from iscsiha.model.identity import DrbdResource, DrbdSlot, lun_identity
 from iscsiha.model.types import (
     Auth,
     AuthMode,
@@ -35,9 +35,10 @@ from iscsiha.plan.agent_params import (
     TargetParams,
 )
 
-# Our resources say where a minor/port came from, so the next plan keeps them.
-META_MINOR = "iscsiha-drbd-minor"
+# Our DRBD primitives record their port and each volume's number and minor, so the
+# next plan keeps them: META_VOLUMES is "VOLUME:NUMBER:MINOR ..." (names hold no ':').
 META_PORT = "iscsiha-drbd-port"
+META_VOLUMES = "iscsiha-drbd-volumes"
 
 PREFERRED_SCORE = 100
 NODE_ACTION_LIMIT = 32
@@ -62,15 +63,15 @@ AGENT_OPS = (("start", "0s", "60s", None), ("stop", "0s", "60s", None),
              ("monitor", "10s", "20s", None))
 
 
-def target_group_id(target: Target) -> str:
-    return f"target-{target.name}"
+def target_group_id(target: str) -> str:
+    return f"target-{target}"
 
 
-def drbd_clone_id(volume: str) -> str:
-    return f"drbd-{volume}-clone"
+def drbd_clone_id(target: str) -> str:
+    return f"drbd-{target}-clone"
 
 
-def configuration(config: Config, slots: Mapping[str, DrbdSlot]) -> ET.Element:
+def configuration(config: Config, drbd: Mapping[str, DrbdResource]) -> ET.Element:
     root = ET.Element("configuration")
     tiebreaker = config.cluster.tiebreaker is not None
     options = [
@@ -80,9 +81,9 @@ def configuration(config: Config, slots: Mapping[str, DrbdSlot]) -> ET.Element:
         # rebooting back while DRBD's fence-peer handler decides held a promotion
         # for 93 s in the lab (docs/failover.md).
         ("stonith-action", "off"),
-        # A move is many short, independent DRBD operations (a demote, a promote
-        # and notifications per volume): run them side by side instead of
-        # letting CPU load throttle the DC to one at a time.
+        # A move of several targets is many short, independent DRBD operations (a
+        # demote, a promote and notifications per target): run them side by side
+        # instead of letting CPU load throttle the DC to one at a time.
         ("load-threshold", "400%"), ("node-action-limit", str(NODE_ACTION_LIMIT)),
     ]
     if not tiebreaker:
@@ -105,10 +106,9 @@ def configuration(config: Config, slots: Mapping[str, DrbdSlot]) -> ET.Element:
     discovery = config.cluster.discovery_auth.mode is not AuthMode.NONE
     if discovery:
         _discovery(resources, config)
-    for volume in config.volumes:
-        _drbd_clone(resources, volume.name, slots[volume.name])
     for target in config.targets:
-        _target_group(resources, constraints, config, target, slots, discovery)
+        _drbd_clone(resources, target.name, drbd[target.name])
+        _target_group(resources, constraints, config, target, drbd[target.name], discovery)
     return root
 
 
@@ -127,24 +127,30 @@ def secret_parameters(config: Config) -> dict[tuple[str, str], str]:
     return secrets
 
 
-def previous_slots(cib_xml: str) -> dict[str, DrbdSlot]:
-    """DRBD minors and ports recorded in a CIB (a live one or an earlier plan)."""
+def previous_drbd(cib_xml: str) -> dict[str, DrbdResource]:
+    """Target -> its DRBD resource, as recorded in a CIB (a live one or an earlier plan)."""
     try:
         root = ET.fromstring(cib_xml)
     except ET.ParseError as exc:
         raise IscsihaError.single("bad-previous-cib", "previous CIB", cib_xml[:40],
                                   "a CIB XML document (cibadmin -Q or an earlier plan)",
                                   f"cannot be parsed: {exc}") from exc
-    slots = {}
+    found = {}
     for prim in root.iter("primitive"):
         if prim.get("provider") != "linbit" or prim.get("type") != "drbd":
             continue
         params = nvpairs(prim.find("instance_attributes"))
         meta = nvpairs(prim.find("meta_attributes"))
         name = params.get("drbd_resource")
-        if name and meta.get(META_MINOR, "").isdigit() and meta.get(META_PORT, "").isdigit():
-            slots[name] = DrbdSlot(int(meta[META_MINOR]), int(meta[META_PORT]))
-    return slots
+        if not name or not meta.get(META_PORT, "").isdigit():
+            continue
+        volumes = {}
+        for item in meta.get(META_VOLUMES, "").split():
+            volume, number, minor = [*item.split(":"), "", ""][:3]
+            if number.isdigit() and minor.isdigit():
+                volumes[volume] = DrbdSlot(int(number), int(minor))
+        found[name] = DrbdResource(int(meta[META_PORT]), volumes)
+    return found
 
 
 def to_text(element: ET.Element) -> str:
@@ -200,22 +206,24 @@ def _ping_clone(resources: ET.Element, net: Network) -> None:
                      ("monitor", "5s", "20s", None)))
 
 
-def _drbd_clone(resources: ET.Element, volume: str, slot: DrbdSlot) -> None:
-    clone = ET.SubElement(resources, "clone", id=drbd_clone_id(volume))
-    _nvset(clone, "meta_attributes", f"{drbd_clone_id(volume)}-meta", [
+def _drbd_clone(resources: ET.Element, target: str, res: DrbdResource) -> None:
+    clone = ET.SubElement(resources, "clone", id=drbd_clone_id(target))
+    _nvset(clone, "meta_attributes", f"{drbd_clone_id(target)}-meta", [
         ("promotable", "true"), ("promoted-max", "1"), ("promoted-node-max", "1"),
         ("clone-max", "2"), ("clone-node-max", "1"), ("notify", "true"),
     ])
-    rsc = f"drbd-{volume}"
-    prim = _primitive(clone, rsc, "ocf", "drbd", "linbit", [("drbd_resource", volume)])
+    rsc = f"drbd-{target}"
+    prim = _primitive(clone, rsc, "ocf", "drbd", "linbit", [("drbd_resource", target)])
+    volumes = " ".join(f"{name}:{slot.number}:{slot.minor}"
+                       for name, slot in sorted(res.volumes.items()))
     _nvset(prim, "meta_attributes", f"{rsc}-meta",
-           [(META_MINOR, str(slot.minor)), (META_PORT, str(slot.port))])
+           [(META_PORT, str(res.port)), (META_VOLUMES, volumes)])
     _ops(prim, rsc, DRBD_OPS)
 
 
 def _target_group(resources: ET.Element, constraints: ET.Element, config: Config,
-                  target: Target, slots: Mapping[str, DrbdSlot], discovery: bool) -> None:
-    gid = target_group_id(target)
+                  target: Target, res: DrbdResource, discovery: bool) -> None:
+    gid = target_group_id(target.name)
     group = ET.SubElement(resources, "group", id=gid)
     _nvset(group, "meta_attributes", f"{gid}-meta",
            [("resource-stickiness", str(STICKINESS[target.failback])),
@@ -232,7 +240,7 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
         iqn=target.iqn,
         portals=tuple(PortalParam(p.address, p.port) for p in target.portals),
         luns=tuple(
-            LunParam(lun.number, lun.volume, slots[lun.volume].device,
+            LunParam(lun.number, lun.volume, res.volumes[lun.volume].device,
                      lun_identity(target.iqn, lun.volume).serial)
             for lun in sorted(target.luns, key=lambda lun: lun.number)),
         initiators=target.initiators,
@@ -260,19 +268,18 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
         # No target answers before discovery is protected on its box.
         ET.SubElement(constraints, "rsc_order", id=f"{gid}-after-discovery",
                       first="lio-discovery-clone", then=gid, kind="Mandatory")
-    with_promoted_volumes(constraints, gid, {lun.volume for lun in target.luns})
+    with_promoted_drbd(constraints, gid, target.name)
 
 
-def with_promoted_volumes(constraints: ET.Element, gid: str, volumes: Iterable[str]) -> None:
-    """The group runs where each volume is Primary, started once it was promoted."""
-    for volume in sorted(volumes):
-        clone = drbd_clone_id(volume)
-        ET.SubElement(constraints, "rsc_colocation", {
-            "id": f"{gid}-with-{volume}", "rsc": gid, "with-rsc": clone,
-            "with-rsc-role": "Promoted", "score": "INFINITY"})
-        ET.SubElement(constraints, "rsc_order", {
-            "id": f"{gid}-after-{volume}", "first": clone, "first-action": "promote",
-            "then": gid, "then-action": "start", "kind": "Mandatory"})
+def with_promoted_drbd(constraints: ET.Element, gid: str, target: str) -> None:
+    """The group runs where the target's DRBD resource is Primary, once it was promoted."""
+    clone = drbd_clone_id(target)
+    ET.SubElement(constraints, "rsc_colocation", {
+        "id": f"{gid}-with-drbd", "rsc": gid, "with-rsc": clone,
+        "with-rsc-role": "Promoted", "score": "INFINITY"})
+    ET.SubElement(constraints, "rsc_order", {
+        "id": f"{gid}-after-drbd", "first": clone, "first-action": "promote",
+        "then": gid, "then-action": "start", "kind": "Mandatory"})
 
 
 def _auth_params(auth: Auth) -> AuthParams:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from iscsiha.model.identity import DrbdSlot, allocate_drbd
+from iscsiha.model.identity import DrbdResource, DrbdSlot, allocate_drbd, volume_slots
 from iscsiha.model.types import Config
 from iscsiha.plan import cib, corosync, drbd
 
@@ -22,27 +22,32 @@ class NodeFile:
 class Plan:
     cib: str  # the <configuration> fragment, XML text
     node_files: Mapping[str, tuple[NodeFile, ...]]  # node name -> files
-    slots: Mapping[str, DrbdSlot]  # volume -> DRBD minor and port
+    drbd: Mapping[str, DrbdResource]  # target -> its DRBD resource
     secrets: Mapping[tuple[str, str], str]  # (resource, parameter) -> value, never printed
 
+    @property
+    def slots(self) -> dict[str, DrbdSlot]:
+        """Exported volume -> its DRBD volume number and minor."""
+        return volume_slots(self.drbd)
 
-def make_plan(config: Config, previous: Mapping[str, DrbdSlot] | None = None,
+
+def make_plan(config: Config, previous: Mapping[str, DrbdResource] | None = None,
               replication_key: bytes | None = None) -> Plan:
     """Pure: the same config, previous slots and key always give the same plan.
 
     ``replication_key`` (the cluster's authkey) makes the DRBD peer secrets; DRBD
     files hold them, so they are written 0600.
     """
-    slots = allocate_drbd(config.volumes, previous)
+    resources = allocate_drbd(config, previous)
     files = (
         NodeFile(corosync.PATH, corosync.corosync_conf(config)),
-        *(NodeFile(drbd.resource_path(v),
-                   drbd.resource_file(config, v, slots[v.name], replication_key), 0o600)
-          for v in config.volumes),
+        *(NodeFile(drbd.resource_path(t.name),
+                   drbd.resource_file(config, t, resources[t.name], replication_key), 0o600)
+          for t in config.targets),
     )
     return Plan(
-        cib=cib.to_text(cib.configuration(config, slots)),
+        cib=cib.to_text(cib.configuration(config, resources)),
         node_files={node.name: files for node in config.cluster.nodes},
-        slots=slots,
+        drbd=resources,
         secrets=cib.secret_parameters(config),
     )

@@ -21,14 +21,15 @@ from typing import Any
 import pytest
 
 from iscsiha.lab.desired import lab_data
-from iscsiha.lab.initiator import wait_for
+from iscsiha.lab.initiator import iqn, wait_for
 from iscsiha.lab.lab import Lab
 from iscsiha.lab.pair import apply, iscsiha
 
 pytestmark = pytest.mark.lab
 BOXES = ("san-a", "san-b")
-VOLUME = "splitb"
+VOLUME = "splitb"  # exported by a target of the same name: drbdadm calls it that too
 CLONE = f"drbd-{VOLUME}-clone"
+PORTAL = "10.99.30.104"  # apart from the other lab tests' portals
 DESIRED = "/etc/iscsiha/desired.toml"  # what the last apply left on the boxes
 SPLIT = "Split-Brain detected but unresolved, dropping connection"
 
@@ -137,18 +138,27 @@ def _make_split_brain(lab: Lab) -> SplitBrain:
 def split(lab: Lab) -> Iterator[SplitBrain]:
     data = _desired(lab)
     volumes = [v for v in data.get("volumes", []) if v["name"] != VOLUME]
-    result = apply(lab, {**data, "volumes": [*volumes, {"name": VOLUME, "size": "32M"}]})
+    targets = [t for t in data.get("targets", []) if t["name"] != VOLUME]
+    target = {"name": VOLUME, "iqn": iqn(VOLUME), "portals": [PORTAL],
+              "preferred_node": BOXES[0], "initiators": [iqn("nobody")],
+              "luns": [{"lun": 0, "volume": VOLUME}]}
+    result = apply(lab, {**data, "volumes": [*volumes, {"name": VOLUME, "size": "32M"}],
+                         "targets": [*targets, target]})
     assert result.ok, result.out + result.err
     try:
         wait_for(f"{VOLUME} connected, UpToDate on both boxes, Primary on one",
                  lambda: _in_sync(lab), timeout=240)
         yield _make_split_brain(lab)
     finally:
-        # Whatever happened: Pacemaker manages the clone again, then the volume goes
-        # (apply stops it and removes it from both boxes, fencing settings and all).
+        # Whatever happened: Pacemaker manages the clone again, then the target goes
+        # (apply stops it and removes its DRBD resource on both boxes), then the volume.
         lab.exec("san-a", ["crm_resource", "--resource", CLONE, "--meta",
                            "--delete-parameter", "maintenance"])
-        result = apply(lab, {**data, "volumes": volumes}, "--delete", VOLUME)
+        result = apply(lab, {**data, "volumes": [*volumes, {"name": VOLUME, "size": "32M"}],
+                             "targets": targets})
+        assert result.ok, result.out + result.err
+        result = apply(lab, {**data, "volumes": volumes, "targets": targets}, "--delete",
+                       VOLUME)
         assert result.ok, result.out + result.err
 
 
@@ -157,14 +167,15 @@ def test_the_split_brain_is_listed_with_both_sides_changes(lab: Lab, split: Spli
     assert listed.ok, listed.out + listed.err
     out = listed.out
     print(f"\niscsiha split-brain:\n{out}")
-    assert f"volume {VOLUME} (drbd{split.minor}): SPLIT BRAIN" in out
+    assert f"volume {VOLUME} (drbd{split.minor}, target {VOLUME}): SPLIT BRAIN" in out
     rows = {line.split()[0]: line.split() for line in out.splitlines()
             if line.split()[:1] in ([split.keep], [split.gone])}
     assert rows[split.keep][1:4] == ["Primary", "UpToDate", "StandAlone"]
     assert rows[split.gone][1:4] == ["Secondary", "UpToDate", "StandAlone"]
     # Each side's writes, as DRBD counts them: 2 MiB on the kept side, 3 MiB on the other.
-    assert rows[split.keep][7] == rows[split.gone][7] == "MiB"
-    assert 2.0 <= float(rows[split.keep][6]) < 3.0 <= float(rows[split.gone][6]) < 4.0
+    # (From the end: the kept side's "serves" column names its target, in two words.)
+    assert rows[split.keep][-2] == rows[split.gone][-2] == "MiB"
+    assert 2.0 <= float(rows[split.keep][-3]) < 3.0 <= float(rows[split.gone][-3]) < 4.0
     assert f"drbd{split.minor}: {SPLIT}" in out  # "drbd splitb/0 drbd2: Split-Brain ..."
     assert f"iscsiha split-brain {VOLUME} --discard {split.gone}`" in out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -81,24 +81,33 @@ def test_a_wrong_secret_and_an_initiator_not_in_the_acl_are_refused(
                         "iscsiadm -m iface -I stranger -o delete")
 
 
-def _move_under_io(lab: Lab, ini: Initiator, target: str, disks: list[str],
-                   node: str) -> dict[str, Any]:
-    stop = f"/tmp/probe-{target}.stop"
+def _under_io(ini: Initiator, name: str, disks: list[str],
+              action: Callable[[], str]) -> dict[str, Any]:
+    """The probe's figures for ``disks`` while ``action`` runs; its output as "action"."""
+    stop = f"/tmp/probe-{name}.stop"
     ini.run("rm", "-f", stop)
     out: dict[str, Any] = {}
-    probe = threading.Thread(target=lambda: out.update(ini.probe(disks, 240, stop)))
+    probe = threading.Thread(target=lambda: out.update(ini.probe(disks, 600, stop)))
     probe.start()
     try:
         time.sleep(5)
-        moved = iscsiha(lab, "target", "move", target, node)
-        assert moved.ok, moved.out + moved.err
-        assert target_on(lab, target) == node
+        out["action"] = action()
         time.sleep(5)
     finally:
         ini.run("touch", stop)
-        probe.join(timeout=300)
-    out["move_command"] = moved.out.strip()
+        probe.join(timeout=700)
     return out
+
+
+def _move_under_io(lab: Lab, ini: Initiator, target: str, disks: list[str],
+                   node: str) -> dict[str, Any]:
+    def move() -> str:
+        moved = iscsiha(lab, "target", "move", target, node)
+        assert moved.ok, moved.out + moved.err
+        assert target_on(lab, target) == node
+        return moved.out.strip()
+
+    return _under_io(ini, target, disks, move)
 
 
 def test_planned_moves_keep_io_going_without_errors_or_lost_writes(
@@ -113,7 +122,7 @@ def test_planned_moves_keep_io_going_without_errors_or_lost_writes(
     for what, r in results.items():
         print(f"\nplanned move, {what}: I/O pause {r['max_gap_s']} s, {r['writes']} writes, "
               f"{r['errors']} errors, {r['lost']} lost of {r['checked']} checked "
-              f"({r['move_command']})")
+              f"({r['action']})")
         assert r["errors"] == 0, r["error_text"]
         assert r["lost"] == 0 and r["unreadable"] == 0, r["error_text"]
         assert r["writes"] > 0
@@ -196,3 +205,73 @@ def test_deleting_an_exported_volume_is_refused_even_when_confirmed(
     assert result.returncode == 1
     assert "volume-in-use" in result.err and "target-one-lio" in result.err, result.err
     assert cib_epoch(lab) == epoch
+
+
+def test_a_lun_joins_and_leaves_a_running_target_without_disturbing_the_others(
+        lab: Lab, applied: tuple[dict[str, Any], Initiator]) -> None:
+    """Its volume joins the target's running DRBD resource (metadata, no initial sync,
+    promoted where the target runs) and leaves it again; the other LUNs keep their I/O."""
+    data, ini = applied
+    data = with_volume_size(data, "solo", data["volumes"][0]["size"])
+    if not _logged_in(ini, "eight"):
+        ini.configure(iqn("eight"), EIGHT)
+        ini.login(iqn("eight"), EIGHT, 8)
+    disks = [f"/dev/{d}" for _, d in sorted(ini.disks(iqn("eight")).items())]
+    where = target_on(lab, "eight")
+    data["volumes"].append({"name": "extra", "size": "32M"})
+    eight = next(t for t in data["targets"] if t["name"] == "eight")
+    eight["luns"].append({"lun": 8, "volume": "extra"})
+
+    def applied_ok(*extra: str) -> str:
+        result = apply(lab, data, *extra)
+        assert result.ok, result.out + result.err
+        return result.out.strip()
+
+    joined = _under_io(ini, "join", disks, applied_ok)
+    ini.run("iscsiadm", "-m", "session", "--rescan")
+    wait_for("LUN 8 at the initiator", lambda: 8 in ini.disks(iqn("eight")), timeout=60)
+    new = f"/dev/{ini.disks(iqn('eight'))[8]}"
+    ident = lun_identity(iqn("eight"), "extra")
+    assert ini.identity(new)[0] == ident.serial
+    ini.write_and_read_back(new)
+    assert target_on(lab, "eight") == where
+    for box in ("san-a", "san-b"):
+        status = lab.exec(box, ["drbdadm", "status", "eight"]).check().out
+        assert status.count(" disk:UpToDate") == status.count("peer-disk:UpToDate") == 9, \
+            status
+        assert "sync'ed" not in lab.exec(box, ["cat", "/proc/drbd"]).check().out
+
+    eight["luns"].pop()
+    left = _under_io(ini, "leave", disks, applied_ok)
+    for box in ("san-a", "san-b"):
+        status = lab.exec(box, ["drbdadm", "status", "eight"]).check().out
+        assert status.count(" disk:UpToDate") == status.count("peer-disk:UpToDate") == 8, \
+            status
+        assert "extra" in lvs(lab, box)  # still a volume, exported by no target
+    data["volumes"] = [v for v in data["volumes"] if v["name"] != "extra"]
+    applied_ok("--delete", "extra")
+    assert all("extra" not in lvs(lab, box) for box in ("san-a", "san-b"))
+    for what, r in (("joins", joined), ("leaves", left)):
+        print(f"\na LUN {what} target eight: the 8 other LUNs paused {r['max_gap_s']} s, "
+              f"{r['writes']} writes, {r['errors']} errors, {r['lost']} lost")
+        assert r["errors"] == 0 and r["lost"] == 0 and r["unreadable"] == 0, r["error_text"]
+        assert r["writes"] > 0
+
+
+def test_a_deleted_target_leaves_its_volume_and_no_drbd_resource(
+        lab: Lab, applied: tuple[dict[str, Any], Initiator]) -> None:
+    data, ini = applied
+    ini.try_run("sh", "-c", f"iscsiadm -m node -T {iqn('one')} --logout")
+    data = with_volume_size(data, "solo", data["volumes"][0]["size"])
+    data["targets"] = [t for t in data["targets"] if t["name"] != "one"]
+    result = apply(lab, data)
+    assert result.ok, result.out + result.err
+    for box in ("san-a", "san-b"):
+        gone = lab.exec(box, ["sh", "-c", "ls /etc/drbd.d; drbdadm status one"])
+        assert "one.res" not in gone.out and gone.returncode != 0, gone.out + gone.err
+        assert "solo" in lvs(lab, box)
+    assert "drbd-one-clone" not in lab.exec("san-a", ["cibadmin", "--query"]).check().out
+    data["volumes"] = [v for v in data["volumes"] if v["name"] != "solo"]
+    result = apply(lab, data, "--delete", "solo")
+    assert result.ok, result.out + result.err
+    assert all("solo" not in lvs(lab, box) for box in ("san-a", "san-b"))

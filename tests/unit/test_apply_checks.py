@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
-from iscsiha.commands.apply import (
-    _check_deletes,
-    _check_facts,
-    _keep_stopped,
-    _patch,
+from iscsiha.commands.apply import _keep_stopped, _patch
+from iscsiha.commands.apply_checks import (
+    before_joining,
+    check_deletes,
+    check_facts,
+    check_reshapes,
+    delta,
     exported_volumes,
 )
 from iscsiha.errors import IscsihaError
@@ -33,6 +35,7 @@ def _facts(example: dict[str, Any], lvs: Mapping[str, int | None], free: int = 1
            drbd: tuple[str, ...] = ("Primary", "Connected", "UpToDate", "UpToDate")
            ) -> dict[str, Any]:
     one = {"vgs": {"data": [free, EXTENT]}, "lvs": lvs,
+           "tagged": {name: "data" for name, size in lvs.items() if size is not None},
            "drbd": {v["name"]: list(drbd) for v in example["volumes"]}}
     return {"san-a": one, "san-b": one}
 
@@ -40,8 +43,8 @@ def _facts(example: dict[str, Any], lvs: Mapping[str, int | None], free: int = 1
 def test_new_volumes_need_space_and_a_free_name(example: dict[str, Any]) -> None:
     config = load_data(example)
     with pytest.raises(IscsihaError) as exc:
-        _check_facts(config, config.volumes,
-                     _facts(example, {"vmstore": 1, "db": None, "backup": None}, free=MIB))
+        check_facts(config, config.volumes, set(),
+                    _facts(example, {"vmstore": 1, "db": None, "backup": None}, free=MIB))
     assert sorted(set(_codes(exc))) == ["no-space", "volume-exists"]
 
 
@@ -49,33 +52,106 @@ def test_existing_volumes_grow_only_while_replicating_and_never_shrink(
         example: dict[str, Any]) -> None:
     config = load_data(example)
     sizes = {"vmstore": 100 * 2**30, "db": 10 * 2**30, "backup": 500 * 2**30}
-    assert _check_facts(config, (), _facts(example, sizes)) == (config.volume("db"),)
+    running = set(sizes)
+    assert check_facts(config, (), running, _facts(example, sizes)) == (config.volume("db"),)
     with pytest.raises(IscsihaError) as exc:
-        _check_facts(config, (), _facts(example, sizes,
-                                        drbd=("Secondary", "WFConnection", "UpToDate", "DUnknown")))
+        check_facts(config, (), running, _facts(
+            example, sizes, drbd=("Secondary", "WFConnection", "UpToDate", "DUnknown")))
     assert _codes(exc) == ["volume-not-replicating", "volume-not-replicating"]
     with pytest.raises(IscsihaError) as exc:
-        _check_facts(config, (), _facts(example, {**sizes, "db": 30 * 2**30}))
+        check_facts(config, (), running, _facts(example, {**sizes, "db": 30 * 2**30}))
     assert set(_codes(exc)) == {"volume-shrink"}
+
+
+def test_a_volume_no_running_target_exports_does_not_grow(example: dict[str, Any]) -> None:
+    # Its DRBD metadata sits at the disk's end; only an attached DRBD moves it.
+    config = load_data(example)
+    sizes = {"vmstore": 100 * 2**30, "db": 10 * 2**30, "backup": 500 * 2**30}
+    with pytest.raises(IscsihaError) as exc:
+        check_facts(config, (), {"vmstore", "backup"}, _facts(example, sizes))
+    assert set(_codes(exc)) == {"volume-not-exported"}
+
+
+def test_an_lv_the_cluster_did_not_make_is_not_taken_as_a_volume(
+        example: dict[str, Any]) -> None:
+    config = load_data(example)
+    facts = _facts(example, {"vmstore": 100 * 2**30, "db": 20 * 2**30, "backup": 500 * 2**30})
+    facts["san-b"] = {**facts["san-b"], "tagged": {"vmstore": "data", "backup": "data"}}
+    with pytest.raises(IscsihaError) as exc:
+        check_facts(config, (), set(), facts)
+    assert [(r.code, r.value) for r in exc.value.reports] == [("volume-missing", "db")]
 
 
 def test_deleting_needs_confirmation_and_no_target_exporting_it() -> None:
     with pytest.raises(IscsihaError) as exc:
-        _check_deletes(("old", "used"), frozenset({"used", "typo"}), {"used": "target-vm-lio"})
+        check_deletes(("old", "used"), frozenset({"used", "typo"}), {"used": "target-vm-lio"})
     assert sorted(_codes(exc)) == ["delete-not-confirmed", "delete-not-needed", "volume-in-use"]
-    _check_deletes(("old",), frozenset({"old"}), {})  # confirmed and unused: allowed
+    check_deletes(("old",), frozenset({"old"}), {})  # confirmed and unused: allowed
 
 
-def test_a_deleted_volume_first_stays_in_the_cib_stopped(example: dict[str, Any]) -> None:
+def test_a_deleted_target_first_stays_in_the_cib_with_its_drbd_clone_stopped(
+        example: dict[str, Any]) -> None:
     live = make_plan(load_data(example)).cib
     assert exported_volumes(f"<cib>{live}</cib>") == {
         "vmstore": "target-vm-lio", "db": "target-vm-lio", "backup": "target-backup-lio"}
     smaller = dict(example, volumes=example["volumes"][:2], targets=example["targets"][:1])
-    fragment = _keep_stopped(make_plan(load_data(smaller)).cib, live, ("backup",))
-    clone = ET.fromstring(fragment).find("resources/clone[@id='drbd-backup-clone']")
+    fragment = ET.fromstring(_keep_stopped(make_plan(load_data(smaller)).cib,
+                                           f"<cib>{live}</cib>", ("backup",)))
+    clone = fragment.find("resources/clone[@id='drbd-backup-clone']")
     assert clone is not None
     roles = [nv.get("value") for nv in clone.iter("nvpair") if nv.get("name") == "target-role"]
     assert roles == ["Stopped"]
+    # Its group and the order after the promotion stay, so the LUNs stop before DRBD.
+    assert fragment.find("resources/group[@id='target-backup']") is not None
+    assert fragment.find("constraints/rsc_order[@id='target-backup-after-drbd']") is not None
+
+
+def _live(example: dict[str, Any]) -> Any:
+    from iscsiha.plan.cib import previous_drbd
+    return previous_drbd(f"<cib>{make_plan(load_data(example)).cib}</cib>")
+
+
+def test_a_lun_added_and_one_removed_reshape_the_running_target(
+        example: dict[str, Any]) -> None:
+    previous = _live(example)
+    example["volumes"].append({"name": "logs", "size": "1G"})
+    vm = example["targets"][0]
+    vm["luns"] = [lun for lun in vm["luns"] if lun["volume"] != "db"]
+    vm["luns"].append({"lun": 7, "volume": "logs"})
+    config = load_data(example)
+    change = delta(config, previous, {"vmstore", "db", "backup"})
+    assert [v.name for v in change.create] == ["logs"]
+    assert change.delete == ()  # db stays a volume, exported by no target
+    assert (dict(change.joining), dict(change.leaving)) == ({"vm": ("logs",)}, {"vm": ("db",)})
+    assert change.new_targets == change.gone_targets == ()
+    check_reshapes(config, previous, change)
+    # What runs meanwhile: the target with only the LUNs it keeps.
+    (vm_before,) = [t for t in before_joining(config, change).targets if t.name == "vm"]
+    assert [lun.volume for lun in vm_before.luns] == ["vmstore"]
+
+
+def test_a_volume_moves_to_another_target_only_through_an_unexported_step(
+        example: dict[str, Any]) -> None:
+    previous = _live(example)
+    vm, backup = example["targets"]
+    backup["luns"].append({"lun": 5, "volume": "db"})
+    vm["luns"] = [lun for lun in vm["luns"] if lun["volume"] != "db"]
+    config = load_data(example)
+    with pytest.raises(IscsihaError) as exc:
+        check_reshapes(config, previous, delta(config, previous, {"vmstore", "db", "backup"}))
+    assert [(r.code, r.value) for r in exc.value.reports] == [("volume-changes-target", "db")]
+
+
+def test_a_running_target_never_swaps_all_its_luns_at_once(example: dict[str, Any]) -> None:
+    previous = _live(example)
+    example["volumes"].append({"name": "logs", "size": "1G"})
+    example["volumes"] = [v for v in example["volumes"] if v["name"] != "backup"]
+    example["targets"][1]["luns"] = [{"lun": 0, "volume": "logs"}]
+    config = load_data(example)
+    with pytest.raises(IscsihaError) as exc:
+        check_reshapes(config, previous, delta(config, previous, {"vmstore", "db", "backup"}))
+    assert [(r.code, r.value) for r in exc.value.reports] == [
+        ("target-replaces-all-luns", "backup")]
 
 
 def test_the_peer_key_is_limited_to_the_forced_step_from_the_peer() -> None:

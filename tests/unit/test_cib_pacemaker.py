@@ -41,7 +41,9 @@ def test_crm_verify_rejects_a_broken_cib(tmp_path: Path) -> None:
         skip_or_fail("crm_verify is not installed (apt-get install pacemaker-cli-utils)")
         return
     config = load_text(EXAMPLE.read_text())
-    broken = plan(config).cib.replace('with-rsc="drbd-db-clone"', 'with-rsc="no-such-rsc"')
+    good = plan(config).cib
+    broken = good.replace('with-rsc="drbd-vm-clone"', 'with-rsc="no-such-rsc"')
+    assert broken != good
     cib_file = tmp_path / "cib.xml"
     cib_file.write_text(whole_cib(broken, ("san-a", "san-b")))
     assert Runner().run([crm_verify, "-x", str(cib_file)], check=False).returncode != 0

@@ -69,8 +69,8 @@ def test_plan_prints_cib_and_every_node_file(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert out.startswith("# ---- CIB configuration ----\n<configuration>")
     for node in ("san-a", "san-b"):
-        for vol in ("vmstore", "db", "backup"):
-            assert f"# ---- {node}:/etc/drbd.d/{vol}.res ----" in out
+        for target in ("vm", "backup"):  # one DRBD resource per target
+            assert f"# ---- {node}:/etc/drbd.d/{target}.res ----" in out
 
 
 def test_plan_keeps_minors_from_a_previous_cib(tmp_path: Path) -> None:
@@ -78,15 +78,24 @@ def test_plan_keeps_minors_from_a_previous_cib(tmp_path: Path) -> None:
     assert main(["plan", str(EXAMPLE), "--output-dir", str(first)]) == 0
     data = EXAMPLE.read_text().replace(
         '[[volumes]]\nname = "vmstore"', '[[volumes]]\nname = "new"\nsize = "1G"\n\n'
-        '[[volumes]]\nname = "vmstore"', 1)
+        '[[volumes]]\nname = "vmstore"', 1).replace(
+        '{ lun = 0, volume = "vmstore" },', '{ lun = 0, volume = "new" },\n'
+        '  { lun = 5, volume = "vmstore" },', 1)
     changed = _write(tmp_path, data)
     second = tmp_path / "second"
     assert main(["plan", str(changed), "--previous", str(first / "cib.xml"),
                  "--output-dir", str(second)]) == 0
-    for vol in ("vmstore", "db", "backup"):
-        rel = f"san-a/etc/drbd.d/{vol}.res"
-        assert (first / rel).read_text() == (second / rel).read_text()
-    assert "minor 3;" in (second / "san-a/etc/drbd.d/new.res").read_text()
+    rel = "san-a/etc/drbd.d/backup.res"
+    assert (first / rel).read_text() == (second / rel).read_text()
+    before = (first / "san-a/etc/drbd.d/vm.res").read_text()
+    after = (second / "san-a/etc/drbd.d/vm.res").read_text()
+    for kept in ("volume 0 {\n        device    /dev/drbd0 minor 0;\n"
+                 "        disk      /dev/data/vmstore;",
+                 "volume 1 {\n        device    /dev/drbd1 minor 1;\n"
+                 "        disk      /dev/data/db;"):
+        assert kept in before and kept in after
+    assert ("volume 2 {\n        device    /dev/drbd3 minor 3;\n"
+            "        disk      /dev/data/new;") in after
 
 
 def test_unparsable_previous_cib_is_refused(tmp_path: Path,

@@ -78,18 +78,17 @@ def test_stock_group_waits_stopped_until_its_constraints_are_in() -> None:
     assert meta(True) == {"resource-stickiness": "100", "priority": "10"}
 
 
-def test_stock_constraints_follow_every_promoted_volume() -> None:
+def test_stock_constraints_follow_the_promoted_drbd_resource_of_our_target() -> None:
     cons = stock_cib.constraints(_stock(2))
     colocations = [c.attrib for c in cons.iter("rsc_colocation")]
     orders = [c.attrib for c in cons.iter("rsc_order")]
     assert colocations == [
-        {"id": f"stock-bench-with-bench{i}", "rsc": "stock-bench",
-         "with-rsc": f"drbd-bench{i}-clone", "with-rsc-role": "Promoted", "score": "INFINITY"}
-        for i in range(2)]
+        {"id": "stock-bench-with-drbd", "rsc": "stock-bench", "with-rsc": "drbd-bench-clone",
+         "with-rsc-role": "Promoted", "score": "INFINITY"}]
     assert orders == [
-        {"id": f"stock-bench-after-bench{i}", "first": f"drbd-bench{i}-clone",
+        {"id": "stock-bench-after-drbd", "first": "drbd-bench-clone",
          "first-action": "promote", "then": "stock-bench", "then-action": "start",
-         "kind": "Mandatory"} for i in range(2)]
+         "kind": "Mandatory"}]
     (location,) = cons.iter("rsc_location")
     assert location.attrib == {"id": "stock-bench-prefers-san-a", "rsc": "stock-bench",
                                "node": "san-a", "score": "100"}
@@ -105,9 +104,9 @@ def test_stock_luns_must_be_distinct() -> None:
 
 
 def _cib_with_stock(luns: int) -> str:
-    """The CIB apply writes for the volumes alone, plus the stock group: a whole CIB of two
-    online nodes with quorum, as crm_verify wants it."""
-    config = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, luns, target=False))
+    """The CIB apply writes for our target, plus the stock group on the same DRBD
+    resource: a whole CIB of two online nodes with quorum, as crm_verify wants it."""
+    config = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, luns))
     planned = plan(config)
     fragment = ET.fromstring(planned.cib)
     target = fb.stock_target(TOPOLOGY, INITIATOR,
@@ -143,7 +142,7 @@ def test_removal_names_every_constraint_on_the_group_and_the_group() -> None:
     refs, resources = stock_cib.removal(text, "stock-bench")
     assert sorted(c.get("id", "") for c in refs) == sorted([
         "stock-bench-prefers-san-a", "cli-prefer-stock-bench",
-        *(f"stock-bench-{kind}-bench{i}" for kind in ("with", "after") for i in range(2))])
+        "stock-bench-with-drbd", "stock-bench-after-drbd"])
     assert all(set(c.attrib) == {"id"} for c in refs)  # cibadmin matches on these only
     assert [(g.tag, g.attrib) for g in resources] == [("group", {"id": "stock-bench"})]
     # Our own plan's constraints (fencing, pings) are not touched.
@@ -151,7 +150,7 @@ def test_removal_names_every_constraint_on_the_group_and_the_group() -> None:
 
 
 def test_removal_of_a_cib_without_the_group_deletes_no_constraint() -> None:
-    config = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, 1, target=True))
+    config = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, 1))
     cib = f"<cib>{plan(config).cib}</cib>"
     assert not stock_cib.present(cib, "stock-bench")
     assert len(stock_cib.removal(cib, "stock-bench")[0]) == 0
@@ -163,14 +162,12 @@ def test_removal_of_a_cib_without_the_group_deletes_no_constraint() -> None:
 @pytest.mark.parametrize("luns", [1, 8, 64])
 def test_bench_desired_validates_and_our_group_has_the_id_the_bench_waits_for(
         luns: int) -> None:
-    ours = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, luns, target=True))
+    ours = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, luns))
     (target,) = ours.targets
-    assert target_group_id(target) == fb.OURS_GROUP
+    assert target_group_id(target.name) == fb.OURS_GROUP
     assert [(lun.number, lun.volume) for lun in target.luns] == [
         (i, f"bench{i}") for i in range(luns)]
     assert target.auth.mode.value == "chap" and target.initiators == (INITIATOR,)
-    volumes_only = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, luns, target=False))
-    assert volumes_only.targets == () and len(volumes_only.volumes) == luns
 
 
 # -- statistics -------------------------------------------------------------------------

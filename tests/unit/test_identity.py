@@ -1,60 +1,92 @@
-"""DRBD minors and ports are stable: a re-plan never renumbers an existing volume."""
+"""DRBD ports, volume numbers and minors are stable: a re-plan never renumbers an
+exported volume."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from iscsiha.commands.config import plan
-from iscsiha.model.identity import DrbdSlot, allocate_drbd
+from iscsiha.model.identity import DrbdResource, DrbdSlot, allocate_drbd
 from iscsiha.model.load import load_data
-from iscsiha.model.types import Volume
-
-G = 1024**3
+from iscsiha.model.types import Config
 
 
-def vol(name: str, minor: int | None = None, port: int | None = None) -> Volume:
-    return Volume(name, G, "data", minor, port)
+def _config(example: dict[str, Any], luns: dict[str, list[str]],
+            minors: dict[str, int] | None = None, ports: dict[str, int] | None = None
+            ) -> Config:
+    """The example with targets exporting ``luns`` (target -> volumes, LUN 0 upwards)."""
+    names = sorted({v for vs in luns.values() for v in vs} | {"spare"})
+    example["volumes"] = [{"name": n, "size": "1G", **(
+        {"drbd_minor": minors[n]} if minors and n in minors else {})} for n in names]
+    template = example["targets"][0]
+    example["targets"] = [
+        {**template, "name": t, "iqn": f"iqn.2026-11.com.example:{t}",
+         "portals": [f"10.30.0.{100 + i}"],
+         "luns": [{"lun": n, "volume": v} for n, v in enumerate(vs)],
+         **({"drbd_port": ports[t]} if ports and t in ports else {})}
+        for i, (t, vs) in enumerate(luns.items())]
+    return load_data(example)
 
 
-def test_new_volumes_get_the_lowest_free_minor_and_port() -> None:
-    slots = allocate_drbd([vol("a"), vol("b"), vol("c")])
-    assert slots == {"a": DrbdSlot(0, 7789), "b": DrbdSlot(1, 7790), "c": DrbdSlot(2, 7791)}
+def test_each_target_gets_a_port_and_its_volumes_numbers_and_minors(
+        example: dict[str, Any]) -> None:
+    res = allocate_drbd(_config(example, {"vm": ["a", "b"], "web": ["c"]}))
+    assert res == {"vm": DrbdResource(7789, {"a": DrbdSlot(0, 0), "b": DrbdSlot(1, 1)}),
+                   "web": DrbdResource(7790, {"c": DrbdSlot(0, 2)})}
 
 
-def test_previous_slots_are_kept_when_a_volume_is_added_in_front() -> None:
-    first = allocate_drbd([vol("b"), vol("c")])
-    second = allocate_drbd([vol("a"), vol("b"), vol("c")], first)
-    assert second["b"] == first["b"] and second["c"] == first["c"]
-    assert second["a"] == DrbdSlot(2, 7791)
+def test_an_added_lun_keeps_every_existing_number_minor_and_port(
+        example: dict[str, Any]) -> None:
+    first = allocate_drbd(_config(example, {"vm": ["b", "c"], "web": ["d"]}))
+    second = allocate_drbd(_config(example, {"vm": ["a", "b", "c"], "web": ["d"],
+                                             "new": ["x"]}), first)
+    assert second["vm"].volumes["b"] == first["vm"].volumes["b"]
+    assert second["vm"].volumes["c"] == first["vm"].volumes["c"]
+    assert second["web"] == first["web"]
+    assert second["vm"].volumes["a"] == DrbdSlot(2, 3)  # next free number and minor
+    assert second["new"] == DrbdResource(7791, {"x": DrbdSlot(0, 4)})
 
 
-def test_a_deleted_volume_frees_its_slot_without_moving_the_others() -> None:
-    first = allocate_drbd([vol("a"), vol("b"), vol("c")])
-    second = allocate_drbd([vol("a"), vol("c"), vol("d")], first)
-    assert second["a"] == first["a"] and second["c"] == first["c"]
-    assert second["d"] == first["b"]
+def test_a_removed_lun_frees_its_slot_without_moving_the_others(
+        example: dict[str, Any]) -> None:
+    first = allocate_drbd(_config(example, {"vm": ["a", "b", "c"]}))
+    second = allocate_drbd(_config(example, {"vm": ["a", "c", "d"]}), first)
+    assert second["vm"].volumes["a"] == first["vm"].volumes["a"]
+    assert second["vm"].volumes["c"] == first["vm"].volumes["c"]
+    assert second["vm"].volumes["d"] == first["vm"].volumes["b"]
 
 
-def test_pinned_values_win_and_are_never_given_to_others() -> None:
-    slots = allocate_drbd([vol("a"), vol("b", minor=0, port=7789)])
-    assert slots["b"] == DrbdSlot(0, 7789)
-    assert slots["a"] == DrbdSlot(1, 7790)
+def test_a_volume_exported_by_another_target_gets_a_new_slot(
+        example: dict[str, Any]) -> None:
+    first = allocate_drbd(_config(example, {"vm": ["a", "b"], "web": ["c"]}))
+    second = allocate_drbd(_config(example, {"vm": ["a"], "web": ["c", "b"]}), first)
+    assert second["web"].volumes["b"] == DrbdSlot(1, 1)  # minor 1 was free again
 
 
-def test_a_pin_that_takes_a_previous_slot_moves_only_the_unpinned_volume() -> None:
-    previous = {"a": DrbdSlot(0, 7789), "b": DrbdSlot(1, 7790)}
-    slots = allocate_drbd([vol("a"), vol("b", minor=0)], previous)
-    assert slots["b"].minor == 0
-    assert slots["a"].minor not in (0,) and slots["a"] != slots["b"]
+def test_pinned_values_win_and_are_never_given_to_others(example: dict[str, Any]) -> None:
+    res = allocate_drbd(_config(example, {"vm": ["a", "b"]}, minors={"b": 0, "spare": 1},
+                                ports={"vm": 7800}))
+    assert res["vm"] == DrbdResource(7800, {"a": DrbdSlot(0, 2), "b": DrbdSlot(1, 0)})
+
+
+def test_a_pin_that_takes_a_previous_minor_moves_only_the_unpinned_volume(
+        example: dict[str, Any]) -> None:
+    first = allocate_drbd(_config(example, {"vm": ["a", "b"]}))
+    second = allocate_drbd(_config(example, {"vm": ["a", "b"]}, minors={"b": 0}), first)
+    assert second["vm"].volumes["b"].minor == 0
+    assert second["vm"].volumes["a"].minor == 1  # b's old one, free again
+    assert {s.number for s in second["vm"].volumes.values()} == {0, 1}
 
 
 def test_replanning_from_the_previous_cib_keeps_every_volume(example: dict[str, Any]) -> None:
     before = plan(load_data(example))
     example["volumes"].insert(0, {"name": "aaa-first", "size": "1G"})
+    example["targets"][0]["luns"].append({"lun": 2, "volume": "aaa-first"})
     after = plan(load_data(example), previous_cib=before.cib)
     for name, slot in before.slots.items():
         assert after.slots[name] == slot
-    assert after.slots["aaa-first"] == DrbdSlot(3, 7792)
+    assert after.slots["aaa-first"] == DrbdSlot(2, 3)
+    assert after.drbd["vm"].port == before.drbd["vm"].port
 
 
 def test_replanning_without_previous_state_is_deterministic(example: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ def test_both_nodes_get_identical_files(tmp_path: Path) -> None:
     a = _files(tmp_path / "san-a")
     assert a == _files(tmp_path / "san-b")
     assert sorted(a) == ["etc/corosync/corosync.conf", "etc/drbd.d/backup.res",
-                         "etc/drbd.d/db.res", "etc/drbd.d/vmstore.res"]
+                         "etc/drbd.d/vm.res"]
 
 
 def test_without_a_tiebreaker_corosync_uses_two_node_mode(example: dict[str, Any]) -> None:

@@ -44,16 +44,16 @@ def test_without_a_tiebreaker_the_first_box_wins_a_fence_race(example: dict[str,
 def test_drbd_files_carry_the_peer_secret_fencing_and_handlers(example: dict[str, Any]) -> None:
     plan = make_plan(load_data(example), replication_key=KEY)
     res = {f.path: f for f in plan.node_files["san-a"] if f.path.endswith(".res")}
-    vmstore = res["/etc/drbd.d/vmstore.res"]
-    assert vmstore.mode == 0o600
-    assert f'shared-secret "{peer_secret(KEY, "vmstore")}";' in vmstore.content
-    assert "fencing resource-and-stonith;" in vmstore.content
-    assert "crm-fence-peer.sh --role=Promoted" in vmstore.content
-    assert "after-sb-2pri disconnect;" in vmstore.content
+    vm = res["/etc/drbd.d/vm.res"]
+    assert vm.mode == 0o600
+    assert f'shared-secret "{peer_secret(KEY, "vm")}";' in vm.content
+    assert "fencing resource-and-stonith;" in vm.content
+    assert "crm-fence-peer.sh --role=Promoted" in vm.content
+    assert "after-sb-2pri disconnect;" in vm.content
     assert plan.node_files["san-a"] == plan.node_files["san-b"]
 
 
-def test_peer_secrets_differ_per_volume_and_key_and_fit_drbd() -> None:
+def test_peer_secrets_differ_per_resource_and_key_and_fit_drbd() -> None:
     secrets = {peer_secret(KEY, "db"), peer_secret(KEY, "vmstore"), peer_secret(b"x", "db")}
     assert len(secrets) == 3
     assert all(len(s) <= 64 and s.isalnum() for s in secrets)

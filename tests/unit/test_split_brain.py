@@ -158,12 +158,16 @@ class Res:
     percent: float | None = None
 
 
+RESOURCES = {"vm": ["vmstore", "db"], "backup": ["backup"]}  # the example's targets
+VOLUMES = {f"{t}/{n}": v for t, vs in RESOURCES.items() for n, v in enumerate(vs)}
+
+
 @dataclass
 class FakeBox:
     """A box's DRBD as drbdadm, /proc/drbd and dmesg show it; it records each command."""
 
     name: str
-    res: dict[str, Res]
+    res: dict[str, Res]  # volume -> its DRBD state
     kernel: list[str] = field(default_factory=list)
     calls: list[list[str]] = field(default_factory=list)
     on_read: Callable[[], None] = lambda: None
@@ -182,19 +186,25 @@ class FakeBox:
         if argv == [DMESG]:
             return "".join(line + "\n" for line in self.kernel), 0
         assert argv[0] == DRBDADM, argv
-        r = self.res[argv[-1]]
+        # RES/NUMBER names one volume, RES all of a target's volumes.
+        volumes = [VOLUMES[argv[-1]]] if "/" in argv[-1] else RESOURCES[argv[-1]]
+        rs = [self.res[v] for v in volumes]
         match argv[1:-1]:
             case ["get-gi"]:
+                (r,) = rs
                 return r.gi, 0
             case ["disconnect"]:
-                if r.connection == "StandAlone":  # what 8.4 says: the connection is gone
+                if all(r.connection == "StandAlone" for r in rs):  # 8.4: no connection left
                     return ("r: Failure: (162) Invalid configuration request\n"
                             "additional info from kernel:\nunknown connection"), 10
-                r.connection = "StandAlone"
+                for r in rs:
+                    r.connection = "StandAlone"
             case ["secondary"]:
-                r.role = "Secondary"
+                for r in rs:
+                    r.role = "Secondary"
             case ["connect", *flags]:
-                r.connection, r.discard = "WFConnection", flags == ["--discard-my-data"]
+                for r in rs:
+                    r.connection, r.discard = "WFConnection", flags == ["--discard-my-data"]
             case _:
                 raise AssertionError(f"unexpected {argv}")
         return "", 0
@@ -231,6 +241,13 @@ class Pair:
         a.on_read = b.on_read = self.step
 
     def step(self) -> None:
+        for volume in RESOURCES["vm"]:
+            x, y = self.a.res[volume], self.b.res[volume]
+            if x.connection == y.connection == "WFConnection" and self.link_up and x.gi == y.gi:
+                # Never apart: connects whatever a side was told to discard.
+                for r in (x, y):
+                    r.connection, r.discard = "Connected", False
+                    r.peer_disk = "UpToDate"
         x, y = self.a.res[self.volume], self.b.res[self.volume]
         if x.connection == y.connection == "WFConnection" and self.link_up:
             if x.discard == y.discard:
@@ -311,8 +328,7 @@ class FakePacemaker(Pacemaker):
         return self.cib
 
     def status(self) -> str:
-        return CRM_MON.format(clones="".join(CLONE.format(v=v)
-                                             for v in ("vmstore", "db", "backup")))
+        return CRM_MON.format(clones="".join(CLONE.format(v=t) for t in RESOURCES))
 
     def patch(self, old: str, new: str) -> bool:
         assert old == self.cib
@@ -339,19 +355,22 @@ def _cluster(db_b: Res | None = None, maintenance: bool = False) -> Cluster:
     san-b Secondary; both StandAlone, each with its own changes."""
     cib = make_plan(load_data(tomllib.loads(EXAMPLE.read_text()))).cib
     if maintenance:
-        cib = cib.replace('<clone id="drbd-db-clone">', '<clone id="drbd-db-clone">'
+        cib = cib.replace('<clone id="drbd-vm-clone">', '<clone id="drbd-vm-clone">'
                           '<meta_attributes id="m"><nvpair id="m-m" name="maintenance" '
                           'value="true"/></meta_attributes>')
         assert 'name="maintenance"' in cib
-    healthy = {"vmstore": Res(0), "backup": Res(2)}
-    a = FakeBox("san-a", {**healthy, "db": Res(
+    # vmstore shares target vm's DRBD resource, so its connection too; it was not
+    # written while apart.
+    a = FakeBox("san-a", {"backup": Res(2), "vmstore": Res(
+        0, "Primary", "StandAlone", "UpToDate", "DUnknown"), "db": Res(
         1, "Primary", "StandAlone", "UpToDate", "DUnknown", oos=1024,
         gi=_gi(A_NEW, PARTED, flags="1:1:1:0:0:0:0"))},
         kernel=["[ 4021.118312] drbd db/0 drbd1: Split-Brain detected but unresolved, "
                 "dropping connection!"])
-    b = FakeBox("san-b", {**{k: Res(r.minor) for k, r in healthy.items()},
-                          "db": db_b or Res(1, "Secondary", "StandAlone", "UpToDate",
-                                            "DUnknown", oos=3072, gi=_gi(B_NEW, PARTED))},
+    b = FakeBox("san-b", {
+        "backup": Res(2), "vmstore": Res(0, "Secondary", "StandAlone", "UpToDate", "DUnknown"),
+        "db": db_b or Res(1, "Secondary", "StandAlone", "UpToDate", "DUnknown", oos=3072,
+                          gi=_gi(B_NEW, PARTED))},
                 kernel=["[ 4021.120001] drbd db/0 drbd1: Split-Brain detected but unresolved, "
                         "dropping connection!"])
     pacemaker = FakePacemaker(f'<cib admin_epoch="0" epoch="7" num_updates="12">{cib}</cib>')
@@ -395,6 +414,7 @@ def test_listing_says_so_when_no_volume_is_in_split_brain(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     calm = _cluster(db_b=Res(1))
     calm.a.res["db"] = Res(1, "Primary")
+    calm.a.res["vmstore"], calm.b.res["vmstore"] = Res(0, "Primary"), Res(0)
     monkeypatch.setattr(cli, "_split_brain_cluster", calm.fakes)
     assert cli.main(["split-brain"]) == 0
     assert capsys.readouterr().out == "no volume is in split brain (3 checked on san-a and san-b)\n"
@@ -405,9 +425,9 @@ def test_listing_says_so_when_no_volume_is_in_split_brain(
 
 def test_a_volume_not_in_split_brain_is_refused_naming_its_state(cluster: Cluster) -> None:
     with pytest.raises(IscsihaError) as exc:
-        sb.resolve(*cluster.fakes(), "vmstore", "san-b", cluster.progress.append)
+        sb.resolve(*cluster.fakes(), "backup", "san-b", cluster.progress.append)
     (report,) = exc.value.reports
-    assert (report.code, report.value) == ("not-in-split-brain", "vmstore")
+    assert (report.code, report.value) == ("not-in-split-brain", "backup")
     assert "san-b: Secondary, Connected, UpToDate" in report.message
     assert cluster.b.drbd_changes() == [] and cluster.pacemaker.patches == []
 
@@ -443,16 +463,18 @@ def test_discarding_runs_drbd_s_recovery_on_each_side_and_waits_for_the_resync(
         cluster: Cluster) -> None:
     result = sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
     # The discarded side was already StandAlone: 8.4 has no connection to drop there.
-    assert cluster.b.drbd_changes() == [["secondary", "db"],
-                                        ["connect", "--discard-my-data", "db"]]
-    assert cluster.a.drbd_changes() == [["connect", "db"]]
-    assert result.commands == {"san-b": ["drbdadm secondary db",
-                                         "drbdadm connect --discard-my-data db"],
-                               "san-a": ["drbdadm connect db"]}
+    assert cluster.b.drbd_changes() == [["secondary", "vm"],
+                                        ["connect", "--discard-my-data", "vm"]]
+    assert cluster.a.drbd_changes() == [["connect", "vm"]]
+    assert result.commands == {"san-b": ["drbdadm secondary vm",
+                                         "drbdadm connect --discard-my-data vm"],
+                               "san-a": ["drbdadm connect vm"]}
     for box in (cluster.a, cluster.b):
         db = box.res["db"]
         assert (db.connection, db.disk, db.peer_disk) == ("Connected", "UpToDate", "UpToDate")
     assert cluster.a.res["db"].role == "Primary"
+    # DRBD recovers the target's resource as a whole: its other volume connects too.
+    assert cluster.b.res["vmstore"].connection == "Connected"
     assert (result.kept, result.discarded, result.resynced_kib) == ("san-a", "san-b", 4096)
     assert "resyncing db from san-a to san-b: 50.0%" in cluster.progress
     assert "resynced 4096 KiB (4.0 MiB) in " in sb.summary(result)
@@ -462,12 +484,12 @@ def test_pacemaker_leaves_the_clone_alone_during_the_procedure_and_gets_it_back(
         cluster: Cluster) -> None:
     sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
     held, released = (ET.fromstring(p) for p in cluster.pacemaker.patches)
-    assert _meta(held, "drbd-db-clone")["maintenance"] == "true"
-    assert "maintenance" not in _meta(released, "drbd-db-clone")
+    assert _meta(held, "drbd-vm-clone")["maintenance"] == "true"
+    assert "maintenance" not in _meta(released, "drbd-vm-clone")
     assert [c.get("epoch") for c in (held, released)] == ["8", "9"]  # each a config change
     # Only that clone: every other resource stays in Pacemaker's hands.
     assert [c.get("id") for c in held.iter("clone") if "maintenance" in _meta(held, c.get(
-        "id", ""))] == ["drbd-db-clone"]
+        "id", ""))] == ["drbd-vm-clone"]
 
 
 def _meta(cib: ET.Element, clone: str) -> dict[str, str]:
@@ -481,15 +503,15 @@ def test_a_clone_already_in_maintenance_is_left_as_it_is() -> None:
     cluster = _cluster(maintenance=True)
     result = sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
     assert cluster.pacemaker.patches == []
-    assert result.held_by == "drbd-db-clone was already left alone by Pacemaker"
+    assert result.held_by == "drbd-vm-clone was already left alone by Pacemaker"
 
 
 def test_a_discarded_side_still_waiting_for_its_peer_is_disconnected_first() -> None:
     cluster = _cluster(db_b=Res(1, "Secondary", "WFConnection", "UpToDate", "DUnknown",
                                 oos=3072, gi=_gi(B_NEW, PARTED)))
     sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
-    assert cluster.b.drbd_changes() == [["disconnect", "db"], ["secondary", "db"],
-                                        ["connect", "--discard-my-data", "db"]]
+    assert cluster.b.drbd_changes() == [["disconnect", "vm"], ["secondary", "vm"],
+                                        ["connect", "--discard-my-data", "vm"]]
 
 
 def test_the_discard_step_checks_again_when_it_runs(
@@ -519,7 +541,7 @@ def test_when_drbd_drops_the_connection_again_it_says_so_and_releases_the_clone(
         sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
     assert _codes(exc) == ["split-brain-not-resolved", "partly-applied"]
     assert "Split-Brain detected but unresolved" in exc.value.reports[0].message
-    assert "ran on san-b: drbdadm secondary db" in exc.value.reports[1].message
+    assert "ran on san-b: drbdadm secondary vm" in exc.value.reports[1].message
     assert len(cluster.pacemaker.patches) == 2  # held, then handed back anyway
     assert 'name="maintenance"' not in cluster.pacemaker.cib
 

@@ -24,10 +24,10 @@ CIB = """<cib><configuration><crm_config><cluster_property_set id="o">
 <resources>
   <primitive id="fence-san-a" class="stonith" type="fence_ipmilan"/>
   <primitive id="fence-san-b" class="stonith" type="fence_ipmilan"/>
-  <clone id="drbd-db-clone"><primitive id="drbd-db" class="ocf" provider="linbit" type="drbd">
-    <instance_attributes id="p"><nvpair id="p1" name="drbd_resource" value="db"/>
+  <clone id="drbd-vm-clone"><primitive id="drbd-vm" class="ocf" provider="linbit" type="drbd">
+    <instance_attributes id="p"><nvpair id="p1" name="drbd_resource" value="vm"/>
     </instance_attributes><meta_attributes id="m">
-    <nvpair id="m1" name="iscsiha-drbd-minor" value="3"/>
+    <nvpair id="m1" name="iscsiha-drbd-volumes" value="db:0:3"/>
     <nvpair id="m2" name="iscsiha-drbd-port" value="7792"/></meta_attributes></primitive></clone>
   <group id="target-vm"><primitive id="target-vm-lio" class="ocf" provider="iscsiha"
     type="target"><instance_attributes id="t"><nvpair id="t1" name="iqn"
@@ -40,9 +40,9 @@ def mon(quorum: str = 'present="true" with_quorum="true"', fence_b: str = "Start
   <node name="san-a" online="true"/><node name="san-b" online="true"/></nodes><resources>
   <resource id="fence-san-a" role="Started"><node name="san-b"/></resource>
   <resource id="fence-san-b" role="{fence_b}"><node name="san-a"/></resource>
-  <clone id="drbd-db-clone">
-    <resource id="drbd-db" role="Promoted"><node name="san-a"/></resource>
-    <resource id="drbd-db" role="Unpromoted"><node name="san-b"/></resource></clone>
+  <clone id="drbd-vm-clone">
+    <resource id="drbd-vm" role="Promoted"><node name="san-a"/></resource>
+    <resource id="drbd-vm" role="Unpromoted"><node name="san-b"/></resource></clone>
   <group id="target-vm"><resource id="target-vm-lio" role="Started"><node name="san-a"/>
   </resource></group></resources></pacemaker-result>"""
 
