@@ -313,7 +313,9 @@ class _Bench:
                 "portal": "both reached at the floating address; stock's lio-t listens on "
                           "0.0.0.0:3260 (a floating-address portal failed in targetcli)",
                 "auth": "one-way CHAP and an ACL for the lab's initiator, on both",
-                "volumes": f"bench0..bench<N-1>, {VOLUME_SIZE} each, the same for both",
+                "volumes": f"bench0..bench<N-1>, {VOLUME_SIZE} each: the volumes of one DRBD "
+                           "resource with one promotable clone, the same for both (for the "
+                           "stock run our group is stopped)",
                 "pause": "longest gap between two acknowledged 4 KiB O_DIRECT|O_DSYNC writes, "
                          "round-robin over all N disks",
                 "failed_run": "I/O errors, lost or unreadable writes, or an unfinished fault: "
