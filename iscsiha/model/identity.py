@@ -67,7 +67,12 @@ def allocate_drbd(config: Config, previous: Mapping[str, DrbdResource] | None = 
          for name, slot in res.volumes.items() if exported.get(name) == target})
     ports = _kept({t.name: t.drbd_port for t in config.targets if t.drbd_port is not None},
                   {t: res.port for t, res in previous.items()})
-    used_minors, used_ports = set(minors.values()), set(ports.values())
+    # Values the previous allocation held stay taken even where this plan drops them:
+    # the dropped resource's file is still on the boxes until the apply has finished,
+    # and drbdadm refuses every command while two files claim one minor or port.
+    used_minors = set(minors.values()) | {slot.minor for res in previous.values()
+                                          for slot in res.volumes.values()}
+    used_ports = set(ports.values()) | {res.port for res in previous.values()}
     out: dict[str, DrbdResource] = {}
     for target in config.targets:
         if target.name not in ports:

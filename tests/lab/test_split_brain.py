@@ -148,6 +148,8 @@ def split(lab: Lab) -> Iterator[SplitBrain]:
     try:
         wait_for(f"{VOLUME} connected, UpToDate on both boxes, Primary on one",
                  lambda: _in_sync(lab), timeout=240)
+        # And its target started: the split brain is made with the cluster at rest.
+        lab.exec("san-a", ["crm_resource", "--wait", "--timeout=180s"], timeout=240).check()
         yield _make_split_brain(lab)
     finally:
         # Whatever happened: Pacemaker manages the clone again, then the target goes

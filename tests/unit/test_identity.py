@@ -47,20 +47,31 @@ def test_an_added_lun_keeps_every_existing_number_minor_and_port(
     assert second["new"] == DrbdResource(7791, {"x": DrbdSlot(0, 4)})
 
 
-def test_a_removed_lun_frees_its_slot_without_moving_the_others(
+def test_a_removed_lun_keeps_its_minor_from_new_volumes_until_the_next_plan(
         example: dict[str, Any]) -> None:
+    # Its resource file still claims the minor while the apply that drops it runs.
     first = allocate_drbd(_config(example, {"vm": ["a", "b", "c"]}))
     second = allocate_drbd(_config(example, {"vm": ["a", "c", "d"]}), first)
     assert second["vm"].volumes["a"] == first["vm"].volumes["a"]
     assert second["vm"].volumes["c"] == first["vm"].volumes["c"]
-    assert second["vm"].volumes["d"] == first["vm"].volumes["b"]
+    assert second["vm"].volumes["d"] == DrbdSlot(1, 3)
+    third = allocate_drbd(_config(example, {"vm": ["a", "c", "d"], "new": ["e"]}),
+                          {"vm": second["vm"]})
+    assert third["new"].volumes["e"].minor == 1  # b's, free once the CIB forgot it
+
+
+def test_a_deleted_target_keeps_its_minors_and_port_from_a_new_target(
+        example: dict[str, Any]) -> None:
+    first = allocate_drbd(_config(example, {"old": ["a", "b"]}))
+    second = allocate_drbd(_config(example, {"new": ["c"]}), first)
+    assert second["new"] == DrbdResource(7790, {"c": DrbdSlot(0, 2)})
 
 
 def test_a_volume_exported_by_another_target_gets_a_new_slot(
         example: dict[str, Any]) -> None:
     first = allocate_drbd(_config(example, {"vm": ["a", "b"], "web": ["c"]}))
     second = allocate_drbd(_config(example, {"vm": ["a"], "web": ["c", "b"]}), first)
-    assert second["web"].volumes["b"] == DrbdSlot(1, 1)  # minor 1 was free again
+    assert second["web"].volumes["b"] == DrbdSlot(1, 3)
 
 
 def test_pinned_values_win_and_are_never_given_to_others(example: dict[str, Any]) -> None:
@@ -74,7 +85,7 @@ def test_a_pin_that_takes_a_previous_minor_moves_only_the_unpinned_volume(
     first = allocate_drbd(_config(example, {"vm": ["a", "b"]}))
     second = allocate_drbd(_config(example, {"vm": ["a", "b"]}, minors={"b": 0}), first)
     assert second["vm"].volumes["b"].minor == 0
-    assert second["vm"].volumes["a"].minor == 1  # b's old one, free again
+    assert second["vm"].volumes["a"].minor == 2  # not b's old one: its file holds it
     assert {s.number for s in second["vm"].volumes.values()} == {0, 1}
 
 
