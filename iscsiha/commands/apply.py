@@ -182,14 +182,12 @@ def _reshape(plan: Plan, pacemaker: Pacemaker, boxes: Boxes, change: Delta, targ
                      f"{', '.join(leaving)}")
             boxes.step(promoted, "drbd-role", {"role": "secondary", "volumes": [
                 f"{target}/{before.volumes[v].number}" for v in leaving]})
-        progress(f"{target}: DRBD resource file with "
-                 + "; ".join(w for w in (f"{', '.join(joining)} joining" if joining else "",
-                                         f"{', '.join(leaving)} leaving" if leaving else "")
-                             if w))
+        moves = [f"{', '.join(vs)} {what}"
+                 for vs, what in ((joining, "joining"), (leaving, "leaving")) if vs]
+        progress(f"{target}: DRBD resource file with {'; '.join(moves)}")
         boxes.on_both("write-files", {"files": _drbd_files(plan, boxes.here, [target])})
-        new = [(ref, minor) for ref, minor in _volume_refs(plan.drbd, (target,))
-               if ref.split("/")[1] in {str(plan.drbd[target].volumes[v].number)
-                                        for v in joining}]
+        slots = plan.drbd[target].volumes
+        new = [(f"{target}/{slots[v].number}", slots[v].minor) for v in joining]
         if new:
             boxes.on_both("drbd-metadata", {"volumes": [ref for ref, _ in new]})
         boxes.on_both("adjust", {"resources": [target]})
