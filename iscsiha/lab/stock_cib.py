@@ -4,8 +4,10 @@
 (`iscsiha apply`) and once through resource-agents' own: a group of
 ocf:heartbeat:IPaddr2, ocf:heartbeat:iSCSITarget and one ocf:heartbeat:iSCSILogicalUnit
 per LUN (implementation lio-t: targetcli), colocated with and ordered after the
-promotion of every volume's DRBD clone, the way ClusterLabs and LINBIT document it.
-portblock is left out: it needs iptables, and the lab's UML kernel has no netfilter.
+promotion of the target's DRBD clone, the way ClusterLabs and LINBIT document it.
+portblock is left out: it needs iptables, and the lab's UML kernel has neither the
+ip_tables module nor an nf_tables it can add a table to (`nft add table ip t` fails
+with "Operation not supported").
 
 Pure functions: the XML to add with `cibadmin --create`, and what to delete again.
 """
@@ -28,7 +30,7 @@ from iscsiha.plan.cib import (
     with_promoted_drbd,
 )
 
-PORTBLOCK = "omitted: no netfilter in the lab kernel"
+PORTBLOCK = "omitted: the lab kernel has no usable iptables/nf_tables"
 IMPLEMENTATION = "lio-t"  # targetcli; "lio" needs lio-utils, which Debian no longer has
 # The constraints a group can appear in, and the attributes that name it.
 _REFERENCES = {"rsc_location": ("rsc",), "rsc_colocation": ("rsc", "with-rsc"),
