@@ -467,8 +467,8 @@ class _Bench:
             error = error or str(exc)
         finally:
             logout_all(self.initiator)
-        keep = ("max_gap_s", "gap_at_s", "writes", "errors", "lost", "newer_than_acked",
-                "unreadable", "checked", "error_text")
+        keep = ("max_gap_s", "gap_at_s", "writes", "errors", "lost", "lost_kinds",
+                "newer_than_acked", "unreadable", "checked", "error_text")
         record |= {k: result.get(k) for k in keep}
         record["failure"] = run_failure(result, error)
         if fault == "move" and record["failure"] is None and (off := self.powered_off()):

@@ -69,7 +69,8 @@ def verify(result: dict[str, Any]) -> None:
     """0 I/O errors, 0 acknowledged writes lost or unreadable, and writes did flow."""
     if result["errors"] or result["lost"] or result.get("unreadable", 0):
         raise CheckFailed(f"{result['errors']} I/O errors, {result['lost']} acknowledged "
-                          f"writes lost, {result.get('unreadable', 0)} unreadable: "
+                          f"writes lost {result.get('lost_kinds', {})}, "
+                          f"{result.get('unreadable', 0)} unreadable: "
                           f"{result['error_text']}")
     if result["writes"] <= 100:
         raise CheckFailed(f"only {result['writes']} writes completed")

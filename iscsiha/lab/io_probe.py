@@ -4,8 +4,8 @@ Writes numbered 4 KiB blocks round-robin over the given block devices with
 O_DIRECT|O_DSYNC (each write acknowledged only once it is stable), times every
 completion, and stops at a stop file or a time limit. Then it reads back the
 last acknowledged block at every offset it wrote and counts any that differ: lost
-when older or foreign, "newer_than_acked" when it is a later write of its own that
-returned an error yet landed (and any it cannot read back).
+when older, zeros or foreign (counted apart), "newer_than_acked" when it is a later
+write of its own that returned an error yet landed (and any it cannot read back).
 Prints one JSON line: writes, errors, the longest gap between two completions
 (the I/O pause) and when it began, and blocks lost.
 
@@ -32,12 +32,15 @@ def _block(dev: int, seq: int, offset: int) -> bytes:
     return (head + body).ljust(BLOCK, b"\0")
 
 
-def _later_write(found: bytes, dev: int, acked: int, offset: int) -> bool:
-    """Whether ``found`` is this probe's own block for (dev, offset), written after the
-    last acknowledged one (a write whose error reached us but whose data landed)."""
+def _kind(found: bytes, dev: int, acked: int, offset: int) -> str:
+    """What a block that is not the last acknowledged write holds instead: "newer" (this
+    probe's own later write, whose error reached us but whose data landed), "older" (an
+    earlier write of its own at that offset), "zeros", or "foreign"."""
     magic, fdev, seq, foffset = struct.unpack_from("<8sQQQ", found)
-    return (magic == b"ISCSIHA1" and (fdev, foffset) == (dev, offset) and seq > acked
-            and found == _block(dev, seq, offset))
+    if (magic == b"ISCSIHA1" and (fdev, foffset) == (dev, offset)
+            and found == _block(dev, seq, offset)):
+        return "newer" if seq > acked else "older"
+    return "zeros" if not found.strip(b"\0") else "foreign"
 
 
 def main() -> None:
@@ -73,7 +76,8 @@ def main() -> None:
             gap, gap_at = now - last, last - start
         last = now
         seq += 1
-    lost = unreadable = newer = 0
+    lost_kinds = {"older": 0, "zeros": 0, "foreign": 0}
+    unreadable = newer = 0
     for (dev, offset), wrote in acked.items():
         buf.seek(0)
         try:
@@ -86,12 +90,14 @@ def main() -> None:
         found = bytes(buf)
         if found == _block(dev, wrote, offset):
             continue
-        if _later_write(found, dev, wrote, offset):
+        kind = _kind(found, dev, wrote, offset)
+        if kind == "newer":
             newer += 1  # a write reported failed had landed after all: newer, not lost
         else:
-            lost += 1
+            lost_kinds[kind] += 1
     print(json.dumps({"writes": writes, "errors": errors, "error_text": error_text,
-                      "max_gap_s": round(gap, 3), "gap_at_s": round(gap_at, 3), "lost": lost,
+                      "max_gap_s": round(gap, 3), "gap_at_s": round(gap_at, 3),
+                      "lost": sum(lost_kinds.values()), "lost_kinds": lost_kinds,
                       "unreadable": unreadable, "newer_than_acked": newer,
                       "checked": len(acked), "seconds": round(last - start, 3)}))
 
