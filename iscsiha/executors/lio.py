@@ -3,20 +3,29 @@
 A target and all its LUNs are applied in one pass in-process (the stock agents
 spawn targetcli once per LUN). Nothing is ever saved to /etc/target: the cluster
 owns LIO, and the passive box must come up empty.
+
+Changes are serialized between processes (Pacemaker starts and stops the targets of
+one box at once): rtslib picks a new backstore's index from a cache each process reads
+from configfs once, outside its own lock, so two processes could put their storage
+objects under one `iblock_N`, and removing one then failed ("Directory not empty"),
+a failed stop that got the box fenced in the lab (rtslib-fb issues #179, #180).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from iscsiha.executors.locks import exclusive
 from iscsiha.model.types import AuthMode
 from iscsiha.plan.agent_params import AuthParams, LunParam, TargetParams
 
 TPG_TAG = 1
+LOCK = "/run/iscsiha/lio.lock"
 ISCSI_FABRIC_PATH = "/sys/kernel/config/target/iscsi"
 _PRODUCT_MAX = 16  # SCSI INQUIRY product identification
 
@@ -58,8 +67,9 @@ def refused_initiators(kernel_log: str) -> tuple[str, ...]:
 class Lio:
     """Thin wrapper over rtslib; constructing it touches nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock_path: str = LOCK) -> None:
         self._rtslib: Any = None
+        self._lock_path = lock_path
 
     def _lib(self) -> Any:
         if self._rtslib is None:
@@ -71,22 +81,12 @@ class Lio:
     def _root(self) -> Any:
         return self._lib().RTSRoot()
 
-    # -- reading (monitor only reads) -----------------------------------------------------
+    # -- reading ------------------------------------------------------------------------
 
     def target_state(self, iqn: str) -> TargetState | None:
-        root = self._root()
-        target = next((t for t in root.targets if t.wwn == iqn), None)
-        if target is None:
-            return None
-        tpg = next((t for t in target.tpgs if t.tag == TPG_TAG), None)
-        if tpg is None:
-            return TargetState(False, frozenset(), {}, frozenset())
-        return TargetState(
-            enabled=bool(tpg.enable),
-            portals=frozenset((p.ip_address, int(p.port)) for p in tpg.network_portals),
-            luns={int(lun.lun): lun.storage_object.udev_path for lun in tpg.luns},
-            acls=frozenset(acl.node_wwn for acl in tpg.node_acls),
-        )
+        # Under the lock: a monitor must not read another target half made or removed.
+        with self._exclusive() as lib:
+            return _target_state(lib.RTSRoot(), iqn)
 
     def sessions(self, iqn: str) -> tuple[str, ...]:
         """Initiators logged in to ``iqn`` now, by their ACLs (LIO lists no ACL, and so no
@@ -99,10 +99,24 @@ class Lio:
 
     # -- changing ---------------------------------------------------------------------
 
+    @contextmanager
+    def _exclusive(self) -> Iterator[Any]:
+        """rtslib, with this box's other LIO changes kept out, and its backstore index
+        cache (if this rtslib has one) to be read again under the lock."""
+        with exclusive(self._lock_path):
+            lib = self._lib()
+            cache = getattr(getattr(lib, "tcm", None), "bs_cache", None)
+            if isinstance(cache, dict):
+                cache.clear()
+            yield lib
+
     def apply_target(self, spec: TargetParams, secrets: Secrets) -> None:
         """Create or re-create the target with all its LUNs; the TPG is enabled last."""
-        lib = self._lib()
-        self.remove_target(spec.iqn, spec.luns)
+        with self._exclusive() as lib:
+            self._remove_target(lib, spec.iqn, spec.luns)
+            self._create_target(lib, spec, secrets)
+
+    def _create_target(self, lib: Any, spec: TargetParams, secrets: Secrets) -> None:
         stores = [self._backstore(lun) for lun in spec.luns]
         fabric = lib.FabricModule("iscsi")
         target = lib.Target(fabric, spec.iqn, mode="create")
@@ -121,8 +135,12 @@ class Lio:
 
     def remove_target(self, iqn: str, luns: Iterable[LunParam]) -> bool:
         """Remove the target, then its backstores, so nothing holds DRBD open."""
+        with self._exclusive() as lib:
+            return self._remove_target(lib, iqn, luns)
+
+    def _remove_target(self, lib: Any, iqn: str, luns: Iterable[LunParam]) -> bool:
         removed = False
-        root = self._root()
+        root = lib.RTSRoot()
         for target in list(root.targets):
             if target.wwn == iqn:
                 target.delete()  # TPGs, LUNs, ACLs and portals go with it
@@ -158,6 +176,21 @@ class Lio:
         # Product id and serial can only be written before the device is exported.
         lib.utils.fwrite(f"{store.path}/wwn/product_id", lun.volume[:_PRODUCT_MAX] + "\n")
         return store
+
+
+def _target_state(root: Any, iqn: str) -> TargetState | None:
+    target = next((t for t in root.targets if t.wwn == iqn), None)
+    if target is None:
+        return None
+    tpg = next((t for t in target.tpgs if t.tag == TPG_TAG), None)
+    if tpg is None:
+        return TargetState(False, frozenset(), {}, frozenset())
+    return TargetState(
+        enabled=bool(tpg.enable),
+        portals=frozenset((p.ip_address, int(p.port)) for p in tpg.network_portals),
+        luns={int(lun.lun): lun.storage_object.udev_path for lun in tpg.luns},
+        acls=frozenset(acl.node_wwn for acl in tpg.node_acls),
+    )
 
 
 def _set_tpg_policy(tpg: Any, spec: TargetParams, secrets: Secrets) -> None:

@@ -9,14 +9,12 @@ on the interfaces are the only state; one filter per blocked address and port.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from iscsiha.executors.locks import exclusive
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import IPAddress
 
@@ -85,10 +83,6 @@ class PortBlock:
         data = json.loads(out) if out else []
         return data if isinstance(data, list) else []
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> AbstractContextManager[None]:
         # Two targets' agents may start at once: one picks a filter's pref at a time.
-        os.makedirs(os.path.dirname(self._lock_path), exist_ok=True)
-        with open(self._lock_path, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+        return exclusive(self._lock_path)
