@@ -2,9 +2,12 @@
 
 The appliance owns the resources and constraints sections and its own cluster
 property set; everything else (nodes, Pacemaker's own properties, defaults,
-status) is kept as it is. The result is applied as a patch against the exact
-version it was made from, so a CIB changed in between refuses the patch instead
-of losing that change.
+status) is kept as it is. Inside the constraints section, those that others place
+while the cluster runs stay too, as long as every resource they name does: DRBD's
+fence-peer handler forbids promoting a stale peer with one, and dropping it would
+let a failover promote old data; `crm_resource --move`/`--ban` place the others.
+The result is applied as a patch against the exact version it was made from, so a
+CIB changed in between refuses the patch instead of losing that change.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from iscsiha.errors import IscsihaError
 
 OWNED_SECTIONS = ("resources", "constraints")
 OWNED_PROPERTY_SET = "iscsiha-options"
+# Id prefixes of constraints placed by crm-fence-peer.sh (drbd-utils) and crm_resource.
+FOREIGN_CONSTRAINTS = ("drbd-fence-by-handler-", "cli-prefer-", "cli-ban-")
+_RESOURCE_TAGS = ("primitive", "group", "clone", "bundle")
+_REFERENCE_ATTRS = ("rsc", "with-rsc", "first", "then")
 
 
 def merge(live_cib: str, fragment: str) -> str:
@@ -31,6 +38,8 @@ def merge(live_cib: str, fragment: str) -> str:
         old = configuration.find(section)
         new = planned.find(section)
         assert new is not None, f"the plan always has <{section}>"
+        if section == "constraints" and old is not None:
+            new.extend(_foreign_constraints(old, planned, new))
         if old is None:
             configuration.append(new)
         else:
@@ -48,3 +57,20 @@ def merge(live_cib: str, fragment: str) -> str:
     cib.set("epoch", str(int(cib.get("epoch", "0")) + 1))
     cib.set("num_updates", "0")
     return ET.tostring(cib, encoding="unicode")
+
+
+def _foreign_constraints(live: ET.Element, planned: ET.Element,
+                         constraints: ET.Element) -> list[ET.Element]:
+    """The live constraints others placed that name only resources the plan keeps (a
+    constraint naming a resource that is gone would make the CIB invalid) and that
+    the planned ``constraints`` do not already hold."""
+    kept = {el.get("id") for tag in _RESOURCE_TAGS for el in planned.iter(tag)}
+    held = {el.get("id") for el in constraints}
+    return [el for el in live
+            if el.get("id", "").startswith(FOREIGN_CONSTRAINTS)
+            and el.get("id") not in held and _references(el) <= kept]
+
+
+def _references(constraint: ET.Element) -> set[str | None]:
+    named = {constraint.get(attr) for attr in _REFERENCE_ATTRS if constraint.get(attr)}
+    return named | {ref.get("id") for ref in constraint.iter("resource_ref")}

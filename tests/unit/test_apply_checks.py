@@ -20,6 +20,7 @@ from iscsiha.commands.apply_checks import (
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.model.load import load_data
+from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.peer_ssh import authorized_keys
 from iscsiha.plan.plan import make_plan
 
@@ -104,6 +105,19 @@ def test_a_deleted_target_first_stays_in_the_cib_with_its_drbd_clone_stopped(
     # Its group and the order after the promotion stay, so the LUNs stop before DRBD.
     assert fragment.find("resources/group[@id='target-backup']") is not None
     assert fragment.find("constraints/rsc_order[@id='target-backup-after-drbd']") is not None
+
+
+def test_a_deleted_targets_fence_constraint_is_merged_once(example: dict[str, Any]) -> None:
+    fence = ('<rsc_location id="drbd-fence-by-handler-backup-drbd-backup-clone" '
+             'rsc="drbd-backup-clone" node="san-b" score="-INFINITY"/>')
+    live = make_plan(load_data(example)).cib.replace("<constraints>",
+                                                     f"<constraints>{fence}", 1)
+    live = f'<cib epoch="3">{live}</cib>'
+    smaller = dict(example, volumes=example["volumes"][:2], targets=example["targets"][:1])
+    merged = ET.fromstring(merge(live, _keep_stopped(make_plan(load_data(smaller)).cib,
+                                                     live, ("backup",))))
+    ids = [el.get("id") for el in merged.iterfind("configuration/constraints/*")]
+    assert ids.count("drbd-fence-by-handler-backup-drbd-backup-clone") == 1
 
 
 def _live(example: dict[str, Any]) -> Any:

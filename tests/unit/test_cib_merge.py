@@ -36,9 +36,30 @@ LIVE = """<cib validate-with="pacemaker-3.9" epoch="7" num_updates="3"
   </status>
 </cib>"""
 
+# What others place while the cluster runs (DRBD's fence-peer handler, crm_resource),
+# and one constraint of ours the plan no longer makes. Names resources the live CIB
+# does not hold, so only merge() reads it: cibadmin would refuse it.
+LIVE_WITH_OTHERS = LIVE.replace("<constraints/>", """<constraints>
+<rsc_location id="target-vm-prefers-san-z" rsc="target-vm" node="san-z" score="100"/>
+<rsc_location id="cli-ban-old-rsc-on-san-a" rsc="old-rsc" node="san-a" score="-INFINITY"/>
+<rsc_location id="cli-prefer-target-vm" rsc="target-vm" node="san-b" score="INFINITY"/>
+<rsc_location rsc="drbd-vm-clone" id="drbd-fence-by-handler-vm-drbd-vm-clone">
+  <rule role="Promoted" score="-INFINITY" id="drbd-fence-by-handler-vm-rule-drbd-vm-clone">
+    <expression attribute="#uname" operation="ne" value="san-a"
+     id="drbd-fence-by-handler-vm-expr-drbd-vm-clone"/>
+  </rule>
+</rsc_location>
+<rsc_location rsc="drbd-gone-clone" id="drbd-fence-by-handler-gone-drbd-gone-clone">
+  <rule role="Promoted" score="-INFINITY" id="drbd-fence-by-handler-gone-rule">
+    <expression attribute="#uname" operation="ne" value="san-a"
+     id="drbd-fence-by-handler-gone-expr"/>
+  </rule>
+</rsc_location>
+    </constraints>""")
 
-def _merged() -> ET.Element:
-    return ET.fromstring(merge(LIVE, make_plan(load_text(EXAMPLE.read_text())).cib))
+
+def _merged(live: str = LIVE) -> ET.Element:
+    return ET.fromstring(merge(live, make_plan(load_text(EXAMPLE.read_text())).cib))
 
 
 def test_merge_replaces_our_sections_and_keeps_pacemakers() -> None:
@@ -52,6 +73,19 @@ def test_merge_replaces_our_sections_and_keeps_pacemakers() -> None:
     assert len(cib.findall("status/node_state")) == 2
     assert [el.tag for el in cib.find("configuration")] == [  # type: ignore[union-attr]
         "crm_config", "nodes", "resources", "constraints", "rsc_defaults"]
+
+
+def test_merge_keeps_the_fence_handlers_and_moves_constraints_on_resources_that_stay() -> None:
+    constraints = _merged(LIVE_WITH_OTHERS).find("configuration/constraints")
+    assert constraints is not None
+    ids = {el.get("id") for el in constraints}
+    # DRBD's fence-peer constraint forbids promoting the stale box: an apply during the
+    # outage must not let a failover promote old data. An admin's move stays too.
+    assert {"drbd-fence-by-handler-vm-drbd-vm-clone", "cli-prefer-target-vm"} <= ids
+    # Ours are the plan's alone; others' naming a resource that is gone would not validate.
+    assert not ids & {"target-vm-prefers-san-z", "cli-ban-old-rsc-on-san-a",
+                      "drbd-fence-by-handler-gone-drbd-gone-clone"}
+    assert "target-vm-prefers-san-a" in ids
 
 
 def test_merge_bumps_the_epoch_and_is_stable_when_repeated() -> None:
@@ -75,7 +109,9 @@ def test_crm_verify_accepts_the_merged_cib_and_crm_diff_makes_a_patch(tmp_path: 
         skip_or_fail("needs crm_verify and crm_diff (pacemaker-cli-utils)")
         return
     (tmp_path / "old.xml").write_text(LIVE)
-    (tmp_path / "new.xml").write_text(merge(LIVE, make_plan(load_text(EXAMPLE.read_text())).cib))
+    # With others' constraints kept: they still validate.
+    (tmp_path / "new.xml").write_text(
+        merge(LIVE_WITH_OTHERS, make_plan(load_text(EXAMPLE.read_text())).cib))
     verify = Runner().run([crm_verify, "-x", str(tmp_path / "new.xml")], check=False)
     assert verify.returncode == 0, verify.stderr
     diff = Runner().run([crm_diff, "--original", str(tmp_path / "old.xml"),
