@@ -19,6 +19,7 @@ from iscsiha.errors import IscsihaError
 from iscsiha.lab.initiator import Initiator, wait_for
 from iscsiha.lab.lab import Lab
 from iscsiha.lab.pair import (
+    DESIRED,
     RECOVERY,
     TARGETS,
     CheckFailed,
@@ -26,6 +27,7 @@ from iscsiha.lab.pair import (
     fence_history,
     fenced_after,
     healthy,
+    iscsiha,
     move,
     other,
     recovered,
@@ -141,6 +143,14 @@ def replication_cut(lab: Lab) -> dict[str, Any]:
         time.sleep(20)  # writes go on, unreplicated
         if target_on(lab, "alpha") != active:
             raise CheckFailed("alpha failed over on a replication cut")
+        # An admin's apply meanwhile must keep the constraint that forbids promoting the
+        # stale side: it replaces our own constraints, never the handler's.
+        applied = iscsiha(lab, "apply", DESIRED)  # where converge wrote it: san-a
+        if not applied.ok:
+            raise CheckFailed(f"apply during the cut: {applied.out}{applied.err}")
+        if fence_constraints(lab, active) != constraints:
+            raise CheckFailed(f"apply during the cut changed DRBD's fence constraints "
+                              f"{constraints}: now {fence_constraints(lab, active)}")
     finally:
         lab.links("heal", "repl", active)
     wait_for("resynced, constraint lifted", lambda: healthy(lab) and not fence_constraints(
