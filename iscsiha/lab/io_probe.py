@@ -81,7 +81,9 @@ def main() -> None:
     for (dev, offset), wrote in acked.items():
         buf.seek(0)
         try:
-            os.preadv(fds[dev], [buf], offset)
+            got = os.preadv(fds[dev], [buf], offset)
+            if got != BLOCK:  # past the end of a disk that shrank in the initiator's view
+                raise OSError(f"read {got} of {BLOCK} bytes")
         except OSError as exc:  # a dead path: still report what was seen
             unreadable += 1
             if len(error_text) < 10:
