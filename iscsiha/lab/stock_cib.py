@@ -30,7 +30,8 @@ from iscsiha.plan.cib import (
     with_promoted_drbd,
 )
 
-PORTBLOCK = "omitted: the lab kernel has no usable iptables/nf_tables"
+PORTBLOCK = ("omitted: the lab kernel has no usable iptables/nf_tables; the address "
+             "starts after the LUNs instead")
 IMPLEMENTATION = "lio-t"  # targetcli; "lio" needs lio-utils, which Debian no longer has
 # The constraints a group can appear in, and the attributes that name it.
 _REFERENCES = {"rsc_location": ("rsc",), "rsc_colocation": ("rsc", "with-rsc"),
@@ -60,9 +61,13 @@ class StockTarget:
 
 
 def member_ids(target: StockTarget) -> list[str]:
-    """The group's members in start order."""
-    return [f"{target.group}-ip", f"{target.group}-target",
-            *(f"{target.group}-lun{lun.number}" for lun in _sorted_luns(target))]
+    """The group's members in start order: the address last, standing in for portblock.
+    Started before its LUNs, it let the initiator log in to a target without LUN 0,
+    where LIO's read-only virtual LUN 0 left the initiator's disk write-protected and
+    32 KiB long until a rescan (every later write failed, in the lab)."""
+    return [f"{target.group}-target",
+            *(f"{target.group}-lun{lun.number}" for lun in _sorted_luns(target)),
+            f"{target.group}-ip"]
 
 
 def resources(target: StockTarget, started: bool) -> ET.Element:
@@ -81,10 +86,7 @@ def resources(target: StockTarget, started: bool) -> ET.Element:
     if not started:
         meta.append(("target-role", "Stopped"))
     _nvset(group, "meta_attributes", f"{target.group}-meta", meta)
-    ip_id, target_id, *lun_ids = member_ids(target)
-    _primitive(group, ip_id, "IPaddr2", [
-        ("ip", str(target.address)), ("cidr_netmask", str(target.prefixlen)),
-        ("nic", target.nic)])
+    target_id, *lun_ids, ip_id = member_ids(target)
     _primitive(group, target_id, "iSCSITarget", [
         ("implementation", IMPLEMENTATION), ("iqn", target.iqn),
         # No portals: lio-t then listens on 0.0.0.0:3260 (the floating address included).
@@ -102,6 +104,9 @@ def resources(target: StockTarget, started: bool) -> ET.Element:
         _primitive(group, rid, "iSCSILogicalUnit", [
             ("implementation", IMPLEMENTATION), ("target_iqn", target.iqn),
             ("lun", str(lun.number)), ("path", lun.device), ("liot_bstype", "block")])
+    _primitive(group, ip_id, "IPaddr2", [
+        ("ip", str(target.address)), ("cidr_netmask", str(target.prefixlen)),
+        ("nic", target.nic)])
     return root
 
 

@@ -40,16 +40,17 @@ def _params(resources: ET.Element, rid: str) -> dict[str, str]:
 # -- the stock group ------------------------------------------------------------------------
 
 
-def test_stock_group_is_ipaddr2_then_the_target_then_each_lun_in_order() -> None:
+def test_stock_group_is_the_target_then_each_lun_in_order_then_ipaddr2() -> None:
     res = stock_cib.resources(_stock(3), started=True)
     (group,) = res.findall("group")
     members = [(p.get("id"), p.get("class"), p.get("provider"), p.get("type"))
                for p in group.findall("primitive")]
     assert members == [
-        ("stock-bench-ip", "ocf", "heartbeat", "IPaddr2"),
         ("stock-bench-target", "ocf", "heartbeat", "iSCSITarget"),
-        *((f"stock-bench-lun{i}", "ocf", "heartbeat", "iSCSILogicalUnit") for i in range(3))]
-    # portblock would need iptables, which the lab kernel cannot run: it is left out.
+        *((f"stock-bench-lun{i}", "ocf", "heartbeat", "iSCSILogicalUnit") for i in range(3)),
+        ("stock-bench-ip", "ocf", "heartbeat", "IPaddr2")]
+    # portblock would need iptables, which the lab kernel cannot run: it is left out, and
+    # the address comes last instead, so no initiator reaches a target without its LUNs.
     assert not [p for p in group.iter("primitive") if p.get("type") == "portblock"]
 
 
