@@ -35,6 +35,7 @@ from iscsiha.commands.apply_checks import (
     exported_volumes,
 )
 from iscsiha.commands.node_steps import DESIRED_PATH
+from iscsiha.commands.targets import clone_roles
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors import files
 from iscsiha.executors.pacemaker import Pacemaker
@@ -207,13 +208,9 @@ def _reshape(plan: Plan, pacemaker: Pacemaker, boxes: Boxes, change: Delta, targ
 
 def _promoted_on(status_xml: str, clone: str) -> str | None:
     """The box where ``clone`` is Promoted, from crm_mon's XML; None when nowhere."""
-    for el in ET.fromstring(status_xml).iter("clone"):
-        if el.get("id") == clone:
-            for rsc in el.iter("resource"):
-                node = rsc.find("node")
-                if rsc.get("role") == "Promoted" and node is not None:
-                    return node.get("name")
-    return None
+    return next((node for el in ET.fromstring(status_xml).iter("clone")
+                 if el.get("id") == clone
+                 for node, role in clone_roles(el) if role == "Promoted"), None)
 
 
 def _volume_refs(drbd: Mapping[str, DrbdResource], targets: tuple[str, ...]

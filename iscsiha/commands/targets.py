@@ -57,6 +57,12 @@ class ClusterStatus:
     fencing: Fencing | None = None
 
 
+def clone_roles(clone: ET.Element) -> tuple[tuple[str, str], ...]:
+    """(node, role) of each instance of a clone in crm_mon's XML, sorted."""
+    return tuple(sorted((n.get("name", "?"), r.get("role", "?"))
+                        for r in clone.iter("resource") for n in r.iter("node")))
+
+
 def status(pacemaker: Pacemaker, drbd: Mapping[int, ProcDevice] | None = None,
            sessions: SessionsOn | None = None) -> ClusterStatus:
     """The cluster as Pacemaker sees it; with ``drbd`` (this box's /proc/drbd) each
@@ -89,9 +95,7 @@ def status(pacemaker: Pacemaker, drbd: Mapping[int, ProcDevice] | None = None,
         target = cid[len("drbd-"):-len("-clone")]
         if not (cid.startswith("drbd-") and cid.endswith("-clone") and target in resources):
             continue
-        # The roles are the target resource's, shared by all its volumes.
-        roles = tuple(sorted((n.get("name", "?"), r.get("role", "?"))
-                             for r in clone.iter("resource") for n in r.iter("node")))
+        roles = clone_roles(clone)  # the target resource's, shared by all its volumes
         for name, slot in sorted(resources[target].volumes.items()):
             local = drbd.get(slot.minor) if drbd is not None else None
             volumes.append(VolumeStatus(name, roles, local))

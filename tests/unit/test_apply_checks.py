@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from iscsiha.commands.apply import _keep_stopped, _patch
+from iscsiha.commands.apply import _keep_stopped, _patch, _promoted_on
 from iscsiha.commands.apply_checks import (
     before_joining,
     check_deletes,
@@ -218,3 +218,17 @@ def test_a_patch_refused_every_time_gives_up_with_the_refusal() -> None:
         cluster.update(lambda live: live, attempts=3)
     assert info.value.reports[0].code == "cib-patch-refused"
     assert cluster.calls.count("patch") == 3 and cluster.calls.count("wait") == 2
+
+
+def test_the_promoted_box_of_a_clone_is_read_from_crm_mon() -> None:
+    mon = """<crm_mon><resources>
+      <clone id="drbd-vm-clone">
+        <resource id="drbd-vm" role="Unpromoted"><node name="san-a"/></resource>
+        <resource id="drbd-vm" role="Promoted"><node name="san-b"/></resource>
+      </clone>
+      <clone id="drbd-db-clone">
+        <resource id="drbd-db" role="Unpromoted"><node name="san-a"/></resource>
+      </clone></resources></crm_mon>"""
+    assert _promoted_on(mon, "drbd-vm-clone") == "san-b"
+    assert _promoted_on(mon, "drbd-db-clone") is None
+    assert _promoted_on(mon, "drbd-gone-clone") is None
