@@ -9,7 +9,6 @@ network config), so a split brain's out-of-sync count is read from /proc/drbd.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,11 +79,6 @@ class Drbd:
     def resize(self, res: str) -> None:
         self._runner.run([DRBDADM, "resize", res], timeout=120)
 
-    def backing_device(self, res: str) -> str | None:
-        """The device under the resource, from its resource file (None when unknown)."""
-        result = self._runner.run([DRBDADM, "sh-ll-dev", res], check=False, timeout=30)
-        return result.stdout.strip() or None if result.ok else None
-
     def state(self, res: str) -> DrbdState:
         role = self._query("role", res)
         if role is None:
@@ -92,19 +86,6 @@ class Drbd:
         disk = self._query("dstate", res) or "Diskless/DUnknown"
         return DrbdState(role.split("/")[0], self._query("cstate", res) or "StandAlone",
                          *[*disk.split("/"), "DUnknown"][:2])
-
-    def wait_connected(self, res: str, timeout: float) -> DrbdState:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.state(res)
-            if state.connection == "Connected" or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        if state.connection != "Connected":
-            raise IscsihaError.single(
-                "drbd-not-connected", "volume", res, "connected to the peer",
-                f"still {state.connection} after {timeout:.0f} s: check the replication link")
-        return state
 
     def _query(self, what: str, res: str) -> str | None:
         """The answer for the resource's first volume the kernel knows (drbdadm prints
