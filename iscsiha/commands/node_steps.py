@@ -21,6 +21,7 @@ from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd
 from iscsiha.executors.lio import Lio, refused_initiators
 from iscsiha.executors.lvm import Lvm
 from iscsiha.executors.runner import Runner
+from iscsiha.plan.drbd import resource_path
 
 SECRETS_DIR = "/var/lib/pacemaker/lrm/secrets"  # where Pacemaker resolves lrm:// values
 DESIRED_PATH = "/etc/iscsiha/desired.toml"
@@ -121,7 +122,7 @@ def drbd_role(box: Box, args: dict[str, Any]) -> None:
 def remove_resources(box: Box, args: dict[str, Any]) -> None:
     """Deleted targets' resources: down (if Pacemaker left them up) and their files gone."""
     for res in args["resources"]:
-        path = f"/etc/drbd.d/{res}.res"
+        path = resource_path(res)
         if os.path.exists(path):
             if box.drbd.state(res) != DOWN:
                 box.drbd.down(res)
