@@ -25,7 +25,8 @@ _REFERENCE_ATTRS = ("rsc", "with-rsc", "first", "then")
 
 
 def merge(live_cib: str, fragment: str) -> str:
-    """The live CIB with our sections replaced by the plan's; epoch bumped."""
+    """The live CIB with our sections replaced by the plan's, its epoch bumped; the live
+    CIB as it is when that changes nothing (else every apply would change the epoch)."""
     try:
         cib = ET.fromstring(live_cib)
         planned = ET.fromstring(fragment)
@@ -34,6 +35,7 @@ def merge(live_cib: str, fragment: str) -> str:
     configuration = cib.find("configuration")
     if cib.tag != "cib" or configuration is None:
         raise IscsihaError.single("bad-cib", "CIB", cib.tag, "a <cib> with <configuration>")
+    before = _canonical(configuration)
     for section in OWNED_SECTIONS:
         old = configuration.find(section)
         new = planned.find(section)
@@ -54,9 +56,16 @@ def merge(live_cib: str, fragment: str) -> str:
     new_set = planned.find(f"crm_config/cluster_property_set[@id='{OWNED_PROPERTY_SET}']")
     assert new_set is not None, "the plan always has its property set"
     crm_config.append(new_set)
+    if _canonical(configuration) == before:
+        return live_cib
     cib.set("epoch", str(int(cib.get("epoch", "0")) + 1))
     cib.set("num_updates", "0")
     return ET.tostring(cib, encoding="unicode")
+
+
+def _canonical(el: ET.Element) -> str:
+    """``el`` without the layout: whitespace between elements and attribute order."""
+    return ET.canonicalize(ET.tostring(el, encoding="unicode"), strip_text=True)
 
 
 def _foreign_constraints(live: ET.Element, planned: ET.Element,

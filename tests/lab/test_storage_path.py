@@ -52,6 +52,15 @@ def test_apply_makes_replicated_volumes_without_a_full_sync(
         assert "sync'ed" not in drbd
 
 
+def test_applying_the_same_state_again_leaves_the_cluster_configuration_alone(
+        lab: Lab, applied: tuple[dict[str, Any], Initiator]) -> None:
+    epoch = cib_epoch(lab)
+    result = apply(lab, applied[0])
+    assert result.ok, result.out + result.err
+    assert "cluster configuration unchanged" in result.out, result.out
+    assert cib_epoch(lab) == epoch
+
+
 def test_initiator_logs_in_with_mutual_chap_writes_and_reads_back(
         lab: Lab, applied: tuple[dict[str, Any], Initiator]) -> None:
     _, ini = applied

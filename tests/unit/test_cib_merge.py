@@ -96,6 +96,14 @@ def test_merge_bumps_the_epoch_and_is_stable_when_repeated() -> None:
     assert len(twice.findall(".//cluster_property_set[@id='iscsiha-options']")) == 1
 
 
+def test_merging_a_plan_the_cib_already_holds_returns_it_as_it_is() -> None:
+    fragment = make_plan(load_text(EXAMPLE.read_text())).cib
+    # Laid out anew, as Pacemaker hands it back: only the layout differs.
+    live = ET.tostring(ET.fromstring(merge(LIVE_WITH_OTHERS, fragment)), encoding="unicode")
+    live = live.replace("><", ">\n  <")
+    assert merge(live, fragment) == live  # same epoch: crm_diff finds nothing to patch
+
+
 def test_merging_into_something_that_is_not_a_cib_is_refused() -> None:
     with pytest.raises(IscsihaError):
         merge("<configuration/>", "<configuration/>")
@@ -118,3 +126,9 @@ def test_crm_verify_accepts_the_merged_cib_and_crm_diff_makes_a_patch(tmp_path: 
                          "--new", str(tmp_path / "new.xml")], check=False)
     assert diff.returncode == 1, diff.stderr  # 1: the two differ, and here is the patch
     assert "target-vm-lio" in diff.stdout and "old-rsc" in diff.stdout
+    # The same plan once more: no difference, so apply reports the CIB unchanged.
+    (tmp_path / "again.xml").write_text(
+        merge((tmp_path / "new.xml").read_text(), make_plan(load_text(EXAMPLE.read_text())).cib))
+    again = Runner().run([crm_diff, "--original", str(tmp_path / "new.xml"),
+                          "--new", str(tmp_path / "again.xml")], check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
