@@ -23,6 +23,7 @@ from iscsiha.lab.pair import (
     RECOVERY,
     TARGETS,
     CheckFailed,
+    clocks,
     fence_constraints,
     fence_history,
     fenced_after,
@@ -216,6 +217,7 @@ SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {
 def run(lab: Lab, initiator: Initiator, disks: list[str], scenario: str) -> dict[str, Any]:
     """One scenario under the verifier; the verifier's figures plus the scenario's.
     Raises CheckFailed (after stopping the verifier) when anything is not as it must be."""
+    since = clocks(lab)
     load = Load(initiator, disks)
     load.start()
     started = time.monotonic()
@@ -227,5 +229,5 @@ def run(lab: Lab, initiator: Initiator, disks: list[str], scenario: str) -> dict
     result = load.stop()
     result.update(extra, scenario=scenario, scenario_s=round(time.monotonic() - started, 1))
     verify(result)
-    recovered(lab)
+    recovered(lab, since)
     return result

@@ -23,7 +23,7 @@ import pytest
 from iscsiha.lab.desired import lab_data
 from iscsiha.lab.initiator import iqn, wait_for
 from iscsiha.lab.lab import Lab
-from iscsiha.lab.pair import apply, iscsiha
+from iscsiha.lab.pair import apply, iscsiha, kernel_log
 
 pytestmark = pytest.mark.lab
 BOXES = ("san-a", "san-b")
@@ -71,7 +71,7 @@ def _digest(lab: Lab, box: str, size: int) -> str:
 
 
 def _split_lines(lab: Lab, box: str, minor: int) -> int:
-    return int(_sh(lab, box, f"dmesg | grep -c 'drbd{minor}: {SPLIT}' || true").strip() or 0)
+    return len(kernel_log(lab, box, f"drbd{minor}: {SPLIT}").splitlines())
 
 
 def _pacemaker(lab: Lab, managed: bool) -> None:
