@@ -58,8 +58,13 @@ LIVE_WITH_OTHERS = LIVE.replace("<constraints/>", """<constraints>
     </constraints>""")
 
 
+def _fragment() -> str:
+    """The CIB fragment the plan of the example makes."""
+    return make_plan(load_text(EXAMPLE.read_text())).cib
+
+
 def _merged(live: str = LIVE) -> ET.Element:
-    return ET.fromstring(merge(live, make_plan(load_text(EXAMPLE.read_text())).cib))
+    return ET.fromstring(merge(live, _fragment()))
 
 
 def test_merge_replaces_our_sections_and_keeps_pacemakers() -> None:
@@ -91,13 +96,13 @@ def test_merge_keeps_the_fence_handlers_and_moves_constraints_on_resources_that_
 def test_merge_bumps_the_epoch_and_is_stable_when_repeated() -> None:
     cib = _merged()
     assert (cib.get("epoch"), cib.get("num_updates")) == ("8", "0")
-    fragment = make_plan(load_text(EXAMPLE.read_text())).cib
+    fragment = _fragment()
     twice = ET.fromstring(merge(merge(LIVE, fragment), fragment))
     assert len(twice.findall(".//cluster_property_set[@id='iscsiha-options']")) == 1
 
 
 def test_merging_a_plan_the_cib_already_holds_returns_it_as_it_is() -> None:
-    fragment = make_plan(load_text(EXAMPLE.read_text())).cib
+    fragment = _fragment()
     # Laid out anew, as Pacemaker hands it back: only the layout differs.
     live = ET.tostring(ET.fromstring(merge(LIVE_WITH_OTHERS, fragment)), encoding="unicode")
     live = live.replace("><", ">\n  <")
@@ -118,8 +123,8 @@ def test_crm_verify_accepts_the_merged_cib_and_crm_diff_makes_a_patch(tmp_path: 
         return
     (tmp_path / "old.xml").write_text(LIVE)
     # With others' constraints kept: they still validate.
-    (tmp_path / "new.xml").write_text(
-        merge(LIVE_WITH_OTHERS, make_plan(load_text(EXAMPLE.read_text())).cib))
+    fragment = _fragment()
+    (tmp_path / "new.xml").write_text(merge(LIVE_WITH_OTHERS, fragment))
     verify = Runner().run([crm_verify, "-x", str(tmp_path / "new.xml")], check=False)
     assert verify.returncode == 0, verify.stderr
     diff = Runner().run([crm_diff, "--original", str(tmp_path / "old.xml"),
@@ -127,8 +132,7 @@ def test_crm_verify_accepts_the_merged_cib_and_crm_diff_makes_a_patch(tmp_path: 
     assert diff.returncode == 1, diff.stderr  # 1: the two differ, and here is the patch
     assert "target-vm-lio" in diff.stdout and "old-rsc" in diff.stdout
     # The same plan once more: no difference, so apply reports the CIB unchanged.
-    (tmp_path / "again.xml").write_text(
-        merge((tmp_path / "new.xml").read_text(), make_plan(load_text(EXAMPLE.read_text())).cib))
+    (tmp_path / "again.xml").write_text(merge((tmp_path / "new.xml").read_text(), fragment))
     again = Runner().run([crm_diff, "--original", str(tmp_path / "new.xml"),
                           "--new", str(tmp_path / "again.xml")], check=False)
     assert again.returncode == 0, again.stdout + again.stderr
