@@ -216,10 +216,11 @@ def test_deleting_an_exported_volume_is_refused_even_when_confirmed(
     assert cib_epoch(lab) == epoch
 
 
-def test_a_lun_joins_and_leaves_a_running_target_without_disturbing_the_others(
+def test_luns_join_and_leave_a_running_target_without_disturbing_the_others(
         lab: Lab, applied: tuple[dict[str, Any], Initiator]) -> None:
-    """Its volume joins the target's running DRBD resource (metadata, no initial sync,
-    promoted where the target runs) and leaves it again; the other LUNs keep their I/O."""
+    """Two volumes join the target's running DRBD resource (metadata, no initial sync,
+    promoted where the target runs) and leave it again in one apply (drbdadm adjust
+    drops one removed volume per call); the other LUNs keep their I/O."""
     data, ini = applied
     data = with_volume_size(data, "solo", data["volumes"][0]["size"])
     if not _logged_in(ini, "eight"):
@@ -227,41 +228,46 @@ def test_a_lun_joins_and_leaves_a_running_target_without_disturbing_the_others(
         ini.login(iqn("eight"), EIGHT, 8)
     disks = [f"/dev/{d}" for _, d in sorted(ini.disks(iqn("eight")).items())]
     where = target_on(lab, "eight")
-    data["volumes"].append({"name": "extra", "size": "32M"})
+    extras = {8: "extra8", 9: "extra9"}
     eight = next(t for t in data["targets"] if t["name"] == "eight")
-    eight["luns"].append({"lun": 8, "volume": "extra"})
+    for lun, volume in extras.items():
+        data["volumes"].append({"name": volume, "size": "32M"})
+        eight["luns"].append({"lun": lun, "volume": volume})
 
     def applied_ok(*extra: str) -> str:
         result = apply(lab, data, *extra)
         assert result.ok, result.out + result.err
         return result.out.strip()
 
+    def drbd_volumes_up_to_date(count: int) -> None:
+        for box in ("san-a", "san-b"):
+            status = lab.exec(box, ["drbdadm", "status", "eight"]).check().out
+            assert status.count(" disk:UpToDate") == status.count("peer-disk:UpToDate") \
+                == count, status
+
     joined = _under_io(ini, "join", disks, applied_ok)
     ini.run("iscsiadm", "-m", "session", "--rescan")
-    wait_for("LUN 8 at the initiator", lambda: 8 in ini.disks(iqn("eight")), timeout=60)
-    new = f"/dev/{ini.disks(iqn('eight'))[8]}"
-    ident = lun_identity(iqn("eight"), "extra")
-    assert ini.identity(new)[0] == ident.serial
-    ini.write_and_read_back(new)
+    wait_for("LUNs 8 and 9 at the initiator",
+             lambda: set(extras) <= set(ini.disks(iqn("eight"))), timeout=60)
+    for lun, volume in extras.items():
+        new = f"/dev/{ini.disks(iqn('eight'))[lun]}"
+        assert ini.identity(new)[0] == lun_identity(iqn("eight"), volume).serial
+        ini.write_and_read_back(new)
     assert target_on(lab, "eight") == where
+    drbd_volumes_up_to_date(10)
     for box in ("san-a", "san-b"):
-        status = lab.exec(box, ["drbdadm", "status", "eight"]).check().out
-        assert status.count(" disk:UpToDate") == status.count("peer-disk:UpToDate") == 9, \
-            status
         assert "sync'ed" not in lab.exec(box, ["cat", "/proc/drbd"]).check().out
 
-    eight["luns"].pop()
+    del eight["luns"][-len(extras):]
     left = _under_io(ini, "leave", disks, applied_ok)
+    drbd_volumes_up_to_date(8)
     for box in ("san-a", "san-b"):
-        status = lab.exec(box, ["drbdadm", "status", "eight"]).check().out
-        assert status.count(" disk:UpToDate") == status.count("peer-disk:UpToDate") == 8, \
-            status
-        assert "extra" in lvs(lab, box)  # still a volume, exported by no target
-    data["volumes"] = [v for v in data["volumes"] if v["name"] != "extra"]
-    applied_ok("--delete", "extra")
-    assert all("extra" not in lvs(lab, box) for box in ("san-a", "san-b"))
-    for what, r in (("joins", joined), ("leaves", left)):
-        print(f"\na LUN {what} target eight: the 8 other LUNs paused {r['max_gap_s']} s, "
+        assert set(extras.values()) <= set(lvs(lab, box).split())  # exported by no target
+    data["volumes"] = [v for v in data["volumes"] if v["name"] not in extras.values()]
+    applied_ok(*(arg for volume in extras.values() for arg in ("--delete", volume)))
+    assert all(v not in lvs(lab, box) for box in ("san-a", "san-b") for v in extras.values())
+    for what, r in (("join", joined), ("leave", left)):
+        print(f"\ntwo LUNs {what} target eight: the 8 other LUNs paused {r['max_gap_s']} s, "
               f"{r['writes']} writes, {r['errors']} errors, {r['lost']} lost")
         assert r["errors"] == 0 and r["lost"] == 0 and r["unreadable"] == 0, r["error_text"]
         assert r["writes"] > 0
