@@ -28,6 +28,7 @@ from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.cib import nvpairs
+from iscsiha.protocol import messages as m
 
 ROOT_SHELL = "/bin/bash"
 
@@ -70,7 +71,8 @@ class ClusterBackend:
         if boxes is not None:
             for node in boxes.names:
                 with suppress(IscsihaError):  # a box down: what the other saw still counts
-                    found.update(boxes.step(node, "seen-initiators", {}, timeout=30.0))
+                    found.update(boxes.call(node, m.SEEN_INITIATORS, m.Nothing(),
+                                                      timeout=30.0).iqns)
         return sorted(found)
 
     def init_cluster(self, request: InitRequest, access: TiebreakerAccess,

@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 the request was refused (reports printed), 2 usage erro
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -31,6 +30,7 @@ from iscsiha.executors.peers import Boxes
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
+from iscsiha.protocol import codec
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 FROM_PEER = "from-peer"
@@ -245,23 +245,25 @@ def _typed(volume: str) -> bool:
 
 
 def _node_step(args: argparse.Namespace) -> int:
-    """JSON in on stdin, JSON out on stdout, reports as JSON too (for the calling box)."""
+    """A typed request on stdin, its reply (or reports) as JSON on stdout."""
     try:
         step = _peer_step() if args.step == FROM_PEER else args.step
-        result = node_steps.STEPS[step](node_steps.Box(Runner()), json.load(sys.stdin))
     except IscsihaError as exc:
-        print(json.dumps({"reports": [
-            {"code": r.code, "field": r.field, "value": str(r.value), "allowed": r.allowed,
-             "message": r.message} for r in exc.reports]}))
+        print(codec.reports_json(exc.reports))
         return EXIT_REFUSED
-    print(json.dumps(result))
-    return EXIT_OK
+    ok, out = node_steps.serve(node_steps.Box(Runner()), step,
+                               sys.stdin.buffer.read(codec.MESSAGE_BYTES_MAX + 1))
+    print(out)
+    return EXIT_OK if ok else EXIT_REFUSED
 
 
 def _peer_step() -> str:
     """The step the peer asked for over SSH (the cluster key forces this command)."""
     asked = os.environ.get("SSH_ORIGINAL_COMMAND", "")
-    words = shlex.split(asked)
+    try:
+        words = shlex.split(asked)
+    except ValueError:
+        words = []
     if len(words) == 3 and words[:2] == [ISCSIHA, "node"] and words[2] in node_steps.STEPS:
         return words[2]
     raise IscsihaError.single("peer-command-refused", "command", asked,

@@ -34,7 +34,6 @@ from iscsiha.commands.apply_checks import (
     delta,
     exported_volumes,
 )
-from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.commands.targets import clone_roles
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors import files
@@ -48,6 +47,7 @@ from iscsiha.plan.cib import drbd_clone_id, previous_drbd, target_group_id
 from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.drbd import AUTHKEY_PATH, resource_path
 from iscsiha.plan.plan import Plan, make_plan
+from iscsiha.protocol import messages as m
 
 __all__ = ["Changes", "apply", "boxes_for", "boxes_from_desired", "exported_volumes"]
 
@@ -85,12 +85,12 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
     progress(f"checking both boxes ({', '.join(boxes.names)})")
     running = {v: slot.minor for t, res in previous.items() if t in plan.drbd
                for v, slot in res.volumes.items() if v in plan.drbd[t].volumes}
-    facts = boxes.on_both("facts", {
-        "vgs": sorted({v.volume_group for v in config.volumes}),
-        "volumes": [(v.name, v.volume_group) for v in config.volumes],
-        "drbd": running,
-    })
-    known = {name for f in facts.values() for name in f["tagged"]}
+    facts = boxes.on_both(m.FACTS, m.FactsRequest(
+        vgs=tuple(sorted({v.volume_group for v in config.volumes})),
+        volumes=tuple((v.name, v.volume_group) for v in config.volumes),
+        drbd=running,
+    ))
+    known = {name for f in facts.values() for name in f.tagged}
     change = delta(config, previous, known)
     check_deletes(change.delete, confirmed_deletes, exported_volumes(live))
     check_reshapes(config, previous, change)
@@ -100,21 +100,17 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
         if change.create:
             progress(f"creating {len(change.create)} volume(s) on both boxes: "
                      f"{', '.join(v.name for v in change.create)}")
-            boxes.on_both("create-volumes", {
-                "volumes": [(v.name, v.volume_group, v.size) for v in change.create]})
-        secrets: dict[str, dict[str, str]] = {}
-        for (rsc, param), value in plan.secrets.items():
-            secrets.setdefault(rsc, {})[param] = str(value)
-        boxes.on_both("write-secrets", {"secrets": secrets})
+            boxes.on_both(m.CREATE_VOLUMES, _volumes(change.create))
+        boxes.on_both(m.WRITE_SECRETS, m.DesiredState(text))
         steady = [t for t in plan.drbd if t not in change.reshaped]
         progress("writing DRBD resource files on both boxes")
-        written = boxes.on_both("write-files", {"files": _drbd_files(plan, boxes.here, steady)})
-        rewritten = {path for paths in written.values() for path in paths}
+        written = boxes.on_both(m.WRITE_DRBD_FILES, _drbd_files(text, plan, steady))
+        rewritten = {path for w in written.values() for path in w.paths}
         adjusted = sorted(t for t in steady if t not in change.new_targets
                           and resource_path(t) in rewritten)
         if adjusted:
             progress(f"adjusting DRBD to the rewritten files: {', '.join(adjusted)}")
-            boxes.on_both("adjust", {"resources": adjusted})
+            boxes.on_both(m.ADJUST, m.Resources(tuple(adjusted)))
         if change.new_targets:
             _prepare(plan, boxes, change.new_targets, progress)
         progress("updating the cluster configuration (one versioned CIB patch)")
@@ -130,26 +126,26 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
             progress("waiting for the cluster to stop what leaves")
             pacemaker.wait(timeout=SETTLE_SECONDS + 30.0 * len(change.gone_targets))
         for target in change.reshaped:
-            _reshape(plan, pacemaker, boxes, change, target, previous[target], progress)
+            _reshape(plan, text, pacemaker, boxes, change, target, previous[target],
+                     progress)
         if change.reshaped or change.gone_targets:
             changed = _patch(pacemaker, plan.cib, pacemaker.query()) or changed
         if change.gone_targets:
             pacemaker.wait(timeout=SETTLE_SECONDS + 30.0 * len(change.gone_targets))
             progress(f"removing the DRBD resources of {', '.join(change.gone_targets)}")
-            boxes.on_both("remove-resources", {"resources": list(change.gone_targets)})
+            boxes.on_both(m.REMOVE_RESOURCES, m.Resources(change.gone_targets))
         if grow:
             progress(f"growing {', '.join(f'{v.name} to {v.size} bytes' for v in grow)}")
-            boxes.on_both("grow-volumes", {"volumes": [(v.name, v.volume_group, v.size)
-                                                       for v in grow]})
+            boxes.on_both(m.GROW_VOLUMES, _volumes(grow))
             slots = plan.slots
-            boxes.step(boxes.here, "drbd-resize", {"volumes": [
-                f"{_target_of(plan, v.name)}/{slots[v.name].number}" for v in grow]})
+            boxes.call(boxes.here, m.DRBD_RESIZE, m.Refs(tuple(
+                f"{_target_of(plan, v.name)}/{slots[v.name].number}" for v in grow)))
         if change.delete:
             progress(f"deleting {', '.join(change.delete)} on both boxes")
-            vg_of = {name: vg for f in facts.values() for name, vg in f["tagged"].items()}
-            boxes.on_both("delete-volumes", {"volumes": [(name, vg_of[name])
-                                                         for name in change.delete]})
-        boxes.on_both("write-files", {"files": [(DESIRED_PATH, text, 0o600)]})
+            vg_of = {name: vg for f in facts.values() for name, vg in f.tagged.items()}
+            boxes.on_both(m.DELETE_VOLUMES, m.VolumeGroups(tuple(
+                (name, vg_of[name]) for name in change.delete)))
+        boxes.on_both(m.WRITE_DESIRED, m.DesiredState(text))
     except IscsihaError as exc:
         raise IscsihaError([*exc.reports, Report(
             PARTLY_APPLIED, "apply", "after the CIB patch", "apply run again to finish",
@@ -163,14 +159,14 @@ def _prepare(plan: Plan, boxes: Boxes, targets: tuple[str, ...], progress: Progr
     declared in sync (no initial full sync), then down for Pacemaker to start."""
     progress(f"preparing the DRBD resources of {', '.join(targets)} on both boxes")
     volumes = _volume_refs(plan.drbd, targets)
-    boxes.on_both("drbd-metadata", {"volumes": [ref for ref, _ in volumes]})
-    boxes.on_both("up", {"resources": list(targets)})
-    boxes.step(boxes.here, "sync-new", {"volumes": volumes})
-    boxes.on_both("down", {"resources": list(targets)})
+    boxes.on_both(m.DRBD_METADATA, m.Refs(tuple(ref for ref, _ in volumes)))
+    boxes.on_both(m.UP, m.Resources(targets))
+    boxes.call(boxes.here, m.SYNC_NEW, m.SyncNew(tuple(volumes)))
+    boxes.on_both(m.DOWN, m.Resources(targets))
 
 
-def _reshape(plan: Plan, pacemaker: Pacemaker, boxes: Boxes, change: Delta, target: str,
-             before: DrbdResource, progress: Progress) -> None:
+def _reshape(plan: Plan, text: str, pacemaker: Pacemaker, boxes: Boxes, change: Delta,
+             target: str, before: DrbdResource, progress: Progress) -> None:
     """Volumes join and leave a running target's resource, with its clone in maintenance."""
     joining, leaving = change.joining.get(target, ()), change.leaving.get(target, ())
     clone = drbd_clone_id(target)
@@ -181,22 +177,22 @@ def _reshape(plan: Plan, pacemaker: Pacemaker, boxes: Boxes, change: Delta, targ
         if leaving and promoted:
             progress(f"{target}: demoting the leaving volumes on {promoted}: "
                      f"{', '.join(leaving)}")
-            boxes.step(promoted, "drbd-role", {"role": "secondary", "volumes": [
-                f"{target}/{before.volumes[v].number}" for v in leaving]})
+            boxes.call(promoted, m.DRBD_ROLE, m.Role("secondary", tuple(
+                f"{target}/{before.volumes[v].number}" for v in leaving)))
         moves = [f"{', '.join(vs)} {what}"
                  for vs, what in ((joining, "joining"), (leaving, "leaving")) if vs]
         progress(f"{target}: DRBD resource file with {'; '.join(moves)}")
-        boxes.on_both("write-files", {"files": _drbd_files(plan, boxes.here, [target])})
+        boxes.on_both(m.WRITE_DRBD_FILES, _drbd_files(text, plan, [target]))
         slots = plan.drbd[target].volumes
-        new = [(f"{target}/{slots[v].number}", slots[v].minor) for v in joining]
+        new = tuple((f"{target}/{slots[v].number}", slots[v].minor) for v in joining)
+        refs = m.Refs(tuple(ref for ref, _ in new))
         if new:
-            boxes.on_both("drbd-metadata", {"volumes": [ref for ref, _ in new]})
-        boxes.on_both("adjust", {"resources": [target]})
+            boxes.on_both(m.DRBD_METADATA, refs)
+        boxes.on_both(m.ADJUST, m.Resources((target,)))
         if new and promoted:
-            boxes.step(boxes.here, "sync-new", {"volumes": new})
+            boxes.call(boxes.here, m.SYNC_NEW, m.SyncNew(new))
             progress(f"{target}: promoting the joining volumes on {promoted}")
-            boxes.step(promoted, "drbd-role", {"role": "primary",
-                                               "volumes": [ref for ref, _ in new]})
+            boxes.call(promoted, m.DRBD_ROLE, m.Role("primary", refs.volumes))
     except IscsihaError as exc:
         reports += exc.reports
     finally:
@@ -282,16 +278,22 @@ def _authkey() -> bytes:
     return key
 
 
-def _drbd_files(plan: Plan, node: str, targets: list[str]) -> list[tuple[str, str, int]]:
-    paths = {resource_path(t) for t in targets}
-    return [(f.path, f.content, f.mode) for f in plan.node_files[node] if f.path in paths]
+def _drbd_files(text: str, plan: Plan, targets: list[str]) -> m.DrbdFiles:
+    """``targets``' resource files, for each box to render from ``text`` itself."""
+    return m.DrbdFiles(text, {t: m.Slots(plan.drbd[t].port, {
+        v: (slot.number, slot.minor) for v, slot in plan.drbd[t].volumes.items()})
+        for t in targets})
+
+
+def _volumes(volumes: tuple[Volume, ...]) -> m.Volumes:
+    return m.Volumes(tuple((v.name, v.volume_group, v.size) for v in volumes))
 
 
 def _undo(boxes: Boxes, change: Delta, cause: IscsihaError) -> None:
     try:
-        boxes.on_both("remove-resources", {"resources": list(change.new_targets)})
-        boxes.on_both("delete-volumes", {"volumes": [(v.name, v.volume_group)
-                                                     for v in change.create]})
+        boxes.on_both(m.REMOVE_RESOURCES, m.Resources(change.new_targets))
+        boxes.on_both(m.DELETE_VOLUMES, m.VolumeGroups(tuple(
+            (v.name, v.volume_group) for v in change.create)))
     except IscsihaError as exc:
         raise IscsihaError([*cause.reports, Report(
             "undo-failed", "volumes", ", ".join(v.name for v in change.create) or "-",

@@ -1,38 +1,49 @@
 """The steps `iscsiha apply` and `iscsiha split-brain` run on each box (`iscsiha node
-STEP`, JSON in and out).
+STEP`, a typed JSON request in and reply out: iscsiha.protocol.messages).
 
-Each step is idempotent where it can be, so a repeated or rolled-back apply
-converges. Volumes are (name, volume group, size in bytes).
+The request comes from the other box, so it is decoded and checked field by field
+before anything runs; files and secrets are rebuilt here from a desired state this
+box validates itself, with paths and modes chosen here. Each step is idempotent where
+it can be, so a repeated or rolled-back apply converges.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iscsiha.errors import IscsihaError
+from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors import files
-from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd
+from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd, DrbdDetail
 from iscsiha.executors.lio import Lio, refused_initiators
 from iscsiha.executors.lvm import Lvm
 from iscsiha.executors.runner import Runner
-from iscsiha.plan.drbd import resource_path
+from iscsiha.model.identity import DrbdResource, DrbdSlot
+from iscsiha.model.load import load_text
+from iscsiha.model.names import iscsi_name_problem
+from iscsiha.model.types import Config
+from iscsiha.plan.cib import secret_parameters
+from iscsiha.plan.drbd import AUTHKEY_PATH, resource_file, resource_path
+from iscsiha.protocol import codec
+from iscsiha.protocol import messages as m
 
 SECRETS_DIR = "/var/lib/pacemaker/lrm/secrets"  # where Pacemaker resolves lrm:// values
 DESIRED_PATH = "/etc/iscsiha/desired.toml"
-_WRITABLE = (re.compile(r"/etc/drbd\.d/[a-z][a-z0-9-]*\.res"),
-             re.compile(re.escape(DESIRED_PATH)))
+DESIRED_MODE = RESOURCE_MODE = SECRET_MODE = 0o600  # they all hold secrets
 
 
 @dataclass(frozen=True)
 class Box:
     runner: Runner
     read: Callable[[str], str] = files.read_text  # kernel files (/proc/drbd)
+    read_bytes: Callable[[str], bytes | None] = files.read  # this box's authkey
+    secrets_dir: str = SECRETS_DIR
+    desired_path: str = DESIRED_PATH
 
     @property
     def lvm(self) -> Lvm:
@@ -43,54 +54,55 @@ class Box:
         return Drbd(self.runner, self.read)
 
 
-def facts(box: Box, args: dict[str, Any]) -> dict[str, Any]:
+def facts(box: Box, req: m.FactsRequest) -> m.Facts:
     """What apply checks before changing anything: the cluster's LVs (tagged), LV
     sizes, VG space, and exported volumes' DRBD states (volume -> minor)."""
     proc = box.drbd.proc()
-    return {
-        "vgs": {vg: box.lvm.free_and_extent(vg) for vg in args["vgs"]},
-        "lvs": {name: box.lvm.size(vg, name) for name, vg in args["volumes"]},
-        "tagged": box.lvm.tagged(),
-        "drbd": {name: [d.role, d.connection, d.disk, d.peer_disk]
-                 for name, minor in args["drbd"].items()
-                 for d in [proc.get(int(minor), UNCONFIGURED)]},
-    }
+    return m.Facts(
+        vgs={vg: box.lvm.free_and_extent(vg) for vg in req.vgs},
+        lvs={name: box.lvm.size(vg, name) for name, vg in req.volumes},
+        tagged=box.lvm.tagged(),
+        drbd={name: m.DiskState(d.role, d.connection, d.disk, d.peer_disk)
+              for name, minor in req.drbd.items()
+              for d in [proc.get(minor, UNCONFIGURED)]})
 
 
-def create_volumes(box: Box, args: dict[str, Any]) -> None:
+def create_volumes(box: Box, req: m.Volumes) -> m.Nothing:
     """The LVs alone: DRBD metadata comes when a target first exports one."""
-    for name, vg, size in args["volumes"]:
+    for name, vg, size in req.volumes:
         box.lvm.create(vg, name, size)
+    return m.Nothing()
 
 
-def drbd_metadata(box: Box, args: dict[str, Any]) -> list[str]:
+def drbd_metadata(box: Box, req: m.Refs) -> m.Refs:
     """DRBD metadata on the RES/NUMBER volumes whose disks have none yet; those."""
     made = []
-    for volume in args["volumes"]:
+    for volume in req.volumes:
         if not box.drbd.has_metadata(volume):
             box.drbd.create_md(volume)
             made.append(volume)
-    return made
+    return m.Refs(tuple(made))
 
 
-def up(box: Box, args: dict[str, Any]) -> None:
+def up(box: Box, req: m.Resources) -> m.Nothing:
     """Bring resources up (to prepare them before Pacemaker takes them over)."""
-    for res in args["resources"]:
+    for res in req.resources:
         if box.drbd.state(res) == DOWN:
             box.drbd.up(res)
+    return m.Nothing()
 
 
-def sync_new(box: Box, args: dict[str, Any]) -> list[str]:
+def sync_new(box: Box, req: m.SyncNew) -> m.Refs:
     """Once connected, declare never-written volumes in sync (no initial full sync).
 
-    ``volumes`` is [RES/NUMBER, minor] pairs. Only a volume Inconsistent on both sides
-    is touched, and DRBD itself allows the clear-bitmap path only on metadata that
-    was never used, so a volume with history is never declared in sync.
+    Only a volume Inconsistent on both sides is touched, and DRBD itself allows the
+    clear-bitmap path only on metadata that was never used, so a volume with history
+    is never declared in sync.
     """
-    deadline = time.monotonic() + float(args.get("timeout", 60.0))
+    deadline = time.monotonic() + req.timeout
     skipped = []
-    for volume, minor in args["volumes"]:
-        while (now := box.drbd.proc().get(int(minor), UNCONFIGURED)).connection != "Connected":
+    for volume, minor in req.volumes:
+        while (now := box.drbd.proc().get(minor, UNCONFIGURED)).connection != "Connected":
             if time.monotonic() > deadline:
                 raise IscsihaError.single(
                     "drbd-not-connected", "volume", volume, "connected to the peer",
@@ -99,116 +111,204 @@ def sync_new(box: Box, args: dict[str, Any]) -> list[str]:
         if now.disk == now.peer_disk == "Inconsistent":
             box.drbd.skip_initial_sync(volume)
             skipped.append(volume)
-    return skipped
+    return m.Refs(tuple(skipped))
 
 
-def down(box: Box, args: dict[str, Any]) -> None:
+def down(box: Box, req: m.Resources) -> m.Nothing:
     """Hand the resources to Pacemaker, which brings them up itself."""
-    for res in args["resources"]:
+    for res in req.resources:
         if box.drbd.state(res) != DOWN:
             box.drbd.down(res)
+    return m.Nothing()
 
 
-def drbd_role(box: Box, args: dict[str, Any]) -> None:
+def drbd_role(box: Box, req: m.Role) -> m.Nothing:
     """Promote or demote single RES/NUMBER volumes of a resource whose role Pacemaker
     holds (volumes joining or leaving a Primary resource)."""
-    for volume in args["volumes"]:
-        if args["role"] == "primary":
+    for volume in req.volumes:
+        if req.role == "primary":
             box.drbd.primary(volume)
         else:
             box.drbd.secondary(volume)
+    return m.Nothing()
 
 
-def remove_resources(box: Box, args: dict[str, Any]) -> None:
+def remove_resources(box: Box, req: m.Resources) -> m.Nothing:
     """Deleted targets' resources: down (if Pacemaker left them up) and their files gone."""
-    for res in args["resources"]:
+    for res in req.resources:
         path = resource_path(res)
-        if os.path.exists(path):
+        if os.path.lexists(path):
             if box.drbd.state(res) != DOWN:
                 box.drbd.down(res)
             files.remove(path)
+    return m.Nothing()
 
 
-def delete_volumes(box: Box, args: dict[str, Any]) -> None:
+def delete_volumes(box: Box, req: m.VolumeGroups) -> m.Nothing:
     """The cluster's LVs (in no DRBD resource any more); tolerates any already gone."""
     tagged = box.lvm.tagged()
-    for name, vg in args["volumes"]:
+    for name, vg in req.volumes:
         if tagged.get(name) == vg:
             box.lvm.remove(vg, name)
+    return m.Nothing()
 
 
-def grow_volumes(box: Box, args: dict[str, Any]) -> None:
-    for name, vg, size in args["volumes"]:
+def grow_volumes(box: Box, req: m.Volumes) -> m.Nothing:
+    for name, vg, size in req.volumes:
         current = box.lvm.size(vg, name)
         if current is not None and current < size:
             box.lvm.extend(vg, name, size)
+    return m.Nothing()
 
 
-def drbd_resize(box: Box, args: dict[str, Any]) -> None:
+def drbd_resize(box: Box, req: m.Refs) -> m.Nothing:
     """DRBD takes the grown disks (RES/NUMBER volumes), moving its metadata to the end."""
-    for volume in args["volumes"]:
+    for volume in req.volumes:
         box.drbd.resize(volume)
+    return m.Nothing()
 
 
-def write_files(box: Box, args: dict[str, Any]) -> list[str]:
-    """Write the files that differ; their paths."""
-    bad = [path for path, _, _ in args["files"] if not any(p.fullmatch(path) for p in _WRITABLE)]
-    if bad:
-        raise IscsihaError.single("path-not-writable", "path", ", ".join(bad),
-                                  "DRBD resource files or the desired state")
-    return [path for path, content, mode in args["files"]
-            if files.write_if_changed(path, content.encode(), int(mode))]
-
-
-def adjust(box: Box, args: dict[str, Any]) -> None:
+def adjust(box: Box, req: m.Resources) -> m.Nothing:
     """Running resources take their rewritten files (options, peer secret, volumes
     added or removed); stopped ones read them at start."""
-    for res in args["resources"]:
+    for res in req.resources:
         if box.drbd.state(res) != DOWN:
             box.drbd.adjust(res)
+    return m.Nothing()
 
 
-def write_secrets(box: Box, args: dict[str, Any]) -> None:
-    """Pacemaker's lrm:// store: the value and its MD5 (how cibsecret lays it out)."""
-    for rsc, params in args["secrets"].items():
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", rsc):
-            raise IscsihaError.single("bad-resource-id", "resource", rsc, "a CIB resource id")
-        folder = f"{SECRETS_DIR}/{rsc}"
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        for param, value in params.items():
-            files.write_atomic(f"{folder}/{param}", value.encode(), 0o600)
-            digest = hashlib.md5(value.encode(), usedforsecurity=False).hexdigest()
-            files.write_atomic(f"{folder}/{param}.sign", digest.encode(), 0o600)
+# -- files and secrets: rebuilt here, never taken as sent -------------------------------
+
+def _config(desired: str) -> Config:
+    """The desired state the other box sent, validated here as `iscsiha validate` would."""
+    return load_text(desired, "desired state from the peer")
 
 
-def target_sessions(box: Box, args: dict[str, Any]) -> dict[str, list[str]]:
+def write_drbd_files(box: Box, req: m.DrbdFiles) -> m.Paths:
+    """Each target's resource file, rendered here from the validated desired state and
+    the allocation (checked: the target's own volumes, no minor or port twice) with
+    this box's own copy of the cluster key; the files that changed."""
+    config = _config(req.desired)
+    key = box.read_bytes(AUTHKEY_PATH)
+    if not key:
+        raise IscsihaError.single("missing-authkey", "file", AUTHKEY_PATH,
+                                  "the cluster's corosync authkey on this box",
+                                  "is missing or empty: is this box a cluster member?")
+    resources = _checked_allocation(config, req.resources)
+    targets = {t.name: t for t in config.targets}
+    written = []
+    for name, res in resources.items():
+        text = resource_file(config, targets[name], res, key)
+        path = resource_path(name)
+        if files.write_if_changed(path, text.encode(), RESOURCE_MODE):
+            written.append(path)
+    return m.Paths(tuple(written))
+
+
+def _checked_allocation(config: Config, sent: dict[str, m.Slots]) -> dict[str, DrbdResource]:
+    reports = []
+    targets = {t.name: t for t in config.targets}
+    minors: dict[int, str] = {}
+    ports: dict[int, str] = {}
+    for name, slots in sent.items():
+        target = targets.get(name)
+        if target is None:
+            reports.append(Report("unknown-target", "resources", name,
+                                  ", ".join(targets) or "no target", "is not in the desired state"))
+            continue
+        luns = {lun.volume for lun in target.luns}
+        if set(slots.volumes) != luns:
+            reports.append(Report("drbd-volumes-mismatch", f"resources.{name}",
+                                  ", ".join(sorted(slots.volumes)), ", ".join(sorted(luns)),
+                                  "are not the target's LUN volumes"))
+        numbers = [n for n, _ in slots.volumes.values()]
+        if len(set(numbers)) != len(numbers):
+            reports.append(Report("drbd-volume-number-twice", f"resources.{name}",
+                                  sorted(numbers), "each volume number once"))
+        for volume, (_, minor) in slots.volumes.items():
+            if minors.setdefault(minor, volume) != volume:
+                reports.append(Report("drbd-minor-twice", f"resources.{name}.{volume}", minor,
+                                      f"a minor no other volume has ({minors[minor]} has it)"))
+        if ports.setdefault(slots.port, name) != name:
+            reports.append(Report("drbd-port-twice", f"resources.{name}", slots.port,
+                                  f"a port no other target has ({ports[slots.port]} has it)"))
+    if reports:
+        raise IscsihaError(reports)
+    return {name: DrbdResource(s.port, {v: DrbdSlot(n, minor)
+                                        for v, (n, minor) in s.volumes.items()})
+            for name, s in sent.items()}
+
+
+def write_desired(box: Box, req: m.DesiredState) -> m.Paths:
+    """The desired state apply made, kept on both boxes (validated first)."""
+    _config(req.desired)
+    written = files.write_if_changed(box.desired_path, req.desired.encode(), DESIRED_MODE)
+    return m.Paths((box.desired_path,) if written else ())
+
+
+def write_secrets(box: Box, req: m.DesiredState) -> m.Nothing:
+    """Pacemaker's lrm:// store for the secrets this box's own plan of the desired state
+    holds: the value and its MD5 (how cibsecret lays it out)."""
+    for (rsc, param), value in secret_parameters(_config(req.desired)).items():
+        folder = _secret_folder(box.secrets_dir, rsc)
+        files.write_atomic(f"{folder}/{param}", value.encode(), SECRET_MODE)
+        digest = hashlib.md5(value.encode(), usedforsecurity=False).hexdigest()
+        files.write_atomic(f"{folder}/{param}.sign", digest.encode(), SECRET_MODE)
+    return m.Nothing()
+
+
+def _secret_folder(top: str, rsc: str) -> str:
+    """``top``/``rsc``, a real folder (not a link planted to point elsewhere)."""
+    folder = os.path.join(top, rsc)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise IscsihaError.single("secret-folder-unsafe", "folder", folder,
+                                  "a folder of this box's own, not a link",
+                                  "nothing was written there")
+    return folder
+
+
+# -- targets and split brain -----------------------------------------------------------
+
+def target_sessions(box: Box, req: m.Iqns) -> m.Sessions:
     """Target IQN -> initiators logged in to it on this box."""
     lio = Lio()
-    return {iqn: list(lio.sessions(iqn)) for iqn in args["iqns"]}
+    return m.Sessions({iqn: tuple(i for i in lio.sessions(iqn) if iscsi_name_problem(i) is None)
+                       for iqn in req.iqns})
 
 
-def seen_initiators(box: Box, args: dict[str, Any]) -> list[str]:
-    """Initiators that tried to log in here and were refused (not in an ACL)."""
-    return list(refused_initiators(box.drbd.kernel_log()))
+def seen_initiators(box: Box, req: m.Nothing) -> m.Iqns:
+    """Initiators that tried to log in here and were refused (not in an ACL); a name
+    no ACL could hold is not passed on."""
+    return m.Iqns(tuple(i for i in refused_initiators(box.drbd.kernel_log())
+                        if codec.printable(i) and iscsi_name_problem(i) is None))
 
 
-def split_brain_facts(box: Box, args: dict[str, Any]) -> dict[str, Any]:
-    """Each volume's DRBD state, generation identifiers and kernel lines (volume ->
-    [RESOURCE/NUMBER, minor])."""
+def split_brain_facts(box: Box, req: m.SplitBrainVolumes) -> m.SplitBrainFacts:
+    """Each volume's DRBD state, generation identifiers and kernel lines."""
     proc = box.drbd.proc()
     kernel = box.drbd.kernel_log()
-    return {name: box.drbd.detail(ref, int(minor), proc, kernel).to_json()
-            for name, (ref, minor) in args["volumes"].items()}
+    return m.SplitBrainFacts({name: detail_message(box.drbd.detail(ref, minor, proc, kernel))
+                              for name, (ref, minor) in req.volumes.items()})
 
 
-def split_brain_discard(box: Box, args: dict[str, Any]) -> list[str]:
+def detail_message(d: DrbdDetail) -> m.Detail:
+    gi = (m.GenerationIds(d.gi.current, d.gi.bitmap, d.gi.history, d.gi.flags)
+          if d.gi else None)
+    return m.Detail(d.role, d.peer_role, d.connection, d.disk, d.peer_disk, d.out_of_sync_kib,
+                    d.synced_percent, d.resync_total_kib, gi,
+                    tuple(line for line in d.kernel if codec.printable(line)))
+
+
+def split_brain_discard(box: Box, req: m.SplitBrainSide) -> m.Commands:
     """This box gives up its changes: disconnect, Secondary, connect discarding its data.
 
     Refuses a Primary (checked again here, at the moment it counts): demoting it
     would take the volume from under its target. The commands run, in order.
     """
-    name, node = args["resource"], args["node"]
-    now = box.drbd.proc().get(int(args["minor"]), UNCONFIGURED)
+    name, node = req.resource, req.node
+    now = box.drbd.proc().get(req.minor, UNCONFIGURED)
     if now.role != "Secondary":
         raise IscsihaError.single(
             "discard-side-not-secondary", "node", node, "a box where the volume is Secondary",
@@ -221,36 +321,55 @@ def split_brain_discard(box: Box, args: dict[str, Any]) -> list[str]:
         ran.append(f"drbdadm disconnect {name}")
     box.drbd.secondary(name)
     box.drbd.connect(name, discard_my_data=True)
-    return [*ran, f"drbdadm secondary {name}", f"drbdadm connect --discard-my-data {name}"]
+    return m.Commands((*ran, f"drbdadm secondary {name}",
+                       f"drbdadm connect --discard-my-data {name}"))
 
 
-def split_brain_connect(box: Box, args: dict[str, Any]) -> list[str]:
+def split_brain_connect(box: Box, req: m.SplitBrainSide) -> m.Commands:
     """The kept box connects again if DRBD gave up on its peer (StandAlone)."""
-    name = args["resource"]
-    if box.drbd.proc().get(int(args["minor"]), UNCONFIGURED).connection != "StandAlone":
-        return []  # already waiting for the peer (WFConnection) or talking to it
-    box.drbd.connect(name)
-    return [f"drbdadm connect {name}"]
+    if box.drbd.proc().get(req.minor, UNCONFIGURED).connection != "StandAlone":
+        return m.Commands(())  # already waiting for the peer (WFConnection) or talking to it
+    box.drbd.connect(req.resource)
+    return m.Commands((f"drbdadm connect {req.resource}",))
 
 
-STEPS: dict[str, Callable[[Box, dict[str, Any]], Any]] = {
-    "facts": facts,
-    "create-volumes": create_volumes,
-    "drbd-metadata": drbd_metadata,
-    "up": up,
-    "sync-new": sync_new,
-    "down": down,
-    "drbd-role": drbd_role,
-    "remove-resources": remove_resources,
-    "delete-volumes": delete_volumes,
-    "grow-volumes": grow_volumes,
-    "drbd-resize": drbd_resize,
-    "write-files": write_files,
-    "adjust": adjust,
-    "write-secrets": write_secrets,
-    "target-sessions": target_sessions,
-    "seen-initiators": seen_initiators,
-    "split-brain-facts": split_brain_facts,
-    "split-brain-discard": split_brain_discard,
-    "split-brain-connect": split_brain_connect,
-}
+Handler = tuple[m.Step[Any, Any], Callable[[Box, Any], Any]]
+_HANDLERS: list[Handler] = [
+    (m.FACTS, facts),
+    (m.CREATE_VOLUMES, create_volumes),
+    (m.DRBD_METADATA, drbd_metadata),
+    (m.UP, up),
+    (m.SYNC_NEW, sync_new),
+    (m.DOWN, down),
+    (m.DRBD_ROLE, drbd_role),
+    (m.REMOVE_RESOURCES, remove_resources),
+    (m.DELETE_VOLUMES, delete_volumes),
+    (m.GROW_VOLUMES, grow_volumes),
+    (m.DRBD_RESIZE, drbd_resize),
+    (m.WRITE_DRBD_FILES, write_drbd_files),
+    (m.WRITE_DESIRED, write_desired),
+    (m.WRITE_SECRETS, write_secrets),
+    (m.ADJUST, adjust),
+    (m.TARGET_SESSIONS, target_sessions),
+    (m.SEEN_INITIATORS, seen_initiators),
+    (m.SPLIT_BRAIN_FACTS, split_brain_facts),
+    (m.SPLIT_BRAIN_DISCARD, split_brain_discard),
+    (m.SPLIT_BRAIN_CONNECT, split_brain_connect),
+]
+STEPS: dict[str, Handler] = {step.name: (step, handler) for step, handler in _HANDLERS}
+
+
+def serve(box: Box, step: str, raw: bytes | str) -> tuple[bool, str]:
+    """One request, as `iscsiha node STEP` gets it on stdin: (succeeded, JSON to print).
+
+    Anything wrong with the request is refused before the step runs; the step's own
+    refusals go back as reports (secrets shown by length only).
+    """
+    try:
+        if step not in STEPS:
+            raise IscsihaError.single("unknown-step", "step", step, ", ".join(STEPS))
+        spec, handler = STEPS[step]
+        request = codec.decode(spec.request, codec.loads(raw), step)
+        return True, codec.dumps(handler(box, request))
+    except IscsihaError as exc:
+        return False, codec.reports_json(exc.reports)

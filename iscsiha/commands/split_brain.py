@@ -28,6 +28,7 @@ from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.model.identity import volume_slots
 from iscsiha.plan.cib import drbd_clone_id, previous_drbd
+from iscsiha.protocol import messages as m
 
 Progress = Callable[[str], None]
 UUID_JUST_CREATED = 4  # DRBD's current identifier of fresh metadata: no history to compare
@@ -130,14 +131,14 @@ def survey(pacemaker: Pacemaker, boxes: Boxes,
     roles = {v.name: dict(v.roles) for v in cluster.volumes}
     running = {t.name: t.running_on for t in cluster.targets}
     exported = exported_volumes(cib)
-    facts = boxes.on_both("split-brain-facts", {"volumes": {
-        v: [f"{resource_of[v]}/{slots[v].number}", slots[v].minor] for v in wanted}})
+    facts = boxes.on_both(m.SPLIT_BRAIN_FACTS, m.SplitBrainVolumes({
+        v: (f"{resource_of[v]}/{slots[v].number}", slots[v].minor) for v in wanted}))
     states = []
     for name in wanted:
         rsc = exported.get(name)
         targets = (rsc.removeprefix(targets_cmd.GROUP_PREFIX).removesuffix("-lio"),) \
             if rsc else ()
-        first, second = (Side(node, DrbdDetail.from_json(facts[node][name]),
+        first, second = (Side(node, drbd_detail(facts[node].volumes[name]),
                               roles.get(name, {}).get(node, "Stopped"),
                               tuple(t for t in targets if node in running.get(t, ())))
                          for node in boxes.names)
@@ -199,14 +200,16 @@ def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
     resynced: int | None = None
     running: str | None = None  # the box whose step is under way
     try:
-        args = {"resource": choice.state.resource, "minor": choice.state.minor}
+        resource, minor = choice.state.resource, choice.state.minor
         progress(f"{gone}: discarding its changes to {volume} and to every other volume of "
                  f"target {choice.state.resource} (one DRBD resource)")
         running = gone
-        commands[gone] = boxes.step(gone, "split-brain-discard", {**args, "node": gone})
+        commands[gone] = list(boxes.call(gone, m.SPLIT_BRAIN_DISCARD,
+                                         m.SplitBrainSide(resource, minor, gone)).commands)
         progress(f"{keep}: connecting {volume} to {gone} again")
         running = keep
-        commands[keep] = boxes.step(keep, "split-brain-connect", {**args, "node": keep})
+        commands[keep] = list(boxes.call(keep, m.SPLIT_BRAIN_CONNECT,
+                                         m.SplitBrainSide(resource, minor, keep)).commands)
         running = None
         resynced = _wait_in_sync(boxes, choice, timeout, poll, progress)
     except IscsihaError as exc:
@@ -265,9 +268,16 @@ def render(state: VolumeState) -> str:
 def _details(boxes: Boxes, choice: Choice) -> dict[str, DrbdDetail]:
     state = choice.state
     volume = state.name
-    facts = boxes.on_both("split-brain-facts", {"volumes": {
-        volume: [f"{state.resource}/{state.number}", state.minor]}})
-    return {node: DrbdDetail.from_json(f[volume]) for node, f in facts.items()}
+    facts = boxes.on_both(m.SPLIT_BRAIN_FACTS, m.SplitBrainVolumes({
+        volume: (f"{state.resource}/{state.number}", state.minor)}))
+    return {node: drbd_detail(f.volumes[volume]) for node, f in facts.items()}
+
+
+def drbd_detail(d: m.Detail) -> DrbdDetail:
+    """A box's reply as the executor's own record."""
+    gi = GenerationIds(d.gi.current, d.gi.bitmap, d.gi.history, d.gi.flags) if d.gi else None
+    return DrbdDetail(d.role, d.peer_role, d.connection, d.disk, d.peer_disk,
+                      d.out_of_sync_kib, d.synced_percent, d.resync_total_kib, gi, d.kernel)
 
 
 def _wait_in_sync(boxes: Boxes, choice: Choice, timeout: float, poll: float,

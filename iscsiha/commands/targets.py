@@ -12,6 +12,7 @@ from iscsiha.executors.drbd import Drbd, ProcDevice
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.plan.cib import nvpairs, previous_drbd
+from iscsiha.protocol import messages as m
 
 Progress = Callable[[str], None]
 GROUP_PREFIX = "target-"
@@ -114,8 +115,8 @@ def live_status(pacemaker: Pacemaker, drbd: Drbd, boxes: Boxes | None) -> Cluste
         proc = None  # no DRBD module loaded on this box
     if boxes is None:
         return status(pacemaker, proc)
-    return status(pacemaker, proc, lambda node, iqns: boxes.step(
-        node, "target-sessions", {"iqns": list(iqns)}, timeout=SESSIONS_TIMEOUT))
+    return status(pacemaker, proc, lambda node, iqns: boxes.call(
+        node, m.TARGET_SESSIONS, m.Iqns(tuple(iqns)), timeout=SESSIONS_TIMEOUT).sessions)
 
 
 def _fencing(cib: ET.Element, mon: ET.Element) -> Fencing:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
@@ -233,7 +232,7 @@ def kernel_lines(text: str, minor: int, keep: int = 10) -> list[str]:
 
 @dataclass(frozen=True)
 class DrbdDetail:
-    """One resource on one box, as split-brain recovery needs it (JSON between boxes)."""
+    """One resource on one box, as split-brain recovery needs it."""
 
     role: str
     peer_role: str
@@ -249,16 +248,3 @@ class DrbdDetail:
     @property
     def connected(self) -> bool:
         return self.connection in CONNECTED
-
-    def to_json(self) -> dict[str, Any]:
-        data = dict(vars(self))
-        data["gi"] = dict(vars(self.gi)) if self.gi else None
-        return data
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DrbdDetail:
-        gi = data["gi"]
-        return cls(**{**data, "kernel": tuple(data["kernel"]),
-                      "gi": GenerationIds(gi["current"], gi["bitmap"],
-                                          (gi["history"][0], gi["history"][1]), gi["flags"])
-                      if gi else None})

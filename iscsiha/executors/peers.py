@@ -1,25 +1,27 @@
 """Running an iscsiha step on either box: here directly, on the peer over SSH.
 
 The cluster's own key (made when the cluster is set up) and known_hosts live in
-/etc/iscsiha/ssh; no private daemon or RPC. Arguments and results are JSON on
-stdin/stdout, so secrets never reach a command line.
+/etc/iscsiha/ssh; no private daemon or RPC. Requests and replies are typed JSON
+(iscsiha.protocol) on stdin/stdout, so secrets never reach a command line.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import IPAddress
 from iscsiha.plan.peer_ssh import ISCSIHA, KEY, KNOWN_HOSTS
+from iscsiha.protocol import codec
+from iscsiha.protocol.messages import Step
 
 SSH = "/usr/bin/ssh"
+R = TypeVar("R")
 
 
 class Boxes:
@@ -43,33 +45,36 @@ class Boxes:
     def peer(self) -> str:
         return next(n for n in self._addresses if n != self.here)
 
-    def step(self, node: str, op: str, args: Any, timeout: float = 300.0) -> Any:
-        """Run ``iscsiha node OP`` on ``node`` with JSON ``args``; its JSON result."""
-        argv = [ISCSIHA, "node", op]
+    def call(self, node: str, step: Step[Any, R], request: Any,
+             timeout: float = 300.0) -> R:
+        """Run ``iscsiha node STEP`` on ``node``; its reply, decoded and checked."""
+        argv = [ISCSIHA, "node", step.name]
         if node != self.here:
             argv = [SSH, "-i", KEY, "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
                     "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
                     "-o", "ConnectTimeout=10", f"root@{self._addresses[node]}",
                     shlex.join(argv)]
-        result = self._runner.run(argv, input=json.dumps(args), check=False, timeout=timeout)
+        result = self._runner.run(argv, input=codec.dumps(request), check=False,
+                                  timeout=timeout)
         if result.returncode == 0:
-            return json.loads(result.stdout or "null")
-        try:  # the step's own reports, passed back as JSON
-            reports = [Report(**r) for r in json.loads(result.stdout)["reports"]]
-        except (ValueError, KeyError, TypeError):
+            return codec.decode(step.reply, codec.loads(result.stdout, f"{node} {step.name}"),
+                                f"{node} {step.name} reply")
+        reports = codec.reports_from(result.stdout)  # the step's own reports
+        if reports is None:
             detail = (result.stderr.strip() or result.stdout.strip()).splitlines()
-            reports = [Report("step-failed", "node", node, f"{op} succeeding there",
-                              detail[-1] if detail else f"exit code {result.returncode}")]
+            reports = [Report("step-failed", "node", node, f"{step.name} succeeding there",
+                              detail[-1][:300] if detail else f"exit code {result.returncode}")]
         raise IscsihaError(reports)
 
-    def on_both(self, op: str, args: Callable[[str], Any] | Any,
-                nodes: Sequence[str] | None = None) -> dict[str, Any]:
+    def on_both(self, step: Step[Any, R], request: Callable[[str], Any] | Any,
+                nodes: Sequence[str] | None = None) -> dict[str, R]:
         """The same step on each box at once; every box's failure reported together."""
         nodes = list(nodes or self.names)
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-            futures = {n: pool.submit(self.step, n, op, args(n) if callable(args) else args)
+            futures = {n: pool.submit(self.call, n, step,
+                                      request(n) if callable(request) else request)
                        for n in nodes}
-        results: dict[str, Any] = {}
+        results: dict[str, R] = {}
         reports: list[Report] = []
         for node, future in futures.items():
             try:

@@ -64,7 +64,8 @@ class RoutingRunner:
             return CommandResult(tuple(argv), 0, CIB, "", 0.0)
         if argv[0] == "/usr/bin/ssh":  # san-b: down
             return CommandResult(tuple(argv), 255, "", "ssh: connect: No route to host", 0.0)
-        return CommandResult(tuple(argv), 0, '["iqn.2026-11.org.example:stranger"]', "", 0.0)
+        return CommandResult(tuple(argv), 0, '{"iqns": ["iqn.2026-11.org.example:stranger"]}',
+                             "", 0.0)
 
 
 def test_seen_initiators_include_those_a_box_refused(tmp_path: Path,

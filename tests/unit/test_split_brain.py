@@ -8,7 +8,6 @@ kernel lines as drbd_receiver.c and drbd_worker.c word them.
 
 from __future__ import annotations
 
-import json
 import time
 import tomllib
 import xml.etree.ElementTree as ET
@@ -19,7 +18,6 @@ from typing import Any, cast
 import pytest
 
 from iscsiha.cli import main as cli
-from iscsiha.commands import node_steps
 from iscsiha.commands import split_brain as sb
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import (
@@ -33,10 +31,11 @@ from iscsiha.executors.drbd import (
 )
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
-from iscsiha.executors.runner import CommandResult, Runner, command_failed
+from iscsiha.executors.runner import CommandResult, command_failed
 from iscsiha.model.load import load_data
 from iscsiha.plan.plan import make_plan
 from tests.conftest import EXAMPLE
+from tests.unit.peer_wire import fake_boxes
 
 # Two boxes of an 8.4.0 cluster after a split brain, each StandAlone with its own changes.
 PROC_840_SECONDARY = """\
@@ -273,27 +272,6 @@ class Pair:
                 r.discard = False
 
 
-class FakeBoxes:
-    """Boxes.step, in process: the real node steps over the fake boxes, JSON both ways."""
-
-    def __init__(self, *boxes: FakeBox) -> None:
-        self.boxes = {b.name: b for b in boxes}
-        self.here = boxes[0].name
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.boxes)
-
-    def step(self, node: str, op: str, args: Any, timeout: float = 300.0) -> Any:
-        box = self.boxes[node]
-        result = node_steps.STEPS[op](node_steps.Box(cast(Runner, box), box.read),
-                                      json.loads(json.dumps(args)))
-        return json.loads(json.dumps(result))
-
-    def on_both(self, op: str, args: Any, nodes: Any = None) -> dict[str, Any]:
-        return {n: self.step(n, op, args) for n in self.names}
-
-
 CRM_MON = """<pacemaker-result api-version="2.30" request="crm_mon --one-shot --output-as=xml">
   <nodes>
     <node name="san-a" id="1" online="true" standby="false" type="member"/>
@@ -340,7 +318,7 @@ class FakePacemaker(Pacemaker):
 @dataclass
 class Cluster:
     pacemaker: FakePacemaker
-    boxes: FakeBoxes
+    boxes: Boxes
     a: FakeBox
     b: FakeBox
     pair: Pair
@@ -374,7 +352,7 @@ def _cluster(db_b: Res | None = None, maintenance: bool = False) -> Cluster:
                 kernel=["[ 4021.120001] drbd db/0 drbd1: Split-Brain detected but unresolved, "
                         "dropping connection!"])
     pacemaker = FakePacemaker(f'<cib admin_epoch="0" epoch="7" num_updates="12">{cib}</cib>')
-    return Cluster(pacemaker, FakeBoxes(a, b), a, b, Pair(a, b, "db"))
+    return Cluster(pacemaker, fake_boxes(a, b), a, b, Pair(a, b, "db"))
 
 
 @pytest.fixture

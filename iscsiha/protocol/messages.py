@@ -1,0 +1,257 @@
+"""Every node step's request and reply: the one definition both boxes use.
+
+The calling box builds a request, `iscsiha node STEP` on the other box decodes it with
+iscsiha.protocol.codec (each field checked with the model's rules: names, sizes,
+minors, ports) before anything runs, and the reply comes back the same way. Files and
+secrets are never sent as paths or content: the receiving box rebuilds them from a
+desired state it validates itself (see iscsiha.commands.node_steps).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Generic, Literal, TypeVar
+
+from iscsiha.model import names
+from iscsiha.model.identity import DRBD_MINOR_MAX, DRBD_PORT_FIRST, DRBD_PORT_LAST
+from iscsiha.model.load import LUN_MAX, VOLUME_SIZE_MAX
+from iscsiha.protocol.codec import Check, Text, printable
+
+DESIRED_BYTES_MAX = 8 * 1024 * 1024
+SECONDS_MAX = 3600.0
+
+
+def _object_name(s: str) -> bool:
+    return names.OBJECT_NAME.fullmatch(s) is not None
+
+
+def _lvm_name(s: str) -> bool:
+    return names.VG_NAME.fullmatch(s) is not None and s not in (".", "..")
+
+
+def _ref(s: str) -> bool:
+    name, slash, number = s.partition("/")
+    return (_object_name(name) and slash == "/" and number.isascii() and number.isdigit()
+            and len(number) <= 3 and int(number) <= LUN_MAX)
+
+
+def _iscsi_name(s: str) -> bool:
+    return printable(s) and names.iscsi_name_problem(s) is None
+
+
+# A volume or target name (an LV, a DRBD resource, a CIB id).
+Name = Annotated[str, Check(names.OBJECT_NAME_ALLOWED, _object_name)]
+# An LVM volume group or LV name as lvm(8) allows it (never option-like).
+LvmName = Annotated[str, Check(names.VG_NAME_ALLOWED, _lvm_name)]
+NodeName = Annotated[str, Check(names.NODE_NAME_ALLOWED,
+                                lambda s: names.NODE_NAME.fullmatch(s) is not None)]
+# RESOURCE/NUMBER: one volume of a target's DRBD resource.
+VolumeRef = Annotated[str, Check(f"TARGET/NUMBER, NUMBER 0 to {LUN_MAX}", _ref)]
+Minor = Annotated[int, Check(f"a DRBD minor 0 to {DRBD_MINOR_MAX}",
+                             lambda n: 0 <= n <= DRBD_MINOR_MAX)]
+Port = Annotated[int, Check(f"a DRBD port {DRBD_PORT_FIRST} to {DRBD_PORT_LAST}",
+                            lambda n: DRBD_PORT_FIRST <= n <= DRBD_PORT_LAST)]
+VolumeNumber = Annotated[int, Check(f"0 to {LUN_MAX}", lambda n: 0 <= n <= LUN_MAX)]
+Bytes = Annotated[int, Check(f"1 to {VOLUME_SIZE_MAX} bytes",
+                             lambda n: 1 <= n <= VOLUME_SIZE_MAX)]
+Count = Annotated[int, Check("0 or more", lambda n: 0 <= n < 1 << 63)]
+Seconds = Annotated[float, Check(f"more than 0 and at most {SECONDS_MAX:.0f} seconds",
+                                 lambda t: 0 < t <= SECONDS_MAX)]
+IscsiName = Annotated[str, Check(names.ISCSI_NAME_ALLOWED, _iscsi_name)]
+# A DRBD state word (Primary, Connected, UpToDate...).
+StateWord = Annotated[str, Check("a DRBD state word",
+                                 lambda s: re.fullmatch(r"[A-Za-z]{1,32}", s) is not None)]
+HexId = Annotated[str, Check("16 hex digits",
+                             lambda s: re.fullmatch(r"[0-9A-F]{16}", s) is not None)]
+GiFlags = Annotated[str, Check("7 flags 0 or 1",
+                               lambda s: re.fullmatch(r"[01](:[01]){6}", s) is not None)]
+Percent = Annotated[float, Check("0 to 100", lambda p: 0 <= p <= 100)]
+# The whole desired-state TOML; the receiving box validates it as `iscsiha validate` does.
+Desired = Annotated[str, Check(f"a desired state of at most {DESIRED_BYTES_MAX} bytes",
+                               lambda s: len(s.encode(errors="replace")) <= DESIRED_BYTES_MAX
+                               and printable(s, "\n\t\r"))]
+
+Q = TypeVar("Q")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Step(Generic[Q, R]):
+    """A step's name with its request and reply types."""
+
+    name: str
+    request: type[Q]
+    reply: type[R]
+
+
+@dataclass(frozen=True)
+class Nothing:
+    """The request of a step that needs no arguments, the reply of one that returns none."""
+
+
+# -- apply's checks and volumes ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class FactsRequest:
+    vgs: tuple[LvmName, ...]
+    volumes: tuple[tuple[Name, LvmName], ...]  # (name, volume group)
+    drbd: dict[Name, Minor]  # exported volumes: name -> minor
+
+
+@dataclass(frozen=True)
+class DiskState:
+    role: StateWord
+    connection: StateWord
+    disk: StateWord
+    peer_disk: StateWord
+
+
+@dataclass(frozen=True)
+class Facts:
+    vgs: dict[LvmName, tuple[Count, Count]]  # volume group -> (free bytes, extent size)
+    lvs: dict[Name, Count | None]  # volume -> its LV's size, None when it has none
+    tagged: dict[LvmName, LvmName]  # the cluster's LVs on this box -> their volume group
+    drbd: dict[Name, DiskState]
+
+
+@dataclass(frozen=True)
+class Volumes:
+    volumes: tuple[tuple[Name, LvmName, Bytes], ...]  # (name, volume group, size)
+
+
+@dataclass(frozen=True)
+class VolumeGroups:
+    volumes: tuple[tuple[Name, LvmName], ...]  # (name, volume group)
+
+
+# -- DRBD ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Resources:
+    resources: tuple[Name, ...]
+
+
+@dataclass(frozen=True)
+class Refs:
+    volumes: tuple[VolumeRef, ...]
+
+
+@dataclass(frozen=True)
+class SyncNew:
+    volumes: tuple[tuple[VolumeRef, Minor], ...]
+    timeout: Seconds = 60.0
+
+
+@dataclass(frozen=True)
+class Role:
+    role: Literal["primary", "secondary"]
+    volumes: tuple[VolumeRef, ...]
+
+
+# -- files and secrets, rebuilt on the receiving box ------------------------------------
+
+@dataclass(frozen=True)
+class Slots:
+    """A target's DRBD resource as allocated: its port and each volume's (number, minor)."""
+
+    port: Port
+    volumes: dict[Name, tuple[VolumeNumber, Minor]]
+
+
+@dataclass(frozen=True)
+class DrbdFiles:
+    """The resource files of ``resources``, for the targets of ``desired``."""
+
+    desired: Desired
+    resources: dict[Name, Slots]
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    desired: Desired
+
+
+@dataclass(frozen=True)
+class Paths:
+    paths: tuple[Text, ...]
+
+
+# -- targets ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Iqns:
+    iqns: tuple[IscsiName, ...]
+
+
+@dataclass(frozen=True)
+class Sessions:
+    sessions: dict[IscsiName, tuple[IscsiName, ...]]  # target -> initiators logged in
+
+
+# -- split brain -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SplitBrainVolumes:
+    volumes: dict[Name, tuple[VolumeRef, Minor]]
+
+
+@dataclass(frozen=True)
+class GenerationIds:
+    current: HexId
+    bitmap: HexId
+    history: tuple[HexId, HexId]
+    flags: GiFlags
+
+
+@dataclass(frozen=True)
+class Detail:
+    role: StateWord
+    peer_role: StateWord
+    connection: StateWord
+    disk: StateWord
+    peer_disk: StateWord
+    out_of_sync_kib: Count
+    synced_percent: Percent | None
+    resync_total_kib: Count | None
+    gi: GenerationIds | None
+    kernel: tuple[Text, ...]
+
+
+@dataclass(frozen=True)
+class SplitBrainFacts:
+    volumes: dict[Name, Detail]
+
+
+@dataclass(frozen=True)
+class SplitBrainSide:
+    resource: Name
+    minor: Minor
+    node: NodeName
+
+
+@dataclass(frozen=True)
+class Commands:
+    commands: tuple[Text, ...]  # the commands the step ran, in order
+
+
+FACTS = Step("facts", FactsRequest, Facts)
+CREATE_VOLUMES = Step("create-volumes", Volumes, Nothing)
+DRBD_METADATA = Step("drbd-metadata", Refs, Refs)  # reply: those given metadata
+UP = Step("up", Resources, Nothing)
+SYNC_NEW = Step("sync-new", SyncNew, Refs)  # reply: those declared in sync
+DOWN = Step("down", Resources, Nothing)
+DRBD_ROLE = Step("drbd-role", Role, Nothing)
+REMOVE_RESOURCES = Step("remove-resources", Resources, Nothing)
+DELETE_VOLUMES = Step("delete-volumes", VolumeGroups, Nothing)
+GROW_VOLUMES = Step("grow-volumes", Volumes, Nothing)
+DRBD_RESIZE = Step("drbd-resize", Refs, Nothing)
+WRITE_DRBD_FILES = Step("write-drbd-files", DrbdFiles, Paths)  # reply: files rewritten
+WRITE_DESIRED = Step("write-desired", DesiredState, Paths)
+WRITE_SECRETS = Step("write-secrets", DesiredState, Nothing)
+ADJUST = Step("adjust", Resources, Nothing)
+TARGET_SESSIONS = Step("target-sessions", Iqns, Sessions)
+SEEN_INITIATORS = Step("seen-initiators", Nothing, Iqns)
+SPLIT_BRAIN_FACTS = Step("split-brain-facts", SplitBrainVolumes, SplitBrainFacts)
+SPLIT_BRAIN_DISCARD = Step("split-brain-discard", SplitBrainSide, Commands)
+SPLIT_BRAIN_CONNECT = Step("split-brain-connect", SplitBrainSide, Commands)
