@@ -6,6 +6,7 @@ console format them in one place (iscsiha.cli.report_format).
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -60,3 +61,10 @@ class Secret(str):
 
     def redacted(self) -> str:
         return repr(self)
+
+
+def bug_report(what: str) -> str:
+    """The text for an exception no boundary turned into a report: a bug of ours."""
+    return (f"iscsiha: this is a bug in iscsiha, not a problem with your input or cluster.\n"
+            f"Please report it with the lines below (they hold no secrets unless the\n"
+            f"command line did).\ncommand: {what}\n{traceback.format_exc()}")

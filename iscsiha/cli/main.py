@@ -1,6 +1,7 @@
 """`iscsiha`: validate, plan, apply the desired state; show and move targets; split brain.
 
-Exit codes: 0 success, 1 the request was refused (reports printed), 2 usage error.
+Exit codes: 0 success, 1 the request was refused (reports printed), 2 usage error,
+70 a bug in iscsiha (the traceback printed, to be reported).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from iscsiha.commands import split_brain as split_brain_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands.env import Env
 from iscsiha.commands.selfcheck import selfcheck
-from iscsiha.errors import IscsihaError, Report
+from iscsiha.errors import IscsihaError, Report, bug_report
 from iscsiha.executors import files
 from iscsiha.executors.drbd import Drbd
 from iscsiha.executors.pacemaker import Pacemaker
@@ -32,7 +33,7 @@ from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
 from iscsiha.protocol import codec
 
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 FROM_PEER = "from-peer"
 
 
@@ -44,6 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IscsihaError as exc:  # the one error boundary
         print(format_reports(exc.reports), file=sys.stderr)
         return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("iscsiha: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # anything else is ours to fix: say so, with what we need
+        print(bug_report(" ".join(sys.argv if argv is None else ["iscsiha", *argv])),
+              file=sys.stderr)
+        return EXIT_BUG
 
 
 def _parser() -> argparse.ArgumentParser:

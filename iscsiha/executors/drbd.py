@@ -39,20 +39,22 @@ DOWN = DrbdState("Unconfigured", "StandAlone", "Diskless", "DUnknown")
 
 
 class Drbd:
+    """drbdadm on named resources; every name goes after ``--`` so none reads as an option."""
+
     def __init__(self, runner: Runner, read: Callable[[str], str] = files.read_text) -> None:
         """``read`` reads a kernel file (/proc/drbd); tests hand in their own."""
         self._runner = runner
         self._read = read
 
     def create_md(self, res: str) -> None:
-        self._runner.run([DRBDADM, "--force", "create-md", res], timeout=120)
+        self._runner.run([DRBDADM, "--force", "create-md", "--", res], timeout=120)
 
     def has_metadata(self, volume: str) -> bool:
         """Whether RES/NUMBER's disk holds DRBD metadata; raises when that is unknown."""
-        if self._runner.run([DRBDADM, "get-gi", volume], check=False, timeout=30).ok:
+        if self._runner.run([DRBDADM, "get-gi", "--", volume], check=False, timeout=30).ok:
             return True  # attached, or metadata drbdmeta reads
         # get-gi says nothing about a disk without metadata; dump-md says so.
-        result = self._runner.run([DRBDADM, "dump-md", volume], check=False, timeout=60)
+        result = self._runner.run([DRBDADM, "dump-md", "--", volume], check=False, timeout=60)
         if NO_METADATA in result.stdout + result.stderr:
             return False
         raise IscsihaError.single("drbd-metadata-unknown", "volume", volume,
@@ -60,17 +62,17 @@ class Drbd:
                                   (result.stderr or result.stdout).strip()[-300:])
 
     def primary(self, res: str) -> None:
-        self._runner.run([DRBDADM, "primary", res], timeout=60)
+        self._runner.run([DRBDADM, "primary", "--", res], timeout=60)
 
     def up(self, res: str) -> None:
-        self._runner.run([DRBDADM, "up", res], timeout=60)
+        self._runner.run([DRBDADM, "up", "--", res], timeout=60)
 
     def down(self, res: str) -> None:
-        self._runner.run([DRBDADM, "down", res], timeout=60)
+        self._runner.run([DRBDADM, "down", "--", res], timeout=60)
 
     def skip_initial_sync(self, res: str) -> None:
         """Declare both sides' (zeroed, never written) data identical: no full sync."""
-        self._runner.run([DRBDADM, "--clear-bitmap", "new-current-uuid", res], timeout=60)
+        self._runner.run([DRBDADM, "--clear-bitmap", "new-current-uuid", "--", res], timeout=60)
 
     def adjust(self, res: str) -> None:
         """Bring a running resource in line with its file (options, peer secret, volumes).
@@ -81,8 +83,8 @@ class Drbd:
         """
         rounds = LUN_MAX + 1  # a target's most volumes
         for _ in range(rounds):
-            self._runner.run([DRBDADM, "adjust", res], timeout=60)
-            if "del-minor" not in self._runner.run([DRBDADM, "-d", "adjust", res],
+            self._runner.run([DRBDADM, "adjust", "--", res], timeout=60)
+            if "del-minor" not in self._runner.run([DRBDADM, "-d", "adjust", "--", res],
                                                    timeout=60).stdout:
                 return
         raise IscsihaError.single("drbd-adjust-incomplete", "resource", res,
@@ -90,7 +92,7 @@ class Drbd:
                                   f"still dropping volumes after {rounds} rounds")
 
     def resize(self, res: str) -> None:
-        self._runner.run([DRBDADM, "resize", res], timeout=120)
+        self._runner.run([DRBDADM, "resize", "--", res], timeout=120)
 
     def state(self, res: str) -> DrbdState:
         role = self._query("role", res)
@@ -103,7 +105,7 @@ class Drbd:
     def _query(self, what: str, res: str) -> str | None:
         """The answer for the resource's first volume the kernel knows (drbdadm prints
         one line per volume, and fails for a volume not yet added to the kernel)."""
-        result = self._runner.run([DRBDADM, what, res], check=False, timeout=30)
+        result = self._runner.run([DRBDADM, what, "--", res], check=False, timeout=30)
         for line in result.stdout.splitlines():
             if re.fullmatch(r"[A-Za-z]+(/[A-Za-z]+)?", line.strip()):
                 return line.strip()
@@ -129,19 +131,19 @@ class Drbd:
         return result.stdout if result.ok else ""
 
     def generation_ids(self, res: str) -> GenerationIds | None:
-        result = self._runner.run([DRBDADM, "get-gi", res], check=False, timeout=30)
+        result = self._runner.run([DRBDADM, "get-gi", "--", res], check=False, timeout=30)
         return parse_gi(result.stdout) if result.ok else None
 
     def disconnect(self, res: str) -> None:
-        self._runner.run([DRBDADM, "disconnect", res], timeout=60)
+        self._runner.run([DRBDADM, "disconnect", "--", res], timeout=60)
 
     def secondary(self, res: str) -> None:
-        self._runner.run([DRBDADM, "secondary", res], timeout=60)
+        self._runner.run([DRBDADM, "secondary", "--", res], timeout=60)
 
     def connect(self, res: str, discard_my_data: bool = False) -> None:
         """Connect to the peer; ``discard_my_data`` makes this side the split brain's loser."""
         flag = ["--discard-my-data"] if discard_my_data else []
-        self._runner.run([DRBDADM, "connect", *flag, res], timeout=60)
+        self._runner.run([DRBDADM, "connect", *flag, "--", res], timeout=60)
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,22 @@ class Lvm:
 
     def size(self, vg: str, name: str) -> int | None:
         """The volume's size, or None when it does not exist."""
-        result = self._runner.run([LVS, *_BYTES, "-o", "lv_size", f"{vg}/{name}"], check=False)
-        return int(result.stdout.strip()) if result.ok and result.stdout.strip() else None
+        result = self._runner.run([LVS, *_BYTES, "-o", "lv_size", "--", f"{vg}/{name}"],
+                                  check=False)
+        if not (result.ok and result.stdout.strip()):
+            return None
+        (size,) = _numbers(result.stdout, 1, f"lvs {vg}/{name}")
+        return size
 
     def free_and_extent(self, vg: str) -> tuple[int, int]:
         """(free bytes, extent size) of a volume group."""
-        result = self._runner.run([VGS, *_BYTES, "-o", "vg_free,vg_extent_size", vg],
+        result = self._runner.run([VGS, *_BYTES, "-o", "vg_free,vg_extent_size", "--", vg],
                                   check=False)
         if not result.ok:
             raise IscsihaError.single("no-volume-group", "volume_group", vg,
                                       "a volume group on this box", result.stderr.strip())
-        free, extent = result.stdout.split()
-        return int(free), int(extent)
+        free, extent = _numbers(result.stdout, 2, f"vgs {vg}")
+        return free, extent
 
     def create(self, vg: str, name: str, size: int) -> None:
         """A new LV, zeroed whole: DRBD skips the initial sync on the grounds that both
@@ -39,8 +43,8 @@ class Lvm:
         (other volumes' data and DRBD metadata), which lvcreate's zeroing of the first
         4 KiB leaves. BLKZEROOUT lets the disk write zeroes the fast way if it can."""
         self._runner.run([LVCREATE, "-q", "-y", "-W", "y", "-Z", "y", "-L", f"{size}b",
-                          "--addtag", TAG, "-n", name, vg], timeout=120)
-        self._runner.run([BLKDISCARD, "--zeroout", f"/dev/{vg}/{name}"],
+                          "--addtag", TAG, "-n", name, "--", vg], timeout=120)
+        self._runner.run([BLKDISCARD, "--zeroout", "--", f"/dev/{vg}/{name}"],
                          timeout=max(120.0, size / ZEROOUT_BYTES_PER_S))
 
     def tagged(self) -> dict[str, str]:
@@ -50,11 +54,24 @@ class Lvm:
         if not result.ok:
             raise IscsihaError.single("lvs-failed", "command", f"lvs @{TAG}",
                                       "a listing of this box's LVs", result.stderr.strip())
-        return {lv: vg for lv, vg in (line.split() for line in result.stdout.splitlines()
-                                      if line.strip())}
+        rows = [line.split() for line in result.stdout.splitlines() if line.strip()]
+        if any(len(row) != 2 for row in rows):
+            raise IscsihaError.single("lvm-output-unexpected", "command", f"lvs @{TAG}",
+                                      "lines of an LV name and its volume group",
+                                      result.stdout.strip()[:200])
+        return {lv: vg for lv, vg in rows}
 
     def extend(self, vg: str, name: str, size: int) -> None:
-        self._runner.run([LVEXTEND, "-q", "-L", f"{size}b", f"{vg}/{name}"], timeout=120)
+        self._runner.run([LVEXTEND, "-q", "-L", f"{size}b", "--", f"{vg}/{name}"], timeout=120)
 
     def remove(self, vg: str, name: str) -> None:
-        self._runner.run([LVREMOVE, "-q", "-y", f"{vg}/{name}"], timeout=120)
+        self._runner.run([LVREMOVE, "-q", "-y", "--", f"{vg}/{name}"], timeout=120)
+
+
+def _numbers(out: str, count: int, command: str) -> list[int]:
+    """``count`` whole numbers of bytes from an lvm report, or a report naming the output."""
+    words = out.split()
+    if len(words) != count or not all(w.isascii() and w.isdigit() for w in words):
+        raise IscsihaError.single("lvm-output-unexpected", "command", command,
+                                  f"{count} whole number(s) of bytes", out.strip()[:200])
+    return [int(w) for w in words]

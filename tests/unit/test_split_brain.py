@@ -185,10 +185,11 @@ class FakeBox:
         if argv == [DMESG]:
             return "".join(line + "\n" for line in self.kernel), 0
         assert argv[0] == DRBDADM, argv
+        assert argv[-2] == "--", f"a name that could read as an option: {argv}"
         # RES/NUMBER names one volume, RES all of a target's volumes.
         volumes = [VOLUMES[argv[-1]]] if "/" in argv[-1] else RESOURCES[argv[-1]]
         rs = [self.res[v] for v in volumes]
-        match argv[1:-1]:
+        match argv[1:-2]:
             case ["get-gi"]:
                 (r,) = rs
                 return r.gi, 0
@@ -227,7 +228,8 @@ class FakeBox:
 
     def drbd_changes(self) -> list[list[str]]:
         """The commands that change DRBD (not the reads)."""
-        return [c[1:] for c in self.calls if c[0] == DRBDADM and c[1] != "get-gi"]
+        return [[a for a in c[1:] if a != "--"] for c in self.calls
+                if c[0] == DRBDADM and c[1] != "get-gi"]
 
 
 class Pair:
@@ -514,7 +516,7 @@ def test_when_drbd_drops_the_connection_again_it_says_so_and_releases_the_clone(
     # The discard flag never reaches DRBD: the handshake finds the split brain again.
     monkeypatch.setattr(Drbd, "connect",
                         lambda self, res, discard_my_data=False: self._runner.run(
-                            [DRBDADM, "connect", res]))
+                            [DRBDADM, "connect", "--", res]))
     with pytest.raises(IscsihaError) as exc:
         sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
     assert _codes(exc) == ["split-brain-not-resolved", "partly-applied"]
