@@ -173,6 +173,7 @@ def serve_join(env: HostEnv, log: Callable[[str], None]) -> bool:
     try:
         log(f"waiting for {pending.peer} on {pending.address} port {pending.port}")
         return join_exchange.serve(listener, env.security, pending.secret, offer,
+                                   lambda hello: _hello_problems(config, hello),
                                    lambda hello: _record_peer(env, config, hello), deadline,
                                    log)
     finally:
@@ -197,6 +198,23 @@ def _offer(env: HostEnv, config: Config) -> join_exchange.Offer:
         host_key=steps.own_host_key(env),
         qdevice_ca=need(CA_PATH) if tiebreaker else None,
         qdevice_p12=need(BUNDLE) if tiebreaker else None)
+
+
+def _hello_problems(config: Config, hello: join_exchange.Hello) -> list[Report]:
+    """Whether the box saying hello is the peer this cluster waits for, with a usable
+    host key: checked before the offer (the cluster's keys) is sent."""
+    peer = config.cluster.nodes[1]
+    problems = []
+    if hello.hostname != peer.name:
+        problems.append(Report("wrong-host-name", "joining box", hello.hostname,
+                               f"{peer.name} (the peer `cluster init` was given)",
+                               "is not the box this cluster waits for: nothing secret was "
+                               "sent; set its host name or join from the right box"))
+    key = peer_ssh.public_key_problem(hello.host_key)
+    if key is not None:
+        problems.append(Report("bad-host-key", f"{hello.hostname} SSH host key",
+                               hello.host_key[:60], peer_ssh.KEY_ALLOWED, key))
+    return problems
 
 
 def _record_peer(env: HostEnv, config: Config, hello: join_exchange.Hello) -> None:
@@ -274,6 +292,7 @@ def _set_up_joiner(env: HostEnv, channel: Channel, config: Config,
                    offer: join_exchange.Offer, host_key: str, progress: Progress) -> None:
     first, me = config.cluster.nodes
     steps.check_host_key(offer.host_key, first.name)
+    peer_ssh.checked_key(offer.ssh_public, "the cluster SSH public key in the offer")
     tx = Transaction(env.root)
     try:
         progress("writing corosync.conf, the authkey, the cluster SSH key and the "

@@ -72,10 +72,10 @@ def own_host_key(env: HostEnv) -> str:
 
 
 def check_host_key(key: str, node: str) -> None:
-    words = key.split()
-    if len(words) < 2 or not words[0].startswith(("ssh-", "ecdsa-")):
-        raise IscsihaError.single("bad-host-key", f"{node} SSH host key", key[:40],
-                                  "TYPE BASE64 [COMMENT], e.g. ssh-ed25519 AAAA...")
+    problem = peer_ssh.public_key_problem(key)
+    if problem is not None:
+        raise IscsihaError.single("bad-host-key", f"{node} SSH host key", key[:60],
+                                  peer_ssh.KEY_ALLOWED, problem)
 
 
 def make_ssh_key(env: HostEnv) -> tuple[bytes, str]:

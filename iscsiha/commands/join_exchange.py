@@ -27,9 +27,12 @@ from typing import Any
 from iscsiha.errors import IscsihaError, Report, Secret
 from iscsiha.executors import join_channel
 from iscsiha.executors.join_channel import Channel, ChannelError, HandshakeFailed, Security
+from iscsiha.model import names
+from iscsiha.protocol.codec import printable
 
 HANDSHAKE_TIMEOUT = 10.0  # a connection that does not prove the key in time is dropped
 RESULT_TIMEOUT = 900.0  # the joiner writes files and starts three services meanwhile
+FAILURES_PER_SOURCE = 5  # failed connections from one address before it is ignored
 Log = Callable[[str], None]
 
 
@@ -46,8 +49,15 @@ class Hello:
     @classmethod
     def read(cls, message: dict[str, Any], peer: str) -> Hello:
         _expect(message, "hello", peer)
-        return cls(_text(message, "hostname", peer), _text(message, "host_key", peer),
-                   _text(message, "version", peer))
+        hello = cls(_text(message, "hostname", peer), _text(message, "host_key", peer),
+                    _text(message, "version", peer))
+        if names.NODE_NAME.fullmatch(hello.hostname) is None:
+            raise IscsihaError.single("bad-message", f"{peer} hostname", hello.hostname,
+                                      names.NODE_NAME_ALLOWED)
+        if not (len(hello.version) <= 64 and hello.version.isprintable()):
+            raise IscsihaError.single("bad-message", f"{peer} version", hello.version,
+                                      "a release number")
+        return hello
 
 
 @dataclass(frozen=True)
@@ -85,17 +95,29 @@ class Offer:
 # -- the first box ----------------------------------------------------------------------
 
 def serve(listener: socket.socket, security: Security, psk: bytes, offer: Offer,
-          commit: Callable[[Hello], None], deadline: float, log: Log,
-          clock: Callable[[], float] = time.monotonic) -> bool:
-    """Answer joiners one at a time until one has joined (True) or ``deadline`` (False)."""
+          check: Callable[[Hello], list[Report]], commit: Callable[[Hello], None],
+          deadline: float, log: Log, clock: Callable[[], float] = time.monotonic) -> bool:
+    """Answer joiners one at a time until one has joined (True) or ``deadline`` (False).
+
+    ``check`` looks at a joiner's hello before anything secret is sent; a source whose
+    connections failed FAILURES_PER_SOURCE times is not answered again.
+    """
+    failures: dict[str, int] = {}
     while (left := deadline - clock()) > 0:
         accepted = join_channel.accept(listener, min(left, 1.0))
         if accepted is None:
             continue
         sock, peer = accepted
+        source = peer.rsplit(":", 1)[0]
         try:
-            if _serve_one(sock, peer, security, psk, offer, commit, log):
+            if failures.get(source, 0) >= FAILURES_PER_SOURCE:
+                continue  # closed unanswered: guessing the token from there has to stop
+            if _serve_one(sock, peer, security, psk, offer, check, commit, log):
                 return True
+            failures[source] = failures.get(source, 0) + 1
+            if failures[source] == FAILURES_PER_SOURCE:
+                log(f"{source}: {FAILURES_PER_SOURCE} failed connections; no more are "
+                    "answered from there until this token expires")
         finally:
             sock.close()
     log("the join token expired unused")
@@ -103,7 +125,8 @@ def serve(listener: socket.socket, security: Security, psk: bytes, offer: Offer,
 
 
 def _serve_one(sock: socket.socket, peer: str, security: Security, psk: bytes, offer: Offer,
-               commit: Callable[[Hello], None], log: Log) -> bool:
+               check: Callable[[Hello], list[Report]], commit: Callable[[Hello], None],
+               log: Log) -> bool:
     sock.settimeout(HANDSHAKE_TIMEOUT)
     try:
         stream = security.server(sock, psk)
@@ -115,11 +138,18 @@ def _serve_one(sock: socket.socket, peer: str, security: Security, psk: bytes, o
     try:
         hello = Hello.read(channel.receive(HANDSHAKE_TIMEOUT), peer)
         log(f"{peer}: {hello.hostname} (iscsiha {hello.version}) asks to join")
+        problems = check(hello)
+        if problems:
+            channel.send({"type": "error", "reports": _json_reports(problems)})
+            log(f"{peer}: refused before anything secret was sent: "
+                + "; ".join(f"{r.field}: {r.message or r.code}" for r in problems)
+                + "; the token stays valid")
+            return False
         channel.send(offer.message())
         answer = channel.receive(RESULT_TIMEOUT)
         if answer.get("type") != "joined":
             reports = _reports(answer.get("reports"))
-            log(f"{peer}: {hello.hostname} did not join ({answer.get('type')}): "
+            log(f"{peer}: {hello.hostname} did not join ({_shown(answer.get('type'))}): "
                 + "; ".join(f"{r.field}: {r.message or r.code}" for r in reports)
                 + "; the token stays valid")
             return False
@@ -200,9 +230,10 @@ def _expect(message: dict[str, Any], kind: str, peer: str) -> None:
 
 def _text(message: dict[str, Any], key: str, peer: str) -> str:
     value = message.get(key)
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not printable(value, "\n\t"):
         raise IscsihaError.single("bad-message", f"{peer} {key}", type(value).__name__,
-                                  "a string", "is missing or not text")
+                                  "printable text", "is missing, not text or has control "
+                                  "characters")
     return value
 
 
@@ -218,6 +249,11 @@ def _bytes(message: dict[str, Any], key: str, peer: str,
         pass
     raise IscsihaError.single("bad-message", f"{peer} {key}", type(value).__name__,
                               "base64 text", "is missing or not base64")
+
+
+def _shown(value: object) -> str:
+    """A word another box sent, as the log may show it."""
+    return "".join(c for c in str(value)[:40] if c.isprintable())
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -28,7 +28,7 @@ from iscsiha.model.load import load_text
 from iscsiha.model.names import iscsi_name_problem
 from iscsiha.model.types import Config
 from iscsiha.plan.cib import secret_parameters
-from iscsiha.plan.drbd import AUTHKEY_PATH, resource_file, resource_path
+from iscsiha.plan.drbd import AUTHKEY_PATH, FOLDER, resource_file
 from iscsiha.protocol import codec
 from iscsiha.protocol import messages as m
 
@@ -44,6 +44,10 @@ class Box:
     read_bytes: Callable[[str], bytes | None] = files.read  # this box's authkey
     secrets_dir: str = SECRETS_DIR
     desired_path: str = DESIRED_PATH
+    drbd_dir: str = FOLDER
+
+    def resource_path(self, target: str) -> str:
+        return os.path.join(self.drbd_dir, f"{target}.res")
 
     @property
     def lvm(self) -> Lvm:
@@ -136,7 +140,7 @@ def drbd_role(box: Box, req: m.Role) -> m.Nothing:
 def remove_resources(box: Box, req: m.Resources) -> m.Nothing:
     """Deleted targets' resources: down (if Pacemaker left them up) and their files gone."""
     for res in req.resources:
-        path = resource_path(res)
+        path = box.resource_path(res)
         if os.path.lexists(path):
             if box.drbd.state(res) != DOWN:
                 box.drbd.down(res)
@@ -199,7 +203,7 @@ def write_drbd_files(box: Box, req: m.DrbdFiles) -> m.Paths:
     written = []
     for name, res in resources.items():
         text = resource_file(config, targets[name], res, key)
-        path = resource_path(name)
+        path = box.resource_path(name)
         if files.write_if_changed(path, text.encode(), RESOURCE_MODE):
             written.append(path)
     return m.Paths(tuple(written))
@@ -282,7 +286,7 @@ def seen_initiators(box: Box, req: m.Nothing) -> m.Iqns:
     """Initiators that tried to log in here and were refused (not in an ACL); a name
     no ACL could hold is not passed on."""
     return m.Iqns(tuple(i for i in refused_initiators(box.drbd.kernel_log())
-                        if codec.printable(i) and iscsi_name_problem(i) is None))
+                        if i.isprintable() and iscsi_name_problem(i) is None))
 
 
 def split_brain_facts(box: Box, req: m.SplitBrainVolumes) -> m.SplitBrainFacts:
@@ -298,7 +302,7 @@ def detail_message(d: DrbdDetail) -> m.Detail:
           if d.gi else None)
     return m.Detail(d.role, d.peer_role, d.connection, d.disk, d.peer_disk, d.out_of_sync_kib,
                     d.synced_percent, d.resync_total_kib, gi,
-                    tuple(line for line in d.kernel if codec.printable(line)))
+                    tuple(line[:codec.TEXT_MAX] for line in d.kernel if line.isprintable()))
 
 
 def split_brain_discard(box: Box, req: m.SplitBrainSide) -> m.Commands:

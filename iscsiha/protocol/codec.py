@@ -38,11 +38,12 @@ class Check:
 
 def printable(s: str, extra: str = "") -> bool:
     """No control characters (a hostile peer must not drive the admin's terminal)."""
-    return len(s) <= TEXT_MAX and all(c.isprintable() or c in extra for c in s)
+    return all(c.isprintable() or c in extra for c in s)
 
 
 # Free text (kernel lines, commands run, messages): printable, bounded.
-Text = Annotated[str, Check(f"printable text of at most {TEXT_MAX} characters", printable)]
+Text = Annotated[str, Check(f"printable text of at most {TEXT_MAX} characters",
+                            lambda s: len(s) <= TEXT_MAX and printable(s))]
 
 
 class Refused(Exception):

@@ -28,6 +28,7 @@ from iscsiha.executors.join_channel import HandshakeFailed, Stream
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.runner import CommandResult
 from iscsiha.model.types import Config
+from tests.unit import ssh_keys
 
 WAIT = 20.0  # the longest any test waits for a thread or a socket
 
@@ -205,7 +206,7 @@ class FakeRunner:
         if argv[0] == bootstrap_env.SSH_KEYGEN:
             key = Path(argv[argv.index("-f") + 1])
             key.write_text(f"PRIVATE KEY {os.urandom(4).hex()}\n")
-            key.with_suffix(".pub").write_text("ssh-ed25519 AAAACLUSTER iscsiha-cluster\n")
+            key.with_suffix(".pub").write_text(f"{ssh_keys.CLUSTER} iscsiha-cluster\n")
         elif argv[:2] == [CERTUTIL, "-i"]:
             nssdb.mkdir(parents=True)
             (nssdb / "cert9.db").write_bytes(Path(argv[3]).read_bytes())
@@ -250,7 +251,7 @@ class Box:
         self.listener: list[str] = []
         host_key = root / "etc/ssh/ssh_host_ed25519_key.pub"
         host_key.parent.mkdir(parents=True)
-        host_key.write_text(f"ssh-ed25519 AAAAHOST{name.upper()} root@{name}\n")
+        host_key.write_text(f"{ssh_keys.ed25519(f'host {name}')} root@{name}\n")
         for folder in bootstrap_env.SERVICE_STATE:  # as the packages install them
             (root / folder.lstrip("/")).mkdir(parents=True)
         debian = root / "etc/corosync/corosync.conf"

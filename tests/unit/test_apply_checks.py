@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from ipaddress import ip_address
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from iscsiha.model.load import load_data
 from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.peer_ssh import authorized_keys
 from iscsiha.plan.plan import make_plan
+from tests.unit import ssh_keys
 
 MIB = 2**20
 EXTENT = 4 * MIB
@@ -169,9 +171,10 @@ def test_a_running_target_never_swaps_all_its_luns_at_once(example: dict[str, An
 
 
 def test_the_peer_key_is_limited_to_the_forced_step_from_the_peer() -> None:
-    line = authorized_keys("ssh-ed25519 AAAA key", ["10.10.0.12", "10.11.0.12"])  # type: ignore[list-item]
+    line = authorized_keys(f"{ssh_keys.CLUSTER} key\n", [ip_address("10.10.0.12"),
+                                                      ip_address("10.11.0.12")])
     assert line == ('restrict,from="10.10.0.12,10.11.0.12",command="/usr/bin/iscsiha node '
-                    'from-peer" ssh-ed25519 AAAA key\n')
+                    f'from-peer" {ssh_keys.CLUSTER}\n')
 
 
 FRAGMENT = ('<configuration><crm_config><cluster_property_set id="iscsiha-options"/>'

@@ -20,6 +20,7 @@ from iscsiha.executors.join_channel import TlsPsk
 from iscsiha.model.load import load_text
 from iscsiha.plan import corosync, peer_ssh
 from iscsiha.plan.drbd import AUTHKEY_PATH
+from tests.unit import ssh_keys
 from tests.unit.bootstrap_fakes import (
     Box,
     FakeTiebreaker,
@@ -83,8 +84,9 @@ def test_init_writes_the_cluster_files(a: Box, port: int) -> None:
     # The cluster key is accepted only from the peer's cluster addresses, only for steps.
     assert a.file(peer_ssh.AUTHORIZED_KEYS).decode() == (
         'restrict,from="127.0.0.12,10.11.0.12",command="/usr/bin/iscsiha node from-peer" '
-        "ssh-ed25519 AAAACLUSTER iscsiha-cluster\n")
-    assert a.file(peer_ssh.KNOWN_HOSTS) == b"127.0.0.11,10.11.0.11 ssh-ed25519 AAAAHOSTSAN-A\n"
+        f"{ssh_keys.CLUSTER}\n")
+    assert a.file(peer_ssh.KNOWN_HOSTS).decode() == (
+        f"127.0.0.11,10.11.0.11 {ssh_keys.HOST['san-a']}\n")
     pending = bootstrap_env.PendingJoin.load(a.file(bootstrap_env.JOIN_STATE))
     assert (pending.secret, pending.peer) == (token.secret, "san-b")
     assert a.listener == ["started"]
@@ -230,8 +232,8 @@ def test_join_completes_the_pair(a: Box, b: Box) -> None:
                  f"{peer_ssh.KEY}.pub", CA_PATH):
         assert b.file(path) == a.file(path), path
         assert b.mode(path) == a.mode(path), path
-    both = (b"127.0.0.11,10.11.0.11 ssh-ed25519 AAAAHOSTSAN-A\n"
-            b"127.0.0.12,10.11.0.12 ssh-ed25519 AAAAHOSTSAN-B\n")
+    both = (f"127.0.0.11,10.11.0.11 {ssh_keys.HOST['san-a']}\n"
+            f"127.0.0.12,10.11.0.12 {ssh_keys.HOST['san-b']}\n").encode()
     assert b.file(peer_ssh.KNOWN_HOSTS) == both and a.file(peer_ssh.KNOWN_HOSTS) == both
     assert b'from="127.0.0.11,10.11.0.11"' in b.file(peer_ssh.AUTHORIZED_KEYS)
     assert b.file(PEER_BUNDLE) == a.file(BUNDLE)
@@ -306,8 +308,11 @@ def test_the_wrong_box_cannot_join(a: Box, b: Box) -> None:
     with Server(a, ttl=2.0) as server:
         error = refused(bootstrap.join, b.env, token, b.progress.append)
     assert server.wait() is False
-    assert codes(error) == [("wrong-host-name", "hostname")]
-    assert error.reports[0].allowed == "san-b (the peer `cluster init` was given on san-a)"
+    # The first box refuses it from its hello, before the offer with the cluster's keys.
+    assert codes(error) == [("wrong-host-name", "joining box")]
+    assert error.reports[0].allowed == "san-b (the peer `cluster init` was given)"
+    assert any("refused before anything secret was sent" in line for line in server.log)
+    assert not (b.root / AUTHKEY_PATH.lstrip("/")).exists()
 
 
 def test_a_failure_while_joining_undoes_both_sides(a: Box, b: Box) -> None:
