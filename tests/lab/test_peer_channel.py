@@ -15,7 +15,7 @@ pytestmark = pytest.mark.lab
 # What a forged request could have changed on the other box: root's and the cluster's
 # SSH trust, DRBD's files (run as root by its handlers), Pacemaker's secrets, the LVs.
 WATCHED = ("sha256sum /root/.ssh/authorized_keys /etc/iscsiha/ssh/authorized_keys "
-           "/etc/iscsiha/desired.toml 2>&1; ls -la /etc/drbd.d /tmp; "
+           "/etc/iscsiha/desired.toml 2>&1; ls -la /etc/drbd.d; ls /tmp/x.conf /tmp/owned 2>&1; "
            "find /var/lib/pacemaker/lrm/secrets -printf '%p %m %s\\n' 2>&1 | sort; "
            "lvs --noheadings -o lv_name,lv_size 2>&1")
 HANDLER = 'resource vm { handlers { fence-peer "/bin/sh -c \'touch /tmp/owned\'"; } }'
