@@ -24,10 +24,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from iscsiha.errors import IscsihaError, Report, Secret
+from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors import join_channel
 from iscsiha.executors.join_channel import Channel, ChannelError, HandshakeFailed, Security
 from iscsiha.model import names
+from iscsiha.protocol import codec
 from iscsiha.protocol.codec import printable
 
 HANDSHAKE_TIMEOUT = 10.0  # a connection that does not prove the key in time is dropped
@@ -140,7 +141,7 @@ def _serve_one(sock: socket.socket, peer: str, security: Security, psk: bytes, o
         log(f"{peer}: {hello.hostname} (iscsiha {hello.version}) asks to join")
         problems = check(hello)
         if problems:
-            channel.send({"type": "error", "reports": _json_reports(problems)})
+            channel.send({"type": "error", "reports": codec.report_list(problems)})
             log(f"{peer}: refused before anything secret was sent: "
                 + "; ".join(f"{r.field}: {r.message or r.code}" for r in problems)
                 + "; the token stays valid")
@@ -156,7 +157,7 @@ def _serve_one(sock: socket.socket, peer: str, security: Security, psk: bytes, o
         try:
             commit(hello)
         except IscsihaError as exc:
-            channel.send({"type": "error", "reports": _json_reports(exc.reports)})
+            channel.send({"type": "error", "reports": codec.report_list(exc.reports)})
             log(f"{peer}: recording {hello.hostname} failed: {exc}; the token stays valid")
             return False
         channel.send({"type": "done"})
@@ -182,12 +183,12 @@ def request(channel: Channel, hello: Hello) -> Offer:
 
 def refuse(channel: Channel, reports: Iterable[Report]) -> None:
     """This box's checks failed: tell the first box, which keeps its token valid."""
-    _tell(channel, {"type": "refused", "reports": _json_reports(reports)})
+    _tell(channel, {"type": "refused", "reports": codec.report_list(reports)})
 
 
 def fail(channel: Channel, reports: Iterable[Report]) -> None:
     """Setting this box up failed and was undone."""
-    _tell(channel, {"type": "failed", "reports": _json_reports(reports)})
+    _tell(channel, {"type": "failed", "reports": codec.report_list(reports)})
 
 
 def finish(channel: Channel) -> None:
@@ -260,20 +261,9 @@ def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode()
 
 
-def _json_reports(reports: Iterable[Report]) -> list[dict[str, str]]:
-    """Reports for the other box; secrets stay redacted on the wire too."""
-    return [{"code": r.code, "field": r.field,
-             "value": r.value.redacted() if isinstance(r.value, Secret) else str(r.value),
-             "allowed": r.allowed, "message": r.message} for r in reports]
-
-
 def _reports(value: object) -> list[Report]:
-    if not isinstance(value, list):
+    """The reports a message carries (none if it carries something else)."""
+    try:
+        return codec.reports_of({"reports": value})
+    except IscsihaError:
         return []
-    out = []
-    for item in value:
-        if isinstance(item, dict) and all(isinstance(item.get(k), str) for k in
-                                          ("code", "field", "value", "allowed", "message")):
-            out.append(Report(item["code"], item["field"], item["value"], item["allowed"],
-                              item["message"]))
-    return out

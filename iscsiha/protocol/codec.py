@@ -14,7 +14,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -93,11 +93,14 @@ def _plain(value: Any) -> Any:
 
 # -- reports over the wire -------------------------------------------------------------
 
-def reports_json(reports: tuple[Report, ...] | list[Report]) -> str:
-    """Reports for the other box; a secret's value never leaves this one."""
-    return json.dumps({"reports": [
-        {"code": r.code, "field": r.field, "value": _shown(r.value), "allowed": r.allowed,
-         "message": r.message, "severity": r.severity.value} for r in reports]})
+def report_list(reports: Iterable[Report]) -> list[dict[str, str | None]]:
+    """Reports as JSON values for the other box; a secret's value never leaves this one."""
+    return [{"code": r.code, "field": r.field, "value": _shown(r.value), "allowed": r.allowed,
+             "message": r.message, "severity": r.severity.value} for r in reports]
+
+
+def reports_json(reports: Iterable[Report]) -> str:
+    return json.dumps({"reports": report_list(reports)})
 
 
 @dataclass(frozen=True)
@@ -116,11 +119,16 @@ class _WireReports:
 
 
 def reports_from(raw: str) -> list[Report] | None:
-    """The reports another box sent, or None if ``raw`` is not a report list."""
+    """The reports another box sent as ``{"reports": [...]}``, or None if it is not that."""
     try:
-        wire = decode(_WireReports, loads(raw, "reports"), "reports")
+        return reports_of(loads(raw, "reports"))
     except IscsihaError:
         return None
+
+
+def reports_of(data: Any) -> list[Report]:
+    """Reports from a parsed ``{"reports": [...]}``; IscsihaError if it is not that."""
+    wire = decode(_WireReports, data, "reports")
     return [Report(r.code, r.field, r.value, r.allowed, r.message, Severity(r.severity))
             for r in wire.reports]
 
