@@ -96,6 +96,7 @@ def parse(parser: ParserElement, line: str) -> Line:
 
     path = located(results.path) if isinstance(results.path, ParseResults) else ""
     command = located(results.command) if isinstance(results.command, ParseResults) else ""
+    first_parameter = len(spans)
     pparams = [str(located(p)) for p in results.pparams or []]
     kparams: dict[str, str] = {}
     for item in results.kparams or []:
@@ -106,6 +107,11 @@ def parse(parser: ParserElement, line: str) -> Line:
             raise _refuse(start, f"gives {key} twice; nothing was run",
                           "each parameter once")
         kparams[str(key)] = str(value)
+    if not command and (pparams or kparams):
+        # configshell would run `cd` and drop them without a word.
+        raise _refuse(min(start for start, _ in spans[first_parameter:]),
+                      "has parameters without a command; nothing was run",
+                      "[PATH] COMMAND [PARAMETER ...] [KEYWORD=VALUE ...]")
     return Line(str(path), str(command), pparams, kparams, spans)
 
 
