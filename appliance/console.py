@@ -65,6 +65,7 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
 
     def run_cmdline(self, cmdline: str) -> None:
         self.last_status = EXIT_OK
+        secret_line = lines.carries_secret(cmdline)
         try:
             self.sync()
             if cmdline:
@@ -75,13 +76,14 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
         except lines.LineError as exc:
             self.fail(format_reports(exc.reports), EXIT_USAGE)
         except IscsihaError as exc:  # the one error boundary
+            secret_line |= any(r.code == lines.SECRET_ON_LINE for r in exc.reports)
             self.fail(format_reports(exc.reports), EXIT_REFUSED)
         except (ExecutionError, ParseException) as exc:
             self.fail(str(exc), EXIT_USAGE)
         except Exception as exc:  # a bug ends in a report, not a traceback
             self.fail(bug_report(exc), EXIT_REFUSED)
         finally:
-            if lines.carries_secret(cmdline):
+            if secret_line:
                 forget_last(cmdline)
             self.sync()
 

@@ -26,6 +26,7 @@ from iscsiha.errors import IscsihaError, Report, Secret
 # Parameter names that carry a secret, in every command of the console.
 SECRET_PARAMETERS = ("token", "bmc_password", "peer_bmc_password", "secret", "mutual_secret")
 FROM_STDIN = "-"
+SECRET_ON_LINE = "secret-on-line"
 # The longest real line (`/cluster init` with every setting) is under 700 characters.
 MAX_LINE = 2000
 # What configshell's grammar takes: words of letters, digits and these, between spaces.
@@ -35,8 +36,9 @@ _WORD_CHARACTERS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + WORD_PUNCTUATION)
 _NAMES = "|".join(SECRET_PARAMETERS)
 # A secret parameter with a value other than `-`, anywhere in a raw line (even one that
-# does not parse), or a join token (ISJ1-..., in any case).
-_INLINE_SECRET = re.compile(rf"(?i)(?:^|[\s])(?:{_NAMES})=(?!-?(?:\s|$))|isj1")
+# does not parse), or a join token (ISJ1-..., in any case). configshell's grammar skips
+# blanks around `=`: `secret = abc` sets secret.
+_INLINE_SECRET = re.compile(rf"(?i)(?:^|\s)(?:{_NAMES})\s*=\s*(?!-?(?:\s|$))|isj1")
 
 
 class LineError(IscsihaError):
@@ -123,7 +125,7 @@ def carries_secret(line: str) -> bool:
 def inline_secrets(named: Iterable[tuple[str, str]], where: str) -> None:
     """Refuse secret parameters given a value in the line; names are (parameter, value)."""
     reports = [
-        Report("secret-on-line", f"{where} {name}", Secret(value),
+        Report(SECRET_ON_LINE, f"{where} {name}", Secret(value),
                f"{name}={FROM_STDIN}: asked at the terminal without echo, or read as one "
                "line from stdin (`echo SECRET | iscsiha-console ... "
                f"{name}={FROM_STDIN}`)",
