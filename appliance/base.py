@@ -111,6 +111,12 @@ class ConsoleNode(ConfigNode):  # type: ignore[misc]
         group name to list its parameters. The "global" group holds the
         console's own preferences.
 
+        A secret (secret, mutual_secret) is never typed into the line: give
+        it as `-` and it is asked at the terminal without echo, or read as
+        one line of stdin by a script; with both, secret's line comes first,
+        then mutual_secret's. A value typed into the line is refused and
+        nothing changes.
+
         PARAMETERS
         ==========
 
@@ -120,7 +126,10 @@ class ConsoleNode(ConfigNode):  # type: ignore[misc]
 
         EXAMPLE
         =======
-        /targets/vm/auth set auth mode=chap user=hv1 secret=hv-Secret-0001
+        /targets/vm/auth set auth mode=chap user=hv1 secret=-
+        (from a script: printf '%s\\n' "$SECRET" "$MUTUAL" | iscsiha-console
+        /targets/vm/auth set auth mode=mutual-chap user=hv1 secret=-
+        mutual_user=san mutual_secret=-)
         /targets/vm set target failback=auto
 
         SEE ALSO
@@ -158,7 +167,7 @@ class ConsoleNode(ConfigNode):  # type: ignore[misc]
         if reverse:
             return redact(value)
         if value is None:
-            return [] if enum else "SECRET (12 to 16 characters; leave empty to be asked)"
+            return [] if enum else "- (asked without echo, or a line of stdin)"
         return value
 
 

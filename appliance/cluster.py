@@ -13,7 +13,6 @@ from appliance.state import State
 from appliance.targets import AuthNode
 from iscsiha.cli.cluster import init_lines
 from iscsiha.commands.bootstrap_params import NETWORKS, InitRequest
-from iscsiha.commands.join_token import PREFIX
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.errors import IscsihaError, Secret
 
@@ -64,8 +63,16 @@ class ClusterNode(ConsoleNode):
         the authkey, the cluster SSH key and the desired state, gets a
         certificate from the tiebreaker, starts corosync, corosync-qdevice and
         pacemaker, and sets the cluster properties. A failure undoes it all.
-        It prints a one-time token: run `/cluster join token=...` with it on
-        the other box within an hour.
+        It prints a one-time token: run `/cluster join` on the other box
+        within an hour and give it the token when asked.
+
+        The two BMC passwords are never typed into the line (it is logged
+        and kept in the history): leave them out, or give them as `-`, and
+        they are asked at the terminal without echo. A script gives them on
+        stdin, one line each, in this order: bmc_password, then
+        peer_bmc_password (`printf '%s\\n' "$A" "$B" | iscsiha-console
+        /cluster init ... bmc_password=- peer_bmc_password=-`). A value
+        typed into the line is refused and nothing is done.
 
         Each network is SUBNET,THIS_BOX,PEER: the subnet in CIDR form, this
         box's address in it, the peer's address in it. TAB offers this box's
@@ -129,11 +136,13 @@ class ClusterNode(ConsoleNode):
 
         bmc_password
         ------------
-        Leave it out to be asked (not echoed).
+        Only `-` (or left out): asked without echo, or the first line of
+        stdin.
 
         peer_bmc_password
         -----------------
-        Leave it out to be asked (not echoed).
+        Only `-` (or left out): asked without echo, or the next line of
+        stdin.
 
         tiebreaker
         ----------
@@ -153,7 +162,7 @@ class ClusterNode(ConsoleNode):
 
         EXAMPLE
         =======
-        init name=san peer=san-b link0=10.10.0.0/24,10.10.0.11,10.10.0.12 link1=10.11.0.0/24,10.11.0.11,10.11.0.12 repl=10.20.0.0/24,10.20.0.11,10.20.0.12 storage=10.30.0.0/24,10.30.0.11,10.30.0.12 ping=10.30.0.1 bmc=10.0.0.21 peer_bmc=10.0.0.22 bmc_user=fence tiebreaker=10.0.0.5
+        init name=san peer=san-b link0=10.10.0.0/24,10.10.0.11,10.10.0.12 link1=10.11.0.0/24,10.11.0.11,10.11.0.12 repl=10.20.0.0/24,10.20.0.11,10.20.0.12 storage=10.30.0.0/24,10.30.0.11,10.30.0.12 ping=10.30.0.1 bmc=10.0.0.21 peer_bmc=10.0.0.22 bmc_user=fence tiebreaker=10.0.0.5 bmc_password=- peer_bmc_password=-
 
         SEE ALSO
         ========
@@ -167,10 +176,10 @@ class ClusterNode(ConsoleNode):
             networks={k: v for k, v in given.items() if v is not None},
             bmc=bmc, bmc_user=bmc_user,
             bmc_password=Secret(bmc_password or self.state.ask_secret(
-                f"BMC password of {who}: ")),
+                f"BMC password of {who} (not echoed): ")),
             peer_bmc=peer_bmc, peer_bmc_user=peer_bmc_user or bmc_user,
             peer_bmc_password=Secret(peer_bmc_password or self.state.ask_secret(
-                f"BMC password of {peer}: ")),
+                f"BMC password of {peer} (not echoed): ")),
             ping=tuple(p.strip() for p in (ping or "").split(",") if p.strip()),
             tiebreaker=tiebreaker)
         access = TiebreakerAccess(tiebreaker_user or "root", tiebreaker_signer)
@@ -204,7 +213,7 @@ class ClusterNode(ConsoleNode):
         # No space after a lone candidate: the peer's address comes next.
         return sorted(c for c in found if c.startswith(text))
 
-    def ui_command_join(self, token: str) -> None:
+    def ui_command_join(self, token: str | None = None) -> None:
         """
         Makes this box the second of the cluster that `/cluster init` set up
         on the first box: it fetches the cluster's keys and settings from
@@ -214,28 +223,35 @@ class ClusterNode(ConsoleNode):
         state. A wrong token, an unreachable first box or a wrong network
         changes nothing on either box, and the token stays valid.
 
+        The token is a secret and never typed into the line (it is logged
+        and kept in the history): it is asked at the terminal without echo,
+        or read as one line of stdin by a script
+        (`echo "$TOKEN" | iscsiha-console /cluster join token=-`).
+
         PARAMETERS
         ==========
 
         token
         -----
-        The token `/cluster init` printed (ISJ1-...); case and dashes do
-        not matter.
+        Only `-` (or left out): the token `/cluster init` printed
+        (ISJ1-...), asked without echo or read from stdin; case and dashes
+        do not matter.
 
         EXAMPLE
         =======
-        join token=ISJ1-BIFAAC-YVD5ZI-DYZHLS-QVSLAW-JWX6RN-C35W6N-327X7M
+        join
 
         SEE ALSO
         ========
         init status
         """
-        config = self.state.backend.join_cluster(token, self.state.progress)
+        token = token or self.state.ask_secret("join token (not echoed): ")
+        config = self.state.backend.join_cluster(Secret(token), self.state.progress)
         first, me = config.cluster.nodes
         self.say(f"{me.name} joined cluster {config.cluster.name} with {first.name}")
 
     def ui_complete_join(self, parameters: dict[str, str], text: str,
                          current_param: str) -> list[str]:
-        if current_param == "token" and PREFIX.startswith(text.upper()):
-            return [PREFIX]
+        if current_param == "token":
+            return matching(["-"], text)
         return []

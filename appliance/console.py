@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import inspect
 import sys
+import traceback
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TextIO
 
 from configshell_fb import ConfigShell, Console, ExecutionError
 from pyparsing import ParseException
 
+from appliance import lines
 from appliance.files import BACKUP_DIR, DESIRED_PATH, Backups
 from appliance.state import Backend, State
 from appliance.tree import RootNode
@@ -42,6 +45,8 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
             super().__init__(preferences_dir)
         # configshell logs every command line to a file; set commands carry CHAP secrets.
         self.prefs["logfile"] = None
+        if preferences_dir is not None:
+            scrub_history(Path(preferences_dir).expanduser() / "history.txt")
         self.con = Console(stdout=out or sys.stdout, stderr=err or sys.stderr)
         self.err = err or sys.stderr
         self.state = state
@@ -60,16 +65,46 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
 
     def run_cmdline(self, cmdline: str) -> None:
         self.last_status = EXIT_OK
+        secret_line = lines.carries_secret(cmdline)
         try:
             self.sync()
-            with _quiet_configshell():
-                super().run_cmdline(cmdline)
+            if cmdline:
+                line = lines.parse(self._parser, cmdline)
+                kparams = self._secrets_checked(line)
+                with _quiet_configshell():
+                    self._execute_command(line.path, line.command, line.pparams, kparams)
+        except lines.LineError as exc:
+            self.fail(format_reports(exc.reports), EXIT_USAGE)
         except IscsihaError as exc:  # the one error boundary
+            secret_line |= any(r.code == lines.SECRET_ON_LINE for r in exc.reports)
             self.fail(format_reports(exc.reports), EXIT_REFUSED)
         except (ExecutionError, ParseException) as exc:
             self.fail(str(exc), EXIT_USAGE)
+        except Exception as exc:  # a bug ends in a report, not a traceback
+            self.fail(bug_report(exc), EXIT_REFUSED)
         finally:
+            if secret_line:
+                forget_last(cmdline)
             self.sync()
+
+    def _secrets_checked(self, line: lines.Line) -> dict[str, str]:
+        """Refuse secrets typed into the line, as keywords or in a positional slot."""
+        named = list(line.kparams.items())
+        for node in self._targets(line.path):
+            if line.command in node.list_commands():
+                method = node.get_command_method(line.command)
+                slots = inspect.getfullargspec(method).args[1:]
+                named += zip(slots, line.pparams, strict=False)
+        lines.inline_secrets(named, f"{line.path or self._current_node.path} {line.command}")
+        return lines.for_stdin(line.kparams)
+
+    def _targets(self, path: str) -> list[Any]:
+        """The nodes a command runs on, as configshell resolves them; none if unknown."""
+        try:
+            node = self._current_node.get_node(path.rstrip("*") or ".")
+        except ValueError:
+            return []
+        return list(node.children) if path.endswith("*") else [node]
 
     def fail(self, text: str, status: int) -> None:
         print(text, file=self.err, flush=True)
@@ -96,10 +131,49 @@ def ask(question: str) -> bool:
 
 
 def ask_secret(prompt: str) -> str:
+    return lines.read_secret(prompt, is_tty=sys.stdin.isatty, ask=getpass.getpass,
+                             readline=sys.stdin.readline)
+
+
+def bug_report(exc: BaseException) -> str:
+    """What an unexpected exception prints: where it happened, never the values (a
+    message may quote a secret)."""
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    place = f" at {where[0].filename}:{where[0].lineno}" if where else ""
+    return (f"internal error: {type(exc).__name__}{place}. This is a bug in iscsiha-console; "
+            "please report it with the command you ran (without any secret). "
+            "Nothing more was run.")
+
+
+def forget_last(cmdline: str) -> None:
+    """Drop the line just typed from readline's history before configshell saves it."""
     try:
-        return getpass.getpass(prompt)
-    except EOFError:
-        return ""
+        import readline
+    except ImportError:  # no readline: nothing keeps a history
+        return
+    length = readline.get_current_history_length()
+    if length and (readline.get_history_item(length) or "").strip() == cmdline.strip():
+        readline.remove_history_item(length - 1)
+
+
+def scrub_history(path: Path) -> None:
+    """Remove lines holding a secret from a history file (one written before they were
+    refused), and from what readline read of it."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return
+    kept = [line for line in text.splitlines() if not lines.carries_secret(line)]
+    if len(kept) != len(text.splitlines()):
+        with suppress(OSError):
+            path.write_text("".join(f"{line}\n" for line in kept))
+        try:
+            import readline
+        except ImportError:
+            return
+        for index in reversed(range(readline.get_current_history_length())):
+            if lines.carries_secret(readline.get_history_item(index + 1) or ""):
+                readline.remove_history_item(index)
 
 
 def progress(message: str) -> None:
@@ -142,7 +216,7 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None,
         try:
             shell.run_interactive()
         except Exception as exc:  # a bug must not end the admin's session
-            shell.fail(f"internal error: {exc!r}", EXIT_REFUSED)
+            shell.fail(bug_report(exc), EXIT_REFUSED)
     return EXIT_OK
 
 

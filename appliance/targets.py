@@ -548,7 +548,8 @@ class AuthNode(ConsoleNode):
         return {"auth": self.set_auth}
 
     def set_auth(self, values: dict[str, Any]) -> None:
-        for key in edits.SECRET_KEYS & set(values):
+        # The order `-` secrets are read from stdin in, as `help set` says.
+        for key in [k for k in ("secret", "mutual_secret") if k in values]:
             if not values[key]:
                 values[key] = self.state.ask_secret(f"{key}: ")
         self.state.change(edits.set_auth(self.target, values))

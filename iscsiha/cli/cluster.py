@@ -21,10 +21,11 @@ from iscsiha.commands.bootstrap_params import (
     cli_name,
 )
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
-from iscsiha.errors import Secret
+from iscsiha.errors import IscsihaError, Secret
 from iscsiha.executors.runner import Runner
 
 EXIT_OK, EXIT_REFUSED = 0, 1
+STDIN = "-"  # the one value a secret's argument may have: read it from stdin
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,9 +67,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "CLUSTER` (see docs/bootstrap.md)")
     i.set_defaults(func=_init)
 
-    j = csub.add_parser("join", help="join the cluster a first box set up (`cluster init`)")
-    j.add_argument("token", nargs="?", help="the token `cluster init` printed (asked for "
-                                            "when left out, so it stays out of the history)")
+    j = csub.add_parser(
+        "join", help="join the cluster a first box set up (`cluster init`)",
+        description="The token `cluster init` printed is a secret and never an argument "
+                    "(argv is visible in ps, sudo's log and the shell's history): it is "
+                    "asked at the terminal without echo, or read as one line of stdin "
+                    "(`echo \"$TOKEN\" | iscsiha cluster join -`).")
+    # Any word is taken here so that a token given by mistake is refused by a report
+    # that does not show it (argparse's own error would print the value).
+    j.add_argument("token", nargs="?", metavar="-",
+                   help="read the token from stdin (the default when stdin is not a "
+                        "terminal); the token itself is refused here")
     j.set_defaults(func=_join)
 
     t = csub.add_parser("token", help="a new join token on the first box, while its peer "
@@ -83,13 +92,22 @@ def _progress(message: str) -> None:
     print(f"iscsiha: {message}", file=sys.stderr, flush=True)
 
 
-def _passwords(node: str, peer: str) -> tuple[Secret, Secret]:
+def read_secret(prompt: str) -> Secret:
+    """One secret: asked without echo on a terminal, else one line of stdin."""
     if sys.stdin.isatty():
-        return (Secret(getpass.getpass(f"BMC password of {node}: ")),
-                Secret(getpass.getpass(f"BMC password of {peer}: ")))
-    lines = sys.stdin.read().splitlines()
-    lines += [""] * (2 - len(lines))
-    return Secret(lines[0]), Secret(lines[1])
+        return Secret(getpass.getpass(prompt))
+    text = sys.stdin.readline()
+    if not text:
+        raise IscsihaError.single(
+            "secret-missing", prompt.strip().rstrip(":"), None,
+            "one line on stdin for each secret, in the order the command's help gives",
+            "stdin ended before this secret; nothing was done")
+    return Secret(text[:-1] if text.endswith("\n") else text)
+
+
+def _passwords(node: str, peer: str) -> tuple[Secret, Secret]:
+    return (read_secret(f"BMC password of {node} (not echoed): "),
+            read_secret(f"BMC password of {peer} (not echoed): "))
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -120,18 +138,24 @@ def init_lines(result: InitResult) -> list[str]:
     return [
         f"cluster {result.cluster}: {result.node} is set up ({tiebreaker}) and waits for "
         f"{result.peer} until {until} ({minutes} minutes).",
-        f"On {result.peer}, run:",
-        f"    iscsiha cluster join {result.token}",
-        "or, in its console:",
-        f"    /cluster join token={result.token}",
-        "The token works once. Keep it to yourself: it lets a box join this cluster.",
+        "The join token (it works once; keep it to yourself: it lets a box join this "
+        "cluster):",
+        f"    {result.token}",
+        f"On {result.peer}, run `iscsiha cluster join` or, in its console, `/cluster join`, "
+        "and give the token when asked (a script gives it on stdin: "
+        "`/cluster join token=-`).",
     ]
 
 
 def _join(args: argparse.Namespace) -> int:
-    token = args.token
-    if token is None:
-        token = input("join token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    if args.token not in (None, STDIN):
+        raise IscsihaError.single(
+            "secret-on-command-line", "cluster join token", Secret(args.token),
+            "`iscsiha cluster join` (asked without echo) or `iscsiha cluster join -` "
+            "with the token as one line of stdin",
+            "is a secret and never an argument (argv shows in ps, sudo's log and the "
+            "shell's history); nothing was done")
+    token = read_secret("join token (not echoed): ")
     config = bootstrap.join(bootstrap.real_env(), token, _progress)
     first, me = config.cluster.nodes
     print(f"{me.name} joined cluster {config.cluster.name} with {first.name}; "

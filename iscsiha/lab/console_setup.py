@@ -5,12 +5,16 @@ Used by `iscsiha-lab console-setup` (the README's demo) and the lab test of the
 console. The lab must be up without a cluster (`iscsiha-lab up --no-cluster`).
 The only lab-specific word is the tiebreaker signer: the lab's qnetd CA is reached
 through the share folder (signer.py) instead of SSH to the qnetd host.
+
+Secrets (BMC passwords, the join token, CHAP secrets) are never in a line: the line
+says `NAME=-` and the console reads them from stdin, one line each, in the order the
+command's help gives.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from iscsiha.errors import IscsihaError, Secret
@@ -21,7 +25,8 @@ from iscsiha.lab.lab import Lab
 from iscsiha.lab.topology import NetworkRole, Topology
 
 CONSOLE = "iscsiha-console"
-TOKEN = re.compile(r"/cluster join token=(ISJ1-[A-Z2-7-]+)")
+# `/cluster init` prints the token alone on an indented line.
+TOKEN = re.compile(r"^\s+(ISJ1-[A-Z2-7-]+)\s*$", re.MULTILINE)
 SECRET_WORDS = ("bmc_password", "peer_bmc_password", "secret", "mutual_secret", "token")
 Say = Callable[[str], None]
 
@@ -47,10 +52,15 @@ def shown(line: str) -> str:
                     else w for w in line.split())
 
 
-def console(lab: Lab, node: str, line: str, say: Say, timeout: float = 900.0) -> Typed:
-    """Run ``line`` in ``node``'s console; a refused command raises with its reports."""
-    say(f"{node}# {CONSOLE} {shown(line)}")
-    result: GuestResult = lab.exec(node, [CONSOLE, *line.split()], timeout=timeout)
+def console(lab: Lab, node: str, line: str, say: Say, timeout: float = 900.0,
+            secrets: Sequence[Secret] = ()) -> Typed:
+    """Run ``line`` in ``node``'s console, ``secrets`` on its stdin (one line each, for
+    the line's `NAME=-`); a refused command raises with its reports."""
+    fed = f"    (stdin: {len(secrets)} secret{'s' if len(secrets) != 1 else ''})" if secrets else ""
+    say(f"{node}# {CONSOLE} {shown(line)}{fed}")
+    stdin = "".join(f"{secret}\n" for secret in secrets) if secrets else None
+    result: GuestResult = lab.exec(node, [CONSOLE, *line.split()], input=stdin,
+                                   timeout=timeout)
     for text in (result.out, result.err):
         for out_line in text.strip().splitlines():
             say(f"    {out_line}")
@@ -68,7 +78,7 @@ def network_word(topology: Topology, name: str) -> str:
     return f"{net.subnet},{topology.address(first, name)},{topology.address(peer, name)}"
 
 
-def init_line(topology: Topology, bmc_password: Secret) -> str:
+def init_line(topology: Topology) -> str:
     first, peer = topology.appliances
     storage = topology.network_with(NetworkRole.STORAGE)[0].name
     # The storage network has no switch to ping in the lab; the initiator stands in.
@@ -80,7 +90,7 @@ def init_line(topology: Topology, bmc_password: Secret) -> str:
         f"ping={ping}",
         f"bmc={topology.bmc_address(first)}", f"peer_bmc={topology.bmc_address(peer)}",
         f"bmc_user={topology.bmc_user}",
-        f"bmc_password={bmc_password}", f"peer_bmc_password={bmc_password}",
+        "bmc_password=-", "peer_bmc_password=-",
         f"tiebreaker={topology.qnetd_address}", f"tiebreaker_signer={signer.PROGRAM}",
     ]
     return " ".join(words)
@@ -89,29 +99,34 @@ def init_line(topology: Topology, bmc_password: Secret) -> str:
 def init(lab: Lab, say: Say) -> tuple[Typed, str]:
     """`/cluster init` on the first box; the join token it printed."""
     first = lab.topology.appliances[0].name
-    typed = console(lab, first, init_line(lab.topology, lab.bmc_password()), say)
+    # Both BMCs of the lab share one password: this box's, then the peer's.
+    typed = console(lab, first, init_line(lab.topology), say,
+                    secrets=(lab.bmc_password(), lab.bmc_password()))
     found = TOKEN.search(typed.out)
     if found is None:
         raise IscsihaError.single("no-join-token", "console", f"{first}: /cluster init",
-                                  "a line `/cluster join token=ISJ1-...`", typed.out[-500:])
+                                  "the token (ISJ1-...) alone on a line", typed.out[-500:])
     return typed, found.group(1)
 
 
 def join(lab: Lab, token: str, say: Say) -> Typed:
     """`/cluster join` on the second box."""
-    return console(lab, lab.topology.appliances[1].name, f"/cluster join token={token}", say)
+    return console(lab, lab.topology.appliances[1].name, "/cluster join token=-", say,
+                   secrets=(Secret(token),))
 
 
 def export_volume(lab: Lab, initiator_iqn: str, say: Say) -> list[Typed]:
     """One volume, a target with mutual CHAP exporting it to the initiator."""
     first = lab.topology.appliances[0].name
-    auth = " ".join(f"{k}={v}" for k, v in MUTUAL.items())
+    auth = " ".join(f"{k}={'-' if k in SECRET_WORDS else v}" for k, v in MUTUAL.items())
+    # `set auth` reads secret's line, then mutual_secret's.
+    chap = (Secret(MUTUAL["secret"]), Secret(MUTUAL["mutual_secret"]))
     return [
         console(lab, first, f"/volumes create name={VOLUME} size={SIZE}", say),
         console(lab, first, f"/targets create name={TARGET} portal={PORTAL} "
                             f"preferred_node={first} volume={VOLUME} "
                             f"initiator={initiator_iqn} iqn={TARGET_IQN}", say),
-        console(lab, first, f"/targets/{TARGET}/auth set auth {auth}", say),
+        console(lab, first, f"/targets/{TARGET}/auth set auth {auth}", say, secrets=chap),
     ]
 
 

@@ -28,7 +28,6 @@ from iscsiha.model.types import (
     Target,
 )
 from iscsiha.plan.agent_params import (
-    SECRET_REF,
     AuthParams,
     LunParam,
     PortalParam,
@@ -116,6 +115,7 @@ def secret_parameters(config: Config) -> dict[tuple[str, str], str]:
     """(resource id, parameter) -> secret value, for what the CIB holds as lrm://."""
     secrets: dict[tuple[str, str], str] = {}
     for node in config.cluster.nodes:
+        # Not a CIB parameter (see FENCE_IPMITOOL): iscsiha-fence-ipmitool reads it here.
         secrets[(f"fence-{node.name}", "password")] = node.bmc.password
     auths = [("lio-discovery", config.cluster.discovery_auth)]
     auths += [(f"target-{t.name}-lio", t.auth) for t in config.targets]
@@ -161,12 +161,19 @@ def to_text(element: ET.Element) -> str:
 # -- pieces -----------------------------------------------------------------------------
 
 
+# fence_ipmilan puts a password it is given on ipmitool's command line (`-P`), readable
+# in /proc by any local user: it gets none, and runs this wrapper as its ipmitool, which
+# reads the password from the lrm:// store (secret_parameters) and gives ipmitool `-E`.
+# The wheel installs it (pyproject's [project.scripts]).
+FENCE_IPMITOOL = "/usr/bin/iscsiha-fence-ipmitool"
+
+
 def _fence_device(resources: ET.Element, constraints: ET.Element, node: Node,
                   delay: str | None) -> None:
     rsc = f"fence-{node.name}"
     params = [
         ("ip", str(node.bmc.address)), ("username", node.bmc.user),
-        ("password", SECRET_REF), ("lanplus", "1"), ("pcmk_host_list", node.name),
+        ("ipmitool_path", FENCE_IPMITOOL), ("lanplus", "1"), ("pcmk_host_list", node.name),
     ]
     if delay:
         params.append(("pcmk_delay_base", delay))

@@ -65,8 +65,8 @@ def test_a_wrong_token_is_refused_and_changes_nothing_on_either_box(fresh: Lab,
                                                                      token: str) -> None:
     right = join_token.decode(token)
     wrong = join_token.encode(replace(right, secret=bytes(len(right.secret))))
-    result = fresh.exec(PEER, [console_setup.CONSOLE, "/cluster", "join", f"token={wrong}"],
-                        timeout=300)
+    result = fresh.exec(PEER, [console_setup.CONSOLE, "/cluster", "join", "token=-"],
+                        input=f"{wrong}\n", timeout=300)
     assert result.returncode == 1, result.out + result.err
     assert "token-refused" in result.out + result.err
     assert wrong not in result.out + result.err  # a token is a secret, never shown

@@ -57,8 +57,9 @@ def test_init_prints_the_token_and_where_to_use_it(
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("cluster san: san-a is set up (quorum through the tiebreaker "
                              "10.0.0.5) and waits for san-b until ")
-    token = out[2].split()[-1]
-    assert out[2] == f"    iscsiha cluster join {token}"
+    token = out[2].strip()
+    assert out[2] == f"    {token}" and "`iscsiha cluster join`" in out[3]
+    assert "join token=-" in out[3] and f"={token}" not in "\n".join(out)
     assert join_token.decode(token).port == a.env.join_port
     config = load_text(a.file(DESIRED_PATH).decode())
     assert [str(n.bmc.password) for n in config.cluster.nodes] == ["bmc-a-secret",
@@ -80,7 +81,7 @@ def test_join_token_and_serve_join(boxes: Boxes, capsys: pytest.CaptureFixture[s
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(ARGS) == 0
     assert main(["cluster", "token"]) == 0  # the first token stops working
-    token = capsys.readouterr().out.split("iscsiha cluster join ")[-1].split()[0]
+    token = capsys.readouterr().out.splitlines()[-2].strip()
     codes: list[int] = []
     server = threading.Thread(target=lambda: codes.append(main(["cluster", "serve-join"])))
     server.start()

@@ -3,6 +3,7 @@ boundary, completion, and a whole pair formed through two consoles."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
@@ -55,26 +56,38 @@ def test_init_asks_for_the_bmc_passwords_and_prints_the_token(h: Harness) -> Non
         tiebreaker="10.0.0.5")
     assert access == TiebreakerAccess("root", None)
     out = h.out.getvalue()
-    assert f"/cluster join token={TOKEN}" in out and f"iscsiha cluster join {TOKEN}" in out
+    assert f"\n    {TOKEN}\n" in out and "`/cluster join`" in out and f"={TOKEN}" not in out
     assert "waits for san-b" in out
     assert "bmc-a-secret" not in out + h.err.getvalue()
     assert "initialised (fake)" in h.progress
 
 
-def test_init_takes_passwords_and_optional_settings_on_the_line(h: Harness) -> None:
-    line = (INIT + " bmc_password=bmc-a-secret peer_bmc_password=bmc-b-secret node=san-a"
-            " storage2=10.31.0.0/24,10.31.0.11,10.31.0.12 peer_bmc_user=ipmi"
+def test_init_refuses_passwords_typed_into_the_line(h: Harness) -> None:
+    assert h.run(INIT + " bmc_password=bmc-a-secret peer_bmc_password=-") == 1
+    err = h.err.getvalue()
+    assert "bmc-a-secret" not in err and "secret-on-line" in err
+    assert "bmc_password=-" in err and "nothing was run" in err
+    assert h.backend.inits == [] and h.secrets == []
+
+
+def test_init_takes_dash_passwords_and_optional_settings_on_the_line(h: Harness) -> None:
+    h.secrets += ["bmc-a-secret", "bmc-b-secret"]
+    line = (INIT.replace(" ping=10.30.0.1", "") + " bmc_password=- peer_bmc_password=-"
+            " node=san-a storage2=10.31.0.0/24,10.31.0.11,10.31.0.12 peer_bmc_user=ipmi"
             " tiebreaker_user=qnetd ping=10.30.0.1,10.31.0.1")
     assert h.run(line) == 0, h.err.getvalue()
     (request, access), = h.backend.inits
     assert request.networks["storage2"] == "10.31.0.0/24,10.31.0.11,10.31.0.12"
     assert (request.node, request.peer_bmc_user, access.user) == ("san-a", "ipmi", "qnetd")
     assert request.ping == ("10.30.0.1", "10.31.0.1")
+    assert (request.bmc_password, request.peer_bmc_password) == ("bmc-a-secret",
+                                                                 "bmc-b-secret")
     assert h.secrets == []
 
 
 def test_init_takes_a_signer_program_instead_of_ssh(h: Harness) -> None:
-    line = INIT + " bmc_password=a peer_bmc_password=b tiebreaker_signer=/x/signer.py"
+    h.secrets += ["bmc-a-secret", "bmc-b-secret"]
+    line = INIT + " tiebreaker_signer=/x/signer.py"
     assert h.run(line) == 0, h.err.getvalue()
     (_, access), = h.backend.inits
     assert access == TiebreakerAccess("root", "/x/signer.py")
@@ -97,20 +110,44 @@ def test_a_refused_init_prints_the_reports_and_exits_1(h: Harness) -> None:
 
 
 def test_join_reports_the_pair(h: Harness) -> None:
-    assert h.run(f"/cluster join token={TOKEN}") == 0
+    h.secrets.append(TOKEN)
+    assert h.run("/cluster join token=-") == 0
     assert h.backend.joins == [TOKEN]
     assert h.out.getvalue() == "san-b joined cluster san with san-a\n"
     h.backend.bootstrap_error = IscsihaError.single(
         "token-refused", "token", "10.10.0.11:5407", "the token the `cluster init` ...",
         "the first box refused this token")
-    assert h.run(f"/cluster join {TOKEN}") == 1
+    h.secrets.append(TOKEN)
+    assert h.run("/cluster join") == 1
     assert "token-refused" in h.err.getvalue()
 
 
-def test_join_in_one_shot_mode(h: Harness, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--backups", str(h.tmp / "backup"), "/cluster", "join", f"token={TOKEN}"],
+@pytest.mark.parametrize("line", [f"/cluster join token={TOKEN}", f"/cluster join {TOKEN}",
+                                  f"/cluster join token={TOKEN.lower()}"])
+def test_a_token_typed_into_the_line_is_refused(h: Harness, line: str) -> None:
+    assert h.run(line) == 1
+    err = h.err.getvalue()
+    assert "secret-on-line" in err and "token=-" in err
+    assert TOKEN not in err.upper()
+    assert h.backend.joins == []
+
+
+def test_join_in_one_shot_mode_reads_the_token_from_stdin(
+        h: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(TOKEN + "\n"))
+    assert main(["--backups", str(h.tmp / "backup"), "/cluster", "join", "token=-"],
                 backend=h.backend, preferences_dir=str(h.tmp / "prefs")) == 0
     assert "joined cluster san" in capsys.readouterr().out
+    assert h.backend.joins == [TOKEN]
+
+
+def test_one_shot_mode_without_a_line_on_stdin_is_refused(
+        h: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["--backups", str(h.tmp / "backup"), "/cluster", "join", "token=-"],
+                backend=h.backend, preferences_dir=str(h.tmp / "prefs")) == 1
+    assert "secret-missing" in capsys.readouterr().err
+    assert h.backend.joins == []
 
 
 def test_help_explains_init_and_join(h: Harness) -> None:
@@ -144,8 +181,8 @@ def test_the_other_init_and_join_parameters_complete(h: Harness) -> None:
     assert cluster.ui_complete_init({}, "r", "tiebreaker_user") == ["root "]
     assert cluster.ui_complete_init({"bmc_user": "fence"}, "", "peer_bmc_user") == ["fence "]
     assert cluster.ui_complete_init({}, "", "name") == []
-    assert cluster.ui_complete_join({}, "", "token") == ["ISJ1-"]
-    assert cluster.ui_complete_join({}, "ISJ1-AB", "token") == []
+    assert cluster.ui_complete_join({}, "", "token") == ["- "]
+    assert cluster.ui_complete_join({}, "ISJ1-AB", "token") == []  # never a token
 
 
 def test_completion_survives_a_netlink_error(h: Harness) -> None:
@@ -193,17 +230,19 @@ def test_two_consoles_form_the_pair(tmp_path: Path) -> None:
     first, second = console_on(a, tmp_path / "ca"), console_on(b, tmp_path / "cb")
     first.secrets += ["bmc-a-secret", "bmc-b-secret"]
     assert first.run(INIT) == 0, first.err.getvalue()
-    token = next(w for w in first.out.getvalue().split() if w.startswith("token="))
+    token = next(w for w in first.out.getvalue().split() if w.startswith("ISJ1-"))
     assert first.run("ls /nodes") == 0 and "san-b" in first.out.getvalue()
 
     b.held = b.held[:2]  # only link0 is cabled yet
     with Server(a) as server:
-        assert second.run(f"/cluster join {token}") == 1
+        second.secrets.append(token)
+        assert second.run("/cluster join token=-") == 1
         assert "san-b repl" in second.err.getvalue()
         assert not (b.root / "etc/iscsiha/desired.toml").exists()
         b.held = held(2)
         b.cib.online = {"san-a", "san-b"}
-        assert second.run(f"/cluster join {token}") == 0, second.err.getvalue()
+        second.secrets.append(token)
+        assert second.run("/cluster join") == 0, second.err.getvalue()
     assert server.wait() is True
     assert second.out.getvalue() == "san-b joined cluster san with san-a\n"
     assert second.run("ls /nodes") == 0 and "san-a" in second.out.getvalue()

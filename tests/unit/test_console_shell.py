@@ -176,7 +176,8 @@ def test_secrets_never_appear_in_ls_or_get(h: Harness) -> None:
 
 
 def test_configshell_keeps_no_log_file(h: Harness) -> None:
-    assert h.run("/targets/vm/auth set auth secret=Fresh-Secret-1") == 0
+    h.secrets.append("Fresh-Secret-1")
+    assert h.run("/targets/vm/auth set auth secret=-") == 0
     assert h.shell.prefs["logfile"] is None
     assert not any("Fresh-Secret-1" in p.read_text(errors="replace")
                    for p in (h.tmp / "prefs").iterdir() if p.is_file())

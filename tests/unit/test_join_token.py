@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import shutil
 import socket
 import ssl
@@ -94,10 +95,28 @@ def test_reports_never_show_the_token() -> None:
     assert "<secret, 53 characters>" in shown
 
 
-def test_the_cli_refuses_a_malformed_token(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["cluster", "join", "ISJ1-NOPE"]) == 1
+def test_the_cli_refuses_a_malformed_token(capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("ISJ1-NOPE\n"))
+    assert main(["cluster", "join", "-"]) == 1
     err = capsys.readouterr().err
     assert "token-length" in err and "nothing was applied" in err
+
+
+def test_the_cli_refuses_a_token_in_argv_without_showing_it(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["cluster", "join", "ISJ1-BIFAAC-YVD5ZI"]) == 1
+    err = capsys.readouterr().err
+    assert "secret-on-command-line" in err and "iscsiha cluster join -" in err
+    assert "BIFAAC" not in err and "nothing was applied" in err
+
+
+def test_the_cli_says_when_stdin_ends_before_the_token(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["cluster", "join"]) == 1
+    assert "secret-missing" in capsys.readouterr().err
 
 
 # -- the channel ----------------------------------------------------------------------------
