@@ -8,6 +8,7 @@ arrays and inline tables.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +36,8 @@ def _is_table_array(value: Any) -> bool:
 
 
 def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+    # TOML's bare keys are ASCII only; str.isalnum() also passes 'é' and '²'.
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
 def _value(value: Any) -> str:
