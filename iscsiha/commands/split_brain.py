@@ -27,6 +27,7 @@ from iscsiha.executors.drbd import DrbdDetail, GenerationIds
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.model.identity import volume_slots
+from iscsiha.model.names import check_timeout
 from iscsiha.plan.cib import drbd_clone_id, previous_drbd
 
 Progress = Callable[[str], None]
@@ -181,6 +182,7 @@ def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
 
     Every check is made again here, right before anything changes.
     """
+    check_timeout(timeout)
     choice = choose(pacemaker, boxes, volume, discard)
     keep, gone = choice.keep.node, choice.discard.node
     clone = drbd_clone_id(choice.state.resource)
