@@ -193,8 +193,8 @@ def test_unreadable_toml_is_a_syntax_report(text: str) -> None:
     assert [(r.code, r.field) for r in info.value.reports] == [("config-syntax", "cluster.toml")]
 
 
-def test_non_ascii_keys_are_dumped_as_toml_can_read_them() -> None:
-    data = {"cluster": {"é²": 1, "name": "x"}}
+def test_non_ascii_keys_and_astral_characters_are_dumped_as_toml_can_read_them() -> None:
+    data = {"cluster": {"é²": 1, "name": "\U0001f600 \x7f"}}
     assert tomllib.loads(dumps(data)) == data
 
 
