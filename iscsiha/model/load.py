@@ -282,14 +282,16 @@ class _Reader:
         portals = self.portals(t, networks, nodes)
         luns = self.luns(t, volume_names)
         initiators = []
-        for path, value in t.strings("initiators", required=False):
+        # Read once: each read reports a wrong type again.
+        entries = t.strings("initiators", required=False)
+        raw_initiators = t.data.get("initiators")
+        for path, value in entries:
             problem = names.iscsi_name_problem(value)
             if problem:
                 self.p.add("bad-iscsi-name", path, value, names.ISCSI_NAME_ALLOWED, problem)
             else:
                 initiators.append(value)
-        self._unique([(path, v) for path, v in t.strings("initiators", required=False)],
-                     "initiator name")
+        self._unique(entries, "initiator name")
         allow_any = t.typed("allow_any_initiator", bool, required=False) or False
         if not allow_any and not t.data.get("initiators"):
             self.p.add("no-initiators", t.child("initiators"), [],
@@ -305,7 +307,8 @@ class _Reader:
         if (name is None or iqn is None or portals is None or luns is None or auth is None
                 or preferred is None or failback is None
                 or (port is None and t.data.get("drbd_port") is not None)
-                or len(initiators) != len(t.data.get("initiators") or [])):
+                or not (raw_initiators is None or (isinstance(raw_initiators, list)
+                                                   and len(initiators) == len(raw_initiators)))):
             return None
         return Target(name, iqn, portals, luns, tuple(initiators), allow_any, auth, preferred,
                       failback, port)

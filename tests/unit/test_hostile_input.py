@@ -115,6 +115,8 @@ CONFIG_CASES: list[tuple[str, Mutation, str, str]] = [
      "networks[3].ping[0]"),
     ("subnet with an IPv6 zone", _set("networks.0.subnet", "fe80::%eth0/64"), "bad-subnet",
      "networks[0].subnet"),
+    ("initiators as true", _set("targets.1.initiators", True), "wrong-type",
+     "targets[1].initiators"),
     ("DRBD port below DRBD's range", _set("targets.0.drbd_port", DRBD_PORT_FIRST - 1),
      "out-of-range", "targets[0].drbd_port"),
     ("DRBD port above DRBD's range", _set("targets.0.drbd_port", DRBD_PORT_LAST + 1),
@@ -127,6 +129,13 @@ CONFIG_CASES: list[tuple[str, Mutation, str, str]] = [
 def test_hostile_config_value_is_reported(example: dict[str, Any], mutate: Mutation,
                                           code: str, field: str) -> None:
     assert (code, field) in _problems(example, mutate)
+
+
+def test_a_wrong_type_is_reported_once(example: dict[str, Any]) -> None:
+    example["targets"][0]["initiators"] = 5
+    with pytest.raises(IscsihaError) as info:
+        load_data(example)
+    assert [r.field for r in info.value.reports] == ["targets[0].initiators"]
 
 
 def test_size_report_names_the_upper_bound(example: dict[str, Any]) -> None:
