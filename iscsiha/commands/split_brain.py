@@ -32,7 +32,7 @@ from iscsiha.plan.cib import drbd_clone_id, previous_drbd
 
 Progress = Callable[[str], None]
 UUID_JUST_CREATED = 4  # DRBD's current identifier of fresh metadata: no history to compare
-_WILL_SYNC = re.compile(r"Began resync as SyncTarget \(will sync (\d+) KB")
+_WILL_SYNC = re.compile(r"Began resync as SyncTarget \(will sync (\d+) KB", re.A)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from iscsiha.model.load import load_data, load_text
 from iscsiha.model.toml_dump import dumps
 from iscsiha.plan.agent_params import TargetParams
 from iscsiha.plan.cib import META_PORT, META_VOLUMES, previous_drbd
+from iscsiha.plan.cib_merge import merge
 from tests.conftest import EXAMPLE
 
 Mutation = Callable[[dict[str, Any]], None]
@@ -373,3 +374,22 @@ def test_a_timeout_that_is_not_a_finite_bound_is_refused(timeout: float) -> None
         with pytest.raises(IscsihaError) as info:
             call()
         assert [(r.code, r.field) for r in info.value.reports] == [("bad-timeout", "timeout")]
+
+
+# -- the live CIB's epoch -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("epoch", ["²", "-1", "9" * 5000, "x"])
+def test_a_cib_epoch_that_is_not_a_number_is_a_report(epoch: str) -> None:
+    from tests.unit.test_cib_merge import LIVE, _fragment
+
+    with pytest.raises(IscsihaError) as info:
+        merge(LIVE.replace('epoch="7"', f'epoch="{epoch}"'), _fragment())
+    assert [(r.code, r.field) for r in info.value.reports] == [("bad-cib", "cib epoch")]
+
+
+def test_proc_drbd_minors_are_ascii_digits_only() -> None:
+    from iscsiha.executors.drbd import parse_proc_drbd
+
+    assert parse_proc_drbd(" \u0663: cs:Unconfigured\n") == {}
+    assert list(parse_proc_drbd(" 3: cs:Unconfigured\n")) == [3]
