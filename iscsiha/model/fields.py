@@ -27,8 +27,8 @@ class Problems:
         self, code: str, path: str, value: object, allowed: str, message: str = "",
         severity: Severity = Severity.ERROR,
     ) -> None:
-        self.reports.append(Report(code, clip(path), bounded(value), clip(allowed),
-                                   clip(message), severity))
+        self.reports.append(Report(code, clip(path), bounded(value), clip(allowed, 1000),
+                                   clip(message, 1000), severity))
 
     @property
     def has_errors(self) -> bool:

@@ -284,6 +284,15 @@ def test_plan_with_a_damaged_previous_cib_exits_1(tmp_path: Path) -> None:
     assert "[bad-previous-cib]" in err and META_PORT in err
 
 
+@pytest.mark.parametrize("text", ["", "   \n", "\x00"])
+def test_plan_with_an_empty_previous_cib_exits_1(tmp_path: Path, text: str) -> None:
+    previous = tmp_path / "cib.xml"
+    previous.write_text(text)
+    rc, err = _cli(tmp_path, EXAMPLE.read_bytes(), "plan", "--previous", str(previous))
+    assert rc == 1
+    assert "[bad-previous-cib]" in err
+
+
 def test_a_stock_drbd_primitive_is_not_ours_and_is_skipped() -> None:
     assert previous_drbd(_cib(port=None, volumes=None)) == {}
     assert previous_drbd(_cib()) == {"vm": DrbdResource(7789, previous_drbd(_cib())["vm"].volumes)}
