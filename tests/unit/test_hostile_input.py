@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -402,3 +402,17 @@ def test_proc_drbd_minors_are_ascii_digits_only() -> None:
 
     assert parse_proc_drbd(" \u0663: cs:Unconfigured\n") == {}
     assert list(parse_proc_drbd(" 3: cs:Unconfigured\n")) == [3]
+
+
+def test_an_unexpected_agent_failure_says_it_is_a_bug() -> None:
+    from tests.unit.test_ocf import SPEC, FlagAgent
+
+    class Broken(FlagAgent):
+        def validate(self, params: Mapping[str, str]) -> None:
+            raise RuntimeError("boom")
+
+    err = io.StringIO()
+    rc = run(Broken, SPEC, ["example", "validate-all"], {"OCF_RESKEY_name": "x"},
+             io.StringIO(), err)
+    assert rc == Rc.ERR_GENERIC
+    assert "this is a bug in iscsiha" in err.getvalue() and "RuntimeError: boom" in err.getvalue()
