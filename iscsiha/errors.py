@@ -63,6 +63,64 @@ class Secret(str):
         return repr(self)
 
 
+class _WithheldSecret(Secret):
+    """A secret that is not even a string (a list, a number): reports show its type."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<secret, {str.__str__(self)}>"
+
+
+def withheld(value: object) -> Secret:
+    """What a report may show of a secret's value, whatever its type: type and size only."""
+    if isinstance(value, str):
+        return Secret(value)
+    size = f", {len(value)} items" if isinstance(value, (list, tuple, dict)) else ""
+    return _WithheldSecret(f"{type(value).__name__}{size}")
+
+
+class Shown(str):
+    """A value too long or too deeply nested to print whole, summarised for a report."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+
+_SHORT = 200
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """``text``, or its start and how long it was: a report's field or allowed values
+    can quote a hostile file's names."""
+    return text if len(text) <= limit else f"{text[:limit // 2]}... ({len(text)} characters)"
+
+
+def bounded(value: object) -> object:
+    """``value`` if it prints short, else a summary that says what was left out.
+
+    A report repeats the offending value; a hostile file's 10 MB string or 10 000
+    nested lists must not become a 10 MB report or a RecursionError in repr().
+    """
+    if value is None or isinstance(value, (bool, float, Secret)):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() <= 64:
+            return value
+        return Shown(f"<an integer of {value.bit_length()} bits>")
+    if isinstance(value, str):
+        if len(value) <= _SHORT:
+            return value
+        return Shown(f"{value[:60]!r}... ({len(value)} characters)")
+    if isinstance(value, (list, tuple)) and len(value) <= 8 and all(
+            isinstance(v, (str, int, float, bool)) and bounded(v) is v for v in value):
+        return value
+    size = f" of {len(value)} items" if isinstance(value, (list, tuple, dict)) else ""
+    return Shown(f"<{type(value).__name__}{size}>")
+
+
 def bug_report(what: str) -> str:
     """The text for an exception no boundary turned into a report: a bug of ours."""
     return (f"iscsiha: this is a bug in iscsiha, not a problem with your input or cluster.\n"

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from ipaddress import IPv4Address, ip_address, ip_interface
+from ipaddress import IPv4Address, ip_interface
 
 from iscsiha.agents.ocf import AgentError, AgentSpec, Param, Params, Rc, run
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.addresses import Addresses
 from iscsiha.executors.portblock import PortBlock
 from iscsiha.executors.runner import Runner
+from iscsiha.model.names import parse_decimal, parse_ip
 from iscsiha.model.types import IPAddress
 
 ARPING = "/usr/bin/arping"  # iputils-arping
@@ -92,16 +93,18 @@ class AddressAgent:
 
 
 def _parse(params: Params) -> tuple[IPAddress, int, int]:
-    try:
-        address = ip_address(params["ip"])
-    except ValueError as exc:
-        raise AgentError(Rc.ERR_CONFIGURED, f"ip={params['ip']!r}: not an IP address") from exc
-    prefix, port = int(params["cidr_netmask"]), int(params["port"])
-    if not 1 <= prefix <= address.max_prefixlen:
+    address = parse_ip(params.get("ip", ""))
+    if address is None:
         raise AgentError(Rc.ERR_CONFIGURED,
-                         f"cidr_netmask={prefix}: allowed 1 to {address.max_prefixlen}")
-    if not 1 <= port <= 65535:
-        raise AgentError(Rc.ERR_CONFIGURED, f"port={port}: allowed 1 to 65535")
+                         f"ip={params.get('ip', '')[:60]!r}: not an IP address (without a zone)")
+    prefix = parse_decimal(params.get("cidr_netmask", ""), 1, address.max_prefixlen)
+    if prefix is None:
+        raise AgentError(Rc.ERR_CONFIGURED, f"cidr_netmask={params.get('cidr_netmask')!r:.60}: "
+                         f"allowed 1 to {address.max_prefixlen}")
+    port = parse_decimal(params.get("port", "3260"), 1, 65535)
+    if port is None:
+        raise AgentError(Rc.ERR_CONFIGURED,
+                         f"port={params.get('port')!r:.60}: allowed 1 to 65535")
     return address, prefix, port
 
 

@@ -7,6 +7,7 @@ helper; ``run`` is the single place that turns it into an exit status.
 from __future__ import annotations
 
 import sys
+import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from enum import IntEnum
 from typing import Literal, Protocol, TextIO
 
 from iscsiha.errors import IscsihaError
+from iscsiha.model.names import parse_decimal
 
 
 class Rc(IntEnum):
@@ -114,11 +116,13 @@ def parse_params(spec: AgentSpec, environ: Mapping[str, str]) -> dict[str, str]:
             if p.required:
                 raise AgentError(Rc.ERR_CONFIGURED, f"parameter {p.name} is required")
             continue
-        if p.kind == "integer" and not value.lstrip("-").isdigit():
-            raise AgentError(Rc.ERR_CONFIGURED, f"parameter {p.name}={value!r}: not an integer")
-        if p.kind == "boolean" and value.lower() not in _BOOLEANS:
+        if p.kind == "integer" and parse_decimal(value, INT_MIN, INT_MAX) is None:
             raise AgentError(Rc.ERR_CONFIGURED,
-                             f"parameter {p.name}={value!r}: not one of {', '.join(_BOOLEANS)}")
+                             f"parameter {p.name}={_short(value)}: not an integer "
+                             f"(ASCII digits, {INT_MIN} to {INT_MAX})")
+        if p.kind == "boolean" and value.lower() not in _BOOLEANS:
+            raise AgentError(Rc.ERR_CONFIGURED, f"parameter {p.name}={_short(value)}: "
+                             f"not one of {', '.join(_BOOLEANS)}")
         params[p.name] = value
     return params
 
@@ -158,9 +162,18 @@ def run(make_agent: Callable[[], Agent], spec: AgentSpec, argv: list[str],
             return Rc.NOT_RUNNING
         print(f"{spec.name} {action}: {exc}", file=err)
         return int(exc.rc)
+    except Exception:  # the last resort: say it is ours, keep the trace
+        print(f"{spec.name} {action}: this is a bug in iscsiha, please report it:\n"
+              f"{traceback.format_exc()}", file=err)
+        return Rc.ERR_GENERIC
 
 
 _BOOLEANS = ("true", "false", "yes", "no", "1", "0", "on", "off")
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # OCF integers are C long long
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 80 else f"{value[:40]!r}... ({len(value)} characters)"
 
 
 def truthy(value: str) -> bool:

@@ -29,5 +29,6 @@ def validate(text: str, source: str, *, mode: int | None = None) -> tuple[Config
 
 def plan(config: Config, previous_cib: str | None = None) -> Plan:
     """The plan for ``config``, keeping DRBD minors and ports found in ``previous_cib``."""
-    return make_plan(config, previous_drbd(previous_cib) if previous_cib else None)
+    # An empty file given as the previous CIB is a mistake, not "no previous plan".
+    return make_plan(config, previous_drbd(previous_cib) if previous_cib is not None else None)
 

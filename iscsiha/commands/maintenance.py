@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors.pacemaker import Pacemaker
+from iscsiha.plan.cib_merge import next_epoch
 
 Progress = Callable[[str], None]
 _TRUE = {"true", "yes", "on", "y", "1"}  # Pacemaker's spellings of a true boolean
@@ -74,6 +75,6 @@ def with_maintenance(cib_xml: str, clone: str, on: bool) -> str:
         ET.SubElement(meta, "nvpair", id=f"{meta.get('id')}-maintenance", name="maintenance",
                       value="true")
     # As apply's merge does: a configuration change is a new epoch.
-    cib.set("epoch", str(int(cib.get("epoch", "0")) + 1))
+    cib.set("epoch", next_epoch(cib))
     cib.set("num_updates", "0")
     return ET.tostring(cib, encoding="unicode")

@@ -27,12 +27,13 @@ from iscsiha.executors.drbd import DrbdDetail, GenerationIds
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
 from iscsiha.model.identity import volume_slots
+from iscsiha.model.names import check_timeout
 from iscsiha.plan.cib import drbd_clone_id, previous_drbd
 from iscsiha.protocol import messages as m
 
 Progress = Callable[[str], None]
 UUID_JUST_CREATED = 4  # DRBD's current identifier of fresh metadata: no history to compare
-_WILL_SYNC = re.compile(r"Began resync as SyncTarget \(will sync (\d+) KB")
+_WILL_SYNC = re.compile(r"Began resync as SyncTarget \(will sync (\d+) KB", re.A)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
 
     Every check is made again here, right before anything changes.
     """
+    check_timeout(timeout)
     choice = choose(pacemaker, boxes, volume, discard)
     keep, gone = choice.keep.node, choice.discard.node
     clone = drbd_clone_id(choice.state.resource)

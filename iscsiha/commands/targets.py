@@ -11,6 +11,7 @@ from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import Drbd, ProcDevice
 from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.peers import Boxes
+from iscsiha.model.names import check_timeout
 from iscsiha.plan.cib import nvpairs, previous_drbd
 from iscsiha.protocol import messages as m
 
@@ -207,6 +208,7 @@ def replicating(volume: VolumeStatus) -> bool | None:
 def move(pacemaker: Pacemaker, name: str, node: str, timeout: float,
          progress: Progress) -> float:
     """Move target ``name`` to ``node`` and wait until it runs there; the seconds it took."""
+    check_timeout(timeout)
     state = status(pacemaker)
     target = next((t for t in state.targets if t.name == name), None)
     if target is None:

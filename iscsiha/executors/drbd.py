@@ -163,9 +163,10 @@ class ProcDevice:
 
 UNCONFIGURED = ProcDevice("StandAlone", "Unconfigured", "Unknown", "Diskless", "DUnknown", 0)
 
-_DEVICE = re.compile(r"^ *(\d+): cs:(\w+)(?: ro:(\w+)/(\w+) ds:(\w+)/(\w+))?", re.M)
-_PROGRESS = re.compile(r"sync'ed: *(\d+(?:\.\d+)?)% \((\d+)/(\d+)\)([KM])")
-_FINISH = re.compile(r"\bfinish: (\d+):(\d+):(\d+)")
+# ASCII: \d also matches digits such as '٣', which int() reads as 3.
+_DEVICE = re.compile(r"^ *(\d+): cs:(\w+)(?: ro:(\w+)/(\w+) ds:(\w+)/(\w+))?", re.M | re.A)
+_PROGRESS = re.compile(r"sync'ed: *(\d+(?:\.\d+)?)% \((\d+)/(\d+)\)([KM])", re.A)
+_FINISH = re.compile(r"\bfinish: (\d+):(\d+):(\d+)", re.A)
 
 
 def parse_proc_drbd(text: str) -> dict[int, ProcDevice]:
@@ -177,7 +178,7 @@ def parse_proc_drbd(text: str) -> dict[int, ProcDevice]:
         if m.group(2) == "Unconfigured" or m.group(3) is None:
             found[int(m.group(1))] = UNCONFIGURED
             continue
-        oos = re.search(r"\boos:(\d+)", block)
+        oos = re.search(r"\boos:(\d+)", block, re.A)
         progress = _PROGRESS.search(block)
         total = None
         if progress:  # "M" when the resync is over 4 GiB: (left/total) in MiB, not KiB
@@ -214,7 +215,7 @@ class GenerationIds:
 
 
 _GI = re.compile(r"^([0-9A-F]{16}):([0-9A-F]{16}):([0-9A-F]{16}):([0-9A-F]{16}):"
-                 r"([01](?::[01]){6})$", re.I | re.M)
+                 r"([01](?::[01]){6})$", re.I | re.M | re.A)
 
 
 def parse_gi(text: str) -> GenerationIds | None:

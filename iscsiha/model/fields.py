@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import ip_address, ip_network
+from ipaddress import ip_network
 from typing import Any, TypeVar
 
-from iscsiha.errors import Report, Secret, Severity
+from iscsiha.errors import Report, Secret, Severity, bounded, clip, withheld
+from iscsiha.model import names
 from iscsiha.model.types import IPAddress, IPNetwork
 
 T = TypeVar("T")
@@ -26,7 +27,8 @@ class Problems:
         self, code: str, path: str, value: object, allowed: str, message: str = "",
         severity: Severity = Severity.ERROR,
     ) -> None:
-        self.reports.append(Report(code, path, value, allowed, message, severity))
+        self.reports.append(Report(code, clip(path), bounded(value), clip(allowed, 1000),
+                                   clip(message, 1000), severity))
 
     @property
     def has_errors(self) -> bool:
@@ -99,6 +101,9 @@ class Table:
         if value is None:
             return None
         try:
+            # ipaddress takes any text after an IPv6 zone's '%', newlines included.
+            if "%" in value or not value.isascii() or len(value) > 50:
+                raise ValueError(value)
             return ip_network(value, strict=True)
         except ValueError:
             self.problems.add("bad-subnet", self.child(key), value,
@@ -150,15 +155,14 @@ class Table:
 
 
 def parse_address(value: str, path: str, problems: Problems) -> IPAddress | None:
-    try:
-        return ip_address(value)
-    except ValueError:
-        problems.add("bad-address", path, value, "an IPv4 or IPv6 address, e.g. 10.10.0.11")
-        return None
+    address = names.parse_ip(value)
+    if address is None:
+        problems.add("bad-address", path, value, names.ADDRESS_ALLOWED)
+    return address
 
 
 def _shown(key: str, value: object) -> object:
-    """Values of secret-looking keys are never echoed back."""
-    if isinstance(value, str) and ("secret" in key or "password" in key):
-        return Secret(value)
+    """Values of secret-looking keys are never echoed back, whatever their type."""
+    if "secret" in key or "password" in key:
+        return withheld(value)
     return value

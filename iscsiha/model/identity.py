@@ -13,11 +13,15 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from iscsiha.errors import IscsihaError
 from iscsiha.model.types import Config
 
 DRBD_MINOR_MAX = (1 << 20) - 1  # DRBD's MINORMASK
+# Every target's resource needs a port of its own in this range: the range is what
+# the boxes keep open between each other, so a pinned port must lie in it too.
 DRBD_PORT_FIRST = 7789  # DRBD's customary first port
 DRBD_PORT_LAST = 7999
+DRBD_VOLUME_MAX = 65535  # drbd.conf(5): volume numbers 0 to 65535
 
 # Fixed forever: changing it would change every LUN's serial and WWN, and
 # multipath on the hypervisors would see new disks.
@@ -76,16 +80,22 @@ def allocate_drbd(config: Config, previous: Mapping[str, DrbdResource] | None = 
     out: dict[str, DrbdResource] = {}
     for target in config.targets:
         if target.name not in ports:
-            ports[target.name] = _lowest_free(used_ports, DRBD_PORT_FIRST)
+            ports[target.name] = _lowest_free(used_ports, DRBD_PORT_FIRST, DRBD_PORT_LAST,
+                                              "drbd-ports-exhausted", "targets",
+                                              f"{target.name} gets no DRBD port")
         old = previous.get(target.name, DrbdResource(0)).volumes
         numbers = {name: old[name].number for name in old if exported.get(name) == target.name}
         used_numbers = set(numbers.values())
         slots: dict[str, DrbdSlot] = {}
         for lun in sorted(target.luns, key=lambda lun: lun.number):
             if lun.volume not in minors:
-                minors[lun.volume] = _lowest_free(used_minors, 0)
+                minors[lun.volume] = _lowest_free(used_minors, 0, DRBD_MINOR_MAX,
+                                                  "drbd-minors-exhausted", "volumes",
+                                                  f"{lun.volume} gets no DRBD minor")
             if lun.volume not in numbers:
-                numbers[lun.volume] = _lowest_free(used_numbers, 0)
+                numbers[lun.volume] = _lowest_free(used_numbers, 0, DRBD_VOLUME_MAX,
+                                                   "drbd-volumes-exhausted", target.name,
+                                                   f"{lun.volume} gets no DRBD volume number")
             slots[lun.volume] = DrbdSlot(numbers[lun.volume], minors[lun.volume])
         out[target.name] = DrbdResource(ports[target.name], slots)
     return out
@@ -107,11 +117,17 @@ def volume_slots(resources: Mapping[str, DrbdResource]) -> dict[str, DrbdSlot]:
     return {name: slot for res in resources.values() for name, slot in res.volumes.items()}
 
 
-def _lowest_free(used: set[int], first: int) -> int:
-    """The lowest value from ``first`` not in ``used``, which then holds it."""
+def _lowest_free(used: set[int], first: int, last: int, code: str, field: str,
+                 message: str) -> int:
+    """The lowest value from ``first`` to ``last`` not in ``used``, which then holds it."""
     n = first
     while n in used:
         n += 1
+    if n > last:
+        taken = sum(first <= u <= last for u in used)
+        raise IscsihaError.single(code, field, taken, f"at most {last - first + 1} in use "
+                                  f"({first} to {last}), including the previous plan's",
+                                  f"all are taken: {message}")
     used.add(n)
     return n
 

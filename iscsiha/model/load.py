@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from ipaddress import ip_address
 from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model import names
 from iscsiha.model.fields import Problems, Table, parse_address
-from iscsiha.model.identity import DRBD_MINOR_MAX
+from iscsiha.model.identity import DRBD_MINOR_MAX, DRBD_PORT_FIRST, DRBD_PORT_LAST
 from iscsiha.model.types import (
     ISCSI_PORT,
     NO_AUTH,
@@ -37,9 +35,8 @@ from iscsiha.model.types import (
 DEFAULT_VOLUME_GROUP = "data"
 VOLUME_SIZE_MIN = 16 * 1024**2  # room for DRBD's internal metadata and a filesystem
 VOLUME_SIZE_MAX = 1024**5  # DRBD 8.4's largest device: 1 PiB
-LUN_MAX = 255  # LIO: 256 LUNs per TPG
+LUN_MAX = names.LUN_MAX
 PORT_MIN, PORT_MAX = 1, 65535
-DRBD_PORT_MIN = 1024
 
 _ROLES = {r.value: r for r in NetworkRole}
 _AUTH_MODES = {m.value: m for m in AuthMode}
@@ -51,11 +48,17 @@ def load_text(text: str, source: str = "config") -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise IscsihaError.single(
-            "config-syntax", source, str(exc), "valid TOML (https://toml.io)",
-            "cannot be read as TOML",
-        ) from exc
+        raise _syntax(source, str(exc)) from exc
+    except RecursionError as exc:  # tomllib recurses once per nested array or table
+        raise _syntax(source, "nests arrays or tables too deeply") from exc
+    except ValueError as exc:  # an integer beyond Python's 4300-digit conversion limit
+        raise _syntax(source, f"holds a number too long to read ({exc})") from exc
     return load_data(data)
+
+
+def _syntax(source: str, why: str) -> IscsihaError:
+    return IscsihaError.single("config-syntax", source, why, "valid TOML (https://toml.io)",
+                               "cannot be read as TOML")
 
 
 def load_data(data: Mapping[str, Any]) -> Config:
@@ -152,11 +155,8 @@ class _Reader:
 
     def cluster(self, t: Table, networks: list[Network], nodes: list[Node], node_count: int,
                 top: Table) -> Cluster | None:
-        name = t.text("name", lambda s: names.OBJECT_NAME.match(s) is not None,
-                      names.OBJECT_NAME_ALLOWED, code="bad-name")
-        tiebreaker = t.text("tiebreaker", _host_ok,
-                            "an IP address or host name of the corosync-qnetd server",
-                            required=False)
+        name = t.text("name", _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
+        tiebreaker = t.text("tiebreaker", _host_ok, names.HOST_NAME_ALLOWED, required=False)
         if node_count != 2:
             self.p.add("node-count", "nodes", node_count, "exactly 2 nodes",
                        f"has {node_count}")
@@ -171,7 +171,7 @@ class _Reader:
     def nodes(self, tables: list[Table], networks: list[Network]) -> list[Node]:
         out = []
         for t in tables:
-            name = t.text("name", lambda s: names.NODE_NAME.match(s) is not None,
+            name = t.text("name", lambda s: names.node_name_problem(s) is None,
                           names.NODE_NAME_ALLOWED, code="bad-name")
             addresses = self.node_addresses(t, networks)
             bmc = self.bmc(t.table("bmc"))
@@ -213,10 +213,10 @@ class _Reader:
         if t is None:
             return None
         address = t.address("address")
-        user = t.text("user", lambda s: names.CHAP_USER.match(s) is not None,
-                      "1 to 255 printable ASCII characters without spaces")
-        password = t.secret("password", lambda s: 1 <= len(s) <= 20 and s.isprintable(),
-                            "1 to 20 printable characters (IPMI 2.0 limit)")
+        user = t.text("user", lambda s: names.chap_user_problem(s) is None,
+                      names.CHAP_USER_ALLOWED)
+        password = t.secret("password", lambda s: names.bmc_password_problem(s) is None,
+                            names.BMC_PASSWORD_ALLOWED)
         t.finish()
         if address is None or user is None or password is None:
             return None
@@ -282,14 +282,16 @@ class _Reader:
         portals = self.portals(t, networks, nodes)
         luns = self.luns(t, volume_names)
         initiators = []
-        for path, value in t.strings("initiators", required=False):
+        # Read once: each read reports a wrong type again.
+        entries = t.strings("initiators", required=False)
+        raw_initiators = t.data.get("initiators")
+        for path, value in entries:
             problem = names.iscsi_name_problem(value)
             if problem:
                 self.p.add("bad-iscsi-name", path, value, names.ISCSI_NAME_ALLOWED, problem)
             else:
                 initiators.append(value)
-        self._unique([(path, v) for path, v in t.strings("initiators", required=False)],
-                     "initiator name")
+        self._unique(entries, "initiator name")
         allow_any = t.typed("allow_any_initiator", bool, required=False) or False
         if not allow_any and not t.data.get("initiators"):
             self.p.add("no-initiators", t.child("initiators"), [],
@@ -300,12 +302,13 @@ class _Reader:
         preferred = t.text("preferred_node", lambda s: s in node_names,
                            ", ".join(sorted(node_names)), code="unknown-node")
         failback = t.choice("failback", _FAILBACK, Failback.MANUAL)
-        port = t.integer("drbd_port", DRBD_PORT_MIN, PORT_MAX, required=False)
+        port = t.integer("drbd_port", DRBD_PORT_FIRST, DRBD_PORT_LAST, required=False)
         t.finish()
         if (name is None or iqn is None or portals is None or luns is None or auth is None
                 or preferred is None or failback is None
                 or (port is None and t.data.get("drbd_port") is not None)
-                or len(initiators) != len(t.data.get("initiators") or [])):
+                or not (raw_initiators is None or (isinstance(raw_initiators, list)
+                                                   and len(initiators) == len(raw_initiators)))):
             return None
         return Target(name, iqn, portals, luns, tuple(initiators), allow_any, auth, preferred,
                       failback, port)
@@ -381,9 +384,9 @@ class _Reader:
         return Auth(mode, initiator, target)
 
     def credentials(self, t: Table, user_key: str, secret_key: str) -> Credentials | None:
-        user = t.text(user_key, lambda s: names.CHAP_USER.match(s) is not None,
+        user = t.text(user_key, lambda s: names.chap_user_problem(s) is None,
                       names.CHAP_USER_ALLOWED)
-        secret = t.secret(secret_key, lambda s: names.CHAP_SECRET.match(s) is not None,
+        secret = t.secret(secret_key, lambda s: names.chap_secret_problem(s) is None,
                           names.CHAP_SECRET_ALLOWED)
         return Credentials(user, secret) if user is not None and secret is not None else None
 
@@ -410,24 +413,15 @@ class _Reader:
 
 
 def _object_name_ok(s: str) -> bool:
-    return names.OBJECT_NAME.match(s) is not None and s not in names.RESERVED_OBJECT_NAMES
+    return names.object_name_problem(s) is None
 
 
 def _vg_ok(s: str) -> bool:
-    return names.VG_NAME.match(s) is not None and s not in (".", "..")
-
-
-_HOST_NAME = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
-)
+    return names.vg_name_problem(s) is None
 
 
 def _host_ok(s: str) -> bool:
-    try:
-        ip_address(s)
-        return True
-    except ValueError:
-        return _HOST_NAME.match(s) is not None
+    return names.host_name_problem(s) is None
 
 
 def _split_host_port(text: str) -> tuple[str, int] | None:
@@ -438,16 +432,16 @@ def _split_host_port(text: str) -> tuple[str, int] | None:
             return None
         host, rest = text[1:end], text[end + 1:]
         if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
+            parsed = names.parse_decimal(rest[1:], PORT_MIN, PORT_MAX)
+            if not rest.startswith(":") or parsed is None:
                 return None
-            port = int(rest[1:])
+            port = parsed
     elif text.count(":") == 1:
         host, _, p = text.partition(":")
-        if not p.isdigit():
+        parsed = names.parse_decimal(p, PORT_MIN, PORT_MAX)
+        if parsed is None:
             return None
-        port = int(p)
-    if not PORT_MIN <= port <= PORT_MAX:
-        return None
+        port = parsed
     return host, port
 
 

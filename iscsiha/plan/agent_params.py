@@ -5,15 +5,22 @@ One codec for both sides, so the format cannot drift between them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import ip_address
 
-from iscsiha.errors import IscsihaError, Report
+from iscsiha.errors import IscsihaError, Report, bounded, withheld
+from iscsiha.model import names
+from iscsiha.model.identity import DRBD_MINOR_MAX
 from iscsiha.model.names import iscsi_name_problem
 from iscsiha.model.types import AuthMode, IPAddress, host_port
 
 SECRET_REF = "lrm://"  # Pacemaker's marker for a parameter kept out of the CIB
+
+# The plan writes /dev/drbdN; the lab's agent tests use LVs and /dev/null directly.
+_DEVICE = re.compile(r"/dev(/[A-Za-z0-9._+-]+)+\Z", re.ASCII)
+_SERIAL = re.compile(r"[A-Za-z0-9._-]{1,64}\Z", re.ASCII)  # a UUID from lun_identity
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,10 @@ class AuthParams:
         for key in needed:
             if not params.get(key) or params[key] == SECRET_REF:
                 raise _bad(key, None, f"set for auth={mode.value} (secrets through lrm://)")
+            if key.endswith("_user") and names.chap_user_problem(params[key]):
+                raise _bad(key, params[key], names.CHAP_USER_ALLOWED)
+            if key.endswith("_secret") and names.chap_secret_problem(params[key]):
+                raise _bad(key, withheld(params[key]), names.CHAP_SECRET_ALLOWED)
         return cls(mode, params.get("chap_user") if needed else None,
                    params.get("mutual_user") if mode is AuthMode.MUTUAL_CHAP else None)
 
@@ -87,11 +98,14 @@ class TargetParams:
         iqn = params.get("iqn", "")
         if iscsi_name_problem(iqn):
             raise _bad("iqn", iqn, "an iSCSI name")
-        initiators = tuple(params.get("initiators", "").split())
+        initiators = _words(params.get("initiators", ""))
         for name in initiators:
             if iscsi_name_problem(name):
                 raise _bad("initiators", name, "space-separated iSCSI names")
-        allow_any = params.get("allow_any_initiator", "false") == "true"
+        allow = params.get("allow_any_initiator", "false").lower()
+        if allow not in _TRUE + _FALSE:
+            raise _bad("allow_any_initiator", allow, ", ".join(_TRUE + _FALSE))
+        allow_any = allow in _TRUE
         if not initiators and not allow_any:
             raise _bad("initiators", "", "initiator names, or allow_any_initiator=true")
         return cls(iqn, decode_portals(params.get("portals", "")),
@@ -105,15 +119,15 @@ def encode_portals(portals: tuple[PortalParam, ...]) -> str:
 
 def decode_portals(text: str) -> tuple[PortalParam, ...]:
     out = []
-    for token in text.split():
-        host, sep, port = token.rpartition(":")
-        try:
-            address = ip_address(host.strip("[]"))
-        except ValueError:
-            address = None
-        if not sep or address is None or not port.isdigit() or not 0 < int(port) < 65536:
+    for token in _words(text):
+        host, sep, port_text = token.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        address = names.parse_ip(host[1:-1] if bracketed else host)
+        port = names.parse_decimal(port_text, 1, 65535)
+        if (not sep or address is None or port is None
+                or bracketed != (address.version == 6)):
             raise _bad("portals", token, "space-separated ADDRESS:PORT ([IPv6]:PORT)")
-        out.append(PortalParam(address, int(port)))
+        out.append(PortalParam(address, port))
     if not out:
         raise _bad("portals", text, "one or more ADDRESS:PORT")
     return tuple(out)
@@ -121,12 +135,14 @@ def decode_portals(text: str) -> tuple[PortalParam, ...]:
 
 def decode_luns(text: str) -> tuple[LunParam, ...]:
     out = []
-    for token in text.split():
+    for token in _words(text):
         parts = token.split(":")
-        if (len(parts) != 4 or not parts[0].isdigit() or not 0 <= int(parts[0]) <= 255
-                or not parts[2].startswith("/dev/") or not parts[3]):
-            raise _bad("luns", token, "space-separated LUN:VOLUME:/dev/DEVICE:SERIAL")
-        out.append(LunParam(int(parts[0]), parts[1], parts[2], parts[3]))
+        number = names.parse_decimal(parts[0], 0, names.LUN_MAX)
+        if (len(parts) != 4 or number is None or names.object_name_problem(parts[1])
+                or not _device_ok(parts[2]) or not _SERIAL.match(parts[3])):
+            raise _bad("luns", token, "space-separated LUN:VOLUME:/dev/DEVICE:SERIAL, LUN "
+                       f"{names.LUN_ALLOWED}, DEVICE a path under /dev")
+        out.append(LunParam(number, parts[1], parts[2], parts[3]))
     if not out:
         raise _bad("luns", text, "one or more LUN:VOLUME:/dev/DEVICE:SERIAL")
     if len({lun.number for lun in out}) != len(out):
@@ -134,5 +150,18 @@ def decode_luns(text: str) -> tuple[LunParam, ...]:
     return tuple(out)
 
 
+def _words(text: str) -> tuple[str, ...]:
+    """Space-separated items; any other whitespace stays in an item, which is then refused."""
+    return tuple(w for w in text.split(" ") if w)
+
+
+def _device_ok(device: str) -> bool:
+    """A plain path under /dev; a /dev/drbdN names a minor DRBD can have."""
+    if not _DEVICE.match(device) or any(c in (".", "..") for c in device.split("/")):
+        return False
+    digits = device.removeprefix("/dev/drbd")
+    return digits == device or names.parse_decimal(digits, 0, DRBD_MINOR_MAX) is not None
+
+
 def _bad(param: str, value: object, allowed: str) -> IscsihaError:
-    return IscsihaError([Report("bad-agent-parameter", param, value, allowed)])
+    return IscsihaError([Report("bad-agent-parameter", param, bounded(value), allowed)])

@@ -15,8 +15,17 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 
-from iscsiha.errors import IscsihaError
-from iscsiha.model.identity import DrbdResource, DrbdSlot, lun_identity
+from iscsiha.errors import IscsihaError, Report, bounded
+from iscsiha.model import names
+from iscsiha.model.identity import (
+    DRBD_MINOR_MAX,
+    DRBD_PORT_FIRST,
+    DRBD_PORT_LAST,
+    DRBD_VOLUME_MAX,
+    DrbdResource,
+    DrbdSlot,
+    lun_identity,
+)
 from iscsiha.model.types import (
     Auth,
     AuthMode,
@@ -128,29 +137,102 @@ def secret_parameters(config: Config) -> dict[tuple[str, str], str]:
 
 
 def previous_drbd(cib_xml: str) -> dict[str, DrbdResource]:
-    """Target -> its DRBD resource, as recorded in a CIB (a live one or an earlier plan)."""
+    """Target -> its DRBD resource, as recorded in a CIB (a live one or an earlier plan).
+
+    Only our DRBD primitives (those with META_PORT or META_VOLUMES) count; a value
+    there that this plan could not have written is refused rather than skipped, so a
+    damaged CIB never makes a plan silently renumber a running volume.
+    """
     try:
         root = ET.fromstring(cib_xml)
-    except ET.ParseError as exc:
-        raise IscsihaError.single("bad-previous-cib", "previous CIB", cib_xml[:40],
-                                  "a CIB XML document (cibadmin -Q or an earlier plan)",
-                                  f"cannot be parsed: {exc}") from exc
-    found = {}
+    except (ET.ParseError, ValueError) as exc:  # ValueError: text XML cannot encode
+        raise IscsihaError.single("bad-previous-cib", "previous CIB", bounded(cib_xml),
+                                  PREVIOUS_CIB_ALLOWED, f"cannot be parsed: {exc}") from exc
+    reader = _PreviousDrbd()
     for prim in root.iter("primitive"):
-        if prim.get("provider") != "linbit" or prim.get("type") != "drbd":
-            continue
-        params = nvpairs(prim.find("instance_attributes"))
+        if prim.get("provider") == "linbit" and prim.get("type") == "drbd":
+            reader.primitive(prim)
+    if reader.reports:
+        raise IscsihaError(reader.reports)
+    return reader.found
+
+
+PREVIOUS_CIB_ALLOWED = "a CIB XML document (cibadmin -Q or an earlier plan)"
+
+
+class _PreviousDrbd:
+    """Reads our DRBD primitives, keeping every problem and checking values are unique."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, DrbdResource] = {}
+        self.reports: list[Report] = []
+        self._ports: dict[int, str] = {}
+        self._minors: dict[int, str] = {}
+        self._volumes: dict[str, str] = {}
+
+    def bad(self, field: str, value: object, allowed: str, message: str = "") -> None:
+        self.reports.append(Report("bad-previous-cib", f"previous CIB: {field}",
+                                   bounded(value), allowed, message))
+
+    def primitive(self, prim: ET.Element) -> None:
         meta = nvpairs(prim.find("meta_attributes"))
-        name = params.get("drbd_resource")
-        if not name or not meta.get(META_PORT, "").isdigit():
-            continue
-        volumes = {}
-        for item in meta.get(META_VOLUMES, "").split():
-            volume, number, minor = [*item.split(":"), "", ""][:3]
-            if number.isdigit() and minor.isdigit():
-                volumes[volume] = DrbdSlot(int(number), int(minor))
-        found[name] = DrbdResource(int(meta[META_PORT]), volumes)
-    return found
+        if META_PORT not in meta and META_VOLUMES not in meta:
+            return  # not written by a plan (a hand-made DRBD primitive): nothing to keep
+        where = f"primitive {bounded(prim.get('id', '?'))}"
+        name = nvpairs(prim.find("instance_attributes")).get("drbd_resource")
+        problem = names.object_name_problem(name) if name is not None else "is missing"
+        if problem:
+            self.bad(f"{where} drbd_resource", name, names.OBJECT_NAME_ALLOWED, problem)
+        elif name in self.found:
+            self.bad(f"{where} drbd_resource", name, "one primitive per DRBD resource",
+                     "is recorded twice")
+        port = names.parse_decimal(meta.get(META_PORT, ""), DRBD_PORT_FIRST, DRBD_PORT_LAST)
+        if port is None:
+            self.bad(f"{where} {META_PORT}", meta.get(META_PORT), names.DRBD_PORT_ALLOWED)
+        elif port in self._ports:
+            self.bad(f"{where} {META_PORT}", port, "a port used by one resource",
+                     f"is also the port of {self._ports[port]}")
+        else:
+            self._ports[port] = where
+        volumes = self.volumes(where, meta.get(META_VOLUMES, ""))
+        if not problem and name is not None and port is not None and volumes is not None:
+            self.found.setdefault(name, DrbdResource(port, volumes))
+
+    def volumes(self, where: str, text: str) -> dict[str, DrbdSlot] | None:
+        field = f"{where} {META_VOLUMES}"
+        out: dict[str, DrbdSlot] = {}
+        numbers: set[int] = set()
+        ok = True
+        # Split on spaces only: the plan writes nothing else between items.
+        for item in (w for w in text.split(" ") if w):
+            parts = item.split(":")
+            number = minor = None
+            if len(parts) == 3 and names.object_name_problem(parts[0]) is None:
+                number = names.parse_decimal(parts[1], 0, DRBD_VOLUME_MAX)
+                minor = names.parse_decimal(parts[2], 0, DRBD_MINOR_MAX)
+            if number is None or minor is None:
+                self.bad(field, item, "space-separated VOLUME:NUMBER:MINOR, a volume name, "
+                         f"a number {names.DRBD_VOLUME_ALLOWED} and a minor "
+                         f"{names.DRBD_MINOR_ALLOWED}")
+                ok = False
+                continue
+            volume = parts[0]
+            if volume in self._volumes:
+                self.bad(field, item, "each volume once in the CIB",
+                         f"the volume is also in {self._volumes[volume]}")
+                ok = False
+            if minor in self._minors:
+                self.bad(field, item, "each minor once in the CIB",
+                         f"the minor is also in {self._minors[minor]}")
+                ok = False
+            self._volumes[volume] = self._minors[minor] = where
+            if number in numbers:
+                self.bad(field, item, "each volume number once per resource",
+                         "its number is used twice")
+                ok = False
+            numbers.add(number)
+            out[volume] = DrbdSlot(number, minor)
+        return out if ok else None
 
 
 def to_text(element: ET.Element) -> str:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from iscsiha.errors import IscsihaError
+from iscsiha.errors import IscsihaError, bounded
+from iscsiha.model.names import parse_decimal
 
 OWNED_SECTIONS = ("resources", "constraints")
 OWNED_PROPERTY_SET = "iscsiha-options"
@@ -58,9 +59,18 @@ def merge(live_cib: str, fragment: str) -> str:
     crm_config.append(new_set)
     if _canonical(configuration) == before:
         return live_cib
-    cib.set("epoch", str(int(cib.get("epoch", "0")) + 1))
+    cib.set("epoch", next_epoch(cib))
     cib.set("num_updates", "0")
     return ET.tostring(cib, encoding="unicode")
+
+
+def next_epoch(cib: ET.Element) -> str:
+    """The epoch after the CIB's own: a configuration change must raise it."""
+    epoch = parse_decimal(cib.get("epoch", "0"), 0, 2**31 - 1)  # Pacemaker's is an int
+    if epoch is None:
+        raise IscsihaError.single("bad-cib", "cib epoch", bounded(cib.get("epoch")),
+                                  "a number from 0 to 2147483647", "cannot be raised")
+    return str(epoch + 1)
 
 
 def _canonical(el: ET.Element) -> str:
