@@ -10,55 +10,46 @@ desired state it validates itself (see iscsiha.commands.node_steps).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from iscsiha.model import names
-from iscsiha.model.identity import DRBD_MINOR_MAX, DRBD_PORT_FIRST, DRBD_PORT_LAST
-from iscsiha.model.load import LUN_MAX, VOLUME_SIZE_MAX
+from iscsiha.model.load import VOLUME_SIZE_MAX
+from iscsiha.model.names import LUN_MAX
 from iscsiha.protocol.codec import Check, Text, printable
 
 DESIRED_BYTES_MAX = 8 * 1024 * 1024
 SECONDS_MAX = 3600.0
 
 
-def _object_name(s: str) -> bool:
-    return names.OBJECT_NAME.fullmatch(s) is not None
-
-
-def _lvm_name(s: str) -> bool:
-    return names.VG_NAME.fullmatch(s) is not None and s not in (".", "..")
+def _ok(problem: Callable[[Any], str | None]) -> Callable[[Any], bool]:
+    """A model rule (None when the value is fine) as a check."""
+    return lambda value: problem(value) is None
 
 
 def _ref(s: str) -> bool:
     name, slash, number = s.partition("/")
-    return (_object_name(name) and slash == "/" and number.isascii() and number.isdigit()
-            and len(number) <= 3 and int(number) <= LUN_MAX)
-
-
-def _iscsi_name(s: str) -> bool:
-    return printable(s) and names.iscsi_name_problem(s) is None
+    return (names.object_name_problem(name) is None and slash == "/"
+            and names.parse_decimal(number, 0, LUN_MAX) is not None)
 
 
 # A volume or target name (an LV, a DRBD resource, a CIB id).
-Name = Annotated[str, Check(names.OBJECT_NAME_ALLOWED, _object_name)]
+Name = Annotated[str, Check(names.OBJECT_NAME_ALLOWED, _ok(names.object_name_problem))]
 # An LVM volume group or LV name as lvm(8) allows it (never option-like).
-LvmName = Annotated[str, Check(names.VG_NAME_ALLOWED, _lvm_name)]
-NodeName = Annotated[str, Check(names.NODE_NAME_ALLOWED,
-                                lambda s: names.NODE_NAME.fullmatch(s) is not None)]
+LvmName = Annotated[str, Check(names.VG_NAME_ALLOWED, _ok(names.vg_name_problem))]
+NodeName = Annotated[str, Check(names.NODE_NAME_ALLOWED, _ok(names.node_name_problem))]
 # RESOURCE/NUMBER: one volume of a target's DRBD resource.
 VolumeRef = Annotated[str, Check(f"TARGET/NUMBER, NUMBER 0 to {LUN_MAX}", _ref)]
-Minor = Annotated[int, Check(f"a DRBD minor 0 to {DRBD_MINOR_MAX}",
-                             lambda n: 0 <= n <= DRBD_MINOR_MAX)]
-Port = Annotated[int, Check(f"a DRBD port {DRBD_PORT_FIRST} to {DRBD_PORT_LAST}",
-                            lambda n: DRBD_PORT_FIRST <= n <= DRBD_PORT_LAST)]
-VolumeNumber = Annotated[int, Check(f"0 to {LUN_MAX}", lambda n: 0 <= n <= LUN_MAX)]
+Minor = Annotated[int, Check(names.DRBD_MINOR_ALLOWED, _ok(names.drbd_minor_problem))]
+Port = Annotated[int, Check(names.DRBD_PORT_ALLOWED, _ok(names.drbd_port_problem))]
+VolumeNumber = Annotated[int, Check(names.LUN_ALLOWED, _ok(names.lun_problem))]
 Bytes = Annotated[int, Check(f"1 to {VOLUME_SIZE_MAX} bytes",
                              lambda n: 1 <= n <= VOLUME_SIZE_MAX)]
 Count = Annotated[int, Check("0 or more", lambda n: 0 <= n < 1 << 63)]
 Seconds = Annotated[float, Check(f"more than 0 and at most {SECONDS_MAX:.0f} seconds",
                                  lambda t: 0 < t <= SECONDS_MAX)]
-IscsiName = Annotated[str, Check(names.ISCSI_NAME_ALLOWED, _iscsi_name)]
+IscsiName = Annotated[str, Check(names.ISCSI_NAME_ALLOWED, _ok(names.iscsi_name_problem))]
 # A DRBD state word (Primary, Connected, UpToDate...).
 StateWord = Annotated[str, Check("a DRBD state word",
                                  lambda s: re.fullmatch(r"[A-Za-z]{1,32}", s) is not None)]
