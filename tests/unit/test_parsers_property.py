@@ -70,7 +70,9 @@ NUMBER_VALIDATORS: list[Callable[[object], str | None]] = [
 hostile_text = st.one_of(
     st.text(),
     st.text(alphabet=st.sampled_from(
-        [*"aZ09.-_:[]%/ \t\n\r\x00\x7f", "²", "٣", "\u0661", "é", "\u2028", "\U0001f600"])),
+        # \udcff: how os.environ decodes a byte that is not UTF-8 (an agent's parameters)
+        [*"aZ09.-_:[]%/ \t\n\r\x00\x7f", "²", "٣", "\u0661", "é", "\u2028", "\U0001f600",
+         "\udcff"])),
     st.from_regex(r"[a-z0-9.:-]{1,40}", fullmatch=True).map(lambda s: s + "\n"),
 )
 any_value = st.recursive(
