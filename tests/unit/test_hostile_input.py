@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,19 +36,7 @@ from iscsiha.plan.agent_params import TargetParams
 from iscsiha.plan.cib import META_PORT, META_VOLUMES, previous_drbd
 from iscsiha.plan.cib_merge import merge
 from tests.conftest import EXAMPLE
-
-Mutation = Callable[[dict[str, Any]], None]
-
-
-def _set(path: str, value: Any) -> Mutation:
-    """Set a dotted path such as 'targets.0.auth.secret' in the example."""
-    def apply(data: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        obj: Any = data
-        for key in parents:
-            obj = obj[int(key)] if key.isdigit() else obj[key]
-        obj[int(last) if isinstance(obj, list) else last] = value
-    return apply
+from tests.unit.test_config_errors import Mutation, _set
 
 
 def _problems(example: dict[str, Any], mutate: Mutation) -> set[tuple[str, str]]:
