@@ -60,7 +60,7 @@ def test_ocf_tester_passes_the_target_agent(lab: Lab) -> None:
 def test_ocf_tester_passes_the_discovery_agent(lab: Lab) -> None:
     # A throwaway secret: ocf-tester only takes parameters on its command line.
     _tester(lab, "ocft-discovery", "discovery",
-            {"auth": "chap", "chap_user": "disc", "chap_secret": "ocf-tester-Secret1"})
+            {"auth": "chap", "chap_user": "disc", "chap_secret": "ocf-tester-Sec01"})
     enforce = "/sys/kernel/config/target/iscsi/discovery_auth/enforce_discovery_auth"
     assert lab.exec(BOX, ["cat", enforce]).check().out.strip() == "0"  # stopped: open again
 
