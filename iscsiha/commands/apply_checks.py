@@ -11,13 +11,13 @@ import dataclasses
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.model.identity import DrbdResource
 from iscsiha.model.types import Config, Volume
 from iscsiha.plan.agent_params import decode_luns
 from iscsiha.plan.cib import nvpairs
+from iscsiha.protocol.messages import DiskState, Facts
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def check_deletes(delete: tuple[str, ...], confirmed: frozenset[str],
 
 
 def check_facts(config: Config, create: tuple[Volume, ...], running: set[str],
-                facts: Mapping[str, Any]) -> tuple[Volume, ...]:
+                facts: Mapping[str, Facts]) -> tuple[Volume, ...]:
     """Space, names and sizes on both boxes; the volumes to grow. ``running``: the
     volumes a running target exports before and after this apply (only those grow,
     as DRBD moves its metadata to the disk's new end)."""
@@ -133,16 +133,16 @@ def check_facts(config: Config, create: tuple[Volume, ...], running: set[str],
     for node, f in facts.items():
         need: dict[str, int] = {}
         for v in config.volumes:
-            free, extent = f["vgs"][v.volume_group]
+            free, extent = f.vgs[v.volume_group]
             size = -(-v.size // extent) * extent  # LVM rounds up to whole extents
-            current = f["lvs"][v.name]
+            current = f.lvs[v.name]
             if v in create:
                 if current is not None:
                     reports.append(Report(
                         "volume-exists", "volume", v.name, "a name no LV on either box has",
                         f"{node} already has {v.lv_path} outside the cluster"))
                 need[v.volume_group] = need.get(v.volume_group, 0) + size
-            elif current is None or f["tagged"].get(v.name) != v.volume_group:
+            elif current is None or f.tagged.get(v.name) != v.volume_group:
                 reports.append(Report("volume-missing", "volume", v.name,
                                       "an LV of the cluster on both boxes",
                                       f"{v.lv_path} is gone on {node}"))
@@ -160,14 +160,16 @@ def check_facts(config: Config, create: tuple[Volume, ...], running: set[str],
                         "a volume a running target exports, to grow",
                         "grows only while exported: DRBD moves its metadata to the new end"))
                     continue
-                role, connection, disk, peer = f["drbd"].get(v.name, ["?"] * 4)
+                state = f.drbd.get(v.name, DiskState("?", "?", "?", "?"))
+                role, connection, disk, peer = (state.role, state.connection, state.disk,
+                                                state.peer_disk)
                 if connection != "Connected" or disk != "UpToDate" or peer != "UpToDate":
                     reports.append(Report(
                         "volume-not-replicating", "volume", v.name,
                         "connected and up to date on both boxes to grow",
                         f"DRBD on {node} is {role}, {connection}, {disk}/{peer}"))
         for vg, bytes_needed in need.items():
-            free = f["vgs"][vg][0]
+            free = f.vgs[vg][0]
             if bytes_needed > free:
                 reports.append(Report("no-space", "volume_group", f"{node}:{vg}",
                                       f"at most {free} bytes more",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shlex
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors.runner import Runner
@@ -21,6 +21,7 @@ from iscsiha.protocol import codec
 from iscsiha.protocol.messages import Step
 
 SSH = "/usr/bin/ssh"
+Q = TypeVar("Q")
 R = TypeVar("R")
 
 
@@ -45,8 +46,7 @@ class Boxes:
     def peer(self) -> str:
         return next(n for n in self._addresses if n != self.here)
 
-    def call(self, node: str, step: Step[Any, R], request: Any,
-             timeout: float = 300.0) -> R:
+    def call(self, node: str, step: Step[Q, R], request: Q, timeout: float = 300.0) -> R:
         """Run ``iscsiha node STEP`` on ``node``; its reply, decoded and checked."""
         argv = [ISCSIHA, "node", step.name]
         if node != self.here:
@@ -66,14 +66,12 @@ class Boxes:
                               detail[-1][:300] if detail else f"exit code {result.returncode}")]
         raise IscsihaError(reports)
 
-    def on_both(self, step: Step[Any, R], request: Callable[[str], Any] | Any,
+    def on_both(self, step: Step[Q, R], request: Q,
                 nodes: Sequence[str] | None = None) -> dict[str, R]:
         """The same step on each box at once; every box's failure reported together."""
         nodes = list(nodes or self.names)
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-            futures = {n: pool.submit(self.call, n, step,
-                                      request(n) if callable(request) else request)
-                       for n in nodes}
+            futures = {n: pool.submit(self.call, n, step, request) for n in nodes}
         results: dict[str, R] = {}
         reports: list[Report] = []
         for node, future in futures.items():

@@ -100,7 +100,7 @@ class DiskState:
 
 @dataclass(frozen=True)
 class Facts:
-    vgs: dict[LvmName, tuple[Count, Count]]  # volume group -> (free bytes, extent size)
+    vgs: dict[LvmName, tuple[Count, Bytes]]  # volume group -> (free bytes, extent size)
     lvs: dict[Name, Count | None]  # volume -> its LV's size, None when it has none
     tagged: dict[LvmName, LvmName]  # the cluster's LVs on this box -> their volume group
     drbd: dict[Name, DiskState]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from dataclasses import replace
 from ipaddress import ip_address
 from typing import Any
 
@@ -24,6 +25,7 @@ from iscsiha.model.load import load_data
 from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.peer_ssh import authorized_keys
 from iscsiha.plan.plan import make_plan
+from iscsiha.protocol.messages import DiskState, Facts
 from tests.unit import ssh_keys
 
 MIB = 2**20
@@ -36,10 +38,10 @@ def _codes(exc: pytest.ExceptionInfo[IscsihaError]) -> list[str]:
 
 def _facts(example: dict[str, Any], lvs: Mapping[str, int | None], free: int = 10 * 2**40,
            drbd: tuple[str, ...] = ("Primary", "Connected", "UpToDate", "UpToDate")
-           ) -> dict[str, Any]:
-    one = {"vgs": {"data": [free, EXTENT]}, "lvs": lvs,
-           "tagged": {name: "data" for name, size in lvs.items() if size is not None},
-           "drbd": {v["name"]: list(drbd) for v in example["volumes"]}}
+           ) -> dict[str, Facts]:
+    one = Facts(vgs={"data": (free, EXTENT)}, lvs=dict(lvs),
+                tagged={name: "data" for name, size in lvs.items() if size is not None},
+                drbd={v["name"]: DiskState(*drbd) for v in example["volumes"]})
     return {"san-a": one, "san-b": one}
 
 
@@ -79,7 +81,7 @@ def test_an_lv_the_cluster_did_not_make_is_not_taken_as_a_volume(
         example: dict[str, Any]) -> None:
     config = load_data(example)
     facts = _facts(example, {"vmstore": 100 * 2**30, "db": 20 * 2**30, "backup": 500 * 2**30})
-    facts["san-b"] = {**facts["san-b"], "tagged": {"vmstore": "data", "backup": "data"}}
+    facts["san-b"] = replace(facts["san-b"], tagged={"vmstore": "data", "backup": "data"})
     with pytest.raises(IscsihaError) as exc:
         check_facts(config, (), set(), facts)
     assert [(r.code, r.value) for r in exc.value.reports] == [("volume-missing", "db")]
