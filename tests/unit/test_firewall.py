@@ -6,6 +6,7 @@ The table tests run the rendered rules through tests/unit/nft_eval.py; the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -166,17 +167,43 @@ def test_a_box_the_desired_state_does_not_name_is_refused_by_name() -> None:
                                                            "san-a or san-b")
 
 
+def test_a_network_name_that_is_not_plain_never_reaches_the_ruleset() -> None:
+    # The model checks names too; this is the renderer's own guard, since a name
+    # becomes nft syntax (a newline would end the rule).
+    net = CONFIG.cluster.networks[0]
+    hostile = dataclasses.replace(net, name="link0\n}\nchain x {")
+    nodes = tuple(dataclasses.replace(n, addresses=tuple(
+        (hostile.name if k == net.name else k, a) for k, a in n.addresses))
+        for n in CONFIG.cluster.nodes)
+    cluster = dataclasses.replace(CONFIG.cluster, networks=(hostile, *CONFIG.cluster.networks[1:]),
+                                  nodes=nodes)  # type: ignore[arg-type]
+    with pytest.raises(IscsihaError) as err:
+        ruleset(dataclasses.replace(CONFIG, cluster=cluster), "san-a")
+    assert err.value.reports[0].code == "bad-name"
+
+
+def test_network_names_with_dashes_are_valid_chain_names(example: dict[str, Any]) -> None:
+    example["networks"][0]["name"] = "link-0"
+    for node in example["nodes"]:
+        node["addresses"]["link-0"] = node["addresses"].pop("link0")
+    text = ruleset(load_data(example), "san-a")
+    assert "jump net_link-0" in text
+    _nft_check(text, "link-dash")
+
+
 @pytest.mark.parametrize("name", ["san-a", "san-b", "base"])
-def test_nft_accepts_the_rulesets(name: str, tmp_path: Path) -> None:
+def test_nft_accepts_the_rulesets(name: str) -> None:
+    _nft_check(BASE if name == "base" else ruleset(CONFIG, name), name)
+
+
+def _nft_check(text: str, name: str) -> None:
     nft = shutil.which("nft") or ("/usr/sbin/nft" if Path("/usr/sbin/nft").exists() else None)
     if nft is None:
         skip_or_fail("nft is not installed (apt-get install nftables; tools/install-deps does)")
         return
-    path = tmp_path / f"{name}.nft"
-    path.write_text(BASE if name == "base" else ruleset(CONFIG, name))
     # --check: parsed and evaluated by the kernel in a transaction that is never committed.
-    done = subprocess.run([nft, "--check", "-f", str(path)], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run([nft, "--check", "-f", "-"], input=text, capture_output=True,
+                          text=True, check=False)
     if done.returncode != 0 and "Operation not permitted" in done.stderr:
         skip_or_fail(f"nft --check needs CAP_NET_ADMIN: {done.stderr.strip()}")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, f"{name}: {done.stderr}"
