@@ -6,7 +6,10 @@ whose root filesystem the test writes (debugfs, no mount, no loop device):
 - /etc/iscsiha/desired.toml naming this box ("iscsiha", the image's host name)
   and declaring qemu's first user network, 10.0.2.0/24, the storage network;
 - a probe unit that, once the box is up, writes `ss -lntu`, the firewall's log
-  line and iperf3.service's state to the second serial port.
+  line and iperf3.service's state to the second serial port; then, when the test
+  knocks on port 5201 of the management NIC (its storage checks are over by then),
+  removes the desired state and reports the storage chain's drop counter and that
+  iscsiha-firewall.path brought back the base policy.
 
 The second NIC is on another qemu user network (10.0.3.0/24), which the desired
 state does not declare: management. qemu forwards host ports to the guest's SSH
@@ -95,6 +98,24 @@ PROBE_SCRIPT = """\
   ss -lntuH | awk '{ print "listen: " $1 " " $5 }'
   echo PROBE-END
 } > /dev/ttyS1 2>&1
+# Phase 2: when the host has finished its storage checks it knocks on 5201 through
+# the management NIC, which the management chain drops and counts; then remove the
+# desired state: iscsiha-firewall.path must bring back the base policy.
+count() { nft list chain inet iscsiha "$1" | awk '$1 == "counter" { print $3 }'; }
+knocks=$(count management)
+i=0
+until [ "$(count management)" -gt "$knocks" ] || [ $i -ge 180 ]; do sleep 1; i=$((i + 1)); done
+n=$(count net_storage)
+rm /etc/iscsiha/desired.toml
+i=0
+until journalctl -b -o cat -u iscsiha-firewall.service | grep -q 'loaded the base policy'; do
+  [ $i -ge 60 ] && break; sleep 1; i=$((i + 1))
+done
+{
+  echo "storage drops: $n"
+  journalctl -b -o cat -u iscsiha-firewall.service | grep 'loaded the base' | sed 's/^/firewall: /'
+  echo PROBE2-END
+} > /dev/ttyS1 2>&1
 """
 
 # Every socket the fresh box listens on, and why it may:
@@ -156,11 +177,23 @@ def _first_bytes(port: int, wait: float) -> bytes:
             return b""
 
 
-def _probe_lines(log: Path) -> list[str] | None:
+def _probe_lines(log: Path, start: str, end: str) -> list[str] | None:
+    """The probe's lines between two markers, once the end marker is there."""
     text = log.read_text(errors="replace").replace("\r", "") if log.exists() else ""
-    if "PROBE-END" not in text:
+    if end not in text:
         return None
-    return text.split("PROBE-BEGIN", 1)[1].split("PROBE-END", 1)[0].strip().splitlines()
+    return text.split(start, 1)[1].split(end, 1)[0].strip().splitlines()
+
+
+def _wait_for(qemu: subprocess.Popen[bytes], log: Path, start: str, end: str,
+              deadline: float) -> list[str]:
+    while True:
+        lines = _probe_lines(log, start, end)
+        if lines is not None:
+            return lines
+        assert qemu.poll() is None, f"qemu exited: {qemu.stdout.read() if qemu.stdout else ''}"
+        assert time.monotonic() < deadline, f"no {end} from the probe in time; see {log}"
+        time.sleep(1)
 
 
 def test_the_image_listens_only_where_it_must_and_filters_the_storage_network(
@@ -176,33 +209,37 @@ def test_the_image_listens_only_where_it_must_and_filters_the_storage_network(
     disk = tmp_path / "disk.img"
     subprocess.run(["cp", "--sparse=always", str(IMAGE), str(disk)], check=True)
     _inject(disk, tmp_path)
-    storage_ssh, storage_iperf, mgmt_ssh = _free_port(), _free_port(), _free_port()
+    storage_ssh, storage_iperf, mgmt_ssh, mgmt_iperf = (_free_port() for _ in range(4))
     serial, probe = tmp_path / "serial.log", tmp_path / "probe.log"
     # restrict=on: the guest reaches nothing outside qemu; the host forwards still work.
-    argv = ["qemu-system-x86_64", "-machine", "pc", "-m", "1024", "-smp", "1", "-accel", "tcg",
+    # Under timeout(1), as image/smoke-test does: should this test be killed before its
+    # `finally` runs, qemu still ends shortly after the deadline.
+    argv = ["timeout", "--kill-after=10", str(BOOT_TIMEOUT + 120),
+            "qemu-system-x86_64", "-machine", "pc", "-m", "1024", "-smp", "1", "-accel", "tcg",
             "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
             "-drive", f"file={disk},format=raw,if=virtio",
             "-nic", "user,model=virtio-net-pci,restrict=on,net=10.0.2.0/24,"
                     f"hostfwd=tcp:127.0.0.1:{storage_ssh}-:22,"
                     f"hostfwd=tcp:127.0.0.1:{storage_iperf}-:5201",
             "-nic", "user,model=virtio-net-pci,restrict=on,net=10.0.3.0/24,"
-                    f"hostfwd=tcp:127.0.0.1:{mgmt_ssh}-:22",
+                    f"hostfwd=tcp:127.0.0.1:{mgmt_ssh}-:22,"
+                    f"hostfwd=tcp:127.0.0.1:{mgmt_iperf}-:5201",
             "-serial", f"file:{serial}", "-serial", f"file:{probe}"]
     qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
-        lines = None
-        while lines is None:
-            assert qemu.poll() is None, f"qemu exited: {qemu.stdout.read() if qemu.stdout else ''}"
-            assert time.monotonic() - started < BOOT_TIMEOUT, (
-                f"no probe output after {BOOT_TIMEOUT} s; serial console: {serial}")
-            time.sleep(1)
-            lines = _probe_lines(probe)
+        deadline = started + BOOT_TIMEOUT
+        lines = _wait_for(qemu, probe, "PROBE-BEGIN", "PROBE-END", deadline)
         booted = time.monotonic() - started
         greeting = _first_bytes(mgmt_ssh, 30.0)
         with ThreadPoolExecutor(2) as pool:
             storage = list(pool.map(lambda p: _first_bytes(p, SILENCE),
                                     [storage_ssh, storage_iperf]))
+        # Phase 2: the knock (dropped on management too), then the guest removes the
+        # desired state and the base policy comes back.
+        knock = _first_bytes(mgmt_iperf, 2.0)
+        after = _wait_for(qemu, probe, "PROBE-END", "PROBE2-END", deadline + 60)
+        base_greeting = _first_bytes(storage_ssh, 30.0)
     finally:
         qemu.terminate()
         try:
@@ -223,5 +260,15 @@ def test_the_image_listens_only_where_it_must_and_filters_the_storage_network(
     # The same sshd: greets on management, silent on storage (its SYN was dropped).
     assert greeting.startswith(b"SSH-2.0-"), greeting
     assert storage == [b"", b""], storage
+    assert knock == b"", knock
+    # ... and the guest counted them: dropped by the storage network's chain.
+    print("\n".join(after))
+    drops = int(next(line for line in after if line.startswith("storage drops: ")).split()[-1])
+    assert drops >= 2
+    # Without the desired state the path unit reloads the base policy, and the same
+    # forward to port 22 through the storage NIC now gets sshd's greeting: it was the
+    # policy, not qemu's forwarding, that kept it silent.
+    assert any("loaded the base policy (no desired state yet)" in line for line in after), after
+    assert base_greeting.startswith(b"SSH-2.0-"), base_greeting
     serial_text = serial.read_text(errors="replace")
     assert "Failed to start" not in serial_text
