@@ -247,6 +247,7 @@ def test_the_image_listens_only_where_it_must_and_filters_the_storage_network(
         except subprocess.TimeoutExpired:
             qemu.kill()
             qemu.wait()
+        disk.unlink()  # ~600 MB on disk; pytest keeps the last runs' tmp_path folders
     print(f"booted to the probe in {booted:.0f} s, whole test {time.monotonic() - started:.0f} s")
     print("\n".join(lines))
 
