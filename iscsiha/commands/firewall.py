@@ -61,6 +61,10 @@ def choose(env: FirewallEnv) -> tuple[str, str, IscsihaError | None]:
                                       "a readable UTF-8 TOML file", str(exc))
     except IscsihaError as exc:
         problem = exc
+    except Exception as exc:  # a parser bug must not leave the box without any filter
+        problem = IscsihaError.single(
+            "bug", "file", env.desired_path, "a desired state iscsiha can read",
+            f"this is a bug in iscsiha, please report it: {type(exc).__name__}: {exc}")
     return firewall.base_ruleset(), "base policy (the desired state is unusable)", problem
 
 
@@ -78,7 +82,12 @@ def apply(env: FirewallEnv) -> int:
                  0o600)
     with os.fdopen(fd, "w") as out:
         out.write(rules)
-    loaded = env.runner.run([NFT, "-f", env.ruleset_path], check=False)
+    try:
+        loaded = env.runner.run([NFT, "-f", env.ruleset_path], check=False)
+    except IscsihaError as exc:  # no nft at all: the image is broken, not the kernel
+        env.log(f"{CRIT}iscsiha-firewall: cannot run {NFT}: {exc}; this box runs WITHOUT "
+                "A PACKET FILTER")
+        return 1
     if loaded.ok:
         env.log(f"{INFO}iscsiha-firewall: loaded the {what} ({env.ruleset_path})")
         return 1 if problem is not None else 0

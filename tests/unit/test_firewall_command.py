@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from iscsiha.commands import firewall as cmd
+from iscsiha.errors import IscsihaError
 from iscsiha.executors.runner import CommandResult
 from iscsiha.plan.firewall import base_ruleset
 from tests.conftest import EXAMPLE
@@ -101,3 +102,29 @@ def test_print_shows_the_policy_and_loads_nothing(tmp_path: Path,
     assert cmd.main(["--print"], env) == 0
     assert capsys.readouterr().out == "# base policy (no desired state yet)\n" + base_ruleset()
     assert nft.loaded == []
+
+
+def test_a_parser_crash_is_a_reported_bug_and_the_base_policy_still_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(text: str, source: str = "") -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(cmd, "load_text", crash)
+    nft = FakeNft()
+    env, log = _env(tmp_path, nft, EXAMPLE.read_text())
+    assert cmd.apply(env) == 1
+    assert nft.loaded == [base_ruleset()]
+    assert "this is a bug in iscsiha" in log[0] and "RecursionError" in log[0]
+
+
+def test_without_nft_the_unit_fails_and_says_there_is_no_filter(tmp_path: Path) -> None:
+    class NoNft(FakeNft):
+        def run(self, argv: list[str], *, input: str | None = None, check: bool = True,
+                timeout: float | None = 60.0) -> CommandResult:
+            raise IscsihaError.single("command-missing", "command", argv[0],
+                                      "an installed program", "No such file or directory")
+
+    env, log = _env(tmp_path, NoNft())
+    assert cmd.apply(env) == 1
+    (line,) = log
+    assert line.startswith("<2>") and "WITHOUT A PACKET FILTER" in line
