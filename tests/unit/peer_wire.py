@@ -4,7 +4,7 @@ node steps, and the reply decoding, with no SSH in between."""
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ipaddress import ip_address
 from typing import Any, Protocol, cast
 
@@ -43,10 +43,11 @@ class Wire:
         return CommandResult(tuple(argv), 0 if ok else 1, out, "", 0.0)
 
 
-def fake_boxes(*nodes: FakeNode, **box: Any) -> Boxes:
-    """Boxes for ``nodes`` (the first one is here); ``box`` goes to each node_steps.Box."""
+def fake_boxes(*nodes: FakeNode, box: Callable[[str], dict[str, Any]] = lambda name: {}
+               ) -> Boxes:
+    """Boxes for ``nodes`` (the first one is here); ``box(name)``: that node's Box fields."""
     addresses = {n.name: f"192.0.2.{i}" for i, n in enumerate(nodes, 1)}
-    wire = Wire({n.name: node_steps.Box(cast(Runner, n), n.read, **box) for n in nodes},
-                nodes[0].name, addresses)
+    wire = Wire({n.name: node_steps.Box(cast(Runner, n), n.read, **box(n.name))
+                 for n in nodes}, nodes[0].name, addresses)
     return Boxes(cast(Runner, wire), {n: ip_address(a) for n, a in addresses.items()},
                  nodes[0].name)
