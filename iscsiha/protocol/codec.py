@@ -34,6 +34,7 @@ class Check:
 
     allowed: str
     test: Callable[[Any], bool]
+    secret: bool = False  # the value may hold secrets: a report gives its length only
 
 
 def printable(s: str, extra: str = "") -> bool:
@@ -158,7 +159,7 @@ def _decode(kind: Any, data: Any, where: str) -> Any:
         value = _decode(base, data, where)
         for rule in rules:
             if isinstance(rule, Check) and not rule.test(value):
-                raise Refused(where, data, rule.allowed)
+                raise Refused(where, Secret(value) if rule.secret else data, rule.allowed)
         return value
     if origin is Literal:
         choices = typing.get_args(kind)

@@ -61,7 +61,7 @@ Percent = Annotated[float, Check("0 to 100", lambda p: 0 <= p <= 100)]
 # The whole desired-state TOML; the receiving box validates it as `iscsiha validate` does.
 Desired = Annotated[str, Check(f"a desired state of at most {DESIRED_BYTES_MAX} bytes",
                                lambda s: len(s.encode(errors="replace")) <= DESIRED_BYTES_MAX
-                               and printable(s, "\n\t\r"))]
+                               and printable(s, "\n\t\r"), secret=True)]
 
 Q = TypeVar("Q")
 R = TypeVar("R")

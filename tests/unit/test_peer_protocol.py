@@ -227,6 +227,13 @@ def test_reports_cross_the_wire_with_secrets_shown_by_length_only() -> None:
     assert [r.value for r in got] == ["<secret, 14 characters>", "a\\x1b[2Jb"]
 
 
+def test_a_refused_desired_state_is_not_echoed(
+        box: tuple[node_steps.Box, RecordingRunner]) -> None:
+    ok, out = serve(box, "write-desired", {"desired": DESIRED + "\x1b"})
+    assert not ok and "bmc-a-secret" not in json.dumps(out)
+    assert out["reports"][0]["value"] == f"<secret, {len(DESIRED) + 1} characters>"
+
+
 def test_a_reply_with_control_characters_is_refused() -> None:
     reply = {"commands": ["drbdadm connect vm\x1b]0;owned\x07"]}
     with pytest.raises(IscsihaError) as exc:
