@@ -81,14 +81,6 @@ def base_ruleset() -> str:
     return _table(rules, [])
 
 
-def drbd_ports(config: Config) -> list[tuple[int, int]]:
-    """DRBD's port range, plus any port a target pins outside it, as (first, last)."""
-    ranges = [(DRBD_PORT_FIRST, DRBD_PORT_LAST)]
-    pinned = sorted({t.drbd_port for t in config.targets if t.drbd_port is not None})
-    ranges += [(p, p) for p in pinned if not DRBD_PORT_FIRST <= p <= DRBD_PORT_LAST]
-    return ranges
-
-
 def iscsi_ports(config: Config, network: str) -> list[int]:
     """3260, plus any other port a portal on ``network`` listens on."""
     return sorted({ISCSI_PORT} | {p.port for t in config.targets for p in t.portals
@@ -122,8 +114,9 @@ def _network_rules(config: Config, net: Network, me: Node, peer: Node) -> list[s
             rules.append(f"{pair} tcp dport {JOIN_PORT} accept")
         return rules
     if net.role is NetworkRole.REPLICATION:
-        ports = _set(f"{a}-{b}" if a != b else str(a) for a, b in drbd_ports(config))
-        return [f"{pair} tcp dport {ports} accept"]
+        # The whole range: the model keeps pinned ports inside it, and a port allocated
+        # later must not wait for the policy to catch up.
+        return [f"{pair} tcp dport {DRBD_PORT_FIRST}-{DRBD_PORT_LAST} accept"]
     # Storage: initiators anywhere (routed ones too), to any address of the subnet:
     # this box's own or a portal floating over from the peer.
     ports = _set(str(p) for p in iscsi_ports(config, net.name))

@@ -132,11 +132,14 @@ def test_the_base_policy_lets_in_only_ssh_join_icmp_and_dhcp(packet: Packet,
     assert verdict(BASE, packet) == expected
 
 
-def test_a_pinned_drbd_port_outside_the_range_is_opened(example: dict[str, Any]) -> None:
+def test_a_pinned_drbd_port_outside_the_opened_range_is_refused_by_the_model(
+        example: dict[str, Any]) -> None:
+    # The policy opens DRBD's range only; the model must never let a port outside it by.
     example["targets"][0]["drbd_port"] = 9100
-    text = ruleset(load_data(example), "san-a")
-    assert verdict(text, Packet("10.20.0.12", "10.20.0.11", "tcp", 9100)) == "accept"
-    assert verdict(text, Packet("10.20.0.12", "10.20.0.11", "tcp", 9101)) == "drop"
+    with pytest.raises(IscsihaError) as exc:
+        load_data(example)
+    assert [(r.field, r.code) for r in exc.value.reports] == [
+        ("targets[0].drbd_port", "out-of-range")]
 
 
 def test_a_portal_on_another_port_is_opened_on_its_network(example: dict[str, Any]) -> None:
