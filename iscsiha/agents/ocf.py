@@ -7,14 +7,13 @@ helper; ``run`` is the single place that turns it into an exit status.
 from __future__ import annotations
 
 import sys
-import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal, Protocol, TextIO
 
-from iscsiha.errors import IscsihaError
+from iscsiha.errors import IscsihaError, bug_report
 from iscsiha.model.names import parse_decimal
 
 
@@ -163,8 +162,7 @@ def run(make_agent: Callable[[], Agent], spec: AgentSpec, argv: list[str],
         print(f"{spec.name} {action}: {exc}", file=err)
         return int(exc.rc)
     except Exception:  # the last resort: say it is ours, keep the trace
-        print(f"{spec.name} {action}: this is a bug in iscsiha, please report it:\n"
-              f"{traceback.format_exc()}", file=err)
+        print(bug_report(f"{spec.name} {action}"), file=err)
         return Rc.ERR_GENERIC
 
 

@@ -150,7 +150,7 @@ def _serve_one(sock: socket.socket, peer: str, security: Security, psk: bytes, o
         answer = channel.receive(RESULT_TIMEOUT)
         if answer.get("type") != "joined":
             reports = _reports(answer.get("reports"))
-            log(f"{peer}: {hello.hostname} did not join ({_shown(answer.get('type'))}): "
+            log(f"{peer}: {hello.hostname} did not join ({codec.shown(answer.get('type'))}): "
                 + "; ".join(f"{r.field}: {r.message or r.code}" for r in reports)
                 + "; the token stays valid")
             return False
@@ -250,11 +250,6 @@ def _bytes(message: dict[str, Any], key: str, peer: str,
         pass
     raise IscsihaError.single("bad-message", f"{peer} {key}", type(value).__name__,
                               "base64 text", "is missing or not base64")
-
-
-def _shown(value: object) -> str:
-    """A word another box sent, as the log may show it."""
-    return "".join(c for c in str(value)[:40] if c.isprintable())
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.runner import Runner
+from iscsiha.model.names import SIZE_MAX, parse_decimal
 
 LVS, VGS = "/usr/sbin/lvs", "/usr/sbin/vgs"
 LVCREATE, LVEXTEND, LVREMOVE = "/usr/sbin/lvcreate", "/usr/sbin/lvextend", "/usr/sbin/lvremove"
@@ -70,8 +71,8 @@ class Lvm:
 
 def _numbers(out: str, count: int, command: str) -> list[int]:
     """``count`` whole numbers of bytes from an lvm report, or a report naming the output."""
-    words = out.split()
-    if len(words) != count or not all(w.isascii() and w.isdigit() for w in words):
+    numbers = [parse_decimal(w, 0, SIZE_MAX) for w in out.split()]
+    if len(numbers) != count or None in numbers:
         raise IscsihaError.single("lvm-output-unexpected", "command", command,
                                   f"{count} whole number(s) of bytes", out.strip()[:200])
-    return [int(w) for w in words]
+    return [n for n in numbers if n is not None]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
-from iscsiha.errors import IscsihaError, Report, Secret, Severity
+from iscsiha.errors import IscsihaError, Report, Secret, Severity, clip
 
 T = TypeVar("T")
 
@@ -60,7 +60,7 @@ def decode(kind: type[T], data: Any, where: str = "request") -> T:
     try:
         value: T = _decode(kind, data, where)
     except Refused as bad:
-        raise IscsihaError.single("peer-message-refused", bad.where, _shown(bad.value),
+        raise IscsihaError.single("peer-message-refused", bad.where, shown(bad.value),
                                   bad.allowed, "refused: nothing was done") from None
     return value
 
@@ -73,7 +73,7 @@ def loads(raw: bytes | str, where: str = "request") -> Any:
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
-        raise IscsihaError.single("peer-message-not-json", where, _shown(raw),
+        raise IscsihaError.single("peer-message-not-json", where, shown(raw),
                                   "one JSON document", f"is not JSON: {exc}"[:200]) from None
 
 
@@ -96,7 +96,7 @@ def _plain(value: Any) -> Any:
 
 def report_list(reports: Iterable[Report]) -> list[dict[str, str | None]]:
     """Reports as JSON values for the other box; a secret's value never leaves this one."""
-    return [{"code": r.code, "field": r.field, "value": _shown(r.value), "allowed": r.allowed,
+    return [{"code": r.code, "field": r.field, "value": shown(r.value), "allowed": r.allowed,
              "message": r.message, "severity": r.severity.value} for r in reports]
 
 
@@ -134,17 +134,16 @@ def reports_of(data: Any) -> list[Report]:
             for r in wire.reports]
 
 
-def _shown(value: object) -> str | None:
-    """A value as a report may show it: secrets by length, long values cut, marked so."""
+def shown(value: object) -> str | None:
+    """A value another box sent or gets, as a report or log may show it: secrets by
+    length, control characters escaped, long values cut and marked so."""
     if value is None:
         return None
     if isinstance(value, Secret):
         return value.redacted()
     text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    if len(text) > _REPORT_VALUE_MAX:
-        return f"{text[:_REPORT_VALUE_MAX]}... ({len(text)} characters)"
-    return text
+    return clip("".join(c if c.isprintable() else repr(c)[1:-1] for c in text),
+                _REPORT_VALUE_MAX)
 
 
 # -- the decoder -----------------------------------------------------------------------
