@@ -34,6 +34,7 @@ from iscsiha.commands.apply_checks import (
     delta,
     exported_volumes,
 )
+from iscsiha.commands.node_steps import cluster_key
 from iscsiha.commands.targets import clone_roles
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors import files
@@ -45,7 +46,7 @@ from iscsiha.model.load import load_text
 from iscsiha.model.types import Config, NetworkRole, Volume
 from iscsiha.plan.cib import drbd_clone_id, previous_drbd, target_group_id
 from iscsiha.plan.cib_merge import merge
-from iscsiha.plan.drbd import AUTHKEY_PATH, resource_path
+from iscsiha.plan.drbd import resource_path
 from iscsiha.plan.plan import Plan, make_plan
 from iscsiha.protocol import messages as m
 
@@ -81,7 +82,7 @@ def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
           confirmed_deletes: frozenset[str], progress: Progress) -> Changes:
     live = pacemaker.query()
     previous = previous_drbd(live)
-    plan = make_plan(config, previous, _authkey())
+    plan = make_plan(config, previous, cluster_key())
     progress(f"checking both boxes ({', '.join(boxes.names)})")
     running = {v: slot.minor for t, res in previous.items() if t in plan.drbd
                for v, slot in res.volumes.items() if v in plan.drbd[t].volumes}
@@ -267,15 +268,6 @@ def _keep_stopped(fragment: str, live: str, targets: tuple[str, ...]) -> str:
         if {el.get(a) for a in ("rsc", "with-rsc", "first", "then")} & ids:
             constraints.append(el)
     return ET.tostring(root, encoding="unicode")
-
-
-def _authkey() -> bytes:
-    key = files.read(AUTHKEY_PATH)
-    if not key:
-        raise IscsihaError.single("missing-authkey", "file", AUTHKEY_PATH,
-                                  "the cluster's corosync authkey, present on both boxes",
-                                  "is missing or empty: is this box a cluster member?")
-    return key
 
 
 def _drbd_files(text: str, plan: Plan, targets: list[str]) -> m.DrbdFiles:

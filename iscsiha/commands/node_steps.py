@@ -193,11 +193,7 @@ def write_drbd_files(box: Box, req: m.DrbdFiles) -> m.Paths:
     the allocation (checked: the target's own volumes, no minor or port twice) with
     this box's own copy of the cluster key; the files that changed."""
     config = _config(req.desired)
-    key = box.read_bytes(AUTHKEY_PATH)
-    if not key:
-        raise IscsihaError.single("missing-authkey", "file", AUTHKEY_PATH,
-                                  "the cluster's corosync authkey on this box",
-                                  "is missing or empty: is this box a cluster member?")
+    key = cluster_key(box.read_bytes)
     resources = _checked_allocation(config, req.resources)
     targets = {t.name: t for t in config.targets}
     written = []
@@ -207,6 +203,16 @@ def write_drbd_files(box: Box, req: m.DrbdFiles) -> m.Paths:
         if files.write_if_changed(path, text.encode(), RESOURCE_MODE):
             written.append(path)
     return m.Paths(tuple(written))
+
+
+def cluster_key(read: Callable[[str], bytes | None] = files.read) -> bytes:
+    """This box's copy of the cluster's authkey (DRBD's peer secrets derive from it)."""
+    key = read(AUTHKEY_PATH)
+    if not key:
+        raise IscsihaError.single("missing-authkey", "file", AUTHKEY_PATH,
+                                  "the cluster's corosync authkey, present on both boxes",
+                                  "is missing or empty: is this box a cluster member?")
+    return key
 
 
 def _checked_allocation(config: Config, sent: dict[str, m.Slots]) -> dict[str, DrbdResource]:

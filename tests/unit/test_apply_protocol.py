@@ -131,7 +131,7 @@ def desired() -> str:
 
 def run_apply(tmp_path: Path, text: str, a: Node, b: Node,
               monkeypatch: pytest.MonkeyPatch) -> tuple[FakePacemaker, Any]:
-    monkeypatch.setattr(apply_cmd, "_authkey", lambda: KEY)
+    monkeypatch.setattr(apply_cmd, "cluster_key", lambda: KEY)
     boxes = fake_boxes(a, b, box=lambda name: {
         "read_bytes": lambda path: KEY if path == AUTHKEY_PATH else None,
         "secrets_dir": str(tmp_path / name / "secrets"),
