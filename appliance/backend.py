@@ -1,7 +1,7 @@
 """The real backend: the desired file on this box, and the library's commands on the cluster.
 
 The only console module that reaches outside the process (through the library's
-executors); everything else talks to the ``Backend`` protocol in appliance.state.
+executors); everything else talks to the ``Backend`` protocol in iscsiha.console.state.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import xml.etree.ElementTree as ET
 from contextlib import suppress
 from pathlib import Path
 
-from appliance.files import DESIRED_PATH, read_text, write_secret
-from appliance.state import Progress
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import bootstrap
 from iscsiha.commands import targets as targets_cmd
@@ -21,6 +19,8 @@ from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
+from iscsiha.console.files import DESIRED_PATH, read_text, write_secret
+from iscsiha.console.state import Progress
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.addresses import Addresses
 from iscsiha.executors.drbd import Drbd

@@ -8,7 +8,7 @@ from typing import Any
 
 from configshell_fb import ConfigNode
 
-from appliance.state import Data, State
+from iscsiha.console.state import Data, State
 from iscsiha.errors import IscsihaError, Secret
 
 Summary = tuple[str, bool | None]

@@ -7,13 +7,13 @@ import ipaddress
 from contextlib import suppress
 from typing import Any
 
-from appliance.base import ConsoleNode, Summary
-from appliance.completion import matching
-from appliance.state import State
-from appliance.targets import AuthNode
 from iscsiha.cli.cluster import init_lines
 from iscsiha.commands.bootstrap_params import NETWORKS, InitRequest
 from iscsiha.commands.tiebreaker import TiebreakerAccess
+from iscsiha.console.base import ConsoleNode, Summary
+from iscsiha.console.completion import matching
+from iscsiha.console.state import State
+from iscsiha.console.targets import AuthNode
 from iscsiha.errors import IscsihaError, Secret
 
 _NETWORK_NAMES = [name for name, _ in NETWORKS]

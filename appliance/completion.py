@@ -8,8 +8,8 @@ from contextlib import suppress
 from itertools import islice
 from typing import Any
 
-from appliance.edits import named, portal_key, tables
-from appliance.state import State
+from iscsiha.console.edits import named, portal_key, tables
+from iscsiha.console.state import State
 from iscsiha.errors import IscsihaError
 
 SIZE_UNITS = ("M", "G", "T")

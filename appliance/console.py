@@ -22,11 +22,11 @@ from typing import Any, TextIO
 from configshell_fb import ConfigShell, Console, ExecutionError
 from pyparsing import ParseException
 
-from appliance import lines
-from appliance.files import BACKUP_DIR, DESIRED_PATH, Backups
-from appliance.state import Backend, State
-from appliance.tree import RootNode
 from iscsiha.cli.report_format import format_reports
+from iscsiha.console import lines
+from iscsiha.console.files import BACKUP_DIR, DESIRED_PATH, Backups
+from iscsiha.console.state import Backend, State
+from iscsiha.console.tree import RootNode
 from iscsiha.errors import IscsihaError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None,
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
     if backend is None:
-        from appliance.backend import ClusterBackend  # the one module that reaches outside
+        from iscsiha.console.backend import ClusterBackend  # the one module that reaches outside
 
         backend = ClusterBackend(args.desired)
     shell = build(backend, Backups(args.backups), preferences_dir)

@@ -13,13 +13,13 @@ import tomllib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from appliance.files import Backups
 from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.config import validate
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
+from iscsiha.console.files import Backups
 from iscsiha.errors import IscsihaError
 from iscsiha.model.toml_dump import dumps
 from iscsiha.model.types import Config
@@ -29,7 +29,7 @@ Data = dict[str, Any]
 
 
 class Backend(Protocol):
-    """Everything the console does outside itself; the real one is appliance.backend."""
+    """Everything the console does outside itself; the real one is iscsiha.console.backend."""
 
     def load_desired(self) -> str: ...
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance import edits
-from appliance.base import ConsoleNode, Summary, choice, count, redact
-from appliance.completion import (
+from iscsiha.commands.targets import sessions_text
+from iscsiha.console import edits
+from iscsiha.console.base import ConsoleNode, Summary, choice, count, redact
+from iscsiha.console.completion import (
     initiators,
     matching,
     node_names,
@@ -14,9 +15,8 @@ from appliance.completion import (
     target_names,
     unexported_volumes,
 )
-from appliance.edits import find, named, portal_key, tables
-from appliance.state import State
-from iscsiha.commands.targets import sessions_text
+from iscsiha.console.edits import find, named, portal_key, tables
+from iscsiha.console.state import State
 from iscsiha.errors import IscsihaError
 
 MOVE_TIMEOUT = 300.0

@@ -1,20 +1,20 @@
-"""The console tree's root, nodes, volumes and networks (/cluster: appliance.cluster)."""
+"""The console tree's root, nodes, volumes and networks (/cluster: iscsiha.console.cluster)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from appliance import edits
-from appliance.base import ConsoleNode, Summary, count
-from appliance.cluster import ClusterNode
-from appliance.completion import matching, sizes, volume_names
-from appliance.edits import find, named, tables
-from appliance.files import read_text, write_secret
-from appliance.state import State, parse
-from appliance.targets import TargetsNode
 from iscsiha.commands.config import validate
 from iscsiha.commands.targets import replicating, replication_text, status_lines
+from iscsiha.console import edits
+from iscsiha.console.base import ConsoleNode, Summary, count
+from iscsiha.console.cluster import ClusterNode
+from iscsiha.console.completion import matching, sizes, volume_names
+from iscsiha.console.edits import find, named, tables
+from iscsiha.console.files import read_text, write_secret
+from iscsiha.console.state import State, parse
+from iscsiha.console.targets import TargetsNode
 from iscsiha.errors import IscsihaError
 from iscsiha.model import names
 

@@ -2,7 +2,7 @@
 
 Addresses are real (netlink in the 'box' namespace). The port block is recorded
 here: the host kernel has no tc actions, so the real block (a dropped SYN, never
-a reset) is proven in the lab (tests/lab/test_agents_in_lab.py).
+a reset) is proven in the lab (lab/lab_tests/scenarios/test_agents_in_lab.py).
 """
 
 from __future__ import annotations

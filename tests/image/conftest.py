@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,3 +28,11 @@ def _load_script(path: Path, name: str) -> ModuleType:
 @pytest.fixture(scope="session")
 def load_script() -> Callable[[Path, str], ModuleType]:
     return _load_script
+
+
+def root_offset(image: Path) -> int:
+    """Where root A's filesystem starts in the disk image, in bytes (debugfs's ?offset=)."""
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    (root,) = [p for p in table["partitions"] if p.get("name") == "root-a"]
+    return int(root["start"]) * int(table.get("sectorsize", 512))

@@ -24,7 +24,6 @@ Marker `lab` like the other boots: it needs the built image (CI builds it first)
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import socket
@@ -36,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import skip_or_fail
+from tests.image.conftest import root_offset
 from tests.image.test_image_boot import IMAGE
 
 pytestmark = pytest.mark.lab
@@ -142,13 +142,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _root_offset(image: Path) -> int:
-    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], capture_output=True,
-                                      text=True, check=True).stdout)["partitiontable"]
-    (root,) = [p for p in table["partitions"] if p.get("name") == "root-a"]
-    return int(root["start"]) * int(table.get("sectorsize", 512))
-
-
 def _inject(image: Path, work: Path) -> None:
     """Write the desired state and the probe unit into root A of the copy."""
     files = {"desired.toml": DESIRED, "probe.service": PROBE_UNIT, "probe.sh": PROBE_SCRIPT}
@@ -162,7 +155,7 @@ def _inject(image: Path, work: Path) -> None:
         f"symlink {wants}/image-test-probe.service /etc/systemd/system/image-test-probe.service",
         f"write {work / 'probe.sh'} /usr/local/sbin/image-test-probe",
     ]) + "\n"
-    done = subprocess.run(["debugfs", "-w", "-f", "-", f"{image}?offset={_root_offset(image)}"],
+    done = subprocess.run(["debugfs", "-w", "-f", "-", f"{image}?offset={root_offset(image)}"],
                           input=commands, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "rror" not in done.stdout + done.stderr, done.stderr
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 from configshell_fb import Console
 
-from appliance.console import ConsoleShell
-from appliance.files import Backups, read_text, write_secret
-from appliance.state import Progress, State
 from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
+from iscsiha.console.console import ConsoleShell
+from iscsiha.console.files import Backups, read_text, write_secret
+from iscsiha.console.state import Progress, State
 from iscsiha.errors import IscsihaError
 from iscsiha.model.load import load_text
 from iscsiha.model.types import Config

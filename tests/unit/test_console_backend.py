@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from appliance.backend import ClusterBackend
+from iscsiha.console.backend import ClusterBackend
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.lio import refused_initiators
 from iscsiha.executors.runner import CommandResult, Runner

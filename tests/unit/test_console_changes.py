@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from appliance.edits import tables
 from iscsiha.cli.report_format import format_reports
 from iscsiha.commands.config import validate
+from iscsiha.console.edits import tables
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.model.toml_dump import dumps
 from tests.unit.console_fakes import Harness

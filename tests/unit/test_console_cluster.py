@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from appliance.console import main
-from appliance.state import Progress
 from iscsiha.cli.report_format import format_reports
 from iscsiha.commands import bootstrap
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import InitRequest
 from iscsiha.commands.tiebreaker import TiebreakerAccess
+from iscsiha.console.console import main
+from iscsiha.console.state import Progress
 from iscsiha.errors import IscsihaError, Report, Secret
 from iscsiha.model.types import Config
 from tests.unit.bootstrap_fakes import NETWORKS, Box, FakeTiebreaker, Server, free_port, held

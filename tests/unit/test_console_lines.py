@@ -16,8 +16,8 @@ from configshell_fb import ConfigShell
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from appliance import lines
-from appliance.console import main
+from iscsiha.console import lines
+from iscsiha.console.console import main
 from iscsiha.errors import IscsihaError
 from tests.unit.console_fakes import TOKEN, Harness
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from appliance.console import main
 from iscsiha.cli.report_format import format_reports
 from iscsiha.commands.targets import (
     ClusterStatus,
@@ -19,6 +18,7 @@ from iscsiha.commands.targets import (
     VolumeStatus,
     status_lines,
 )
+from iscsiha.console.console import main
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import ProcDevice
 from tests.unit.console_fakes import SEEN_INITIATOR, FakeBackend, Harness, running_status
@@ -194,7 +194,7 @@ def console_commands(h: Harness) -> list[tuple[str, str, list[str]]]:
         pending.extend(here.children)
         for command in here.list_commands():
             method = here.get_command_method(command)
-            if method.__module__.startswith("appliance."):
+            if method.__module__.startswith("iscsiha.console."):
                 params = list(inspect.signature(method).parameters)
                 found.append((here.path, command, params))
     return found

@@ -1,0 +1,137 @@
+"""From two freshly booted boxes to a LUN the initiator may use, with nothing but
+one-shot console commands (`iscsiha-console LINE`), as an admin would type them.
+
+Used by `iscsiha-lab console-setup` (the README's demo) and the lab test of the
+console. The lab must be up without a cluster (`iscsiha-lab up --no-cluster`).
+The only lab-specific word is the tiebreaker signer: the lab's qnetd CA is reached
+through the share folder (signer.py) instead of SSH to the qnetd host.
+
+Secrets (BMC passwords, the join token, CHAP secrets) are never in a line: the line
+says `NAME=-` and the console reads them from stdin, one line each, in the order the
+command's help gives.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from iscsiha.errors import IscsihaError, Secret
+from iscsiha_lab import signer
+from iscsiha_lab.guest import GuestResult
+from iscsiha_lab.initiator import MUTUAL, Initiator
+from iscsiha_lab.lab import Lab
+from iscsiha_lab.topology import NetworkRole, Topology
+
+CONSOLE = "iscsiha-console"
+# `/cluster init` prints the token alone on an indented line.
+TOKEN = re.compile(r"^\s+(ISJ1-[A-Z2-7-]+)\s*$", re.MULTILINE)
+SECRET_WORDS = ("bmc_password", "peer_bmc_password", "secret", "mutual_secret", "token")
+Say = Callable[[str], None]
+
+VOLUME = "demo"
+TARGET = "demo"
+TARGET_IQN = "iqn.2026-11.org.example.lab:demo"
+PORTAL = "10.99.30.100"
+SIZE = "64M"
+
+
+@dataclass(frozen=True)
+class Typed:
+    """One console command line, on one box, and what it printed."""
+
+    node: str
+    line: str
+    out: str
+
+
+def shown(line: str) -> str:
+    """The line as the demo prints it: secrets and the token masked."""
+    return " ".join(f"{w.split('=', 1)[0]}=***" if w.split("=", 1)[0] in SECRET_WORDS
+                    else w for w in line.split())
+
+
+def console(lab: Lab, node: str, line: str, say: Say, timeout: float = 900.0,
+            secrets: Sequence[Secret] = ()) -> Typed:
+    """Run ``line`` in ``node``'s console, ``secrets`` on its stdin (one line each, for
+    the line's `NAME=-`); a refused command raises with its reports."""
+    fed = f"    (stdin: {len(secrets)} secret{'s' if len(secrets) != 1 else ''})" if secrets else ""
+    say(f"{node}# {CONSOLE} {shown(line)}{fed}")
+    stdin = "".join(f"{secret}\n" for secret in secrets) if secrets else None
+    result: GuestResult = lab.exec(node, [CONSOLE, *line.split()], input=stdin,
+                                   timeout=timeout)
+    for text in (result.out, result.err):
+        for out_line in text.strip().splitlines():
+            say(f"    {out_line}")
+    if result.returncode != 0:
+        raise IscsihaError.single(
+            "console-refused", "console", f"{node}: {shown(line)}", "exit code 0",
+            f"exit {result.returncode}: {(result.err or result.out).strip()[-1500:]}")
+    return Typed(node, line, result.out)
+
+
+def network_word(topology: Topology, name: str) -> str:
+    """SUBNET,THIS_BOX,PEER as `/cluster init` takes a network."""
+    first, peer = topology.appliances
+    net = topology.network(name)
+    return f"{net.subnet},{topology.address(first, name)},{topology.address(peer, name)}"
+
+
+def init_line(topology: Topology) -> str:
+    first, peer = topology.appliances
+    storage = topology.network_with(NetworkRole.STORAGE)[0].name
+    # The storage network has no switch to ping in the lab; the initiator stands in.
+    ping = ",".join(str(topology.address(n, storage)) for n in topology.initiators)
+    words = [
+        "/cluster", "init", f"name={topology.cluster_name}", f"peer={peer.name}",
+        *(f"{n.name}={network_word(topology, n.name)}" for n in topology.networks
+          if n.role is not NetworkRole.MANAGEMENT),
+        f"ping={ping}",
+        f"bmc={topology.bmc_address(first)}", f"peer_bmc={topology.bmc_address(peer)}",
+        f"bmc_user={topology.bmc_user}",
+        "bmc_password=-", "peer_bmc_password=-",
+        f"tiebreaker={topology.qnetd_address}", f"tiebreaker_signer={signer.PROGRAM}",
+    ]
+    return " ".join(words)
+
+
+def init(lab: Lab, say: Say) -> tuple[Typed, str]:
+    """`/cluster init` on the first box; the join token it printed."""
+    first = lab.topology.appliances[0].name
+    # Both BMCs of the lab share one password: this box's, then the peer's.
+    typed = console(lab, first, init_line(lab.topology), say,
+                    secrets=(lab.bmc_password(), lab.bmc_password()))
+    found = TOKEN.search(typed.out)
+    if found is None:
+        raise IscsihaError.single("no-join-token", "console", f"{first}: /cluster init",
+                                  "the token (ISJ1-...) alone on a line", typed.out[-500:])
+    return typed, found.group(1)
+
+
+def join(lab: Lab, token: str, say: Say) -> Typed:
+    """`/cluster join` on the second box."""
+    return console(lab, lab.topology.appliances[1].name, "/cluster join token=-", say,
+                   secrets=(Secret(token),))
+
+
+def export_volume(lab: Lab, initiator_iqn: str, say: Say) -> list[Typed]:
+    """One volume, a target with mutual CHAP exporting it to the initiator."""
+    first = lab.topology.appliances[0].name
+    auth = " ".join(f"{k}={'-' if k in SECRET_WORDS else v}" for k, v in MUTUAL.items())
+    # `set auth` reads secret's line, then mutual_secret's.
+    chap = (Secret(MUTUAL["secret"]), Secret(MUTUAL["mutual_secret"]))
+    return [
+        console(lab, first, f"/volumes create name={VOLUME} size={SIZE}", say),
+        console(lab, first, f"/targets create name={TARGET} portal={PORTAL} "
+                            f"preferred_node={first} volume={VOLUME} "
+                            f"initiator={initiator_iqn} iqn={TARGET_IQN}", say),
+        console(lab, first, f"/targets/{TARGET}/auth set auth {auth}", say, secrets=chap),
+    ]
+
+
+def setup(lab: Lab, say: Say) -> list[Typed]:
+    """Everything from fresh boxes to an exported LUN; the lines typed, in order."""
+    lab.require_running()
+    first, token = init(lab, say)
+    return [first, join(lab, token, say), *export_volume(lab, Initiator(lab).iqn, say)]

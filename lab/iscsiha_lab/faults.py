@@ -1,0 +1,233 @@
+"""The fault scenarios, each run under the acknowledged-write verifier on the initiator.
+
+A scenario injects its fault, checks what must happen (who is fenced, where the
+targets go) and waits for the pair's recovery; `run` wraps it in the verifier
+and then checks the pair is healthy with identical bytes on both boxes. The lab
+tests run each once; `iscsiha-lab soak` runs them at random.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from iscsiha.errors import IscsihaError
+from iscsiha_lab.initiator import Initiator, wait_for
+from iscsiha_lab.lab import Lab
+from iscsiha_lab.pair import (
+    DESIRED,
+    RECOVERY,
+    TARGETS,
+    CheckFailed,
+    clocks,
+    fence_constraints,
+    fence_history,
+    fenced_after,
+    healthy,
+    iscsiha,
+    move,
+    other,
+    recovered,
+    resync_kib,
+    target_on,
+    written_kib,
+)
+
+PROBE_SECONDS = 900  # the verifier's own bound; a scenario stops it long before
+RESYNC_LIMIT_KIB = 32 * 1024  # a volume's size: a full resync would reach it
+
+
+@dataclass
+class Load:
+    """The acknowledged-write verifier, running on the initiator until stopped."""
+
+    initiator: Initiator
+    disks: list[str]
+    stop_file: str = "/tmp/failover-probe.stop"
+    result: dict[str, Any] = field(default_factory=dict)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.initiator.run("rm", "-f", self.stop_file)
+        self._thread = threading.Thread(target=lambda: self.result.update(
+            self.initiator.probe(self.disks, PROBE_SECONDS, self.stop_file)), daemon=True)
+        self._thread.start()
+        time.sleep(5)  # writes flowing before the fault
+
+    def stop(self) -> dict[str, Any]:
+        time.sleep(5)  # and after the recovery
+        self.initiator.run("touch", self.stop_file)
+        assert self._thread is not None
+        self._thread.join(timeout=300)
+        if not self.result:
+            raise CheckFailed("the verifier returned nothing")
+        return self.result
+
+
+def verify(result: dict[str, Any]) -> None:
+    """0 I/O errors, 0 acknowledged writes lost or unreadable, and writes did flow."""
+    if result["errors"] or result["lost"] or result.get("unreadable", 0):
+        raise CheckFailed(f"{result['errors']} I/O errors, {result['lost']} acknowledged "
+                          f"writes lost {result.get('lost_kinds', {})}, "
+                          f"{result.get('unreadable', 0)} unreadable: "
+                          f"{result['error_text']}")
+    if result["writes"] <= 100:
+        raise CheckFailed(f"only {result['writes']} writes completed")
+
+
+def planned_move(lab: Lab) -> dict[str, Any]:
+    here = _active(lab)
+    move(lab, "alpha", other(here))
+    if target_on(lab, "alpha") != other(here):
+        raise CheckFailed(f"alpha still not on {other(here)} after the move")
+    return {"to": other(here)}
+
+
+def power_cut(lab: Lab) -> dict[str, Any]:
+    """The active box loses power: fenced, its targets on the survivor; powered back on,
+    it resyncs only what changed while it was away."""
+    active = _active(lab)
+    survivor = other(active)
+    before, synced_before = written_kib(lab, survivor), resync_kib(lab, survivor)
+    shots = fence_history(lab, active)
+    lab.power("power-off", active)
+    wait_for(f"{active} fenced", fenced_after(lab, active, shots))
+    wait_for(f"every target on {survivor}", lambda: all(
+        target_on(lab, t) == survivor for t in TARGETS))
+    time.sleep(10)  # writes the returning box misses
+    lab.power("power-on", active)  # the admin brings the fenced box back
+    wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
+    figures = {"written_away_kib": written_kib(lab, survivor) - before,
+               "resynced_kib": resync_kib(lab, survivor) - synced_before}
+    if not 0 < figures["resynced_kib"] < RESYNC_LIMIT_KIB:
+        raise CheckFailed(f"resynced {figures['resynced_kib']} KiB: expected only what "
+                          f"changed, more than 0 and under {RESYNC_LIMIT_KIB}")
+    # Manual failback stays; automatic failback went home once its box was back
+    # (healthy() waits for that).
+    if target_on(lab, "alpha") != survivor:
+        raise CheckFailed(f"alpha (manual failback) left {survivor}")
+    return figures
+
+
+def freeze(lab: Lab) -> dict[str, Any]:
+    """The active box hangs (SIGSTOP): fenced off, so it can never resume and write."""
+    active = _active(lab)
+    shots = fence_history(lab, active)
+    lab.power("freeze", active)
+    wait_for(f"{active} fenced", fenced_after(lab, active, shots))
+    try:
+        lab.power("thaw", active)
+    except IscsihaError as exc:
+        if "powered off" not in str(exc):
+            raise
+    else:
+        raise CheckFailed(f"{active} thawed: fencing should have powered it off")
+    wait_for(f"alpha on {other(active)}", lambda: target_on(lab, "alpha") == other(active))
+    lab.power("power-on", active)
+    wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
+    return {}
+
+
+def replication_cut(lab: Lab) -> dict[str, Any]:
+    """The replication link breaks: writes go on unreplicated, the stale side may not be
+    promoted (DRBD's fence-peer constraint), nothing fails over; healed, it resyncs."""
+    active = _active(lab)
+    lab.links("cut", "repl", active)
+    try:
+        wait_for("DRBD's fence-peer constraint", lambda: bool(fence_constraints(lab, active)),
+                 timeout=120)
+        constraints = fence_constraints(lab, active)
+        time.sleep(20)  # writes go on, unreplicated
+        if target_on(lab, "alpha") != active:
+            raise CheckFailed("alpha failed over on a replication cut")
+        # An admin's apply meanwhile must keep the constraint that forbids promoting the
+        # stale side: it replaces our own constraints, never the handler's.
+        applied = iscsiha(lab, "apply", DESIRED)  # where converge wrote it: san-a
+        if not applied.ok:
+            raise CheckFailed(f"apply during the cut: {applied.out}{applied.err}")
+        if fence_constraints(lab, active) != constraints:
+            raise CheckFailed(f"apply during the cut changed DRBD's fence constraints "
+                              f"{constraints}: now {fence_constraints(lab, active)}")
+    finally:
+        lab.links("heal", "repl", active)
+    wait_for("resynced, constraint lifted", lambda: healthy(lab) and not fence_constraints(
+        lab, active), timeout=RECOVERY)
+    return {"constraints": constraints}
+
+
+def cluster_links_cut(lab: Lab) -> dict[str, Any]:
+    """Both corosync links of the active box break: exactly one box is fenced, the
+    other serves every target."""
+    active = _active(lab)
+    links = ("link0", "link1")
+    shots = {box: fence_history(lab, box) for box in (active, other(active))}
+    for link in links:
+        lab.links("cut", link, active)
+    try:
+        wait_for("one box fenced", lambda: any(
+            fenced_after(lab, box, n)() for box, n in shots.items()), timeout=RECOVERY)
+        wait_for("every target running", lambda: all(target_on(lab, t) for t in TARGETS))
+    finally:
+        for link in links:
+            lab.links("heal", link, active)
+    fenced = [box for box, n in shots.items() if fenced_after(lab, box, n)()]
+    for box in fenced:
+        lab.power("power-on", box)
+    wait_for("the pair whole again", lambda: healthy(lab), timeout=RECOVERY)
+    if len(fenced) != 1:
+        raise CheckFailed(f"fenced {fenced}: exactly one box must be")
+    return {"fenced": fenced}
+
+
+def storage_cut(lab: Lab) -> dict[str, Any]:
+    """The active box loses its storage network: its targets move to the box that still
+    reaches the ping hosts."""
+    active = _active(lab)
+    lab.links("cut", "storage", active)
+    try:
+        wait_for(f"alpha off {active}", lambda: target_on(lab, "alpha") == other(active))
+    finally:
+        lab.links("heal", "storage", active)
+    wait_for("healthy", lambda: healthy(lab))
+    return {}
+
+
+def _active(lab: Lab) -> str:
+    """The box serving alpha, the scenarios' subject."""
+    box = target_on(lab, "alpha")
+    if box is None:
+        raise CheckFailed("alpha is not running anywhere")
+    return box
+
+
+SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {
+    "planned move": planned_move,
+    "power cut": power_cut,
+    "freeze": freeze,
+    "replication link cut": replication_cut,
+    "both cluster links cut": cluster_links_cut,
+    "storage network cut": storage_cut,
+}
+
+
+def run(lab: Lab, initiator: Initiator, disks: list[str], scenario: str) -> dict[str, Any]:
+    """One scenario under the verifier; the verifier's figures plus the scenario's.
+    Raises CheckFailed (after stopping the verifier) when anything is not as it must be."""
+    since = clocks(lab)
+    load = Load(initiator, disks)
+    load.start()
+    started = time.monotonic()
+    try:
+        extra = SCENARIOS[scenario](lab)
+    except BaseException as exc:
+        exc.add_note(f"the verifier during {scenario}: {json.dumps(load.stop())}")
+        raise
+    result = load.stop()
+    result.update(extra, scenario=scenario, scenario_s=round(time.monotonic() - started, 1))
+    verify(result)
+    recovered(lab, since)
+    return result

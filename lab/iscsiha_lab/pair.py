@@ -1,0 +1,261 @@
+"""The lab's two boxes as the fault scenarios see them: the desired state they share,
+`iscsiha` run on a box, and what "healthy" means (both online, every volume
+Connected and UpToDate on both, one Primary each, every target running)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from iscsiha.errors import IscsihaError
+from iscsiha.model.toml_dump import dumps
+from iscsiha_lab.desired import lab_data
+from iscsiha_lab.guest import GuestResult
+from iscsiha_lab.initiator import MUTUAL, Initiator, iqn, wait_for
+from iscsiha_lab.lab import Lab
+
+BOXES = ("san-a", "san-b")
+DESIRED = "/root/desired.toml"
+# alpha fails back by hand, beta on its own: both policies under every fault.
+TARGETS = {"alpha": ("10.99.30.110", "san-a", "manual"),
+           "beta": ("10.99.30.111", "san-b", "auto")}
+RECOVERY = 420.0  # a fenced box reboots, rejoins and resyncs within this
+
+# What docs/failover.md recommends for Linux initiators.
+INITIATOR_SETTINGS = {
+    "node.session.timeo.replacement_timeout": "180",
+    "node.conn[0].timeo.noop_out_interval": "5",
+    "node.conn[0].timeo.noop_out_timeout": "10",
+}
+
+
+class CheckFailed(AssertionError):
+    """The pair is not as a scenario needs it (pytest shows it as a failed assertion)."""
+
+
+def apply(lab: Lab, data: dict[str, Any], *extra: str, box: str = "san-a",
+          timeout: float = 600) -> GuestResult:
+    lab.exec(box, ["sh", "-c", f"umask 077; cat > {DESIRED}"], input=dumps(data)).check()
+    return lab.exec(box, ["iscsiha", "apply", DESIRED, *extra], timeout=timeout)
+
+
+def iscsiha(lab: Lab, *argv: str, box: str = "san-a", timeout: float = 600) -> GuestResult:
+    return lab.exec(box, ["iscsiha", *argv], timeout=timeout)
+
+
+def failover_desired(lab: Lab, initiator_iqn: str) -> dict[str, Any]:
+    data = lab_data(lab.topology, lab.bmc_password())
+    data["volumes"] = [{"name": name, "size": "32M"} for name in TARGETS]
+    data["targets"] = [
+        {"name": name, "iqn": iqn(name), "portals": [portal], "preferred_node": node,
+         "failback": failback, "initiators": [initiator_iqn], "auth": MUTUAL,
+         "luns": [{"lun": 0, "volume": name}]}
+        for name, (portal, node, failback) in TARGETS.items()]
+    return data
+
+
+def _applied(result: GuestResult) -> None:
+    if not result.ok:
+        raise CheckFailed(result.out + result.err)
+
+
+def converge(lab: Lab, data: dict[str, Any], box: str = "san-a") -> None:
+    """Apply ``data`` on ``box``, deleting whatever volumes earlier runs left: targets
+    first (a volume still exported is never deleted), then the volumes."""
+    out = lab.exec(box, ["lvs", "--noheadings", "--units", "m", "--nosuffix",
+                         "-o", "lv_name,lv_size", "data"]).check().out
+    wanted = {v["name"] for v in data["volumes"]}
+    extra = {name: f"{float(size):.0f}M" for name, size in
+             (line.split() for line in out.splitlines() if line.strip()) if name not in wanted}
+    # apply waits up to twice 120 + 30 s per deleted volume for the cluster to settle;
+    # creating volumes takes longer the more there are.
+    timeout = 600.0 + 60.0 * len(extra) + 30.0 * len(data["volumes"])
+    if extra:
+        keep = dict(data, volumes=[*data["volumes"],
+                                   *({"name": n, "size": s} for n, s in extra.items())])
+        _applied(apply(lab, keep, box=box, timeout=timeout))
+    _applied(apply(lab, data, *(arg for name in extra for arg in ("--delete", name)),
+                   box=box, timeout=timeout))
+
+
+def ask(lab: Lab, box: str, argv: list[str], timeout: float = 30) -> str | None:
+    """A command's output, or None when the box is down, frozen or the command failed:
+    during a fault one box may not answer."""
+    try:
+        result = lab.exec(box, argv, timeout=timeout)
+    except IscsihaError:
+        return None
+    return result.out if result.ok else None
+
+
+def target_on(lab: Lab, name: str) -> str | None:
+    """Where the target runs, asked of whichever box answers."""
+    for box in BOXES:
+        out = ask(lab, box, ["iscsiha", "status"])
+        if out is None:
+            continue
+        for line in out.splitlines():
+            words = line.split()
+            if words[:2] == ["target", name]:
+                return None if "(not" in line or words[3] == "stopped" else words[3]
+    return None
+
+
+def other(box: str) -> str:
+    return BOXES[1] if box == BOXES[0] else BOXES[0]
+
+
+@dataclass
+class DrbdView:
+    role: str
+    connection: str
+    disks: str
+
+
+def drbd(lab: Lab, box: str) -> dict[str, DrbdView]:
+    script = "; ".join(f"echo {v} $(drbdadm role {v}) $(drbdadm cstate {v}) "
+                       f"$(drbdadm dstate {v})" for v in TARGETS)
+    views = {}
+    for line in (ask(lab, box, ["sh", "-c", script]) or "").splitlines():
+        words = line.split()
+        if len(words) == 4:
+            views[words[0]] = DrbdView(words[1].split("/")[0], words[2], words[3])
+    return views
+
+
+def online(lab: Lab) -> set[str]:
+    """The boxes both boxes see online (a partitioned pair has no agreement)."""
+    views = [ask(lab, box, ["crm_mon", "-1", "--output-as=xml"]) for box in BOXES]
+    seen = [set(re.findall(r'<node name="([^"]+)"[^>]* online="true"', v or ""))
+            for v in views]
+    return seen[0] & seen[1]
+
+
+def healthy(lab: Lab) -> bool:
+    """Both boxes online, every volume connected and UpToDate on both, one Primary each,
+    every target running, automatic failback done."""
+    if online(lab) != set(BOXES):
+        return False
+    views = [drbd(lab, box) for box in BOXES]
+    for volume in TARGETS:
+        pair = [v.get(volume) for v in views]
+        if any(p is None or p.connection != "Connected" or p.disks != "UpToDate/UpToDate"
+               for p in pair):
+            return False
+        if sorted(p.role for p in pair if p) != ["Primary", "Secondary"]:
+            return False
+    where = {t: target_on(lab, t) for t in TARGETS}
+    return all(where.values()) and all(
+        where[t] == node for t, (_, node, failback) in TARGETS.items() if failback == "auto")
+
+
+def fence_constraints(lab: Lab, box: str) -> list[str]:
+    """Constraints DRBD's fence-peer handler placed (and after-resync removes)."""
+    out = ask(lab, box, ["cibadmin", "--query", "--scope", "constraints"]) or ""
+    return re.findall(r'id="(drbd-fence-by-handler-[^"]+)"', out)
+
+
+def fence_history(lab: Lab, node: str) -> str:
+    """When Pacemaker last fenced ``node``, from the box that knows it."""
+    return max((ask(lab, box, ["stonith_admin", "--last", node]) or "" for box in BOXES),
+               key=len)
+
+
+def fenced_after(lab: Lab, node: str, before: str) -> Callable[[], bool]:
+    def check() -> bool:
+        now = fence_history(lab, node)
+        return now != before and "last fenced at" in now
+    return check
+
+
+def data_digests(lab: Lab, volume: str) -> set[str]:
+    """sha256 of the replicated bytes on each box, read past any cache."""
+    sizes = [lab.exec(box, ["sh", "-c", f"drbdadm role {volume} | grep -q ^Primary && "
+                                        f"blockdev --getsize64 $(drbdadm sh-dev {volume})"
+                                        " || true"]).out.strip() for box in BOXES]
+    (size,) = [s for s in sizes if s]
+    return {lab.exec(box, ["sh", "-c", f"dd if=/dev/data/{volume} iflag=direct bs=1M "
+                                       f"count={int(size)} iflag=count_bytes status=none "
+                                       "| sha256sum"]).check().out.split()[0]
+            for box in BOXES}
+
+
+def clocks(lab: Lab) -> dict[str, int]:
+    """Each box's own clock, in whole seconds since the epoch: where its log starts to count."""
+    return {box: int(lab.exec(box, ["date", "+%s"]).check().out) for box in BOXES}
+
+
+def split_brains(lab: Lab, since: dict[str, int]) -> list[str]:
+    """Split brains the boxes' kernels logged from ``since`` on (see ``clocks``): an older
+    one, such as the split-brain tests make on purpose, is not this fault's."""
+    found = []
+    for box in BOXES:
+        out = kernel_log(lab, box, "split-brain", since=since[box])
+        found += [f"{box}: {line}" for line in out.splitlines()]
+    return found
+
+
+def recovered(lab: Lab, since: dict[str, int], timeout: float = RECOVERY) -> None:
+    """Healthy again, no split brain since ``since``, and the same bytes on both boxes."""
+    wait_for("both boxes back, volumes UpToDate on both, every target running",
+             lambda: healthy(lab), timeout=timeout)
+    brains = split_brains(lab, since)
+    if brains:
+        raise CheckFailed(f"split brain: {brains}")
+    for volume in TARGETS:
+        if len(data_digests(lab, volume)) != 1:
+            raise CheckFailed(f"{volume}: the two boxes hold different data")
+
+
+def written_kib(lab: Lab, box: str) -> int:
+    """KiB this box's DRBD devices wrote to their disks (the dw counter)."""
+    out = lab.exec(box, ["cat", "/proc/drbd"]).check().out
+    return sum(int(n) for n in re.findall(r"\bdw:(\d+)", out))
+
+
+def resync_kib(lab: Lab, box: str) -> int:
+    """KiB the resyncs from this box sent since it booted ("will sync N KB")."""
+    out = kernel_log(lab, box, "as SyncSource")
+    return sum(int(n) for n in re.findall(r"will sync (\d+) KB", out))
+
+
+def kernel_log(lab: Lab, box: str, text: str, since: int | None = None) -> str:
+    """The lines of ``box``'s kernel log that hold ``text`` (any case), since it booted or,
+    if later, since ``since`` on its clock. From the journal: the kernel's own 16 KiB
+    buffer wraps within minutes of DRBD messages, and a soak then saw an old resync line
+    leave as a new one came."""
+    window = [] if since is None else [f"--since=@{since}"]
+    return lab.exec(box, ["sh", "-c", 'p=$1; shift; journalctl -k -q --no-pager "$@" | '
+                          'grep -i -F -e "$p" || true', "-", text, *window]).out
+
+
+def login_all(initiator: Initiator) -> list[str]:
+    disks = []
+    for name, (portal, _, _) in TARGETS.items():
+        initiator.configure(iqn(name), portal)
+        for key, value in INITIATOR_SETTINGS.items():
+            initiator.run(*initiator.node(iqn(name), portal), "-o", "update", "-n", key,
+                          "-v", value)
+        disks += initiator.login(iqn(name), portal, 1)
+    return disks
+
+
+def move(lab: Lab, target: str, node: str) -> None:
+    _applied(iscsiha(lab, "target", "move", target, node))
+
+
+def prepare(lab: Lab, initiator: Initiator) -> list[str]:
+    """The pair converged on the failover state, healthy, every target home, the
+    initiator logged in to all; its disks."""
+    converge(lab, failover_desired(lab, initiator.iqn))
+    wait_for("the pair healthy", lambda: healthy(lab))
+    for name, (_, preferred, _) in TARGETS.items():
+        if target_on(lab, name) != preferred:
+            move(lab, name, preferred)
+    return login_all(initiator)
+
+
+def logout_all(initiator: Initiator) -> None:
+    initiator.try_run("sh", "-c", "iscsiadm -m node --logoutall=all; iscsiadm -m node -o delete")

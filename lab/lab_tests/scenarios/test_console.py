@@ -1,0 +1,155 @@
+"""Two boxes as flashed become a cluster, export a LUN and move it, through one-shot
+console commands only (`iscsiha-console LINE`, iscsiha_lab.console_setup); the
+initiator writes and reads through it.
+
+Runs last: it boots the lab again without a cluster (`up --no-cluster`), because
+every other lab test wants the lab's own cluster. With ISCSIHA_LAB_REUSE=1 a
+running lab that has no cluster yet is used as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import replace
+
+import pytest
+from iscsiha_lab import console_setup
+from iscsiha_lab.cluster import is_quorate_with_qdevice
+from iscsiha_lab.initiator import Initiator, wait_for
+from iscsiha_lab.lab import Lab
+from iscsiha_lab.pair import online, target_on
+
+from iscsiha.commands import join_token
+from lab_tests.scenarios.conftest import lab_images
+
+FIRST, PEER = "san-a", "san-b"
+LOG: list[str] = []  # what the console printed, for a failure's report
+
+
+def say(line: str) -> None:
+    LOG.append(line)
+    print(line, flush=True)
+
+
+def active(lab: Lab, box: str, unit: str) -> str:
+    return lab.exec(box, ["systemctl", "is-active", unit]).out.strip()
+
+
+@pytest.fixture(scope="module")
+def fresh(lab: Lab) -> Lab:
+    """The lab's boxes as flashed: booted again, no cluster formed."""
+    state = lab.state()
+    formed = state is None or "cluster_seconds" in state.timings
+    if os.environ.get("ISCSIHA_LAB_REUSE") != "1" or formed:
+        progress = lambda m: print(f"lab: {m}", flush=True)  # noqa: E731
+        lab.down(progress)
+        lab.up(lab_images(), progress, form_cluster=False)
+    return lab
+
+
+@pytest.fixture(scope="module")
+def token(fresh: Lab) -> str:
+    return console_setup.init(fresh, say)[1]
+
+
+def test_init_starts_the_first_box_and_waits_for_its_peer(fresh: Lab, token: str) -> None:
+    assert token.startswith("ISJ1-")
+    assert active(fresh, FIRST, "corosync") == "active"
+    assert active(fresh, FIRST, "pacemaker") == "active"
+    assert active(fresh, FIRST, "iscsiha-join.service") == "active"
+    assert active(fresh, PEER, "corosync") == "inactive"
+
+
+def test_a_wrong_token_is_refused_and_changes_nothing_on_either_box(fresh: Lab,
+                                                                     token: str) -> None:
+    right = join_token.decode(token)
+    wrong = join_token.encode(replace(right, secret=bytes(len(right.secret))))
+    result = fresh.exec(PEER, [console_setup.CONSOLE, "/cluster", "join", "token=-"],
+                        input=f"{wrong}\n", timeout=300)
+    assert result.returncode == 1, result.out + result.err
+    assert "token-refused" in result.out + result.err
+    assert wrong not in result.out + result.err  # a token is a secret, never shown
+    assert active(fresh, PEER, "corosync") == "inactive"
+    assert not fresh.exec(PEER, ["test", "-e", "/etc/iscsiha/desired.toml"]).ok
+    # The first box still waits, and the right token still works (next test).
+    assert active(fresh, FIRST, "iscsiha-join.service") == "active"
+
+
+def test_join_forms_the_pair_with_quorum_through_the_tiebreaker_and_fencing(
+        fresh: Lab, token: str) -> None:
+    console_setup.join(fresh, token, say)
+    assert online(fresh) == {FIRST, PEER}
+    for box in (FIRST, PEER):
+        quorum = fresh.exec(box, ["corosync-quorumtool", "-s"]).out
+        assert is_quorate_with_qdevice(quorum), quorum
+    assert active(fresh, FIRST, "iscsiha-join.service") == "inactive"  # token used up
+
+    def fencing_started() -> bool:
+        mon = fresh.exec(FIRST, ["crm_mon", "-1"]).out
+        return all(re.search(rf"fence-{box}\s.*Started", mon) for box in (FIRST, PEER))
+
+    wait_for("both fence devices started", fencing_started, timeout=300)
+
+
+def test_a_lun_made_in_the_console_is_written_and_read_across_a_console_move(
+        fresh: Lab) -> None:
+    initiator = Initiator(fresh)
+    console_setup.export_volume(fresh, initiator.iqn, say)
+    wait_for("target demo on san-a",
+             lambda: target_on(fresh, console_setup.TARGET) == FIRST, timeout=300)
+    iqn, portal = console_setup.TARGET_IQN, console_setup.PORTAL
+    initiator.configure(iqn, portal)
+    (disk,) = initiator.login(iqn, portal, luns=1)
+    try:
+        initiator.run("sh", "-c", f"dd if=/dev/urandom of=/tmp/kept bs=1M count=8 status=none"
+                                  f" && dd if=/tmp/kept of={disk} bs=1M oflag=direct,sync "
+                                  "status=none")
+        console_setup.console(fresh, PEER, f"/targets/{console_setup.TARGET} move node={PEER}",
+                              say)
+        assert target_on(fresh, console_setup.TARGET) == PEER
+        # The same session, now served by the other box: the data written before the
+        # move reads back, and new writes work.
+        initiator.run("sh", "-c", f"dd if={disk} of=/tmp/back bs=1M count=8 iflag=direct "
+                                  "status=none && cmp /tmp/kept /tmp/back", timeout=300)
+        initiator.write_and_read_back(disk)
+        # Health at a glance, asked on the box that does not serve the target: its
+        # sessions come from the peer.
+        listing = console_setup.console(fresh, FIRST, "ls", say).out
+    finally:
+        initiator.logout(iqn, portal)
+    assert "2/2 nodes online, quorate, fencing ready" in listing
+    assert re.search(rf"demo \.+ \[1 LUN, preferred {FIRST}, on {PEER}, "
+                     rf"1 session \({re.escape(initiator.iqn)}\)\]", listing), listing
+    assert re.search(rf"Promoted on {PEER}; Connected, UpToDate/UpToDate", listing), listing
+
+
+def test_the_admin_user_logs_in_to_the_console(fresh: Lab) -> None:
+    # What sshd runs for `ssh admin@san-a ls /cluster`: the login shell with -c.
+    result = fresh.exec(FIRST, ["su", "-", "admin", "-c", "ls /cluster"], timeout=120)
+    assert result.ok, result.out + result.err
+    assert "2/2 nodes online" in result.out
+    shell = fresh.exec(FIRST, ["getent", "passwd", "admin"]).out.strip().split(":")[-1]
+    assert shell == "/usr/lib/iscsiha/admin-shell"
+
+
+def test_an_initiator_refused_for_want_of_an_acl_is_offered_for_one(fresh: Lab) -> None:
+    """What TAB offers after `/targets/demo/acls create wwn=`: the new initiator that
+    just tried to log in (refused on san-b, asked from san-a), next to the allowed one."""
+    initiator = Initiator(fresh)
+    stranger, iface = "iqn.2026-11.org.example.lab:stranger", ["-I", "stranger"]
+    iqn, portal = console_setup.TARGET_IQN, console_setup.PORTAL
+    initiator.run("iscsiadm", "-m", "iface", *iface, "-o", "new")
+    try:
+        initiator.run("iscsiadm", "-m", "iface", *iface, "-o", "update",
+                      "-n", "iface.initiatorname", "-v", stranger)
+        initiator.run("iscsiadm", "-m", "discovery", "-t", "st", "-p", portal, *iface)
+        login = initiator.try_run(*initiator.node(iqn, portal), *iface, "--login")
+        assert not login.ok, "an initiator outside the ACL logged in"
+    finally:
+        initiator.try_run(*initiator.node(iqn, portal), *iface, "-o", "delete")
+        initiator.try_run("iscsiadm", "-m", "iface", *iface, "-o", "delete")
+    seen = fresh.exec(FIRST, ["python3", "-c",
+                              "from iscsiha.console.backend import ClusterBackend; "
+                              "print(*ClusterBackend().seen_initiators())"])
+    assert stranger in seen.check().out.split() and initiator.iqn in seen.out.split()

@@ -1,0 +1,43 @@
+"""What the built image holds of ours: the product and its console, nothing of the lab.
+
+Read from root A of image/out/iscsiha.img with debugfs (no mount, no loop device).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import skip_or_fail
+from tests.image.conftest import root_offset
+from tests.image.test_image_boot import IMAGE
+
+DIST = "/usr/lib/python3/dist-packages"
+
+
+@pytest.fixture(scope="module")
+def listing() -> dict[str, set[str]]:
+    if not IMAGE.exists():
+        skip_or_fail(f"no built image at {IMAGE} (image/build makes it)")
+    if shutil.which("debugfs") is None or shutil.which("sfdisk") is None:
+        skip_or_fail("debugfs and sfdisk are needed to read the image (e2fsprogs, fdisk)")
+    folders = ("/usr/bin", DIST, f"{DIST}/iscsiha", f"{DIST}/iscsiha/console")
+    commands = "".join(f"ls {folder}\n" for folder in folders)
+    done = subprocess.run(["debugfs", "-f", "-", f"{IMAGE}?offset={root_offset(IMAGE)}"],
+                          input=commands, capture_output=True, text=True, check=True)
+    found: dict[str, set[str]] = {}
+    for block, folder in zip(done.stdout.split("debugfs: ls ")[1:], folders, strict=True):
+        found[folder] = {word for word in block.split() if not word.isdigit()
+                         and not word.startswith("(")}
+    return found
+
+
+def test_the_image_has_the_console_under_the_product_and_no_lab(
+        listing: dict[str, set[str]]) -> None:
+    assert {"iscsiha", "iscsiha-console"} <= listing["/usr/bin"]
+    assert "console.py" in listing[f"{DIST}/iscsiha/console"]
+    assert "iscsiha-lab" not in listing["/usr/bin"]
+    assert not {"iscsiha_lab", "appliance"} & listing[DIST]
+    assert "lab" not in listing[f"{DIST}/iscsiha"]
