@@ -18,7 +18,9 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha_lab import cluster
+from iscsiha_lab.initiator import wait_for
 from iscsiha_lab.lab import Lab, Progress
+from iscsiha_lab.pair import fence_history, fenced_after
 from iscsiha_lab.paths import LabImages
 from iscsiha_lab.topology import NetworkRole
 
@@ -90,6 +92,7 @@ def data_disk(lab: Lab) -> dict[str, Any]:
 def fence_cycle(lab: Lab, progress: Progress) -> dict[str, Any]:
     fencer, victim = (n.name for n in lab.topology.appliances)
     timings: dict[str, Any] = {"fencer": fencer, "victim": victim}
+    shot = fence_history(lab, victim)
     t0 = time.monotonic()
     lab.exec(fencer, ["fence_ipmilan"], input=lab.fence_options(victim, "off"),
              timeout=120).check()
@@ -97,6 +100,8 @@ def fence_cycle(lab: Lab, progress: Progress) -> dict[str, Any]:
     if lab.node_process(victim) is not None:
         raise IscsihaError.single("fence-failed", "node", victim, "powered off by its BMC",
                                   "still running after fence_ipmilan -o off")
+    # Pacemaker fences the box it lost as well; powered on before that, it goes off again.
+    wait_for(f"{victim} fenced by Pacemaker", fenced_after(lab, victim, shot), timeout=300)
     t1 = time.monotonic()
     lab.exec(fencer, ["fence_ipmilan"], input=lab.fence_options(victim, "on"),
              timeout=120).check()

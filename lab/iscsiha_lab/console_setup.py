@@ -13,20 +13,17 @@ command's help gives.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from iscsiha.errors import IscsihaError, Secret
-from iscsiha_lab import signer
+from iscsiha_lab import cluster
 from iscsiha_lab.guest import GuestResult
 from iscsiha_lab.initiator import MUTUAL, Initiator
 from iscsiha_lab.lab import Lab
-from iscsiha_lab.topology import NetworkRole, Topology
+from iscsiha_lab.topology import Topology
 
 CONSOLE = "iscsiha-console"
-# `/cluster init` prints the token alone on an indented line.
-TOKEN = re.compile(r"^\s+(ISJ1-[A-Z2-7-]+)\s*$", re.MULTILINE)
 SECRET_WORDS = ("bmc_password", "peer_bmc_password", "secret", "mutual_secret", "token")
 Say = Callable[[str], None]
 
@@ -71,29 +68,11 @@ def console(lab: Lab, node: str, line: str, say: Say, timeout: float = 900.0,
     return Typed(node, line, result.out)
 
 
-def network_word(topology: Topology, name: str) -> str:
-    """SUBNET,THIS_BOX,PEER as `/cluster init` takes a network."""
-    first, peer = topology.appliances
-    net = topology.network(name)
-    return f"{net.subnet},{topology.address(first, name)},{topology.address(peer, name)}"
-
-
 def init_line(topology: Topology) -> str:
-    first, peer = topology.appliances
-    storage = topology.network_with(NetworkRole.STORAGE)[0].name
-    # The storage network has no switch to ping in the lab; the initiator stands in.
-    ping = ",".join(str(topology.address(n, storage)) for n in topology.initiators)
-    words = [
-        "/cluster", "init", f"name={topology.cluster_name}", f"peer={peer.name}",
-        *(f"{n.name}={network_word(topology, n.name)}" for n in topology.networks
-          if n.role is not NetworkRole.MANAGEMENT),
-        f"ping={ping}",
-        f"bmc={topology.bmc_address(first)}", f"peer_bmc={topology.bmc_address(peer)}",
-        f"bmc_user={topology.bmc_user}",
-        "bmc_password=-", "peer_bmc_password=-",
-        f"tiebreaker={topology.qnetd_address}", f"tiebreaker_signer={signer.PROGRAM}",
-    ]
-    return " ".join(words)
+    """`/cluster init` with what `iscsiha cluster init` is given (cluster.init_params)."""
+    words = [f"{name}={','.join(value) if isinstance(value, list) else value}"
+             for name, value in cluster.init_params(topology)]
+    return " ".join(["/cluster", "init", *words, "bmc_password=-", "peer_bmc_password=-"])
 
 
 def init(lab: Lab, say: Say) -> tuple[Typed, str]:
@@ -102,7 +81,7 @@ def init(lab: Lab, say: Say) -> tuple[Typed, str]:
     # Both BMCs of the lab share one password: this box's, then the peer's.
     typed = console(lab, first, init_line(lab.topology), say,
                     secrets=(lab.bmc_password(), lab.bmc_password()))
-    found = TOKEN.search(typed.out)
+    found = cluster.TOKEN.search(typed.out)
     if found is None:
         raise IscsihaError.single("no-join-token", "console", f"{first}: /cluster init",
                                   "the token (ISJ1-...) alone on a line", typed.out[-500:])

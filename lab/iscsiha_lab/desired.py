@@ -1,42 +1,63 @@
-"""The lab's cluster written as the product's desired state, validated like any other.
+"""The lab's cluster as the product's desired state: the document `cluster init` writes.
 
-So the lab runs what the product plans (corosync.conf now; volumes and targets
-as they land) instead of a lab-only copy of it.
+On a running lab it is read from the boxes (`cluster_data`), so every scenario starts
+from what the product's bootstrap wrote. Without a lab (unit tests), `lab_data` makes
+the same document with the product's own code from the same parameters.
 """
 
 from __future__ import annotations
 
+import tomllib
 from typing import Any
 
-from iscsiha.errors import Secret
+from iscsiha.commands.bootstrap_params import InitRequest, desired_data
+from iscsiha.errors import IscsihaError, Secret
 from iscsiha.model.load import load_data
 from iscsiha.model.types import Config
-from iscsiha_lab.topology import LabNetwork, NetworkRole, Topology
+from iscsiha_lab.cluster import init_params
+from iscsiha_lab.lab import Lab
+from iscsiha_lab.topology import Topology
+
+DESIRED_PATH = "/etc/iscsiha/desired.toml"  # where `cluster init/join` keep it
+
+
+def init_request(topology: Topology, bmc_password: Secret) -> InitRequest:
+    """What `cluster init` is given in the lab, as the product's request."""
+    params = dict(init_params(topology))
+    text = {name: value for name, value in params.items() if isinstance(value, str)}
+    networks = {n.name for n in topology.networks}
+    return InitRequest(
+        name=text["name"], peer=text["peer"],
+        networks={name: value for name, value in text.items() if name in networks},
+        bmc=text["bmc"], bmc_user=text["bmc_user"], bmc_password=bmc_password,
+        peer_bmc=text["peer_bmc"], peer_bmc_user=text["bmc_user"],
+        peer_bmc_password=bmc_password, ping=tuple(params["ping"]),
+        tiebreaker=text["tiebreaker"])
+
+
+def lab_data(topology: Topology, bmc_password: Secret) -> dict[str, Any]:
+    """The document `cluster init` writes for the lab (no volumes or targets)."""
+    return desired_data(init_request(topology, bmc_password), topology.appliances[0].name)[0]
 
 
 def lab_config(topology: Topology, bmc_password: Secret) -> Config:
     return load_data(lab_data(topology, bmc_password))
 
 
-def lab_data(topology: Topology, bmc_password: Secret) -> dict[str, Any]:
-    """The lab's cluster as a desired-state document (no volumes or targets yet)."""
-    networks = [n for n in topology.networks if n.role is not NetworkRole.MANAGEMENT]
-    data: dict[str, Any] = {
-        "cluster": {"name": topology.cluster_name, "tiebreaker": str(topology.qnetd_address)},
-        "networks": [{"name": n.name, "role": n.role.value, "subnet": str(n.subnet)}
-                     | _ping(topology, n) for n in networks],
-        "nodes": [{
-            "name": node.name,
-            "addresses": {n.name: str(topology.address(node, n.name)) for n in networks},
-            "bmc": {"address": str(topology.bmc_address(node)), "user": topology.bmc_user,
-                    "password": str(bmc_password)},
-        } for node in topology.appliances],
-    }
-    return data
-
-
-def _ping(topology: Topology, net: LabNetwork) -> dict[str, Any]:
-    """The lab's storage network has no switch to ping; its initiators stand in."""
-    if net.role is not NetworkRole.STORAGE:
-        return {}
-    return {"ping": [str(topology.address(n, net.name)) for n in topology.initiators]}
+def cluster_data(lab: Lab) -> dict[str, Any]:
+    """The cluster part of the desired state on the boxes (the first that answers): what
+    `cluster init` wrote, without the volumes and targets earlier tests applied."""
+    problems = []
+    for node in lab.topology.appliances:
+        try:
+            found = lab.exec(node.name, ["cat", DESIRED_PATH], timeout=60)
+        except IscsihaError as exc:  # powered off or frozen by a scenario: ask the other
+            problems.append(str(exc))
+            continue
+        if found.ok:
+            data = tomllib.loads(found.out)
+            return {k: v for k, v in data.items() if k not in ("volumes", "targets")}
+        problems.append(f"{node.name}: {found.err.strip()}")
+    raise IscsihaError.single("no-desired-state", "file", DESIRED_PATH,
+                              "the desired state `cluster init/join` wrote on a box",
+                              "; ".join(problems))

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import Any
 
-from iscsiha.errors import IscsihaError, Report, Secret
+from iscsiha.errors import IscsihaError, Report
 from iscsiha.model.identity import volume_slots
 from iscsiha.plan.cib import previous_drbd, to_text
 from iscsiha_lab import stock_cib
-from iscsiha_lab.desired import lab_data
+from iscsiha_lab.desired import cluster_data
 from iscsiha_lab.faults import Load
 from iscsiha_lab.guest import GuestResult
 from iscsiha_lab.initiator import HV_SECRET, Initiator, iqn
@@ -239,12 +239,11 @@ def ratios(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def bench_desired(topology: Topology, bmc_password: Secret, initiator_iqn: str,
-                  luns: int) -> dict[str, Any]:
-    """The lab's desired state with volumes bench0.. and our target exporting them all.
-    The stock agents' run keeps it (its DRBD resource holds the volumes) with our
-    group stopped."""
-    data = lab_data(topology, bmc_password)
+def bench_desired(cluster: dict[str, Any], initiator_iqn: str, luns: int) -> dict[str, Any]:
+    """The lab's desired state (``cluster``: what `cluster init` wrote) with volumes
+    bench0.. and our target exporting them all. The stock agents' run keeps it (its DRBD
+    resource holds the volumes) with our group stopped."""
+    data = dict(cluster)
     volumes = [f"{TARGET}{i}" for i in range(luns)]
     data["volumes"] = [{"name": v, "size": VOLUME_SIZE} for v in volumes]
     data["targets"] = [{
@@ -373,8 +372,7 @@ class _Bench:
     def setup(self, agents: str, luns: int) -> None:
         self.progress(f"failover-bench: {luns} LUNs, {agents} agents: converging")
         assert self.initiator is not None
-        data = bench_desired(self.lab.topology, self.lab.bmc_password(), self.initiator.iqn,
-                             luns)
+        data = bench_desired(cluster_data(self.lab), self.initiator.iqn, luns)
         converge(self.lab, data, box=self.up_box())
         # Both sets serve the volumes of our target's DRBD resource; for the stock
         # run our group stays stopped (one LIO target per IQN).

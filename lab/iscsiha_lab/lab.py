@@ -9,7 +9,6 @@ it stops the recorded processes itself, by pid.
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import signal
@@ -22,7 +21,7 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.executors.runner import Runner
-from iscsiha_lab import bmc, cluster, control, initiator_root, processes, qnetd, signer, tools
+from iscsiha_lab import bmc, cluster, control, initiator_root, processes, signer, tools
 from iscsiha_lab.guest import GuestChannel, GuestResult
 from iscsiha_lab.paths import LabImages, LabPaths
 from iscsiha_lab.processes import ProcessId
@@ -136,7 +135,7 @@ class Lab:
                 state.phase = "cluster"
                 write_json(self.paths.state_file, state.to_json())
                 t0 = time.monotonic()
-                cluster.bootstrap(self, progress)
+                cluster.form(self, progress)
                 cluster.wait_formed(self, CLUSTER_TIMEOUT, progress)
                 state.timings["cluster_seconds"] = round(time.monotonic() - t0, 2)
             state.phase = "ready"
@@ -411,14 +410,6 @@ class Lab:
         }
 
     # -- tiebreaker and BMC ----------------------------------------------------------------------
-
-    def qnetd_ca(self) -> bytes:
-        return qnetd.ca_certificate(self.paths).read_bytes()
-
-    def qnetd_sign(self, cluster_name: str, request: bytes) -> bytes:
-        answer = self.request({"op": "qnetd-sign", "cluster": cluster_name,
-                               "request": base64.b64encode(request).decode()}, timeout=180.0)
-        return base64.b64decode(answer["certificate"])
 
     def bmc_password(self) -> Secret:
         try:

@@ -11,7 +11,7 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model.toml_dump import dumps
-from iscsiha_lab.desired import lab_data
+from iscsiha_lab.desired import cluster_data
 from iscsiha_lab.guest import GuestResult
 from iscsiha_lab.initiator import MUTUAL, Initiator, iqn, wait_for
 from iscsiha_lab.lab import Lab
@@ -46,7 +46,7 @@ def iscsiha(lab: Lab, *argv: str, box: str = "san-a", timeout: float = 600) -> G
 
 
 def failover_desired(lab: Lab, initiator_iqn: str) -> dict[str, Any]:
-    data = lab_data(lab.topology, lab.bmc_password())
+    data = cluster_data(lab)
     data["volumes"] = [{"name": name, "size": "32M"} for name in TARGETS]
     data["targets"] = [
         {"name": name, "iqn": iqn(name), "portals": [portal], "preferred_node": node,

@@ -14,13 +14,12 @@ It is a child subreaper: every process of the lab, including the UML processes
 started when a BMC powers a node on, is its descendant and is reaped here, even
 on machines whose pid 1 never reaps orphans.
 
-It serves control requests (power, freeze, links, qnetd signing) on a Unix
+It serves control requests (power, freeze, links, qnetd status) on a Unix
 socket in the run directory; see control.py.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -300,9 +299,6 @@ class Supervisor:
             "thaw": lambda: self._signal_node(node, signal.SIGCONT),
             "cut": lambda: self._links(str(req.get("link")), req.get("node"), cut=True),
             "heal": lambda: self._links(str(req.get("link")), req.get("node"), cut=False),
-            "qnetd-sign": lambda: {"certificate": base64.b64encode(qnetd.sign(
-                self.runner, self.paths, str(req["cluster"]),
-                base64.b64decode(str(req["request"])))).decode()},
             "qnetd-status": lambda: {"text": self.runner.run(
                 qnetd.status_argv(self.paths), check=False).stdout},
             "shutdown": self._shutdown,

@@ -6,14 +6,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from iscsiha_lab.desired import lab_data
+from iscsiha_lab.desired import cluster_data
 from iscsiha_lab.initiator import MUTUAL, iqn
 from iscsiha_lab.lab import Lab
 
 
 def desired(lab: Lab, initiator_iqn: str) -> dict[str, Any]:
     """Two targets, one per box: `one` (1 LUN, on san-a), `eight` (8 LUNs, on san-b)."""
-    data = lab_data(lab.topology, lab.bmc_password())
+    data = cluster_data(lab)
     data["volumes"] = [{"name": "solo", "size": "32M"}] + [
         {"name": f"disk{i}", "size": "32M"} for i in range(8)]
     common = {"failback": "manual", "initiators": [initiator_iqn], "auth": MUTUAL}

@@ -14,7 +14,9 @@ import time
 
 import pytest
 from iscsiha_lab import cluster
+from iscsiha_lab.initiator import wait_for
 from iscsiha_lab.lab import Lab
+from iscsiha_lab.pair import RECOVERY, fence_history, fenced_after
 from iscsiha_lab.topology import NetworkRole
 
 from lab_tests.scenarios.conftest import PYTHONPATH, REPO
@@ -94,24 +96,29 @@ def test_cut_storage_of_one_node_then_heal(lab: Lab) -> None:
     assert lab.exec(initiator, ["ping", "-c", "2", "-W", "2", a]).ok
 
 
-def test_split_of_both_cluster_links_leaves_exactly_one_side_quorate(lab: Lab) -> None:
-    """Both nodes still reach the tiebreaker over mgmt; ffsplit gives quorum to one of them."""
+def test_a_split_of_both_cluster_links_leaves_one_side_quorate_and_it_fences_the_other(
+        lab: Lab) -> None:
+    """Both boxes still reach the tiebreaker over mgmt: ffsplit gives quorum to one of
+    them, whose Pacemaker fences the other through its BMC (off, until powered on)."""
     links = [n.name for n in lab.topology.network_with(NetworkRole.CLUSTER)]
     names = [n.name for n in lab.topology.appliances]
+    shots = {name: fence_history(lab, name) for name in names}
     for link in links:
         lab.links("cut", link, None)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            quorate = {name: bool(re.search(r"^Quorate:\s+Yes", lab.exec(
-                name, ["corosync-quorumtool", "-s"]).out, re.MULTILINE)) for name in names}
-            if sum(quorate.values()) == 1 or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-        assert sum(quorate.values()) == 1, quorate
+        wait_for("one box fenced", lambda: any(
+            fenced_after(lab, name, shot)() for name, shot in shots.items()), timeout=RECOVERY)
     finally:
         for link in links:
             lab.links("heal", link, None)
+    fenced = [name for name, shot in shots.items() if fenced_after(lab, name, shot)()]
+    assert len(fenced) == 1, fenced
+    (survivor,) = set(names) - set(fenced)
+    assert lab.status()["nodes"][fenced[0]]["power"] == "off"
+    quorum = lab.exec(survivor, ["corosync-quorumtool", "-s"]).out
+    assert re.search(r"^Quorate:\s+Yes", quorum, re.MULTILINE), quorum
+    lab.power("power-on", fenced[0])  # the admin brings the fenced box back
+    lab.wait_booted(fenced, 300.0)
     cluster.wait_formed(lab, 180.0, lambda m: None)
 
 
@@ -129,6 +136,7 @@ def test_fence_ipmilan_powers_a_node_off_and_on_through_its_bmc(lab: Lab) -> Non
         return result.out
 
     assert "Status: ON" in fence("status")
+    shot = fence_history(lab, victim)
     started = time.monotonic()
     try:
         fence("off")
@@ -138,6 +146,9 @@ def test_fence_ipmilan_powers_a_node_off_and_on_through_its_bmc(lab: Lab) -> Non
         # The survivor keeps quorum: its vote plus the tiebreaker's.
         quorum = lab.exec(fencer, ["corosync-quorumtool", "-s"]).out
         assert re.search(r"^Quorate:\s+Yes", quorum, re.MULTILINE), quorum
+        # Pacemaker fences the box it lost too (off, already so): powered on before
+        # that, the box would be switched off again.
+        wait_for(f"{victim} fenced by Pacemaker", fenced_after(lab, victim, shot), timeout=300)
         fence("on")
         assert lab.node_process(victim) is not None
     finally:

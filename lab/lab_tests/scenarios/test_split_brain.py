@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from iscsiha_lab.desired import lab_data
+from iscsiha_lab.desired import cluster_data
 from iscsiha_lab.initiator import iqn, wait_for
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import apply, iscsiha, kernel_log
@@ -86,7 +86,7 @@ def _desired(lab: Lab) -> dict[str, Any]:
     found = lab.exec("san-a", ["cat", DESIRED])
     if found.ok:
         return tomllib.loads(found.out)
-    return lab_data(lab.topology, lab.bmc_password())
+    return cluster_data(lab)
 
 
 def _make_split_brain(lab: Lab) -> SplitBrain:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from iscsiha_lab import failover_bench as fb
 from iscsiha_lab import stock_cib
+from iscsiha_lab.desired import lab_data
 from iscsiha_lab.initiator import HV_SECRET
 from iscsiha_lab.pair import CheckFailed
 from iscsiha_lab.topology import default_topology
@@ -107,7 +108,7 @@ def test_stock_luns_must_be_distinct() -> None:
 def _cib_with_stock(luns: int) -> str:
     """The CIB apply writes for our target, plus the stock group on the same DRBD
     resource: a whole CIB of two online nodes with quorum, as crm_verify wants it."""
-    config = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, luns))
+    config = load_data(fb.bench_desired(lab_data(TOPOLOGY, BMC), INITIATOR, luns))
     planned = plan(config)
     fragment = ET.fromstring(planned.cib)
     target = fb.stock_target(TOPOLOGY, INITIATOR,
@@ -151,7 +152,7 @@ def test_removal_names_every_constraint_on_the_group_and_the_group() -> None:
 
 
 def test_removal_of_a_cib_without_the_group_deletes_no_constraint() -> None:
-    config = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, 1))
+    config = load_data(fb.bench_desired(lab_data(TOPOLOGY, BMC), INITIATOR, 1))
     cib = f"<cib>{plan(config).cib}</cib>"
     assert not stock_cib.present(cib, "stock-bench")
     assert len(stock_cib.removal(cib, "stock-bench")[0]) == 0
@@ -163,7 +164,7 @@ def test_removal_of_a_cib_without_the_group_deletes_no_constraint() -> None:
 @pytest.mark.parametrize("luns", [1, 8, 64])
 def test_bench_desired_validates_and_our_group_has_the_id_the_bench_waits_for(
         luns: int) -> None:
-    ours = load_data(fb.bench_desired(TOPOLOGY, BMC, INITIATOR, luns))
+    ours = load_data(fb.bench_desired(lab_data(TOPOLOGY, BMC), INITIATOR, luns))
     (target,) = ours.targets
     assert target_group_id(target.name) == fb.OURS_GROUP
     assert [(lun.number, lun.volume) for lun in target.luns] == [

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from iscsiha_lab import console_setup
+from iscsiha_lab import cluster, console_setup, signer
+from iscsiha_lab.desired import init_request
 from iscsiha_lab.guest import GuestResult
 from iscsiha_lab.initiator import HV_SECRET, SAN_SECRET
 from iscsiha_lab.topology import Topology, default_topology
 
+from iscsiha.cli.main import _parser as cli_parser
 from iscsiha.console.console import main
 from iscsiha.errors import Secret
 from tests.unit.console_fakes import TOKEN, Harness
@@ -87,3 +89,18 @@ def test_export_volume_feeds_the_chap_secrets_in_the_help_s_order(
     assert "secret=-" in argv and "mutual_secret=-" in argv
     assert stdin == f"{HV_SECRET}\n{SAN_SECRET}\n"
     assert HV_SECRET not in "\n".join(said) and SAN_SECRET not in "\n".join(said)
+
+
+def test_the_console_line_and_the_cli_argv_ask_init_for_the_lab_s_request(lab: FakeLab) -> None:
+    """The lab forms its pair with `iscsiha cluster init` (cluster.init_argv) and the demo
+    with `/cluster init`: both must hand the product the same request."""
+    console_setup.init(lab, lambda line: None)  # type: ignore[arg-type]
+    (request, access), = lab.harness.backend.inits
+    assert request == init_request(lab.topology, Secret(BMC_PASSWORD))
+    assert access.signer == signer.PROGRAM
+    args = cli_parser().parse_args(cluster.init_argv(lab.topology)[1:])
+    assert (args.name, args.peer, args.ping, args.tiebreaker, args.tiebreaker_signer) == (
+        request.name, request.peer, list(request.ping), request.tiebreaker, signer.PROGRAM)
+    assert (args.bmc, args.bmc_user, args.peer_bmc) == (
+        request.bmc, request.bmc_user, request.peer_bmc)
+    assert {name: getattr(args, name) for name in request.networks} == request.networks
