@@ -40,7 +40,8 @@ ORDER = ("test_agents_in_lab", "test_executors_on_a_box", "test_lab", "test_stor
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def key(item: pytest.Item) -> int:
         name = item.path.stem
-        return ORDER.index(name) + 1 if item.path.parent.name == "lab" and name in ORDER else 0
+        here = item.path.parent == Path(__file__).parent
+        return ORDER.index(name) + 1 if here and name in ORDER else 0
 
     items.sort(key=key)
 
