@@ -7,7 +7,6 @@ import ipaddress
 from contextlib import suppress
 from typing import Any
 
-from iscsiha.cli.cluster import init_lines
 from iscsiha.commands.bootstrap_params import NETWORKS, InitRequest
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.console.base import ConsoleNode, Summary
@@ -16,6 +15,7 @@ from iscsiha.console.state import State
 from iscsiha.console.targets import AuthNode
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.model.fields import CLUSTER, NAME, TIEBREAKER, VOLUME_GROUP
+from iscsiha.views import init_lines
 
 _NETWORK_NAMES = [name for name, _ in NETWORKS]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from iscsiha.commands.targets import sessions_text
 from iscsiha.console import edits
 from iscsiha.console.base import ConsoleNode, Summary, choice, count, redact
 from iscsiha.console.completion import (
@@ -39,6 +38,7 @@ from iscsiha.model.fields import (
     VOLUMES,
 )
 from iscsiha.model.types import AuthMode, Failback
+from iscsiha.views import sessions_text
 
 MOVE_TIMEOUT = 300.0
 _AUTH_MODES = [m.value for m in AuthMode]

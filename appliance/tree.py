@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from iscsiha.commands.config import validate
-from iscsiha.commands.targets import replicating, replication_text, status_lines
 from iscsiha.console import edits
 from iscsiha.console.base import ConsoleNode, Summary, count
 from iscsiha.console.cluster import ClusterNode
@@ -32,6 +31,7 @@ from iscsiha.model.fields import (
     VOLUMES,
 )
 from iscsiha.model.load import DEFAULT_VOLUME_GROUP
+from iscsiha.views import replicating, replication_text, status_lines
 
 
 class RootNode(ConsoleNode):
