@@ -143,9 +143,6 @@ def for_stdin(kparams: dict[str, str]) -> dict[str, str]:
             for k, v in kparams.items()}
 
 
-SecretReader = Callable[[str], str]
-
-
 def read_secret(prompt: str, *, is_tty: Callable[[], bool], ask: Callable[[str], str],
                 readline: Callable[[], str]) -> str:
     """One secret: asked without echo on a terminal, else one line of stdin (a script)."""

@@ -75,7 +75,6 @@ DEFAULT_VOLUME_GROUP = "data"
 VOLUME_SIZE_MIN = 16 * 1024**2  # room for DRBD's internal metadata and a filesystem
 VOLUME_SIZE_MAX = 1024**5  # DRBD 8.4's largest device: 1 PiB
 LUN_MAX = names.LUN_MAX
-PORT_MIN, PORT_MAX = 1, 65535
 
 _ROLES = {r.value: r for r in NetworkRole}
 _AUTH_MODES = {m.value: m for m in AuthMode}
@@ -363,7 +362,7 @@ class _Reader:
             split = _split_host_port(text)
             if split is None:
                 self.p.add("bad-portal", path, text,
-                           "ADDRESS or ADDRESS:PORT, [IPv6]:PORT, port 1 to 65535")
+                           f"ADDRESS or ADDRESS:PORT, [IPv6]:PORT, port {names.TCP_PORT_ALLOWED}")
                 continue
             host, port = split
             addr = parse_address(host, path, self.p)
@@ -471,13 +470,13 @@ def _split_host_port(text: str) -> tuple[str, int] | None:
             return None
         host, rest = text[1:end], text[end + 1:]
         if rest:
-            parsed = names.parse_decimal(rest[1:], PORT_MIN, PORT_MAX)
+            parsed = names.parse_decimal(rest[1:], names.TCP_PORT_MIN, names.TCP_PORT_MAX)
             if not rest.startswith(":") or parsed is None:
                 return None
             port = parsed
     elif text.count(":") == 1:
         host, _, p = text.partition(":")
-        parsed = names.parse_decimal(p, PORT_MIN, PORT_MAX)
+        parsed = names.parse_decimal(p, names.TCP_PORT_MIN, names.TCP_PORT_MAX)
         if parsed is None:
             return None
         port = parsed
