@@ -7,7 +7,6 @@ import ipaddress
 from contextlib import suppress
 from typing import Any
 
-from iscsiha.cli.cluster import init_lines
 from iscsiha.commands.bootstrap_params import NETWORKS, InitRequest
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.console.base import ConsoleNode, Summary
@@ -15,6 +14,8 @@ from iscsiha.console.completion import matching
 from iscsiha.console.state import State
 from iscsiha.console.targets import AuthNode
 from iscsiha.errors import IscsihaError, Secret
+from iscsiha.model.fields import CLUSTER, NAME, TIEBREAKER, VOLUME_GROUP
+from iscsiha.views import init_lines
 
 _NETWORK_NAMES = [name for name, _ in NETWORKS]
 
@@ -23,20 +24,20 @@ class ClusterNode(ConsoleNode):
     def __init__(self, parent: ConsoleNode, state: State) -> None:
         super().__init__("cluster", parent, state)
         AuthNode("discovery_auth", self, state, target=None)
-        for param, description in (("name", "The cluster's name."),
-                                   ("tiebreaker", "The corosync-qnetd server."),
-                                   ("volume_group", "The default volume group.")):
+        for param, description in ((NAME, "The cluster's name."),
+                                   (TIEBREAKER, "The corosync-qnetd server."),
+                                   (VOLUME_GROUP, "The default volume group.")):
             self.define_config_group_param("cluster", param, "string", description,
                                            writable=False)
 
     def ui_getgroup_cluster(self, param: str) -> Any:
-        return self.state.data_or_empty().get("cluster", {}).get(param)
+        return self.state.data_or_empty().get(CLUSTER, {}).get(param)
 
     def summary(self) -> Summary:
-        cluster = self.state.data_or_empty().get("cluster")
+        cluster = self.state.data_or_empty().get(CLUSTER)
         if cluster is None:
             return "not set up yet: `init` on the first box, `join` on the second", None
-        text = f"{cluster.get('name', '?')}, tiebreaker {cluster.get('tiebreaker') or 'none'}"
+        text = f"{cluster.get(NAME, '?')}, tiebreaker {cluster.get(TIEBREAKER) or 'none'}"
         status = self.state.status_or_none()
         if status is None:
             return f"{text}, cluster status unknown", None

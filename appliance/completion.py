@@ -11,6 +11,20 @@ from typing import Any
 from iscsiha.console.edits import named, portal_key, tables
 from iscsiha.console.state import State
 from iscsiha.errors import IscsihaError
+from iscsiha.model.fields import (
+    ADDRESSES,
+    INITIATORS,
+    LUNS,
+    NETWORKS,
+    NODES,
+    PORTALS,
+    ROLE,
+    SUBNET,
+    TARGETS,
+    VOLUME,
+    VOLUMES,
+)
+from iscsiha.model.types import NetworkRole
 
 SIZE_UNITS = ("M", "G", "T")
 SIZE_EXAMPLES = ("100M", "1G", "10G", "100G", "1T")
@@ -34,28 +48,28 @@ def sizes(text: str) -> list[str]:
 
 
 def volume_names(state: State) -> list[str]:
-    return named(state.data_or_empty(), "volumes")
+    return named(state.data_or_empty(), VOLUMES)
 
 
 def target_names(state: State) -> list[str]:
-    return named(state.data_or_empty(), "targets")
+    return named(state.data_or_empty(), TARGETS)
 
 
 def node_names(state: State) -> list[str]:
-    return named(state.data_or_empty(), "nodes")
+    return named(state.data_or_empty(), NODES)
 
 
 def unexported_volumes(state: State) -> list[str]:
     data = state.data_or_empty()
-    exported = {lun.get("volume") for t in tables(data, "targets")
-                for lun in t.get("luns") or [] if isinstance(lun, dict)}
-    return [v for v in named(data, "volumes") if v not in exported]
+    exported = {lun.get(VOLUME) for t in tables(data, TARGETS)
+                for lun in t.get(LUNS) or [] if isinstance(lun, dict)}
+    return [v for v in named(data, VOLUMES) if v not in exported]
 
 
 def initiators(state: State) -> list[str]:
     """Initiators in any ACL, and those the cluster has seen."""
-    found = {i for t in tables(state.data_or_empty(), "targets")
-             for i in t.get("initiators") or [] if isinstance(i, str)}
+    found = {i for t in tables(state.data_or_empty(), TARGETS)
+             for i in t.get(INITIATORS) or [] if isinstance(i, str)}
     with suppress(IscsihaError):  # completion must not fail because the cluster is down
         found.update(state.backend.seen_initiators())
     return sorted(found)
@@ -63,17 +77,17 @@ def initiators(state: State) -> list[str]:
 
 def storage_addresses(data: dict[str, Any], text: str) -> list[str]:
     """Free host addresses in the storage networks: no node's, no portal's."""
-    used = {str(a) for n in tables(data, "nodes")
-            for a in (n.get("addresses") or {}).values()}
+    used = {str(a) for n in tables(data, NODES)
+            for a in (n.get(ADDRESSES) or {}).values()}
     used |= {portal_key(p).rsplit(":", 1)[0].strip("[]")
-             for t in tables(data, "targets") for p in t.get("portals") or []
+             for t in tables(data, TARGETS) for p in t.get(PORTALS) or []
              if isinstance(p, str)}
     found: list[str] = []
-    for net in tables(data, "networks"):
-        if net.get("role") != "storage":
+    for net in tables(data, NETWORKS):
+        if net.get(ROLE) != NetworkRole.STORAGE.value:
             continue
         try:
-            subnet = ipaddress.ip_network(str(net.get("subnet")), strict=True)
+            subnet = ipaddress.ip_network(str(net.get(SUBNET)), strict=True)
         except ValueError:
             continue
         hosts = (str(h) for h in islice(subnet.hosts(), _HOSTS_LOOKED_AT))

@@ -22,12 +22,12 @@ from typing import Any, TextIO
 from configshell_fb import ConfigShell, Console, ExecutionError
 from pyparsing import ParseException
 
-from iscsiha.cli.report_format import format_reports
 from iscsiha.console import lines
 from iscsiha.console.files import BACKUP_DIR, DESIRED_PATH, Backups
 from iscsiha.console.state import Backend, State
 from iscsiha.console.tree import RootNode
 from iscsiha.errors import IscsihaError
+from iscsiha.views import format_reports
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 PREFERENCES_DIR = "~/.iscsiha-console"

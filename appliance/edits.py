@@ -12,14 +12,41 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model import names
+from iscsiha.model.fields import (
+    ALLOW_ANY_INITIATOR,
+    AUTH,
+    AUTH_KEYS,
+    CHAP_KEYS,
+    DISCOVERY_AUTH,
+    FAILBACK,
+    INITIATORS,
+    IQN,
+    LUN,
+    LUNS,
+    MODE,
+    MUTUAL_SECRET,
+    MUTUAL_USER,
+    NAME,
+    PORTALS,
+    PREFERRED_NODE,
+    SECRET,
+    SIZE,
+    TARGETS,
+    VOLUME,
+    VOLUME_GROUP,
+    VOLUMES,
+)
 from iscsiha.model.load import LUN_MAX
-from iscsiha.model.types import ISCSI_PORT
+from iscsiha.model.types import ISCSI_PORT, AuthMode
 
 Data = dict[str, Any]
 Edit = Callable[[Data], None]
-AUTH_KEYS = ("mode", "user", "secret", "mutual_user", "mutual_secret")
-SECRET_KEYS = frozenset({"secret", "mutual_secret"})
-TARGET_SETTINGS = ("iqn", "preferred_node", "failback", "allow_any_initiator")
+SECRET_KEYS = frozenset({SECRET, MUTUAL_SECRET})
+# The target's plain settings; its lists and tables have commands of their own.
+TARGET_SETTINGS = (IQN, PREFERRED_NODE, FAILBACK, ALLOW_ANY_INITIATOR)
+# What each auth mode leaves unused, in the order they are checked.
+_UNUSED_BY_MODE = {AuthMode.NONE.value: CHAP_KEYS,
+                   AuthMode.CHAP.value: (MUTUAL_USER, MUTUAL_SECRET)}
 
 
 def tables(data: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
@@ -28,12 +55,12 @@ def tables(data: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
 
 
 def named(data: Mapping[str, Any], key: str) -> list[str]:
-    return [t["name"] for t in tables(data, key) if isinstance(t.get("name"), str)]
+    return [t[NAME] for t in tables(data, key) if isinstance(t.get(NAME), str)]
 
 
 def find(data: Mapping[str, Any], key: str, name: str, what: str) -> dict[str, Any]:
     for table in tables(data, key):
-        if table.get("name") == name:
+        if table.get(NAME) == name:
             return table
     raise IscsihaError.single(f"unknown-{what}", what, name,
                               ", ".join(named(data, key)) or f"no {what} yet")
@@ -48,9 +75,9 @@ def _absent(data: Mapping[str, Any], key: str, name: str, what: str) -> None:
 
 def exported_by(data: Mapping[str, Any], volume: str) -> list[str]:
     """'target vm LUN 1' for each LUN that exports ``volume``."""
-    return [f"target {t.get('name')} LUN {lun.get('lun')}" for t in tables(data, "targets")
-            for lun in t.get("luns") or [] if isinstance(lun, dict)
-            and lun.get("volume") == volume]
+    return [f"target {t.get(NAME)} LUN {lun.get(LUN)}" for t in tables(data, TARGETS)
+            for lun in t.get(LUNS) or [] if isinstance(lun, dict)
+            and lun.get(VOLUME) == volume]
 
 
 def portal_key(text: str) -> str:
@@ -68,37 +95,37 @@ def portal_key(text: str) -> str:
 
 def create_volume(name: str, size: str, volume_group: str | None) -> Edit:
     def edit(data: Data) -> None:
-        _absent(data, "volumes", name, "volume")
-        volume: dict[str, Any] = {"name": name, "size": size}
+        _absent(data, VOLUMES, name, "volume")
+        volume: dict[str, Any] = {NAME: name, SIZE: size}
         if volume_group is not None:
-            volume["volume_group"] = volume_group
-        data.setdefault("volumes", []).append(volume)
+            volume[VOLUME_GROUP] = volume_group
+        data.setdefault(VOLUMES, []).append(volume)
     return edit
 
 
 def delete_volume(name: str) -> Edit:
     def edit(data: Data) -> None:
-        volume = find(data, "volumes", name, "volume")
+        volume = find(data, VOLUMES, name, "volume")
         users = exported_by(data, name)
         if users:
             raise IscsihaError.single("volume-in-use", "volume", name,
                                       "a volume no target exports",
                                       f"is exported by {', '.join(users)}: delete the LUN first")
-        data["volumes"].remove(volume)
+        data[VOLUMES].remove(volume)
     return edit
 
 
 def resize_volume(name: str, size: str) -> Edit:
     def edit(data: Data) -> None:
-        volume = find(data, "volumes", name, "volume")
-        old = names.parse_size(str(volume.get("size", "")))
+        volume = find(data, VOLUMES, name, "volume")
+        old = names.parse_size(str(volume.get(SIZE, "")))
         new = names.parse_size(size)
         if old is not None and new is not None and new < old:
             raise IscsihaError.single(
-                "volume-shrink", f"volume {name} size", size,
-                f"at least the current {volume['size']}",
+                "volume-shrink", f"volume {name} {SIZE}", size,
+                f"at least the current {volume[SIZE]}",
                 "shrinking would cut off data; make a new, smaller volume instead")
-        volume["size"] = size
+        volume[SIZE] = size
     return edit
 
 
@@ -106,8 +133,8 @@ def resize_volume(name: str, size: str) -> Edit:
 
 def default_iqn(data: Mapping[str, Any], name: str) -> str | None:
     """An IQN for target ``name`` in the style of the existing targets', if there are any."""
-    for target in tables(data, "targets"):
-        iqn = target.get("iqn")
+    for target in tables(data, TARGETS):
+        iqn = target.get(IQN)
         if not isinstance(iqn, str) or ":" not in iqn:
             continue
         head, _, unique = iqn.partition(":")
@@ -121,38 +148,38 @@ def create_target(name: str, portal: str, preferred_node: str, volume: str,
                   initiator: str | None, iqn: str | None, failback: str | None,
                   allow_any_initiator: bool) -> Edit:
     def edit(data: Data) -> None:
-        _absent(data, "targets", name, "target")
+        _absent(data, TARGETS, name, "target")
         chosen = iqn or default_iqn(data, name)
         if chosen is None:
-            raise IscsihaError.single("missing", f"target {name} iqn", None,
+            raise IscsihaError.single("missing", f"target {name} {IQN}", None,
                                       names.ISCSI_NAME_ALLOWED,
                                       "is needed for the first target (later ones follow it)")
-        target: dict[str, Any] = {"name": name, "iqn": chosen, "portals": [portal],
-                                  "preferred_node": preferred_node}
+        target: dict[str, Any] = {NAME: name, IQN: chosen, PORTALS: [portal],
+                                  PREFERRED_NODE: preferred_node}
         if failback is not None:
-            target["failback"] = failback
-        target["initiators"] = [initiator] if initiator else []
+            target[FAILBACK] = failback
+        target[INITIATORS] = [initiator] if initiator else []
         if allow_any_initiator:
-            target["allow_any_initiator"] = True
-        target["luns"] = [{"lun": 0, "volume": volume}]
-        data.setdefault("targets", []).append(target)
+            target[ALLOW_ANY_INITIATOR] = True
+        target[LUNS] = [{LUN: 0, VOLUME: volume}]
+        data.setdefault(TARGETS, []).append(target)
     return edit
 
 
 def delete_target(name: str) -> Edit:
     def edit(data: Data) -> None:
-        data["targets"].remove(find(data, "targets", name, "target"))
+        data[TARGETS].remove(find(data, TARGETS, name, "target"))
     return edit
 
 
 def set_target(name: str, settings: Mapping[str, object]) -> Edit:
     def edit(data: Data) -> None:
-        target = find(data, "targets", name, "target")
+        target = find(data, TARGETS, name, "target")
         for key, value in settings.items():
             if key not in TARGET_SETTINGS:
                 raise IscsihaError.single("unknown-key", f"target {name}", key,
                                           ", ".join(TARGET_SETTINGS))
-            if value is None or (value is False and key == "allow_any_initiator"):
+            if value is None or (value is False and key == ALLOW_ANY_INITIATOR):
                 target.pop(key, None)
             else:
                 target[key] = value
@@ -171,38 +198,38 @@ def parse_lun(text: str | int, field: str) -> int:
 
 def create_lun(target_name: str, volume: str, lun: int | None) -> Edit:
     def edit(data: Data) -> None:
-        target = find(data, "targets", target_name, "target")
-        luns = target.setdefault("luns", [])
-        used = {x.get("lun") for x in luns if isinstance(x, dict)}
+        target = find(data, TARGETS, target_name, "target")
+        luns = target.setdefault(LUNS, [])
+        used = {x.get(LUN) for x in luns if isinstance(x, dict)}
         number = lun if lun is not None else next(n for n in range(LUN_MAX + 2) if n not in used)
-        luns.append({"lun": number, "volume": volume})
+        luns.append({LUN: number, VOLUME: volume})
     return edit
 
 
 def delete_lun(target_name: str, lun: int) -> Edit:
     def edit(data: Data) -> None:
-        target = find(data, "targets", target_name, "target")
-        luns = target.get("luns") or []
-        match = [x for x in luns if isinstance(x, dict) and x.get("lun") == lun]
+        target = find(data, TARGETS, target_name, "target")
+        luns = target.get(LUNS) or []
+        match = [x for x in luns if isinstance(x, dict) and x.get(LUN) == lun]
         if not match:
             raise IscsihaError.single(
                 "unknown-lun", f"target {target_name} LUN", lun,
-                ", ".join(str(x.get("lun")) for x in luns if isinstance(x, dict)) or "no LUN")
+                ", ".join(str(x.get(LUN)) for x in luns if isinstance(x, dict)) or "no LUN")
         luns.remove(match[0])
     return edit
 
 
 def create_acl(target_name: str, initiator: str) -> Edit:
     def edit(data: Data) -> None:
-        target = find(data, "targets", target_name, "target")
-        target.setdefault("initiators", []).append(initiator)
+        target = find(data, TARGETS, target_name, "target")
+        target.setdefault(INITIATORS, []).append(initiator)
     return edit
 
 
 def delete_acl(target_name: str, initiator: str) -> Edit:
     def edit(data: Data) -> None:
-        target = find(data, "targets", target_name, "target")
-        initiators = target.get("initiators") or []
+        target = find(data, TARGETS, target_name, "target")
+        initiators = target.get(INITIATORS) or []
         if initiator not in initiators:
             raise IscsihaError.single("unknown-initiator", f"target {target_name} initiator",
                                       initiator, ", ".join(initiators) or "no initiator yet")
@@ -212,15 +239,15 @@ def delete_acl(target_name: str, initiator: str) -> Edit:
 
 def create_portal(target_name: str, portal: str) -> Edit:
     def edit(data: Data) -> None:
-        target = find(data, "targets", target_name, "target")
-        target.setdefault("portals", []).append(portal)
+        target = find(data, TARGETS, target_name, "target")
+        target.setdefault(PORTALS, []).append(portal)
     return edit
 
 
 def delete_portal(target_name: str, portal: str) -> Edit:
     def edit(data: Data) -> None:
-        target = find(data, "targets", target_name, "target")
-        portals = target.get("portals") or []
+        target = find(data, TARGETS, target_name, "target")
+        portals = target.get(PORTALS) or []
         match = [p for p in portals if isinstance(p, str) and portal_key(p) == portal_key(portal)]
         if not match:
             raise IscsihaError.single("unknown-portal", f"target {target_name} portal", portal,
@@ -233,11 +260,11 @@ def delete_portal(target_name: str, portal: str) -> Edit:
 
 def auth_table(data: Data, target_name: str | None, create: bool = False) -> dict[str, Any]:
     """A target's auth table, or the discovery auth's when ``target_name`` is None."""
-    owner = data if target_name is None else find(data, "targets", target_name, "target")
-    key = "discovery_auth" if target_name is None else "auth"
+    owner = data if target_name is None else find(data, TARGETS, target_name, "target")
+    key = DISCOVERY_AUTH if target_name is None else AUTH
     table = owner.get(key)
     if not isinstance(table, dict):
-        table = {"mode": "none"}
+        table = {MODE: AuthMode.NONE.value}
         if create:
             owner[key] = table
     return table
@@ -245,7 +272,7 @@ def auth_table(data: Data, target_name: str | None, create: bool = False) -> dic
 
 def set_auth(target_name: str | None, settings: Mapping[str, str]) -> Edit:
     def edit(data: Data) -> None:
-        where = "discovery_auth" if target_name is None else f"target {target_name} auth"
+        where = DISCOVERY_AUTH if target_name is None else f"target {target_name} {AUTH}"
         for key in settings:
             if key not in AUTH_KEYS:
                 raise IscsihaError.single("unknown-key", where, key, ", ".join(AUTH_KEYS))
@@ -257,8 +284,8 @@ def set_auth(target_name: str | None, settings: Mapping[str, str]) -> Edit:
                 table.pop(key, None)
         # What a mode does not use is dropped, so switching down never leaves
         # settings behind that validation would call unused.
-        mode = table.get("mode")
-        unused = {"none": AUTH_KEYS[1:], "chap": AUTH_KEYS[3:]}.get(str(mode), ())
+        mode = table.get(MODE)
+        unused = _UNUSED_BY_MODE.get(str(mode), ())
         for key in unused:
             if settings.get(key):
                 raise IscsihaError.single("unused-setting", f"{where} {key}", key,

@@ -22,9 +22,10 @@ from typing import Any
 from pyparsing import ParseBaseException, ParserElement, ParseResults
 
 from iscsiha.errors import IscsihaError, Report, Secret
+from iscsiha.model.fields import MUTUAL_SECRET, SECRET
 
 # Parameter names that carry a secret, in every command of the console.
-SECRET_PARAMETERS = ("token", "bmc_password", "peer_bmc_password", "secret", "mutual_secret")
+SECRET_PARAMETERS = ("token", "bmc_password", "peer_bmc_password", SECRET, MUTUAL_SECRET)
 FROM_STDIN = "-"
 SECRET_ON_LINE = "secret-on-line"
 # The longest real line (`/cluster init` with every setting) is under 700 characters.
@@ -140,9 +141,6 @@ def for_stdin(kparams: dict[str, str]) -> dict[str, str]:
     """`-` and empty both mean "ask": the commands see an empty value."""
     return {k: "" if k in SECRET_PARAMETERS and v == FROM_STDIN else v
             for k, v in kparams.items()}
-
-
-SecretReader = Callable[[str], str]
 
 
 def read_secret(prompt: str, *, is_tty: Callable[[], bool], ask: Callable[[str], str],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from iscsiha.commands.targets import sessions_text
 from iscsiha.console import edits
 from iscsiha.console.base import ConsoleNode, Summary, choice, count, redact
 from iscsiha.console.completion import (
@@ -18,10 +17,32 @@ from iscsiha.console.completion import (
 from iscsiha.console.edits import find, named, portal_key, tables
 from iscsiha.console.state import State
 from iscsiha.errors import IscsihaError
+from iscsiha.model.fields import (
+    ALLOW_ANY_INITIATOR,
+    FAILBACK,
+    INITIATORS,
+    IQN,
+    LUN,
+    LUNS,
+    MODE,
+    MUTUAL_SECRET,
+    MUTUAL_USER,
+    NAME,
+    PORTALS,
+    PREFERRED_NODE,
+    SECRET,
+    SIZE,
+    TARGETS,
+    USER,
+    VOLUME,
+    VOLUMES,
+)
+from iscsiha.model.types import AuthMode, Failback
+from iscsiha.views import sessions_text
 
 MOVE_TIMEOUT = 300.0
-_AUTH_MODES = ["none", "chap", "mutual-chap"]
-_FAILBACK = ["manual", "auto"]
+_AUTH_MODES = [m.value for m in AuthMode]
+_FAILBACK = [Failback.MANUAL.value, Failback.AUTO.value]  # the default first
 
 
 def _yes(value: str | None, field: str) -> bool:
@@ -37,7 +58,7 @@ class TargetsNode(ConsoleNode):
         super().__init__("targets", parent, state)
 
     def child_names(self) -> list[str]:
-        return named(self.state.data_or_empty(), "targets")
+        return named(self.state.data_or_empty(), TARGETS)
 
     def make_child(self, name: str) -> ConsoleNode:
         return TargetNode(name, self, self.state)
@@ -167,18 +188,18 @@ class TargetNode(ConsoleNode):
         PortalsNode(self, state)
         AuthNode("auth", self, state, target=name)
         for param, kind, description in (
-                ("iqn", "string", "Its iSCSI name."),
-                ("preferred_node", "nodename", "The node it runs on when both are up."),
-                ("failback", "failback", "manual: stay after a failover; auto: go back."),
-                ("allow_any_initiator", "bool", "Any initiator may log in.")):
+                (IQN, "string", "Its iSCSI name."),
+                (PREFERRED_NODE, "nodename", "The node it runs on when both are up."),
+                (FAILBACK, "failback", "manual: stay after a failover; auto: go back."),
+                (ALLOW_ANY_INITIATOR, "bool", "Any initiator may log in.")):
             self.define_config_group_param("target", param, kind, description)
 
     def table(self) -> dict[str, Any]:
-        return find(self.state.data_or_empty(), "targets", self.name, "target")
+        return find(self.state.data_or_empty(), TARGETS, self.name, "target")
 
     def ui_getgroup_target(self, param: str) -> Any:
         value = self.table().get(param)
-        defaults = {"failback": "manual", "allow_any_initiator": False}
+        defaults = {FAILBACK: Failback.MANUAL.value, ALLOW_ANY_INITIATOR: False}
         return defaults.get(param) if value is None else value
 
     def ui_setgroup_target(self, param: str, value: Any) -> None:
@@ -200,8 +221,8 @@ class TargetNode(ConsoleNode):
 
     def summary(self) -> Summary:
         table = self.table()
-        preferred = table.get("preferred_node")
-        text = f"{count(len(table.get('luns') or []), 'LUN')}, preferred {preferred}"
+        preferred = table.get(PREFERRED_NODE)
+        text = f"{count(len(table.get(LUNS) or []), 'LUN')}, preferred {preferred}"
         status = self.state.status_or_none()
         if status is None:
             return text, None
@@ -264,7 +285,7 @@ class _TargetPart(ConsoleNode):
         return str(self.parent.name)
 
     def target_table(self) -> dict[str, Any]:
-        return find(self.state.data_or_empty(), "targets", self.target, "target")
+        return find(self.state.data_or_empty(), TARGETS, self.target, "target")
 
 
 class LunsNode(_TargetPart):
@@ -272,8 +293,8 @@ class LunsNode(_TargetPart):
         super().__init__("luns", parent, state)
 
     def child_names(self) -> list[str]:
-        return [f"lun{x['lun']}" for x in self.target_table().get("luns") or []
-                if isinstance(x, dict) and isinstance(x.get("lun"), int)]
+        return [f"lun{x[LUN]}" for x in self.target_table().get(LUNS) or []
+                if isinstance(x, dict) and isinstance(x.get(LUN), int)]
 
     def make_child(self, name: str) -> ConsoleNode:
         return LunNode(name, self, self.state)
@@ -357,14 +378,14 @@ class LunsNode(_TargetPart):
 
 class LunNode(ConsoleNode):
     def summary(self) -> Summary:
-        target = find(self.state.data_or_empty(), "targets", self.parent.parent.name, "target")
+        target = find(self.state.data_or_empty(), TARGETS, self.parent.parent.name, "target")
         number = int(self.name.removeprefix("lun"))
-        lun = next((x for x in target.get("luns") or [] if isinstance(x, dict)
-                    and x.get("lun") == number), {})
-        volume = str(lun.get("volume"))
-        found = [v for v in tables(self.state.data_or_empty(), "volumes")
-                 if v.get("name") == volume]
-        return f"volume {volume} ({found[0].get('size') if found else '?'})", None
+        lun = next((x for x in target.get(LUNS) or [] if isinstance(x, dict)
+                    and x.get(LUN) == number), {})
+        volume = str(lun.get(VOLUME))
+        found = [v for v in tables(self.state.data_or_empty(), VOLUMES)
+                 if v.get(NAME) == volume]
+        return f"volume {volume} ({found[0].get(SIZE) if found else '?'})", None
 
 
 class AclsNode(_TargetPart):
@@ -372,13 +393,13 @@ class AclsNode(_TargetPart):
         super().__init__("acls", parent, state)
 
     def child_names(self) -> list[str]:
-        return [str(i) for i in self.target_table().get("initiators") or []]
+        return [str(i) for i in self.target_table().get(INITIATORS) or []]
 
     def make_child(self, name: str) -> ConsoleNode:
         return AclNode(name, self, self.state)
 
     def summary(self) -> Summary:
-        if self.target_table().get("allow_any_initiator"):
+        if self.target_table().get(ALLOW_ANY_INITIATOR):
             return "any initiator may log in", None
         return f"{count(len(self.children), 'initiator')} may log in", None
 
@@ -409,7 +430,7 @@ class AclsNode(_TargetPart):
                            current_param: str) -> list[str]:
         if current_param != "wwn":
             return []
-        allowed = set(self.target_table().get("initiators") or [])
+        allowed = set(self.target_table().get(INITIATORS) or [])
         return matching((i for i in initiators(self.state) if i not in allowed), text)
 
     def ui_command_delete(self, wwn: str) -> None:
@@ -449,7 +470,7 @@ class PortalsNode(_TargetPart):
         super().__init__("portals", parent, state)
 
     def child_names(self) -> list[str]:
-        return [portal_key(str(p)) for p in self.target_table().get("portals") or []]
+        return [portal_key(str(p)) for p in self.target_table().get(PORTALS) or []]
 
     def make_child(self, name: str) -> ConsoleNode:
         return PortalNode(name, self, self.state)
@@ -528,11 +549,11 @@ class AuthNode(ConsoleNode):
         super().__init__(name, parent, state)
         self.target = target
         for param, kind, description in (
-                ("mode", "authmode", "none, chap or mutual-chap."),
-                ("user", "string", "The user name the initiator presents."),
-                ("secret", "secret", "The secret the initiator presents (12 to 16)."),
-                ("mutual_user", "string", "The user name the target presents back."),
-                ("mutual_secret", "secret", "The secret the target presents back.")):
+                (MODE, "authmode", "none, chap or mutual-chap."),
+                (USER, "string", "The user name the initiator presents."),
+                (SECRET, "secret", "The secret the initiator presents (12 to 16)."),
+                (MUTUAL_USER, "string", "The user name the target presents back."),
+                (MUTUAL_SECRET, "secret", "The secret the target presents back.")):
             self.define_config_group_param("auth", param, kind, description)
 
     def table(self) -> dict[str, Any]:
@@ -549,7 +570,7 @@ class AuthNode(ConsoleNode):
 
     def set_auth(self, values: dict[str, Any]) -> None:
         # The order `-` secrets are read from stdin in, as `help set` says.
-        for key in [k for k in ("secret", "mutual_secret") if k in values]:
+        for key in [k for k in (SECRET, MUTUAL_SECRET) if k in values]:
             if not values[key]:
                 values[key] = self.state.ask_secret(f"{key}: ")
         self.state.change(edits.set_auth(self.target, values))
@@ -560,10 +581,10 @@ class AuthNode(ConsoleNode):
 
     def summary(self) -> Summary:
         table = self.table()
-        mode = str(table.get("mode", "none"))
-        if mode == "none":
+        mode = str(table.get(MODE, AuthMode.NONE.value))
+        if mode == AuthMode.NONE.value:
             return "none: no CHAP", None
-        users = ", ".join(f"{k} {table.get(k)}" for k in ("user", "mutual_user")
+        users = ", ".join(f"{k} {table.get(k)}" for k in (USER, MUTUAL_USER)
                           if table.get(k))
         secrets = ", ".join(f"{k} {redact(table.get(k))}" for k in sorted(edits.SECRET_KEYS)
                             if k in table)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from iscsiha.commands.config import validate
-from iscsiha.commands.targets import replicating, replication_text, status_lines
 from iscsiha.console import edits
 from iscsiha.console.base import ConsoleNode, Summary, count
 from iscsiha.console.cluster import ClusterNode
@@ -17,6 +16,22 @@ from iscsiha.console.state import State, parse
 from iscsiha.console.targets import TargetsNode
 from iscsiha.errors import IscsihaError
 from iscsiha.model import names
+from iscsiha.model.fields import (
+    ADDRESS,
+    ADDRESSES,
+    BMC,
+    CLUSTER,
+    NAME,
+    NETWORKS,
+    NODES,
+    ROLE,
+    SIZE,
+    SUBNET,
+    VOLUME_GROUP,
+    VOLUMES,
+)
+from iscsiha.model.load import DEFAULT_VOLUME_GROUP
+from iscsiha.views import replicating, replication_text, status_lines
 
 
 class RootNode(ConsoleNode):
@@ -33,7 +48,7 @@ class RootNode(ConsoleNode):
         if error is not None:
             report = error.reports[0]
             return f"desired state unreadable: {report.field}: {report.message}", False
-        return f"cluster {self.state.data_or_empty().get('cluster', {}).get('name', '?')}", None
+        return f"cluster {self.state.data_or_empty().get(CLUSTER, {}).get(NAME, '?')}", None
 
     def ui_command_status(self) -> None:
         """
@@ -133,7 +148,7 @@ class RootNode(ConsoleNode):
             previous: str | None = self.state.backend.load_desired()
         except IscsihaError:
             previous = None  # a box with no desired state yet
-        old = set(named(parse(previous, "desired state"), "volumes")) if previous else set()
+        old = set(named(parse(previous, "desired state"), VOLUMES)) if previous else set()
         deleted = sorted(old - {v.name for v in config.volumes})
         question = f"Replace the desired state with {file} and apply it"
         if deleted:
@@ -158,7 +173,7 @@ class NodesNode(ConsoleNode):
         super().__init__("nodes", parent, state)
 
     def child_names(self) -> list[str]:
-        return named(self.state.data_or_empty(), "nodes")
+        return named(self.state.data_or_empty(), NODES)
 
     def make_child(self, name: str) -> ConsoleNode:
         return NodeNode(name, self, self.state)
@@ -170,21 +185,21 @@ class NodesNode(ConsoleNode):
 class NodeNode(ConsoleNode):
     def __init__(self, name: str, parent: ConsoleNode, state: State) -> None:
         super().__init__(name, parent, state)
-        self.define_config_group_param("node", "addresses", "string",
+        self.define_config_group_param("node", ADDRESSES, "string",
                                        "Its address on each network.", writable=False)
-        self.define_config_group_param("node", "bmc", "string",
+        self.define_config_group_param("node", BMC, "string",
                                        "Its BMC's address (for fencing).", writable=False)
 
     def table(self) -> dict[str, Any]:
-        return find(self.state.data_or_empty(), "nodes", self.name, "node")
+        return find(self.state.data_or_empty(), NODES, self.name, "node")
 
     def ui_getgroup_node(self, param: str) -> Any:
-        if param == "bmc":
-            return str(self.table().get("bmc", {}).get("address"))
+        if param == BMC:
+            return str(self.table().get(BMC, {}).get(ADDRESS))
         return ", ".join(f"{k} {v}" for k, v in (self.table().get(param) or {}).items())
 
     def summary(self) -> Summary:
-        addresses = self.ui_getgroup_node("addresses")
+        addresses = self.ui_getgroup_node(ADDRESSES)
         status = self.state.status_or_none()
         online = dict(status.nodes).get(self.name) if status else None
         shown = {True: "online", False: "OFFLINE", None: "status unknown"}[online]
@@ -196,14 +211,14 @@ class VolumesNode(ConsoleNode):
         super().__init__("volumes", parent, state)
 
     def child_names(self) -> list[str]:
-        return named(self.state.data_or_empty(), "volumes")
+        return named(self.state.data_or_empty(), VOLUMES)
 
     def make_child(self, name: str) -> ConsoleNode:
         return VolumeNode(name, self, self.state)
 
     def summary(self) -> Summary:
-        total = sum(names.parse_size(str(v.get("size"))) or 0
-                    for v in tables(self.state.data_or_empty(), "volumes"))
+        total = sum(names.parse_size(str(v.get(SIZE))) or 0
+                    for v in tables(self.state.data_or_empty(), VOLUMES))
         return f"{count(len(self.children), 'volume')}, {names.format_size(total)}", None
 
     def ui_command_create(self, name: str, size: str, volume_group: str | None = None) -> None:
@@ -245,9 +260,9 @@ class VolumesNode(ConsoleNode):
             return sizes(text)
         if current_param == "volume_group":
             data = self.state.data_or_empty()
-            groups = {str(v.get("volume_group")) for v in tables(data, "volumes")
-                      if v.get("volume_group")}
-            groups.add(str(data.get("cluster", {}).get("volume_group", "data")))
+            groups = {str(v.get(VOLUME_GROUP)) for v in tables(data, VOLUMES)
+                      if v.get(VOLUME_GROUP)}
+            groups.add(str(data.get(CLUSTER, {}).get(VOLUME_GROUP, DEFAULT_VOLUME_GROUP)))
             return matching(groups, text)
         return []
 
@@ -295,20 +310,21 @@ class VolumesNode(ConsoleNode):
 class VolumeNode(ConsoleNode):
     def __init__(self, name: str, parent: ConsoleNode, state: State) -> None:
         super().__init__(name, parent, state)
-        self.define_config_group_param("volume", "size", "string",
+        self.define_config_group_param("volume", SIZE, "string",
                                        "Its size (change it with resize).", writable=False)
-        self.define_config_group_param("volume", "volume_group", "string",
+        self.define_config_group_param("volume", VOLUME_GROUP, "string",
                                        "Its LVM volume group on both boxes.", writable=False)
 
     def ui_getgroup_volume(self, param: str) -> Any:
         data = self.state.data_or_empty()
-        volume = find(data, "volumes", self.name, "volume")
-        if param == "volume_group":
-            return volume.get(param) or data.get("cluster", {}).get("volume_group", "data")
+        volume = find(data, VOLUMES, self.name, "volume")
+        if param == VOLUME_GROUP:
+            return volume.get(param) or data.get(CLUSTER, {}).get(VOLUME_GROUP,
+                                                                  DEFAULT_VOLUME_GROUP)
         return volume.get(param)
 
     def summary(self) -> Summary:
-        size = str(self.ui_getgroup_volume("size"))
+        size = str(self.ui_getgroup_volume(SIZE))
         users = edits.exported_by(self.state.data_or_empty(), self.name)
         text = f"{size}, {'; '.join(users) if users else 'not exported'}"
         status = self.state.status_or_none()
@@ -356,7 +372,7 @@ class NetworksNode(ConsoleNode):
         super().__init__("network", parent, state)
 
     def child_names(self) -> list[str]:
-        return named(self.state.data_or_empty(), "networks")
+        return named(self.state.data_or_empty(), NETWORKS)
 
     def make_child(self, name: str) -> ConsoleNode:
         return NetworkNode(name, self, self.state)
@@ -368,12 +384,12 @@ class NetworksNode(ConsoleNode):
 class NetworkNode(ConsoleNode):
     def __init__(self, name: str, parent: ConsoleNode, state: State) -> None:
         super().__init__(name, parent, state)
-        for param in ("role", "subnet"):
+        for param in (ROLE, SUBNET):
             self.define_config_group_param("network", param, "string", f"Its {param}.",
                                            writable=False)
 
     def ui_getgroup_network(self, param: str) -> Any:
-        return find(self.state.data_or_empty(), "networks", self.name, "network").get(param)
+        return find(self.state.data_or_empty(), NETWORKS, self.name, "network").get(param)
 
     def summary(self) -> Summary:
-        return f"{self.ui_getgroup_network('role')} {self.ui_getgroup_network('subnet')}", None
+        return f"{self.ui_getgroup_network(ROLE)} {self.ui_getgroup_network(SUBNET)}", None

@@ -1,7 +1,7 @@
 """Problem reports and the one exception type that carries them.
 
 Validation collects every problem before anything is applied; the CLI and the
-console format them in one place (iscsiha.cli.report_format).
+console format them in one place (iscsiha.views).
 """
 
 from __future__ import annotations

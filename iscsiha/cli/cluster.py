@@ -9,10 +9,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-import time
 
 from iscsiha.commands import bootstrap
-from iscsiha.commands.bootstrap_env import JOIN_TTL, InitResult
 from iscsiha.commands.bootstrap_params import (
     NETWORK_ALLOWED,
     NETWORKS,
@@ -23,6 +21,7 @@ from iscsiha.commands.bootstrap_params import (
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.executors.runner import Runner
+from iscsiha.views import init_lines
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 STDIN = "-"  # the one value a secret's argument may have: read it from stdin
@@ -127,24 +126,6 @@ def _init(args: argparse.Namespace) -> int:
         result = bootstrap.init(env, request, tiebreaker, _progress, cli_name)
     print("\n".join(init_lines(result)))
     return EXIT_OK
-
-
-def init_lines(result: InitResult) -> list[str]:
-    """What `cluster init` (and the console's) tells the admin: where to take the token."""
-    until = time.strftime("%H:%M", time.localtime(result.expires))
-    minutes = round(JOIN_TTL / 60)
-    tiebreaker = (f"quorum through the tiebreaker {result.tiebreaker}" if result.tiebreaker
-                  else "no tiebreaker (two-node quorum; fencing decides)")
-    return [
-        f"cluster {result.cluster}: {result.node} is set up ({tiebreaker}) and waits for "
-        f"{result.peer} until {until} ({minutes} minutes).",
-        "The join token (it works once; keep it to yourself: it lets a box join this "
-        "cluster):",
-        f"    {result.token}",
-        f"On {result.peer}, run `iscsiha cluster join` or, in its console, `/cluster join`, "
-        "and give the token when asked (a script gives it on stdin: "
-        "`/cluster join token=-`).",
-    ]
 
 
 def _join(args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from iscsiha import __version__
 from iscsiha.cli import cluster as cluster_cli
-from iscsiha.cli.report_format import format_reports
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
 from iscsiha.commands import node_steps
@@ -32,6 +31,7 @@ from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
 from iscsiha.protocol import codec
+from iscsiha.views import format_reports, resolution_text, split_brain_text, status_lines
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 FROM_PEER = "from-peer"
@@ -195,7 +195,7 @@ def _status(args: argparse.Namespace) -> int:
     boxes = (apply_cmd.boxes_from_desired(node_steps.DESIRED_PATH, runner)
              if args.sessions else None)
     state = targets_cmd.live_status(Pacemaker(runner), Drbd(runner), boxes)
-    print("\n".join(targets_cmd.status_lines(state)))
+    print("\n".join(status_lines(state)))
     return EXIT_OK
 
 
@@ -227,10 +227,10 @@ def _split_brain(args: argparse.Namespace) -> int:
             print(f"no volume is in split brain ({len(states)} checked on "
                   f"{' and '.join(boxes.names)})")
             return EXIT_OK
-        print("\n\n".join(split_brain_cmd.render(s) for s in shown))
+        print("\n\n".join(split_brain_text(s) for s in shown))
         return EXIT_OK
     choice = split_brain_cmd.choose(pacemaker, boxes, args.volume, args.discard)
-    print(split_brain_cmd.render(choice.state))
+    print(split_brain_text(choice.state))
     print(f"\nThis throws away every change {args.discard} made to {args.volume} while the "
           f"boxes were apart, and copies {choice.keep.node}'s data over it.", flush=True)
     if not args.yes and not _typed(args.volume):
@@ -239,7 +239,7 @@ def _split_brain(args: argparse.Namespace) -> int:
                                   "was not confirmed")
     result = split_brain_cmd.resolve(pacemaker, boxes, args.volume, args.discard, _progress,
                                      args.timeout)
-    print(split_brain_cmd.summary(result))
+    print(resolution_text(result))
     return EXIT_OK
 
 

@@ -14,12 +14,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from iscsiha.errors import IscsihaError, Report, Secret
+from iscsiha.model.fields import (
+    ADDRESS,
+    ADDRESSES,
+    BMC,
+    CLUSTER,
+    NAME,
+    NODES,
+    PASSWORD,
+    PING,
+    ROLE,
+    SUBNET,
+    TIEBREAKER,
+    USER,
+)
+from iscsiha.model.fields import NETWORKS as NETWORKS_KEY
 from iscsiha.model.load import load_data
-from iscsiha.model.types import Config, IPAddress, Node
+from iscsiha.model.types import Config, IPAddress, NetworkRole, Node
 
+_LINK, _STORAGE = NetworkRole.CLUSTER.value, NetworkRole.STORAGE.value
 # The networks of a standard deployment, by the name each gets in the desired state.
-NETWORKS = (("link0", "cluster"), ("link1", "cluster"), ("repl", "replication"),
-            ("storage", "storage"), ("storage2", "storage"))
+NETWORKS = (("link0", _LINK), ("link1", _LINK), ("repl", NetworkRole.REPLICATION.value),
+            ("storage", _STORAGE), ("storage2", _STORAGE))
 REQUIRED_NETWORKS = ("link0", "link1", "repl", "storage")
 NETWORK_ALLOWED = ("SUBNET,THIS_BOX,PEER: the network in CIDR form, then this box's "
                    "address and the peer's, e.g. 10.10.0.0/24,10.10.0.11,10.10.0.12")
@@ -75,14 +91,15 @@ def desired_data(request: InitRequest, node: str,
     if problems:
         raise IscsihaError(problems)
 
-    names: dict[str, str] = {"cluster.name": param("name"),
-                             "cluster.tiebreaker": param("tiebreaker"),
-                             "nodes[0].name": param("node"), "nodes[1].name": param("peer")}
+    names: dict[str, str] = {f"{CLUSTER}.{NAME}": param("name"),
+                             f"{CLUSTER}.{TIEBREAKER}": param("tiebreaker"),
+                             f"{NODES}[0].{NAME}": param("node"),
+                             f"{NODES}[1].{NAME}": param("peer")}
     networks: list[dict[str, Any]] = []
     for name, role in NETWORKS:
         if name in specs:
-            names[f"networks[{len(networks)}].subnet"] = f"{param(name)} (subnet)"
-            networks.append({"name": name, "role": role, "subnet": specs[name][0]})
+            names[f"{NETWORKS_KEY}[{len(networks)}].{SUBNET}"] = f"{param(name)} (subnet)"
+            networks.append({NAME: name, ROLE: role, SUBNET: specs[name][0]})
     _place_ping(networks, request.ping, names, param)
     nodes = []
     for i, (who, bmc, user, password, which) in enumerate((
@@ -91,35 +108,35 @@ def desired_data(request: InitRequest, node: str,
              "peer's address"))):
         prefix = "" if i == 0 else "peer_"
         for net in networks:
-            names[f"nodes[{i}].addresses.{net['name']}"] = f"{param(net['name'])} ({which})"
-        names.update({f"nodes[{i}].bmc.address": param(f"{prefix}bmc"),
-                      f"nodes[{i}].bmc.user": param(f"{prefix}bmc_user"),
-                      f"nodes[{i}].bmc.password": param(f"{prefix}bmc_password")})
-        nodes.append({"name": who,
-                      "addresses": {n["name"]: specs[n["name"]][1 + i] for n in networks},
-                      "bmc": {"address": bmc, "user": user, "password": str(password)}})
-    cluster: dict[str, Any] = {"name": request.name}
+            names[f"{NODES}[{i}].{ADDRESSES}.{net[NAME]}"] = f"{param(net[NAME])} ({which})"
+        names.update({f"{NODES}[{i}].{BMC}.{ADDRESS}": param(f"{prefix}bmc"),
+                      f"{NODES}[{i}].{BMC}.{USER}": param(f"{prefix}bmc_user"),
+                      f"{NODES}[{i}].{BMC}.{PASSWORD}": param(f"{prefix}bmc_password")})
+        nodes.append({NAME: who,
+                      ADDRESSES: {n[NAME]: specs[n[NAME]][1 + i] for n in networks},
+                      BMC: {ADDRESS: bmc, USER: user, PASSWORD: str(password)}})
+    cluster: dict[str, Any] = {NAME: request.name}
     if request.tiebreaker:
-        cluster["tiebreaker"] = request.tiebreaker
-    return {"cluster": cluster, "networks": networks, "nodes": nodes}, names
+        cluster[TIEBREAKER] = request.tiebreaker
+    return {CLUSTER: cluster, NETWORKS_KEY: networks, NODES: nodes}, names
 
 
 def _place_ping(networks: list[dict[str, Any]], hosts: Iterable[str], names: dict[str, str],
                 param: ParamName) -> None:
     """Each ping host goes to the storage network it lies in (else the first, whose
     check then reports it)."""
-    storage = [(i, n) for i, n in enumerate(networks) if n["role"] == "storage"]
+    storage = [(i, n) for i, n in enumerate(networks) if n[ROLE] == _STORAGE]
     for host in hosts:
         index, net = storage[0]
         for i, candidate in storage:
             try:
-                if ipaddress.ip_address(host) in ipaddress.ip_network(candidate["subnet"]):
+                if ipaddress.ip_address(host) in ipaddress.ip_network(candidate[SUBNET]):
                     index, net = i, candidate
                     break
             except ValueError:
                 continue
-        names[f"networks[{index}].ping[{len(net.get('ping', []))}]"] = param("ping")
-        net.setdefault("ping", []).append(host)
+        names[f"{NETWORKS_KEY}[{index}].{PING}[{len(net.get(PING, []))}]"] = param("ping")
+        net.setdefault(PING, []).append(host)
 
 
 def load_sections(data: Mapping[str, Any], names: Mapping[str, str]) -> Config:

@@ -30,6 +30,7 @@ from iscsiha.model.identity import volume_slots
 from iscsiha.model.names import check_timeout
 from iscsiha.plan.cib import drbd_clone_id, previous_drbd
 from iscsiha.protocol import messages as m
+from iscsiha.views import activity_text, how_to_keep
 
 Progress = Callable[[str], None]
 UUID_JUST_CREATED = 4  # DRBD's current identifier of fresh metadata: no history to compare
@@ -165,8 +166,8 @@ def choose(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str) -> Cho
         reports.append(Report(
             "discard-side-active", "--discard", discard,
             f"--discard {keep.node}, or {discard} once it is Secondary and serves no target",
-            f"{volume} is {_activity(gone)} on {discard}: its data is the one in use. To "
-            f"keep {keep.node}'s data instead: {_how_to_keep(state, keep.node)}"))
+            f"{volume} is {activity_text(gone)} on {discard}: its data is the one in use. To "
+            f"keep {keep.node}'s data instead: {how_to_keep(state, keep.node)}"))
     if keep.drbd.disk != "UpToDate":
         reports.append(Report(
             "kept-side-not-up-to-date", "volume", f"{volume} on {keep.node}",
@@ -234,36 +235,6 @@ def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
                       else f"{clone} was already left alone by Pacemaker")
 
 
-def render(state: VolumeState) -> str:
-    """The state of a volume on both boxes, for an admin choosing the side to discard."""
-    lines = [f"volume {state.name} (drbd{state.minor}, target {state.resource}): " + (
-        "SPLIT BRAIN: both boxes changed it while apart, and DRBD keeps them apart "
-        "until one box's changes are discarded" if state.split_brain
-        else "not in split brain")]
-    lines.append(f"  {'box':<10} {'DRBD':<10} {'disk':<13} {'connection':<13} {'cluster':<11} "
-                 f"{'serves':<18} {'changed apart':>14}  generation (current:bitmap)")
-    for s in state.sides:
-        d = s.drbd
-        serves = ", ".join(f"target {t}" for t in s.serves) or "-"
-        generation = f"{d.gi.current}:{d.gi.bitmap}" if d.gi else "-"
-        lines.append(f"  {s.node:<10} {d.role:<10} {d.disk:<13} {d.connection:<13} "
-                     f"{s.cluster_role:<11} {serves:<18} {_size(d.out_of_sync_kib):>14}  "
-                     f"{generation}")
-    for s in state.sides:
-        seen = [line for line in s.drbd.kernel if "Split-Brain" in line]
-        if seen:
-            lines.append(f"  kernel on {s.node}: {seen[-1]}")
-    if not state.split_brain:
-        return "\n".join(lines)
-    lines += ["  changed apart: DRBD's out-of-sync count on that box (its bitmap of 4 KiB blocks):",
-              "  what it wrote since the boxes lost each other. Discarding a box's changes",
-              "  copies every block either box changed from the kept box to it, for every",
-              f"  volume of target {state.resource} (DRBD recovers a resource as a whole)."]
-    for s in state.sides:
-        lines.append(f"  to keep {s.node}'s data: {_how_to_keep(state, s.node)}")
-    return "\n".join(lines)
-
-
 # -- the procedure ------------------------------------------------------------------------
 
 
@@ -324,45 +295,3 @@ def _resynced(before: DrbdDetail, after: DrbdDetail) -> int | None:
     new = [line for line in after.kernel if line not in before.kernel]
     sizes = [int(m.group(1)) for line in new if (m := _WILL_SYNC.search(line))]
     return sizes[-1] if sizes else None
-
-
-# -- wording ------------------------------------------------------------------------------
-
-
-def _activity(side: Side) -> str:
-    what = [side.drbd.role if side.drbd.role == "Primary" else "",
-            "promoted by the cluster" if side.cluster_role == "Promoted" else "",
-            f"serving target {', '.join(side.serves)}" if side.serves else ""]
-    return ", ".join(w for w in what if w)
-
-
-def _how_to_keep(state: VolumeState, node: str) -> str:
-    """What makes ``node``'s data the one kept: discard the other box, once it is not in use."""
-    other = state.other(node).node
-    resolve = f"`iscsiha split-brain {state.name} --discard {other}`"
-    if not state.other(node).active:
-        return resolve
-    clone = drbd_clone_id(state.resource)
-    if state.targets:
-        moves = ", ".join(f"`iscsiha target move {t} {node}`" for t in state.targets)
-        first = f"first move the target to {node} ({moves}; initiators then see its data)"
-    else:
-        first = (f"first promote it on {node} (`crm_resource --move --promoted --resource "
-                 f"{clone} --node {node}`, then `crm_resource --clear --resource {clone}`)")
-    return f"{first}, then {resolve}"
-
-
-def _size(kib: int) -> str:
-    if kib >= 1024 * 1024:
-        return f"{kib / 1024 / 1024:.1f} GiB"
-    return f"{kib / 1024:.1f} MiB" if kib >= 1024 else f"{kib} KiB"
-
-
-def summary(result: Resolution) -> str:
-    """One line on what was done."""
-    kib = result.resynced_kib
-    copied = (f"resynced {kib} KiB ({_size(kib)})" if kib is not None
-              else "resync size not in the kernel log")
-    return (f"split brain on {result.volume} resolved: kept {result.kept}'s data, discarded "
-            f"{result.discarded}'s changes; {copied} in {result.seconds:.1f} s; "
-            "Connected, UpToDate on both boxes")

@@ -146,65 +146,6 @@ def _with_sessions(targets: list[TargetStatus], sessions: SessionsOn) -> list[Ta
     return [replace(t, sessions=found.get(t.iqn)) for t in targets]
 
 
-def status_lines(state: ClusterStatus) -> list[str]:
-    """What `iscsiha status` and the console's `status` print."""
-    lines = [f"node    {name:<24} {'online' if online else 'OFFLINE'}"
-             for name, online in state.nodes]
-    quorum = {True: "quorate", False: "NO QUORUM", None: "no DC elected yet"}[state.quorate]
-    lines.append(f"cluster {quorum}")
-    if state.fencing is not None:
-        lines.append(f"fencing {fencing_text(state.fencing)}")
-    for t in state.targets:
-        where = ", ".join(t.running_on) or "stopped"
-        health = "" if t.healthy else "  (not fully started)"
-        lines.append(f"target  {t.name:<24} on {where:<10} preferred {t.preferred}, "
-                     f"failback {t.failback}  {t.iqn}{health}{sessions_text(t, ', ')}")
-    for v in state.volumes:
-        roles = ", ".join(f"{role} on {node}" for node, role in v.roles) or "stopped"
-        lines.append(f"volume  {v.name:<24} {roles}{replication_text(v, ', ')}")
-    return lines
-
-
-def fencing_text(fencing: Fencing) -> str:
-    if not fencing.enabled:
-        return "DISABLED (stonith-enabled=false)"
-    if not fencing.devices:
-        return "NOT READY: no fence device configured"
-    shown = ", ".join(f"{d} on {on}" if on else f"{d} STOPPED" for d, on in fencing.devices)
-    return f"{'ready' if fencing.ready else 'NOT READY'}: {shown}"
-
-
-def sessions_text(target: TargetStatus, lead: str = "") -> str:
-    if target.sessions is None:
-        return ""
-    if not target.sessions:
-        return f"{lead}no sessions"
-    count = len(target.sessions)
-    return f"{lead}{count} session{'s' if count > 1 else ''} ({', '.join(target.sessions)})"
-
-
-def replication_text(volume: VolumeStatus, lead: str = "") -> str:
-    """This box's DRBD view: connection, disks, and a resync's progress and time left."""
-    dev = volume.drbd
-    if dev is None:
-        return ""
-    text = f"{lead}{dev.connection}, {dev.disk}/{dev.peer_disk}"
-    if dev.synced_percent is not None:
-        text += f", synced {dev.synced_percent:.1f}%"
-        if dev.finish_seconds is not None:
-            minutes, seconds = divmod(dev.finish_seconds, 60)
-            text += f", {minutes}:{seconds:02d} left"
-    return text
-
-
-def replicating(volume: VolumeStatus) -> bool | None:
-    """Connected with both disks up to date; None when this box cannot tell."""
-    dev = volume.drbd
-    if dev is None:
-        return None
-    return dev.connection == "Connected" and dev.disk == dev.peer_disk == "UpToDate"
-
-
 def move(pacemaker: Pacemaker, name: str, node: str, timeout: float,
          progress: Progress) -> float:
     """Move target ``name`` to ``node`` and wait until it runs there; the seconds it took."""

@@ -1,4 +1,10 @@
-"""Reading one TOML table at a time: typed fields, unknown keys, all problems kept."""
+"""The desired state's keys, and reading one TOML table at a time: typed fields,
+unknown keys, all problems kept.
+
+The keys are spelled here only: the loader reads the document with them, and the
+console and `cluster init` write, complete and list it with them, so none of them
+can drift from what the loader accepts.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,58 @@ from iscsiha.model import names
 from iscsiha.model.types import IPAddress, IPNetwork
 
 T = TypeVar("T")
+
+# -- the document's keys --------------------------------------------------------------
+
+# Top-level tables (and arrays of tables).
+CLUSTER = "cluster"
+NETWORKS = "networks"
+NODES = "nodes"
+VOLUMES = "volumes"
+TARGETS = "targets"
+DISCOVERY_AUTH = "discovery_auth"
+
+NAME = "name"  # of the cluster, a network, node, volume or target
+VOLUME_GROUP = "volume_group"  # the cluster's default, or one volume's own
+TIEBREAKER = "tiebreaker"
+ROLE = "role"
+SUBNET = "subnet"
+PING = "ping"
+ADDRESSES = "addresses"  # a node's: a table keyed by network name
+BMC = "bmc"
+ADDRESS = "address"
+USER = "user"  # a BMC's, or the user a CHAP initiator presents
+PASSWORD = "password"
+SIZE = "size"
+DRBD_MINOR = "drbd_minor"
+IQN = "iqn"
+PORTALS = "portals"
+LUNS = "luns"
+INITIATORS = "initiators"
+ALLOW_ANY_INITIATOR = "allow_any_initiator"
+AUTH = "auth"
+PREFERRED_NODE = "preferred_node"
+FAILBACK = "failback"
+DRBD_PORT = "drbd_port"
+LUN = "lun"
+VOLUME = "volume"  # a LUN's: the volume it exports
+MODE = "mode"
+SECRET = "secret"
+MUTUAL_USER = "mutual_user"
+MUTUAL_SECRET = "mutual_secret"
+
+# Each table's keys: the whole schema. Tests hold the loader to exactly these.
+TOP_KEYS = (CLUSTER, NETWORKS, NODES, VOLUMES, TARGETS, DISCOVERY_AUTH)
+CLUSTER_KEYS = (NAME, TIEBREAKER, VOLUME_GROUP)
+NETWORK_KEYS = (NAME, ROLE, SUBNET, PING)
+NODE_KEYS = (NAME, ADDRESSES, BMC)
+BMC_KEYS = (ADDRESS, USER, PASSWORD)
+VOLUME_KEYS = (NAME, SIZE, VOLUME_GROUP, DRBD_MINOR)
+TARGET_KEYS = (NAME, IQN, PORTALS, LUNS, INITIATORS, ALLOW_ANY_INITIATOR, AUTH,
+               PREFERRED_NODE, FAILBACK, DRBD_PORT)
+LUN_KEYS = (LUN, VOLUME)
+CHAP_KEYS = (USER, SECRET, MUTUAL_USER, MUTUAL_SECRET)  # chap reads two, mutual-chap all
+AUTH_KEYS = (MODE, *CHAP_KEYS)  # a target's auth, and discovery_auth
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
                dict: "a table"}

@@ -9,7 +9,46 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model import names
-from iscsiha.model.fields import Problems, Table, parse_address
+from iscsiha.model.fields import (
+    ADDRESS,
+    ADDRESSES,
+    ALLOW_ANY_INITIATOR,
+    AUTH,
+    BMC,
+    CHAP_KEYS,
+    CLUSTER,
+    DISCOVERY_AUTH,
+    DRBD_MINOR,
+    DRBD_PORT,
+    FAILBACK,
+    INITIATORS,
+    IQN,
+    LUN,
+    LUNS,
+    MODE,
+    MUTUAL_SECRET,
+    MUTUAL_USER,
+    NAME,
+    NETWORKS,
+    NODES,
+    PASSWORD,
+    PING,
+    PORTALS,
+    PREFERRED_NODE,
+    ROLE,
+    SECRET,
+    SIZE,
+    SUBNET,
+    TARGETS,
+    TIEBREAKER,
+    USER,
+    VOLUME,
+    VOLUME_GROUP,
+    VOLUMES,
+    Problems,
+    Table,
+    parse_address,
+)
 from iscsiha.model.identity import DRBD_MINOR_MAX, DRBD_PORT_FIRST, DRBD_PORT_LAST
 from iscsiha.model.types import (
     ISCSI_PORT,
@@ -36,7 +75,6 @@ DEFAULT_VOLUME_GROUP = "data"
 VOLUME_SIZE_MIN = 16 * 1024**2  # room for DRBD's internal metadata and a filesystem
 VOLUME_SIZE_MAX = 1024**5  # DRBD 8.4's largest device: 1 PiB
 LUN_MAX = names.LUN_MAX
-PORT_MIN, PORT_MAX = 1, 65535
 
 _ROLES = {r.value: r for r in NetworkRole}
 _AUTH_MODES = {m.value: m for m in AuthMode}
@@ -78,9 +116,9 @@ class _Reader:
         self.p = problems
 
     def config(self, top: Table) -> Config | None:
-        cluster_t = top.table("cluster")
-        networks = self.networks(top.tables("networks"))
-        node_tables = top.tables("nodes")
+        cluster_t = top.table(CLUSTER)
+        networks = self.networks(top.tables(NETWORKS))
+        node_tables = top.tables(NODES)
         nodes = self.nodes(node_tables, networks)
         cluster = None
         if cluster_t is not None:
@@ -88,14 +126,14 @@ class _Reader:
         default_vg = DEFAULT_VOLUME_GROUP
         if cluster_t is not None:
             default_vg = cluster_t.text(
-                "volume_group", lambda s: _vg_ok(s), names.VG_NAME_ALLOWED, required=False
+                VOLUME_GROUP, lambda s: _vg_ok(s), names.VG_NAME_ALLOWED, required=False
             ) or DEFAULT_VOLUME_GROUP
             cluster_t.finish()
-        volume_tables = top.tables("volumes", required=False)
+        volume_tables = top.tables(VOLUMES, required=False)
         volumes = self.volumes(volume_tables, default_vg)
-        volume_names = {n for t in volume_tables if isinstance(n := t.data.get("name"), str)}
-        node_names = {n for t in node_tables if isinstance(n := t.data.get("name"), str)}
-        targets = self.targets(top.tables("targets", required=False), networks, nodes,
+        volume_names = {n for t in volume_tables if isinstance(n := t.data.get(NAME), str)}
+        node_names = {n for t in node_tables if isinstance(n := t.data.get(NAME), str)}
+        targets = self.targets(top.tables(TARGETS, required=False), networks, nodes,
                                volume_names, node_names)
         top.finish()
         if cluster is None or len(volumes) != len(volume_tables) or None in targets:
@@ -107,15 +145,15 @@ class _Reader:
     def networks(self, tables: list[Table]) -> list[Network]:
         out = []
         for t in tables:
-            name = t.text("name", _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
-            role = t.choice("role", _ROLES)
-            subnet = t.network("subnet")
+            name = t.text(NAME, _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
+            role = t.choice(ROLE, _ROLES)
+            subnet = t.network(SUBNET)
             ping = self.ping_hosts(t, role, subnet)
             t.finish()
             if name is not None and role is not None and subnet is not None:
                 out.append(Network(name, role, subnet, ping))
-        self._unique(((t.child("name"), t.data.get("name")) for t in tables), "network name")
-        subnets = [(f"networks[{i}].subnet", n.subnet) for i, n in enumerate(out)]
+        self._unique(((t.child(NAME), t.data.get(NAME)) for t in tables), "network name")
+        subnets = [(f"{NETWORKS}[{i}].{SUBNET}", n.subnet) for i, n in enumerate(out)]
         for i, (path_a, a) in enumerate(subnets):
             for _path_b, b in subnets[i + 1:]:
                 if a.version == b.version and a.overlaps(b):
@@ -128,7 +166,7 @@ class _Reader:
                                     (NetworkRole.STORAGE, 1, 4)):
                 if not low <= counts[role] <= high:
                     want = str(low) if low == high else f"{low} to {high}"
-                    self.p.add("network-count", "networks", counts[role],
+                    self.p.add("network-count", NETWORKS, counts[role],
                                f"{want} networks with role '{role.value}'",
                                f"has {counts[role]} with role '{role.value}'")
         return out
@@ -136,13 +174,13 @@ class _Reader:
     def ping_hosts(self, t: Table, role: NetworkRole | None,
                    subnet: IPNetwork | None) -> tuple[IPAddress, ...]:
         """Checked only in the network itself, so a reply proves this link works."""
-        hosts = t.strings("ping", required=False)
+        hosts = t.strings(PING, required=False)
         if hosts and role is not NetworkRole.STORAGE:
-            self.p.add("ping-not-storage", t.child("ping"), [h for _, h in hosts],
+            self.p.add("ping-not-storage", t.child(PING), [h for _, h in hosts],
                        "ping hosts only on a network with role 'storage'")
             return ()
         if len(hosts) > 4:
-            self.p.add("too-many-ping-hosts", t.child("ping"), len(hosts), "at most 4 hosts")
+            self.p.add("too-many-ping-hosts", t.child(PING), len(hosts), "at most 4 hosts")
         self._unique(hosts, "ping host")
         out = []
         for path, value in hosts:
@@ -155,15 +193,15 @@ class _Reader:
 
     def cluster(self, t: Table, networks: list[Network], nodes: list[Node], node_count: int,
                 top: Table) -> Cluster | None:
-        name = t.text("name", _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
-        tiebreaker = t.text("tiebreaker", _host_ok, names.HOST_NAME_ALLOWED, required=False)
+        name = t.text(NAME, _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
+        tiebreaker = t.text(TIEBREAKER, _host_ok, names.HOST_NAME_ALLOWED, required=False)
         if node_count != 2:
-            self.p.add("node-count", "nodes", node_count, "exactly 2 nodes",
+            self.p.add("node-count", NODES, node_count, "exactly 2 nodes",
                        f"has {node_count}")
-        discovery = top.table("discovery_auth", required=False)
-        discovery_auth = self.auth(discovery, "discovery_auth") if discovery else NO_AUTH
+        discovery = top.table(DISCOVERY_AUTH, required=False)
+        discovery_auth = self.auth(discovery, DISCOVERY_AUTH) if discovery else NO_AUTH
         if tiebreaker is not None:
-            self._not_a_node_address(t.child("tiebreaker"), tiebreaker, nodes)
+            self._not_a_node_address(t.child(TIEBREAKER), tiebreaker, nodes)
         if name is None or len(nodes) != 2 or discovery_auth is None:
             return None
         return Cluster(name, (nodes[0], nodes[1]), tuple(networks), tiebreaker, discovery_auth)
@@ -171,24 +209,24 @@ class _Reader:
     def nodes(self, tables: list[Table], networks: list[Network]) -> list[Node]:
         out = []
         for t in tables:
-            name = t.text("name", lambda s: names.node_name_problem(s) is None,
+            name = t.text(NAME, lambda s: names.node_name_problem(s) is None,
                           names.NODE_NAME_ALLOWED, code="bad-name")
             addresses = self.node_addresses(t, networks)
-            bmc = self.bmc(t.table("bmc"))
+            bmc = self.bmc(t.table(BMC))
             t.finish()
             if name is not None and addresses is not None and bmc is not None:
                 out.append(Node(name, addresses, bmc))
-        self._unique(((t.child("name"), t.data.get("name")) for t in tables), "node name")
-        everything = [(f"nodes[{i}].addresses.{net}", str(addr))
+        self._unique(((t.child(NAME), t.data.get(NAME)) for t in tables), "node name")
+        everything = [(f"{NODES}[{i}].{ADDRESSES}.{net}", str(addr))
                       for i, n in enumerate(out) for net, addr in n.addresses]
-        everything += [(f"nodes[{i}].bmc.address", str(n.bmc.address))
+        everything += [(f"{NODES}[{i}].{BMC}.{ADDRESS}", str(n.bmc.address))
                        for i, n in enumerate(out)]
         self._unique(everything, "address")
         return out
 
     def node_addresses(self, node: Table,
                        networks: list[Network]) -> tuple[tuple[str, IPAddress], ...] | None:
-        t = node.table("addresses")
+        t = node.table(ADDRESSES)
         if t is None:
             return None
         out = []
@@ -206,16 +244,16 @@ class _Reader:
         for key in sorted(set(t.data) - known):
             t.seen.add(key)
             self.p.add("unknown-network", t.child(key), key,
-                       ", ".join(sorted(known)) or "a network defined under [[networks]]")
+                       ", ".join(sorted(known)) or f"a network defined under [[{NETWORKS}]]")
         return tuple(out) if len(out) == len(networks) else None
 
     def bmc(self, t: Table | None) -> Bmc | None:
         if t is None:
             return None
-        address = t.address("address")
-        user = t.text("user", lambda s: names.chap_user_problem(s) is None,
+        address = t.address(ADDRESS)
+        user = t.text(USER, lambda s: names.chap_user_problem(s) is None,
                       names.CHAP_USER_ALLOWED)
-        password = t.secret("password", lambda s: names.bmc_password_problem(s) is None,
+        password = t.secret(PASSWORD, lambda s: names.bmc_password_problem(s) is None,
                             names.BMC_PASSWORD_ALLOWED)
         t.finish()
         if address is None or user is None or password is None:
@@ -227,30 +265,30 @@ class _Reader:
     def volumes(self, tables: list[Table], default_vg: str) -> list[Volume]:
         out = []
         for t in tables:
-            name = t.text("name", _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
+            name = t.text(NAME, _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
             size = self.size(t)
-            vg = t.text("volume_group", _vg_ok, names.VG_NAME_ALLOWED, required=False,
+            vg = t.text(VOLUME_GROUP, _vg_ok, names.VG_NAME_ALLOWED, required=False,
                         code="bad-name")
-            minor = t.integer("drbd_minor", 0, DRBD_MINOR_MAX, required=False)
+            minor = t.integer(DRBD_MINOR, 0, DRBD_MINOR_MAX, required=False)
             bad_optional = any(t.data.get(k) is not None and v is None for k, v in
-                               (("volume_group", vg), ("drbd_minor", minor)))
+                               ((VOLUME_GROUP, vg), (DRBD_MINOR, minor)))
             t.finish()
             if name is not None and size is not None and not bad_optional:
                 out.append(Volume(name, size, vg or default_vg, minor))
-        self._unique(((t.child("name"), t.data.get("name")) for t in tables), "volume name")
-        self._unique(((t.child("drbd_minor"), t.data.get("drbd_minor")) for t in tables),
+        self._unique(((t.child(NAME), t.data.get(NAME)) for t in tables), "volume name")
+        self._unique(((t.child(DRBD_MINOR), t.data.get(DRBD_MINOR)) for t in tables),
                      "DRBD minor")
         return out
 
     def size(self, t: Table) -> int | None:
-        text = t.typed("size", str)
+        text = t.typed(SIZE, str)
         if text is None:
             return None
         size = names.parse_size(text)
         if size is None:
-            self.p.add("bad-size", t.child("size"), text, names.SIZE_ALLOWED)
+            self.p.add("bad-size", t.child(SIZE), text, names.SIZE_ALLOWED)
         elif not VOLUME_SIZE_MIN <= size <= VOLUME_SIZE_MAX:
-            self.p.add("size-out-of-range", t.child("size"), text,
+            self.p.add("size-out-of-range", t.child(SIZE), text,
                        f"{names.format_size(VOLUME_SIZE_MIN)} to "
                        f"{names.format_size(VOLUME_SIZE_MAX)}")
             size = None
@@ -261,30 +299,30 @@ class _Reader:
     def targets(self, tables: list[Table], networks: list[Network], nodes: list[Node],
                 volume_names: set[str], node_names: set[str]) -> list[Target | None]:
         out = [self.target(t, networks, nodes, volume_names, node_names) for t in tables]
-        self._unique(((t.child("name"), t.data.get("name")) for t in tables), "target name")
-        self._unique(((t.child("iqn"), t.data.get("iqn")) for t in tables), "target IQN")
-        self._unique([(f"{t.child('luns')}[{i}].volume", lun.get("volume"))
-                      for t in tables for i, lun in enumerate(_list(t.data.get("luns")))
+        self._unique(((t.child(NAME), t.data.get(NAME)) for t in tables), "target name")
+        self._unique(((t.child(IQN), t.data.get(IQN)) for t in tables), "target IQN")
+        self._unique([(f"{t.child(LUNS)}[{i}].{VOLUME}", lun.get(VOLUME))
+                      for t in tables for i, lun in enumerate(_list(t.data.get(LUNS)))
                       if isinstance(lun, dict)], "exported volume",
                      "a volume exported by one LUN of one target (DRBD is Primary on one box)")
-        self._unique([(f"{tables[i].child('portals')}", str(p.address))
+        self._unique([(f"{tables[i].child(PORTALS)}", str(p.address))
                       for i, tgt in enumerate(out) if tgt for p in tgt.portals],
                      "floating portal address")
-        self._unique(((t.child("drbd_port"), t.data.get("drbd_port")) for t in tables),
+        self._unique(((t.child(DRBD_PORT), t.data.get(DRBD_PORT)) for t in tables),
                      "DRBD port")
         return out
 
     def target(self, t: Table, networks: list[Network], nodes: list[Node],
                volume_names: set[str], node_names: set[str]) -> Target | None:
-        name = t.text("name", _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
-        iqn = t.text("iqn", lambda s: names.iscsi_name_problem(s) is None,
+        name = t.text(NAME, _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
+        iqn = t.text(IQN, lambda s: names.iscsi_name_problem(s) is None,
                      names.ISCSI_NAME_ALLOWED, code="bad-iscsi-name")
         portals = self.portals(t, networks, nodes)
         luns = self.luns(t, volume_names)
         initiators = []
         # Read once: each read reports a wrong type again.
-        entries = t.strings("initiators", required=False)
-        raw_initiators = t.data.get("initiators")
+        entries = t.strings(INITIATORS, required=False)
+        raw_initiators = t.data.get(INITIATORS)
         for path, value in entries:
             problem = names.iscsi_name_problem(value)
             if problem:
@@ -292,21 +330,21 @@ class _Reader:
             else:
                 initiators.append(value)
         self._unique(entries, "initiator name")
-        allow_any = t.typed("allow_any_initiator", bool, required=False) or False
-        if not allow_any and not t.data.get("initiators"):
-            self.p.add("no-initiators", t.child("initiators"), [],
-                       "one or more initiator names, or allow_any_initiator = true",
+        allow_any = t.typed(ALLOW_ANY_INITIATOR, bool, required=False) or False
+        if not allow_any and not t.data.get(INITIATORS):
+            self.p.add("no-initiators", t.child(INITIATORS), [],
+                       f"one or more initiator names, or {ALLOW_ANY_INITIATOR} = true",
                        "no initiator may log in (access is denied by default)")
-        auth_t = t.table("auth", required=False)
-        auth = self.auth(auth_t, t.child("auth")) if auth_t else NO_AUTH
-        preferred = t.text("preferred_node", lambda s: s in node_names,
+        auth_t = t.table(AUTH, required=False)
+        auth = self.auth(auth_t, t.child(AUTH)) if auth_t else NO_AUTH
+        preferred = t.text(PREFERRED_NODE, lambda s: s in node_names,
                            ", ".join(sorted(node_names)), code="unknown-node")
-        failback = t.choice("failback", _FAILBACK, Failback.MANUAL)
-        port = t.integer("drbd_port", DRBD_PORT_FIRST, DRBD_PORT_LAST, required=False)
+        failback = t.choice(FAILBACK, _FAILBACK, Failback.MANUAL)
+        port = t.integer(DRBD_PORT, DRBD_PORT_FIRST, DRBD_PORT_LAST, required=False)
         t.finish()
         if (name is None or iqn is None or portals is None or luns is None or auth is None
                 or preferred is None or failback is None
-                or (port is None and t.data.get("drbd_port") is not None)
+                or (port is None and t.data.get(DRBD_PORT) is not None)
                 or not (raw_initiators is None or (isinstance(raw_initiators, list)
                                                    and len(initiators) == len(raw_initiators)))):
             return None
@@ -315,16 +353,16 @@ class _Reader:
 
     def portals(self, t: Table, networks: list[Network],
                 nodes: list[Node]) -> tuple[Portal, ...] | None:
-        entries = t.strings("portals")
-        if not entries and t.data.get("portals") == []:
-            self.p.add("no-portals", t.child("portals"), [], "one or more floating addresses")
+        entries = t.strings(PORTALS)
+        if not entries and t.data.get(PORTALS) == []:
+            self.p.add("no-portals", t.child(PORTALS), [], "one or more floating addresses")
         storage = [n for n in networks if n.role is NetworkRole.STORAGE]
         out = []
         for path, text in entries:
             split = _split_host_port(text)
             if split is None:
                 self.p.add("bad-portal", path, text,
-                           "ADDRESS or ADDRESS:PORT, [IPv6]:PORT, port 1 to 65535")
+                           f"ADDRESS or ADDRESS:PORT, [IPv6]:PORT, port {names.TCP_PORT_ALLOWED}")
                 continue
             host, port = split
             addr = parse_address(host, path, self.p)
@@ -345,33 +383,33 @@ class _Reader:
         return tuple(out) if out and len(out) == len(entries) else None
 
     def luns(self, t: Table, volume_names: set[str]) -> tuple[Lun, ...] | None:
-        tables = t.tables("luns")
-        if not tables and t.data.get("luns") == []:
-            self.p.add("no-luns", t.child("luns"), [], "one or more LUNs")
+        tables = t.tables(LUNS)
+        if not tables and t.data.get(LUNS) == []:
+            self.p.add("no-luns", t.child(LUNS), [], "one or more LUNs")
         out = []
         for lt in tables:
-            number = lt.integer("lun", 0, LUN_MAX)
-            volume = lt.text("volume", lambda s: s in volume_names,
-                             ", ".join(sorted(volume_names)) or "a volume under [[volumes]]",
+            number = lt.integer(LUN, 0, LUN_MAX)
+            volume = lt.text(VOLUME, lambda s: s in volume_names,
+                             ", ".join(sorted(volume_names)) or f"a volume under [[{VOLUMES}]]",
                              code="unknown-volume")
             lt.finish()
             if number is not None and volume is not None:
                 out.append(Lun(number, volume))
-        self._unique(((lt.child("lun"), lt.data.get("lun")) for lt in tables), "LUN number")
+        self._unique(((lt.child(LUN), lt.data.get(LUN)) for lt in tables), "LUN number")
         return tuple(out) if out and len(out) == len(tables) else None
 
     def auth(self, t: Table, path: str) -> Auth | None:
-        mode = t.choice("mode", _AUTH_MODES)
+        mode = t.choice(MODE, _AUTH_MODES)
         initiator = target = None
         if mode in (AuthMode.CHAP, AuthMode.MUTUAL_CHAP):
-            initiator = self.credentials(t, "user", "secret")
+            initiator = self.credentials(t, USER, SECRET)
         if mode is AuthMode.MUTUAL_CHAP:
-            target = self.credentials(t, "mutual_user", "mutual_secret")
+            target = self.credentials(t, MUTUAL_USER, MUTUAL_SECRET)
             if initiator and target and initiator.secret == target.secret:
-                self.p.add("same-chap-secrets", t.child("mutual_secret"), target.secret,
-                           "a secret different from 'secret' (RFC 3720 8.2.1)")
+                self.p.add("same-chap-secrets", t.child(MUTUAL_SECRET), target.secret,
+                           f"a secret different from '{SECRET}' (RFC 3720 8.2.1)")
                 return None
-        for key in ("user", "secret", "mutual_user", "mutual_secret"):
+        for key in CHAP_KEYS:
             if key not in t.seen and key in t.data:
                 t.seen.add(key)
                 self.p.add("unused-setting", t.child(key), key,
@@ -432,13 +470,13 @@ def _split_host_port(text: str) -> tuple[str, int] | None:
             return None
         host, rest = text[1:end], text[end + 1:]
         if rest:
-            parsed = names.parse_decimal(rest[1:], PORT_MIN, PORT_MAX)
+            parsed = names.parse_decimal(rest[1:], names.TCP_PORT_MIN, names.TCP_PORT_MAX)
             if not rest.startswith(":") or parsed is None:
                 return None
             port = parsed
     elif text.count(":") == 1:
         host, _, p = text.partition(":")
-        parsed = names.parse_decimal(p, PORT_MIN, PORT_MAX)
+        parsed = names.parse_decimal(p, names.TCP_PORT_MIN, names.TCP_PORT_MAX)
         if parsed is None:
             return None
         port = parsed

@@ -177,7 +177,8 @@ DRBD_PORT_ALLOWED = (
     "between each other)"
 )
 DRBD_VOLUME_ALLOWED = f"0 to {DRBD_VOLUME_MAX}"
-TCP_PORT_ALLOWED = "1 to 65535"
+TCP_PORT_MIN, TCP_PORT_MAX = 1, 65535
+TCP_PORT_ALLOWED = f"{TCP_PORT_MIN} to {TCP_PORT_MAX}"
 LUN_MAX = 255  # LIO: 256 LUNs per TPG
 LUN_ALLOWED = f"0 to {LUN_MAX}"
 
@@ -212,7 +213,7 @@ def drbd_volume_problem(number: object) -> str | None:
 
 
 def tcp_port_problem(port: object) -> str | None:
-    return integer_problem(port, 1, 65535)
+    return integer_problem(port, TCP_PORT_MIN, TCP_PORT_MAX)
 
 
 def lun_problem(number: object) -> str | None:

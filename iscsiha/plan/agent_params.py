@@ -123,7 +123,7 @@ def decode_portals(text: str) -> tuple[PortalParam, ...]:
         host, sep, port_text = token.rpartition(":")
         bracketed = host.startswith("[") and host.endswith("]")
         address = names.parse_ip(host[1:-1] if bracketed else host)
-        port = names.parse_decimal(port_text, 1, 65535)
+        port = names.parse_decimal(port_text, names.TCP_PORT_MIN, names.TCP_PORT_MAX)
         if (not sep or address is None or port is None
                 or bracketed != (address.version == 6)):
             raise _bad("portals", token, "space-separated ADDRESS:PORT ([IPv6]:PORT)")

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from iscsiha.cli.report_format import format_reports
 from iscsiha.errors import IscsihaError
+from iscsiha.views import format_reports
 from iscsiha_lab import bench, console, console_setup, failover_bench, initiator_root, soak
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.paths import LabImages, LabPaths

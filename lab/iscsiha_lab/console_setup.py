@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from iscsiha.console.lines import SECRET_PARAMETERS
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha_lab import cluster
 from iscsiha_lab.guest import GuestResult
@@ -24,7 +25,6 @@ from iscsiha_lab.lab import Lab
 from iscsiha_lab.topology import Topology
 
 CONSOLE = "iscsiha-console"
-SECRET_WORDS = ("bmc_password", "peer_bmc_password", "secret", "mutual_secret", "token")
 Say = Callable[[str], None]
 
 VOLUME = "demo"
@@ -45,7 +45,7 @@ class Typed:
 
 def shown(line: str) -> str:
     """The line as the demo prints it: secrets and the token masked."""
-    return " ".join(f"{w.split('=', 1)[0]}=***" if w.split("=", 1)[0] in SECRET_WORDS
+    return " ".join(f"{w.split('=', 1)[0]}=***" if w.split("=", 1)[0] in SECRET_PARAMETERS
                     else w for w in line.split())
 
 
@@ -97,7 +97,7 @@ def join(lab: Lab, token: str, say: Say) -> Typed:
 def export_volume(lab: Lab, initiator_iqn: str, say: Say) -> list[Typed]:
     """One volume, a target with mutual CHAP exporting it to the initiator."""
     first = lab.topology.appliances[0].name
-    auth = " ".join(f"{k}={'-' if k in SECRET_WORDS else v}" for k, v in MUTUAL.items())
+    auth = " ".join(f"{k}={'-' if k in SECRET_PARAMETERS else v}" for k, v in MUTUAL.items())
     # `set auth` reads secret's line, then mutual_secret's.
     chap = (Secret(MUTUAL["secret"]), Secret(MUTUAL["mutual_secret"]))
     return [

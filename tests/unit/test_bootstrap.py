@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from iscsiha.cli.report_format import format_reports
 from iscsiha.commands import bootstrap, bootstrap_env, join_token
 from iscsiha.commands.bootstrap_params import cli_name
 from iscsiha.commands.join_token import JoinToken
@@ -20,6 +19,7 @@ from iscsiha.executors.join_channel import TlsPsk
 from iscsiha.model.load import load_text
 from iscsiha.plan import corosync, peer_ssh
 from iscsiha.plan.drbd import AUTHKEY_PATH
+from iscsiha.views import format_reports
 from tests.unit import ssh_keys
 from tests.unit.bootstrap_fakes import (
     Box,

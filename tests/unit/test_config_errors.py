@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from iscsiha.cli.report_format import format_reports
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.model.load import load_data, load_text
+from iscsiha.views import format_reports
 
 Mutation = Callable[[dict[str, Any]], None]
 

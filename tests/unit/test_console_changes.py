@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from iscsiha.cli.report_format import format_reports
 from iscsiha.commands.config import validate
 from iscsiha.console.edits import tables
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.model.toml_dump import dumps
+from iscsiha.views import format_reports
 from tests.unit.console_fakes import Harness
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from iscsiha.cli.report_format import format_reports
 from iscsiha.commands import bootstrap
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import InitRequest
@@ -20,6 +19,7 @@ from iscsiha.console.console import main
 from iscsiha.console.state import Progress
 from iscsiha.errors import IscsihaError, Report, Secret
 from iscsiha.model.types import Config
+from iscsiha.views import format_reports
 from tests.unit.bootstrap_fakes import NETWORKS, Box, FakeTiebreaker, Server, free_port, held
 from tests.unit.console_fakes import TOKEN, FakeBackend, Harness
 

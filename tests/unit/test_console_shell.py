@@ -10,17 +10,11 @@ from typing import Any
 
 import pytest
 
-from iscsiha.cli.report_format import format_reports
-from iscsiha.commands.targets import (
-    ClusterStatus,
-    Fencing,
-    TargetStatus,
-    VolumeStatus,
-    status_lines,
-)
+from iscsiha.commands.targets import ClusterStatus, Fencing, TargetStatus, VolumeStatus
 from iscsiha.console.console import main
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import ProcDevice
+from iscsiha.views import format_reports, status_lines
 from tests.unit.console_fakes import SEEN_INITIATOR, FakeBackend, Harness, running_status
 
 SECRETS = ("bmc-a-secret", "bmc-b-secret", "disc0very-Secret", "hv-Secret-0001",

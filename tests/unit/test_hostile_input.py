@@ -21,7 +21,6 @@ from iscsiha.agents.ocf import Rc, run
 from iscsiha.agents.target import SPEC as TARGET_SPEC
 from iscsiha.agents.target import TargetAgent
 from iscsiha.cli.main import main
-from iscsiha.cli.report_format import format_reports
 from iscsiha.commands import split_brain, targets
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.model.identity import (
@@ -35,6 +34,7 @@ from iscsiha.model.toml_dump import dumps
 from iscsiha.plan.agent_params import TargetParams
 from iscsiha.plan.cib import META_PORT, META_VOLUMES, previous_drbd
 from iscsiha.plan.cib_merge import merge
+from iscsiha.views import format_reports
 from tests.conftest import EXAMPLE
 from tests.unit.test_config_errors import Mutation, _set
 

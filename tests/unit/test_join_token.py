@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from iscsiha.cli.main import main
-from iscsiha.cli.report_format import format_reports
 from iscsiha.commands import join_exchange
 from iscsiha.commands.join_token import PREFIX, JoinToken, decode, encode
 from iscsiha.errors import IscsihaError
@@ -27,6 +26,7 @@ from iscsiha.executors.join_channel import (
     Stream,
     TlsPsk,
 )
+from iscsiha.views import format_reports
 
 SECRET = bytes(range(16))
 TOKEN = JoinToken(ip_address("10.10.0.11"), 5407, SECRET)

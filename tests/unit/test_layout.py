@@ -1,5 +1,6 @@
-"""The product and the lab in their own rooms: the product never imports the lab, and
-its wheel holds the console under iscsiha.console and nothing of the lab."""
+"""The product and the lab in their own rooms: the product never imports the lab, its
+wheel holds the console under iscsiha.console and nothing of the lab, and the CLI is
+the top layer that nothing else imports."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def imported_modules(source: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
+            # `from iscsiha import cli` imports the module iscsiha.cli.
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 
 
@@ -36,6 +39,18 @@ def test_no_product_module_imports_the_lab() -> None:
     offenders = {f"{path.relative_to(ROOT)}: {module}"
                  for path in sources for module in imported_modules(path)
                  if module.split(".")[0] in LAB_MODULES or module.startswith("iscsiha.lab")}
+    assert not offenders
+
+
+def test_only_the_cli_imports_the_cli() -> None:
+    """What the console and the lab share with it (the wording) is in iscsiha.views."""
+    cli = ROOT / "iscsiha" / "cli"
+    sources = [p for p in (*product_sources(), *(ROOT / "lab" / "iscsiha_lab").rglob("*.py"))
+               if cli not in p.parents]
+    assert len(sources) > 80
+    offenders = {f"{path.relative_to(ROOT)}: {module}"
+                 for path in sources for module in imported_modules(path)
+                 if module == "iscsiha.cli" or module.startswith("iscsiha.cli.")}
     assert not offenders
 
 

@@ -28,7 +28,6 @@ from iscsiha.agents.ocf import Rc, run
 from iscsiha.agents.target import SPEC as TARGET_SPEC
 from iscsiha.agents.target import TargetAgent
 from iscsiha.cli.main import main
-from iscsiha.cli.report_format import format_reports
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.model import names
 from iscsiha.model.identity import (
@@ -50,6 +49,7 @@ from iscsiha.plan.agent_params import (
     decode_portals,
 )
 from iscsiha.plan.cib import META_PORT, META_VOLUMES, previous_drbd
+from iscsiha.views import format_reports
 from tests.conftest import EXAMPLE
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None,

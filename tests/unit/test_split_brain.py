@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 
+from iscsiha import views
 from iscsiha.cli import main as cli
 from iscsiha.commands import split_brain as sb
 from iscsiha.errors import IscsihaError
@@ -379,7 +380,7 @@ def test_the_survey_finds_the_volume_in_split_brain_and_shows_both_sides(
         "san-a", "Primary", "Promoted", ("vm",), 1024)
     assert (b.node, b.drbd.role, b.cluster_role, b.serves, b.drbd.out_of_sync_kib) == (
         "san-b", "Secondary", "Unpromoted", (), 3072)
-    text = sb.render(db)
+    text = views.split_brain_text(db)
     assert "SPLIT BRAIN" in text and "3.0 MiB" in text and f"{B_NEW}:{PARTED}" in text
     assert "kernel on san-b: [ 4021.120001] drbd db/0 drbd1: Split-Brain detected" in text
     assert "to keep san-a's data: `iscsiha split-brain db --discard san-b`" in text
@@ -457,7 +458,7 @@ def test_discarding_runs_drbd_s_recovery_on_each_side_and_waits_for_the_resync(
     assert cluster.b.res["vmstore"].connection == "Connected"
     assert (result.kept, result.discarded, result.resynced_kib) == ("san-a", "san-b", 4096)
     assert "resyncing db from san-a to san-b: 50.0%" in cluster.progress
-    assert "resynced 4096 KiB (4.0 MiB) in " in sb.summary(result)
+    assert "resynced 4096 KiB (4.0 MiB) in " in views.resolution_text(result)
 
 
 def test_pacemaker_leaves_the_clone_alone_during_the_procedure_and_gets_it_back(

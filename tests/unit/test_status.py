@@ -6,18 +6,10 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from iscsiha.commands.targets import (
-    TargetStatus,
-    VolumeStatus,
-    live_status,
-    replicating,
-    replication_text,
-    sessions_text,
-    status,
-    status_lines,
-)
+from iscsiha.commands.targets import TargetStatus, VolumeStatus, live_status, status
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import ProcDevice, parse_proc_drbd
+from iscsiha.views import replicating, replication_text, sessions_text, status_lines
 
 CIB = """<cib><configuration><crm_config><cluster_property_set id="o">
   <nvpair id="o-s" name="stonith-enabled" value="true"/></cluster_property_set></crm_config>
