@@ -174,9 +174,5 @@ def _short(value: str) -> str:
     return repr(value) if len(value) <= 80 else f"{value[:40]!r}... ({len(value)} characters)"
 
 
-def truthy(value: str) -> bool:
-    return value.lower() in ("true", "yes", "1", "on")
-
-
 def _flag(value: bool) -> str:
     return "1" if value else "0"
