@@ -17,14 +17,13 @@ from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
+from iscsiha.commands.cluster_env import ClusterEnv, real_env
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
 from iscsiha.console.files import DESIRED_PATH, read_text, write_secret
 from iscsiha.console.state import Progress
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.addresses import Addresses
-from iscsiha.executors.drbd import Drbd
-from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.cib import nvpairs
@@ -46,28 +45,30 @@ class ClusterBackend:
     def save_desired(self, text: str) -> None:
         write_secret(self.desired, text)
 
+    def _env(self, config: Config | None = None) -> ClusterEnv:
+        """Built afresh each time: the desired state naming the boxes may have changed."""
+        return real_env(self.runner, config, str(self.desired))
+
     def apply(self, config: Config, text: str, confirmed_deletes: frozenset[str],
               progress: Progress) -> Changes:
-        return apply_cmd.apply(config, text, Pacemaker(self.runner),
-                               apply_cmd.boxes_for(config, self.runner), confirmed_deletes,
-                               progress)
+        return apply_cmd.apply(self._env(config), config, text, confirmed_deletes, progress)
 
     def status(self) -> ClusterStatus:
-        boxes = apply_cmd.boxes_from_desired(str(self.desired), self.runner)
-        return targets_cmd.live_status(Pacemaker(self.runner), Drbd(self.runner), boxes)
+        return targets_cmd.live_status(self._env())
 
     def move(self, target: str, node: str, timeout: float, progress: Progress) -> float:
-        return targets_cmd.move(Pacemaker(self.runner), target, node, timeout, progress)
+        return targets_cmd.move(self._env(), target, node, timeout, progress)
 
     def seen_initiators(self) -> list[str]:
         """Initiators the running targets allow (the CIB), and those that tried to log in
         to either box and were refused (its kernel log): the ones about to be allowed."""
+        env = self._env()
         found = set()
-        for prim in ET.fromstring(Pacemaker(self.runner).query()).iter("primitive"):
+        for prim in ET.fromstring(env.pacemaker.query()).iter("primitive"):
             if prim.get("provider") == "iscsiha" and prim.get("type") == "target":
                 params = nvpairs(prim.find("instance_attributes"))
                 found.update(params.get("initiators", "").split())
-        boxes = apply_cmd.boxes_from_desired(str(self.desired), self.runner)
+        boxes = env.boxes
         if boxes is not None:
             for node in boxes.names:
                 with suppress(IscsihaError):  # a box down: what the other saw still counts
@@ -77,12 +78,12 @@ class ClusterBackend:
 
     def init_cluster(self, request: InitRequest, access: TiebreakerAccess,
                      progress: Progress) -> InitResult:
-        env = bootstrap.real_env(self.runner, str(self.desired))
+        env = bootstrap.host_env(self.runner, str(self.desired))
         with open_tiebreaker(self.runner, request.tiebreaker, access) as tiebreaker:
             return bootstrap.init(env, request, tiebreaker, progress)
 
     def join_cluster(self, token: str, progress: Progress) -> Config:
-        return bootstrap.join(bootstrap.real_env(self.runner, str(self.desired)), token,
+        return bootstrap.join(bootstrap.host_env(self.runner, str(self.desired)), token,
                               progress)
 
     def root_shell(self) -> int:

@@ -111,7 +111,7 @@ def _passwords(node: str, peer: str) -> tuple[Secret, Secret]:
 
 def _init(args: argparse.Namespace) -> int:
     runner = Runner()
-    env = bootstrap.real_env(runner)
+    env = bootstrap.host_env(runner)
     node = args.node or env.hostname()
     bmc_password, peer_password = _passwords(node, args.peer)
     request = InitRequest(
@@ -137,7 +137,7 @@ def _join(args: argparse.Namespace) -> int:
             "is a secret and never an argument (argv shows in ps, sudo's log and the "
             "shell's history); nothing was done")
     token = read_secret("join token (not echoed): ")
-    config = bootstrap.join(bootstrap.real_env(), token, _progress)
+    config = bootstrap.join(bootstrap.host_env(), token, _progress)
     first, me = config.cluster.nodes
     print(f"{me.name} joined cluster {config.cluster.name} with {first.name}; "
           "`iscsiha status` shows both boxes.")
@@ -145,7 +145,7 @@ def _join(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    result = bootstrap.reissue(bootstrap.real_env(), _progress)
+    result = bootstrap.reissue(bootstrap.host_env(), _progress)
     print("\n".join(init_lines(result)))
     return EXIT_OK
 
@@ -154,4 +154,4 @@ def _serve_join(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"iscsiha join: {message}", flush=True)  # the unit's journal
 
-    return EXIT_OK if bootstrap.serve_join(bootstrap.real_env(), log) else EXIT_REFUSED
+    return EXIT_OK if bootstrap.serve_join(bootstrap.host_env(), log) else EXIT_REFUSED

@@ -20,13 +20,10 @@ from iscsiha.commands import config as config_cmd
 from iscsiha.commands import node_steps
 from iscsiha.commands import split_brain as split_brain_cmd
 from iscsiha.commands import targets as targets_cmd
-from iscsiha.commands.env import Env
+from iscsiha.commands.cluster_env import ClusterEnv, real_env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.errors import IscsihaError, Report, bug_report
 from iscsiha.executors import files
-from iscsiha.executors.drbd import Drbd
-from iscsiha.executors.pacemaker import Pacemaker
-from iscsiha.executors.peers import Boxes
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
@@ -181,9 +178,8 @@ def _apply(args: argparse.Namespace) -> int:
     text, mode = _read(args.file)
     config, warnings = config_cmd.validate(text, str(args.file), mode=mode)
     _warn(warnings)
-    runner = Runner()
-    changes = apply_cmd.apply(config, text, Pacemaker(runner), apply_cmd.boxes_for(config, runner),
-                              frozenset(args.delete), _progress)
+    changes = apply_cmd.apply(real_env(config=config), config, text, frozenset(args.delete),
+                              _progress)
     print(f"applied: {len(changes.create)} volume(s) created, {len(changes.grow)} grown, "
           f"{len(changes.delete)} deleted; cluster configuration "
           f"{'changed' if changes.cib_changed else 'unchanged'}")
@@ -191,25 +187,20 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    runner = Runner()
-    boxes = (apply_cmd.boxes_from_desired(node_steps.DESIRED_PATH, runner)
-             if args.sessions else None)
-    state = targets_cmd.live_status(Pacemaker(runner), Drbd(runner), boxes)
+    state = targets_cmd.live_status(real_env(), sessions=args.sessions)
     print("\n".join(status_lines(state)))
     return EXIT_OK
 
 
 def _move(args: argparse.Namespace) -> int:
-    seconds = targets_cmd.move(Pacemaker(Runner()), args.name, args.node, args.timeout,
-                               _progress)
+    seconds = targets_cmd.move(real_env(), args.name, args.node, args.timeout, _progress)
     print(f"target {args.name} runs on {args.node} ({seconds:.1f} s)")
     return EXIT_OK
 
 
-def _split_brain_cluster() -> tuple[Pacemaker, Boxes]:
-    """Pacemaker here, and both boxes as the desired state that apply wrote names them."""
-    runner = Runner()
-    return Pacemaker(runner), apply_cmd.boxes_for(_load(Path(node_steps.DESIRED_PATH)), runner)
+def _split_brain_env() -> ClusterEnv:
+    """This box, and both boxes as the desired state that apply wrote names them."""
+    return real_env(config=_load(Path(node_steps.DESIRED_PATH)))
 
 
 def _split_brain(args: argparse.Namespace) -> int:
@@ -219,17 +210,17 @@ def _split_brain(args: argparse.Namespace) -> int:
     if args.discard is not None and args.volume is None:
         print("iscsiha split-brain: --discard needs the VOLUME to resolve", file=sys.stderr)
         return EXIT_USAGE
-    pacemaker, boxes = _split_brain_cluster()
+    env = _split_brain_env()
     if args.discard is None:
-        states = split_brain_cmd.survey(pacemaker, boxes, [args.volume] if args.volume else None)
+        states = split_brain_cmd.survey(env, [args.volume] if args.volume else None)
         shown = states if args.volume else [s for s in states if s.split_brain]
         if not shown:
             print(f"no volume is in split brain ({len(states)} checked on "
-                  f"{' and '.join(boxes.names)})")
+                  f"{' and '.join(env.both_boxes().names)})")
             return EXIT_OK
         print("\n\n".join(split_brain_text(s) for s in shown))
         return EXIT_OK
-    choice = split_brain_cmd.choose(pacemaker, boxes, args.volume, args.discard)
+    choice = split_brain_cmd.choose(env, args.volume, args.discard)
     print(split_brain_text(choice.state))
     print(f"\nThis throws away every change {args.discard} made to {args.volume} while the "
           f"boxes were apart, and copies {choice.keep.node}'s data over it.", flush=True)
@@ -237,8 +228,7 @@ def _split_brain(args: argparse.Namespace) -> int:
         raise IscsihaError.single("not-confirmed", "volume", args.volume,
                                   f"typing {args.volume} at the prompt, or --yes",
                                   "was not confirmed")
-    result = split_brain_cmd.resolve(pacemaker, boxes, args.volume, args.discard, _progress,
-                                     args.timeout)
+    result = split_brain_cmd.resolve(env, args.volume, args.discard, _progress, args.timeout)
     print(resolution_text(result))
     return EXIT_OK
 
@@ -279,7 +269,7 @@ def _peer_step() -> str:
 
 
 def _selfcheck(args: argparse.Namespace) -> int:
-    checks = selfcheck(Env.real(), lambda c: print(
+    checks = selfcheck(real_env(), lambda c: print(
         f"iscsiha selfcheck: {c.name}: {c.detail}", flush=True))
     failed = [c.name for c in checks if not c.ok]
     if failed:

@@ -1,1 +1,1 @@
-"""Commands: the work behind the CLI, the console and the agents, given an Env."""
+"""Commands: the work behind the CLI, the console and the agents, the outside world handed in."""

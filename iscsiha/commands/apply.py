@@ -34,23 +34,18 @@ from iscsiha.commands.apply_checks import (
     delta,
     exported_volumes,
 )
-from iscsiha.commands.node_steps import cluster_key
+from iscsiha.commands.cluster_env import Boxes, Cib, ClusterEnv
 from iscsiha.commands.targets import clone_roles
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
-from iscsiha.executors import files
-from iscsiha.executors.pacemaker import Pacemaker
-from iscsiha.executors.peers import Boxes
-from iscsiha.executors.runner import Runner
 from iscsiha.model.identity import DrbdResource
-from iscsiha.model.load import load_text
-from iscsiha.model.types import Config, NetworkRole, Volume
+from iscsiha.model.types import Config, Volume
 from iscsiha.plan.cib import drbd_clone_id, previous_drbd, target_group_id
 from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.drbd import resource_path
 from iscsiha.plan.plan import Plan, make_plan
 from iscsiha.protocol import messages as m
 
-__all__ = ["Changes", "apply", "boxes_for", "boxes_from_desired", "exported_volumes"]
+__all__ = ["Changes", "apply", "exported_volumes"]
 
 Progress = Callable[[str], None]
 SETTLE_SECONDS = 120.0  # a transition of a few targets' stops and starts
@@ -64,25 +59,12 @@ class Changes:
     cib_changed: bool = False
 
 
-def boxes_for(config: Config, runner: Runner, here: str | None = None) -> Boxes:
-    """The boxes, reached over the first cluster link."""
-    link = config.cluster.networks_with(NetworkRole.CLUSTER)[0].name
-    return Boxes(runner, {n.name: n.address_on(link) for n in config.cluster.nodes}, here)
-
-
-def boxes_from_desired(path: str, runner: Runner) -> Boxes | None:
-    """The boxes of the desired state kept at ``path``; None off a cluster box."""
-    try:
-        return boxes_for(load_text(files.read_text(path), path), runner)
-    except IscsihaError:
-        return None
-
-
-def apply(config: Config, text: str, pacemaker: Pacemaker, boxes: Boxes,
-          confirmed_deletes: frozenset[str], progress: Progress) -> Changes:
+def apply(env: ClusterEnv, config: Config, text: str, confirmed_deletes: frozenset[str],
+          progress: Progress) -> Changes:
+    pacemaker, boxes = env.pacemaker, env.both_boxes()
     live = pacemaker.query()
     previous = previous_drbd(live)
-    plan = make_plan(config, previous, cluster_key())
+    plan = make_plan(config, previous, env.cluster_key())
     progress(f"checking both boxes ({', '.join(boxes.names)})")
     running = {v: slot.minor for t, res in previous.items() if t in plan.drbd
                for v, slot in res.volumes.items() if v in plan.drbd[t].volumes}
@@ -166,7 +148,7 @@ def _prepare(plan: Plan, boxes: Boxes, targets: tuple[str, ...], progress: Progr
     boxes.on_both(m.DOWN, m.Resources(targets))
 
 
-def _reshape(plan: Plan, text: str, pacemaker: Pacemaker, boxes: Boxes, change: Delta,
+def _reshape(plan: Plan, text: str, pacemaker: Cib, boxes: Boxes, change: Delta,
              target: str, before: DrbdResource, progress: Progress) -> None:
     """Volumes join and leave a running target's resource, with its clone in maintenance."""
     joining, leaving = change.joining.get(target, ()), change.leaving.get(target, ())
@@ -221,7 +203,7 @@ def _target_of(plan: Plan, volume: str) -> str:
     return next(t for t, res in plan.drbd.items() if volume in res.volumes)
 
 
-def _patch(pacemaker: Pacemaker, fragment: str, read: str) -> bool:
+def _patch(pacemaker: Cib, fragment: str, read: str) -> bool:
     """Patch the CIB to hold ``fragment``, as long as its configuration is still the one
     read as ``read`` (status updates in between are fine)."""
     def change(live: str) -> str:

@@ -38,13 +38,14 @@ from iscsiha.commands.bootstrap_params import (
     hostname_problem,
     load_sections,
 )
-from iscsiha.commands.env import RunsCommands
+from iscsiha.commands.cluster_env import real_env
 from iscsiha.commands.join_token import JoinToken
 from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.commands.tiebreaker import BUNDLE, CA_PATH, Tiebreaker, enrol_first, enrol_peer
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report, Secret
 from iscsiha.executors import files, join_channel
 from iscsiha.executors.join_channel import Channel, HandshakeFailed
+from iscsiha.executors.runner import Runner
 from iscsiha.executors.transaction import Transaction
 from iscsiha.model.load import load_text
 from iscsiha.model.toml_dump import dumps
@@ -328,25 +329,23 @@ def _finish(env: HostEnv, config: Config, text: str, progress: Progress) -> None
             f"{env.desired_path}` on either box")]) from exc
 
 
-def real_env(runner: RunsCommands | None = None, desired_path: str = DESIRED_PATH) -> HostEnv:
-    """The box itself: D-Bus, netlink, TLS-PSK, Pacemaker's tools, apply."""
+def host_env(runner: Runner | None = None, desired_path: str = DESIRED_PATH) -> HostEnv:
+    """The box itself: its ClusterEnv (the CIB, apply's), D-Bus, netlink, TLS-PSK."""
     from iscsiha.commands import apply as apply_cmd
     from iscsiha.executors.addresses import Addresses
     from iscsiha.executors.join_channel import TlsPsk
-    from iscsiha.executors.pacemaker import Pacemaker
-    from iscsiha.executors.runner import Runner
     from iscsiha.executors.systemd import Systemd
 
-    real = runner if isinstance(runner, Runner) else Runner()
+    runner = runner or Runner()
+    env = real_env(runner, desired_path=desired_path)
 
     def addresses() -> list[HeldAddress]:
         with Addresses() as found:
             return found.own()
 
     def apply(config: Config, text: str, progress: Progress) -> Changes:
-        return apply_cmd.apply(config, text, Pacemaker(real), apply_cmd.boxes_for(config, real),
-                               frozenset(), progress)
+        return apply_cmd.apply(real_env(runner, config), config, text, frozenset(), progress)
 
-    return HostEnv(runner=runner or real, systemd=Systemd(), cib=Pacemaker(real),
+    return HostEnv(runner=env.runner, systemd=Systemd(), cib=env.pacemaker,
                    security=TlsPsk(), addresses=addresses, hostname=socket.gethostname,
                    apply=apply, start_listener=start_join_unit, desired_path=desired_path)

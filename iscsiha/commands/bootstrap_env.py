@@ -18,7 +18,7 @@ from typing import Protocol
 
 from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_params import HeldAddress
-from iscsiha.commands.env import RunsCommands
+from iscsiha.commands.cluster_env import Cib, RunsCommands
 from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.executors.join_channel import Security
 from iscsiha.model.types import Config, IPAddress
@@ -55,16 +55,6 @@ class ServiceManager(Protocol):
 
     def start_transient(self, unit: str, argv: Sequence[str], description: str,
                         runtime_max: float) -> None: ...
-
-
-class Cib(Protocol):
-    """executors.pacemaker.Pacemaker, as bootstrap uses it."""
-
-    def query(self) -> str: ...
-
-    def update(self, change: Callable[[str], str], attempts: int = 5) -> bool: ...
-
-    def status(self) -> str: ...
 
 
 @dataclass

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iscsiha.commands.env import RunsCommands
+from iscsiha.commands.cluster_env import RunsCommands
 from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.runner import CommandResult, Runner

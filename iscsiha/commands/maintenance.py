@@ -7,15 +7,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
+from iscsiha.commands.cluster_env import Cib
 from iscsiha.errors import IscsihaError, Report
-from iscsiha.executors.pacemaker import Pacemaker
 from iscsiha.plan.cib_merge import next_epoch
 
 Progress = Callable[[str], None]
 _TRUE = {"true", "yes", "on", "y", "1"}  # Pacemaker's spellings of a true boolean
 
 
-def hold(pacemaker: Pacemaker, clone: str, progress: Progress) -> bool:
+def hold(pacemaker: Cib, clone: str, progress: Progress) -> bool:
     """Put ``clone`` in maintenance unless Pacemaker already leaves it alone; True if we did."""
     cib = ET.fromstring(pacemaker.query())
     if _left_alone(cib, clone):
@@ -26,7 +26,7 @@ def hold(pacemaker: Pacemaker, clone: str, progress: Progress) -> bool:
     return True
 
 
-def release(pacemaker: Pacemaker, clone: str, progress: Progress) -> list[Report]:
+def release(pacemaker: Cib, clone: str, progress: Progress) -> list[Report]:
     """Hand ``clone`` back to Pacemaker; the reports when that failed (never raises)."""
     try:
         _set_maintenance(pacemaker, clone, False)
@@ -54,7 +54,7 @@ def _left_alone(cib: ET.Element, clone: str) -> bool:
             or props.get("maintenance-mode", "").lower() in _TRUE)
 
 
-def _set_maintenance(pacemaker: Pacemaker, clone: str, on: bool) -> None:
+def _set_maintenance(pacemaker: Cib, clone: str, on: bool) -> None:
     pacemaker.update(lambda live: with_maintenance(live, clone, on))
 
 

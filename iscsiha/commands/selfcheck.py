@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from iscsiha.commands.env import Env
+from iscsiha.commands.cluster_env import ClusterEnv
 
 MODPROBE = "/usr/sbin/modprobe"
 MODULES = ("configfs", "target_core_mod", "target_core_iblock", "iscsi_target_mod", "drbd")
@@ -18,7 +18,7 @@ class Check:
     detail: str
 
 
-def selfcheck(env: Env, progress: Callable[[Check], None] = lambda c: None) -> list[Check]:
+def selfcheck(env: ClusterEnv, progress: Callable[[Check], None] = lambda c: None) -> list[Check]:
     """Load each module the storage path needs; report every one, not just the first failure."""
     checks = []
     for module in MODULES:

@@ -15,17 +15,15 @@ then resyncs from the other: only the blocks either side changed, not the volume
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands.apply import exported_volumes
+from iscsiha.commands.cluster_env import Boxes, ClusterEnv
 from iscsiha.commands.maintenance import hold, release
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors.drbd import DrbdDetail, GenerationIds
-from iscsiha.executors.pacemaker import Pacemaker
-from iscsiha.executors.peers import Boxes
 from iscsiha.model.identity import volume_slots
 from iscsiha.model.names import check_timeout
 from iscsiha.plan.cib import drbd_clone_id, previous_drbd
@@ -114,10 +112,10 @@ def in_split_brain(a: DrbdDetail, b: DrbdDetail) -> bool:
             and diverged(a.gi, b.gi))
 
 
-def survey(pacemaker: Pacemaker, boxes: Boxes,
-           volumes: Sequence[str] | None = None) -> list[VolumeState]:
+def survey(env: ClusterEnv, volumes: Sequence[str] | None = None) -> list[VolumeState]:
     """The cluster's volumes (or ``volumes``) as both boxes and Pacemaker see them."""
-    cib = pacemaker.query()
+    boxes = env.both_boxes()
+    cib = env.pacemaker.query()
     resources = previous_drbd(cib)
     slots = volume_slots(resources)
     resource_of = {v: t for t, res in resources.items() for v in res.volumes}
@@ -129,7 +127,7 @@ def survey(pacemaker: Pacemaker, boxes: Boxes,
                                   "is not a volume of the cluster")
     if not wanted:
         return []
-    cluster = targets_cmd.status(pacemaker)
+    cluster = targets_cmd.status(env.pacemaker)
     roles = {v.name: dict(v.roles) for v in cluster.volumes}
     running = {t.name: t.running_on for t in cluster.targets}
     exported = exported_volumes(cib)
@@ -149,12 +147,13 @@ def survey(pacemaker: Pacemaker, boxes: Boxes,
     return states
 
 
-def choose(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str) -> Choice:
+def choose(env: ClusterEnv, volume: str, discard: str) -> Choice:
     """Check that ``discard``'s changes to ``volume`` may be thrown away; refuse otherwise."""
+    boxes = env.both_boxes()
     if discard not in boxes.names:
         raise IscsihaError.single("unknown-node", "--discard", discard,
                                   " or ".join(boxes.names), "is not one of the two boxes")
-    (state,) = survey(pacemaker, boxes, [volume])
+    (state,) = survey(env, [volume])
     gone, keep = state.side(discard), state.other(discard)
     if not state.split_brain:
         raise IscsihaError.single(
@@ -178,17 +177,18 @@ def choose(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str) -> Cho
     return Choice(state, keep, gone)
 
 
-def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
-            progress: Progress, timeout: float = 600.0, poll: float = 1.0) -> Resolution:
+def resolve(env: ClusterEnv, volume: str, discard: str, progress: Progress,
+            timeout: float = 600.0, poll: float = 1.0) -> Resolution:
     """Discard ``discard``'s changes to ``volume``; wait until both boxes are in sync again.
 
     Every check is made again here, right before anything changes.
     """
     check_timeout(timeout)
-    choice = choose(pacemaker, boxes, volume, discard)
+    choice = choose(env, volume, discard)
+    pacemaker, boxes = env.pacemaker, env.both_boxes()
     keep, gone = choice.keep.node, choice.discard.node
     clone = drbd_clone_id(choice.state.resource)
-    started = time.monotonic()
+    started = env.clock.monotonic()
     # Pacemaker is kept off the target's DRBD clone (resource maintenance: no actions, no
     # monitors) while its DRBD state is changed under it. The linbit agent's monitor only
     # reads DRBD and sets promotion scores, but its start and its start notifications run a
@@ -214,7 +214,7 @@ def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
         commands[keep] = list(boxes.call(keep, m.SPLIT_BRAIN_CONNECT,
                                          m.SplitBrainSide(resource, minor, keep)).commands)
         running = None
-        resynced = _wait_in_sync(boxes, choice, timeout, poll, progress)
+        resynced = _wait_in_sync(env, choice, timeout, poll, progress)
     except IscsihaError as exc:
         reports += exc.reports
         # The discard step refuses before it runs anything: then nothing changed.
@@ -230,7 +230,7 @@ def resolve(pacemaker: Pacemaker, boxes: Boxes, volume: str, discard: str,
             reports += release(pacemaker, clone, progress)
     if reports:
         raise IscsihaError(reports)
-    return Resolution(volume, keep, gone, resynced, time.monotonic() - started, commands,
+    return Resolution(volume, keep, gone, resynced, env.clock.monotonic() - started, commands,
                       f"{clone} in maintenance meanwhile" if held
                       else f"{clone} was already left alone by Pacemaker")
 
@@ -253,15 +253,15 @@ def drbd_detail(d: m.Detail) -> DrbdDetail:
                       d.out_of_sync_kib, d.synced_percent, d.resync_total_kib, gi, d.kernel)
 
 
-def _wait_in_sync(boxes: Boxes, choice: Choice, timeout: float, poll: float,
+def _wait_in_sync(env: ClusterEnv, choice: Choice, timeout: float, poll: float,
                   progress: Progress) -> int | None:
     """Until Connected and UpToDate on both boxes; the KiB the resync copied if known."""
     volume, keep, gone = choice.state.name, choice.keep.node, choice.discard.node
-    deadline = time.monotonic() + timeout
+    deadline = env.clock.monotonic() + timeout
     shown: float | None = None
     total: int | None = None
     while True:
-        now = _details(boxes, choice)
+        now = _details(env.both_boxes(), choice)
         k, g = now[keep], now[gone]
         total = max((t for t in (total, k.resync_total_kib, g.resync_total_kib) if t),
                     default=None)
@@ -280,14 +280,14 @@ def _wait_in_sync(boxes: Boxes, choice: Choice, timeout: float, poll: float,
         if percent is not None and percent != shown:
             progress(f"resyncing {volume} from {keep} to {gone}: {percent:.1f}%")
             shown = percent
-        if time.monotonic() > deadline:
+        if env.clock.monotonic() > deadline:
             where = f" at {percent:.1f}%" if percent is not None else ""
             raise IscsihaError.single(
                 "resync-not-finished", "volume", volume,
                 f"Connected and UpToDate on both boxes within {timeout:.0f} s",
                 f"still {g.connection}, {g.disk} on {gone}{where}; DRBD goes on by itself "
                 f"(`iscsiha split-brain {volume}` shows it)")
-        time.sleep(poll)
+        env.clock.sleep(poll)
 
 
 def _resynced(before: DrbdDetail, after: DrbdDetail) -> int | None:

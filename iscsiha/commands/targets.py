@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from iscsiha.commands.cluster_env import Cib, ClusterEnv
 from iscsiha.errors import IscsihaError
-from iscsiha.executors.drbd import Drbd, ProcDevice
-from iscsiha.executors.pacemaker import Pacemaker
-from iscsiha.executors.peers import Boxes
+from iscsiha.executors.drbd import ProcDevice
 from iscsiha.model.names import check_timeout
 from iscsiha.plan.cib import nvpairs, previous_drbd
 from iscsiha.protocol import messages as m
@@ -65,7 +63,7 @@ def clone_roles(clone: ET.Element) -> tuple[tuple[str, str], ...]:
                         for r in clone.iter("resource") for n in r.iter("node")))
 
 
-def status(pacemaker: Pacemaker, drbd: Mapping[int, ProcDevice] | None = None,
+def status(pacemaker: Cib, drbd: Mapping[int, ProcDevice] | None = None,
            sessions: SessionsOn | None = None) -> ClusterStatus:
     """The cluster as Pacemaker sees it; with ``drbd`` (this box's /proc/drbd) each
     volume's replication state, with ``sessions`` each running target's initiators."""
@@ -107,16 +105,18 @@ def status(pacemaker: Pacemaker, drbd: Mapping[int, ProcDevice] | None = None,
     return ClusterStatus(nodes, tuple(targets), tuple(volumes), quorate, _fencing(cib, mon))
 
 
-def live_status(pacemaker: Pacemaker, drbd: Drbd, boxes: Boxes | None) -> ClusterStatus:
-    """``status`` with this box's DRBD view and, given the boxes, the targets' sessions
-    (over SSH to the peer: give no boxes where a hung peer must not slow the answer)."""
+def live_status(env: ClusterEnv, sessions: bool = True) -> ClusterStatus:
+    """``status`` with this box's DRBD view and, with ``sessions`` on a cluster box, the
+    targets' sessions (over SSH to the peer: not where a hung peer must not slow the
+    answer)."""
     try:
-        proc: Mapping[int, ProcDevice] | None = drbd.proc()
+        proc: Mapping[int, ProcDevice] | None = env.drbd.proc()
     except IscsihaError:
         proc = None  # no DRBD module loaded on this box
-    if boxes is None:
-        return status(pacemaker, proc)
-    return status(pacemaker, proc, lambda node, iqns: boxes.call(
+    boxes = env.boxes
+    if boxes is None or not sessions:
+        return status(env.pacemaker, proc)
+    return status(env.pacemaker, proc, lambda node, iqns: boxes.call(
         node, m.TARGET_SESSIONS, m.Iqns(tuple(iqns)), timeout=SESSIONS_TIMEOUT).sessions)
 
 
@@ -146,10 +146,11 @@ def _with_sessions(targets: list[TargetStatus], sessions: SessionsOn) -> list[Ta
     return [replace(t, sessions=found.get(t.iqn)) for t in targets]
 
 
-def move(pacemaker: Pacemaker, name: str, node: str, timeout: float,
+def move(env: ClusterEnv, name: str, node: str, timeout: float,
          progress: Progress) -> float:
     """Move target ``name`` to ``node`` and wait until it runs there; the seconds it took."""
     check_timeout(timeout)
+    pacemaker = env.pacemaker
     state = status(pacemaker)
     target = next((t for t in state.targets if t.name == name), None)
     if target is None:
@@ -171,7 +172,7 @@ def move(pacemaker: Pacemaker, name: str, node: str, timeout: float,
             "once: change its preferred_node and apply instead")
     gid = GROUP_PREFIX + name
     progress(f"moving target {name} from {', '.join(target.running_on) or 'nowhere'} to {node}")
-    started = time.monotonic()
+    started = env.clock.monotonic()
     pacemaker.move(gid, node)
     try:
         pacemaker.wait(timeout)
@@ -183,7 +184,7 @@ def move(pacemaker: Pacemaker, name: str, node: str, timeout: float,
         raise IscsihaError.single("move-failed", "target", name, f"running on {node}",
                                   f"runs on {', '.join(now.running_on) or 'no node'}"
                                   f"{'' if now.healthy else ' (not all of it started)'}")
-    return time.monotonic() - started
+    return env.clock.monotonic() - started
 
 
 def _preferred(cib: ET.Element, gid: str) -> str | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from iscsiha.commands.env import RunsCommands
+from iscsiha.commands.cluster_env import RunsCommands
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
 from iscsiha.executors.transaction import Transaction

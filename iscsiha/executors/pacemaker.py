@@ -7,7 +7,6 @@ a CIB that changed since it was read refuses the patch instead of losing a chang
 from __future__ import annotations
 
 import contextlib
-import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,7 +19,6 @@ CRM_DIFF = "/usr/sbin/crm_diff"
 CRM_RESOURCE = "/usr/sbin/crm_resource"
 CRM_MON = "/usr/sbin/crm_mon"
 
-_RUNNING_ON = re.compile(r"is running on: (\S+)")
 SETTLE_SECONDS = 60.0  # a refused CIB patch waits this long at most for a transition
 
 
@@ -74,12 +72,6 @@ class Pacemaker:
             with contextlib.suppress(IscsihaError):
                 self.wait(SETTLE_SECONDS)
         raise AssertionError("unreachable")
-
-    def locate(self, resource: str) -> list[str]:
-        """The nodes where ``resource`` runs now."""
-        result = self._runner.run([CRM_RESOURCE, "--locate", "--resource", resource],
-                                  check=False, env=self._env)
-        return _RUNNING_ON.findall(result.stdout)
 
     def status(self) -> str:
         """crm_mon's XML: nodes online, each resource's role and where it runs."""

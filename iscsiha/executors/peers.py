@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -42,10 +42,6 @@ class Boxes:
     def names(self) -> list[str]:
         return list(self._addresses)
 
-    @property
-    def peer(self) -> str:
-        return next(n for n in self._addresses if n != self.here)
-
     def call(self, node: str, step: Step[Q, R], request: Q, timeout: float = 300.0) -> R:
         """Run ``iscsiha node STEP`` on ``node``; its reply, decoded and checked."""
         argv = [ISCSIHA, "node", step.name]
@@ -66,10 +62,9 @@ class Boxes:
                               detail[-1][:300] if detail else f"exit code {result.returncode}")]
         raise IscsihaError(reports)
 
-    def on_both(self, step: Step[Q, R], request: Q,
-                nodes: Sequence[str] | None = None) -> dict[str, R]:
+    def on_both(self, step: Step[Q, R], request: Q) -> dict[str, R]:
         """The same step on each box at once; every box's failure reported together."""
-        nodes = list(nodes or self.names)
+        nodes = self.names
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
             futures = {n: pool.submit(self.call, n, step, request) for n in nodes}
         results: dict[str, R] = {}

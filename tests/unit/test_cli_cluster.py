@@ -28,7 +28,7 @@ ARGS = ["cluster", "init", "--name", "san", "--peer", "san-b",
 class Boxes:
     a: Box
     b: Box
-    here: Box  # the box `iscsiha` runs on: real_env() gives its env
+    here: Box  # the box `iscsiha` runs on: host_env() gives its env
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def boxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Boxes:
     port = free_port()
     a = Box(tmp_path / "a", "san-a", 1, port)
     found = Boxes(a, Box(tmp_path / "b", "san-b", 2, port), a)
-    monkeypatch.setattr(bootstrap, "real_env", lambda *args, **kwargs: found.here.env)
+    monkeypatch.setattr(bootstrap, "host_env", lambda *args, **kwargs: found.here.env)
     monkeypatch.setattr("sys.stdin", io.StringIO("bmc-a-secret\nbmc-b-secret\n"))
     return found
 

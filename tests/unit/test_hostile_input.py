@@ -36,6 +36,7 @@ from iscsiha.plan.cib import META_PORT, META_VOLUMES, previous_drbd
 from iscsiha.plan.cib_merge import merge
 from iscsiha.views import format_reports
 from tests.conftest import EXAMPLE
+from tests.unit.env_fakes import Untouchable
 from tests.unit.test_config_errors import Mutation, _set
 
 
@@ -356,18 +357,11 @@ def test_allow_any_initiator_reads_every_ocf_boolean() -> None:
 # -- timeouts ------------------------------------------------------------------------------
 
 
-class _Untouchable:
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"touched {name} before the timeout was checked")
-
-
 @pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1.0, 1e300])
 def test_a_timeout_that_is_not_a_finite_bound_is_refused(timeout: float) -> None:
-    for call in (lambda: targets.move(cast(Any, _Untouchable()), "vm", "san-b", timeout,
-                                      print),
-                 lambda: split_brain.resolve(cast(Any, _Untouchable()),
-                                             cast(Any, _Untouchable()), "db", "san-b", print,
-                                             timeout)):
+    untouched = cast(Any, Untouchable("the env before the timeout was checked"))
+    for call in (lambda: targets.move(untouched, "vm", "san-b", timeout, print),
+                 lambda: split_brain.resolve(untouched, "db", "san-b", print, timeout)):
         with pytest.raises(IscsihaError) as info:
             call()
         assert [(r.code, r.field) for r in info.value.reports] == [("bad-timeout", "timeout")]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from iscsiha.cli import main as cli
-from iscsiha.commands.env import Env
 from iscsiha.commands.selfcheck import MODULES, selfcheck
 from iscsiha.executors.runner import CommandResult
+from tests.unit.env_fakes import fake_env
 
 
 class FakeRunner:
@@ -25,7 +25,7 @@ class FakeRunner:
 
 def test_all_modules_loaded_is_ok() -> None:
     runner = FakeRunner(set())
-    checks = selfcheck(Env(runner))
+    checks = selfcheck(fake_env(runner=runner))
     assert all(c.ok for c in checks)
     assert [c[-1] for c in runner.calls] == list(MODULES)
 
@@ -33,7 +33,7 @@ def test_all_modules_loaded_is_ok() -> None:
 def test_every_missing_module_is_named(monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     runner = FakeRunner({"drbd", "iscsi_target_mod"})
-    monkeypatch.setattr(cli.Env, "real", classmethod(lambda cls: Env(runner)))
+    monkeypatch.setattr(cli, "real_env", lambda: fake_env(runner=runner))
     assert cli.main(["selfcheck"]) == 1
     out = capsys.readouterr().out
     assert "module drbd: modprobe: FATAL: Module drbd not found" in out

@@ -8,18 +8,18 @@ kernel lines as drbd_receiver.c and drbd_worker.c word them.
 
 from __future__ import annotations
 
-import time
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from iscsiha import views
 from iscsiha.cli import main as cli
 from iscsiha.commands import split_brain as sb
+from iscsiha.commands.cluster_env import ClusterEnv
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import (
     DMESG,
@@ -36,6 +36,7 @@ from iscsiha.executors.runner import CommandResult, command_failed
 from iscsiha.model.load import load_data
 from iscsiha.plan.plan import make_plan
 from tests.conftest import EXAMPLE
+from tests.unit.env_fakes import fake_env
 from tests.unit.peer_wire import fake_boxes
 
 # Two boxes of an 8.4.0 cluster after a split brain, each StandAlone with its own changes.
@@ -327,8 +328,9 @@ class Cluster:
     pair: Pair
     progress: list[str] = field(default_factory=list)
 
-    def fakes(self) -> tuple[Pacemaker, Boxes]:
-        return cast(Pacemaker, self.pacemaker), cast(Boxes, self.boxes)
+    @property
+    def env(self) -> ClusterEnv:
+        return fake_env(self.pacemaker, self.boxes)
 
 
 def _cluster(db_b: Res | None = None, maintenance: bool = False) -> Cluster:
@@ -372,7 +374,7 @@ def _codes(exc: pytest.ExceptionInfo[IscsihaError]) -> list[str]:
 
 def test_the_survey_finds_the_volume_in_split_brain_and_shows_both_sides(
         cluster: Cluster) -> None:
-    states = sb.survey(*cluster.fakes())
+    states = sb.survey(cluster.env)
     assert [s.name for s in states if s.split_brain] == ["db"]
     db = next(s for s in states if s.name == "db")
     a, b = db.sides
@@ -396,7 +398,7 @@ def test_listing_says_so_when_no_volume_is_in_split_brain(
     calm = _cluster(db_b=Res(1))
     calm.a.res["db"] = Res(1, "Primary")
     calm.a.res["vmstore"], calm.b.res["vmstore"] = Res(0, "Primary"), Res(0)
-    monkeypatch.setattr(cli, "_split_brain_cluster", calm.fakes)
+    monkeypatch.setattr(cli, "_split_brain_env", lambda: calm.env)
     assert cli.main(["split-brain"]) == 0
     assert capsys.readouterr().out == "no volume is in split brain (3 checked on san-a and san-b)\n"
 
@@ -406,7 +408,7 @@ def test_listing_says_so_when_no_volume_is_in_split_brain(
 
 def test_a_volume_not_in_split_brain_is_refused_naming_its_state(cluster: Cluster) -> None:
     with pytest.raises(IscsihaError) as exc:
-        sb.resolve(*cluster.fakes(), "backup", "san-b", cluster.progress.append)
+        sb.resolve(cluster.env, "backup", "san-b", cluster.progress.append)
     (report,) = exc.value.reports
     assert (report.code, report.value) == ("not-in-split-brain", "backup")
     assert "san-b: Secondary, Connected, UpToDate" in report.message
@@ -415,12 +417,12 @@ def test_a_volume_not_in_split_brain_is_refused_naming_its_state(cluster: Cluste
 
 def test_an_unknown_node_or_volume_is_refused(cluster: Cluster) -> None:
     with pytest.raises(IscsihaError) as exc:
-        sb.resolve(*cluster.fakes(), "db", "san-z", cluster.progress.append)
+        sb.resolve(cluster.env, "db", "san-z", cluster.progress.append)
     (report,) = exc.value.reports
     assert (report.code, report.value, report.allowed) == ("unknown-node", "san-z",
                                                             "san-a or san-b")
     with pytest.raises(IscsihaError) as exc:
-        sb.resolve(*cluster.fakes(), "nosuch", "san-b", cluster.progress.append)
+        sb.resolve(cluster.env, "nosuch", "san-b", cluster.progress.append)
     assert _codes(exc) == ["unknown-volume"]
     assert exc.value.reports[0].allowed == "backup, db, vmstore"
 
@@ -428,7 +430,7 @@ def test_an_unknown_node_or_volume_is_refused(cluster: Cluster) -> None:
 def test_discarding_the_primary_serving_a_target_is_refused_with_the_way_out(
         cluster: Cluster) -> None:
     with pytest.raises(IscsihaError) as exc:
-        sb.resolve(*cluster.fakes(), "db", "san-a", cluster.progress.append)
+        sb.resolve(cluster.env, "db", "san-a", cluster.progress.append)
     (report,) = exc.value.reports
     assert (report.code, report.value) == ("discard-side-active", "san-a")
     assert "Primary, promoted by the cluster, serving target vm on san-a" in report.message
@@ -442,7 +444,7 @@ def test_discarding_the_primary_serving_a_target_is_refused_with_the_way_out(
 
 def test_discarding_runs_drbd_s_recovery_on_each_side_and_waits_for_the_resync(
         cluster: Cluster) -> None:
-    result = sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
+    result = sb.resolve(cluster.env, "db", "san-b", cluster.progress.append)
     # The discarded side was already StandAlone: 8.4 has no connection to drop there.
     assert cluster.b.drbd_changes() == [["secondary", "vm"],
                                         ["connect", "--discard-my-data", "vm"]]
@@ -463,7 +465,7 @@ def test_discarding_runs_drbd_s_recovery_on_each_side_and_waits_for_the_resync(
 
 def test_pacemaker_leaves_the_clone_alone_during_the_procedure_and_gets_it_back(
         cluster: Cluster) -> None:
-    sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
+    sb.resolve(cluster.env, "db", "san-b", cluster.progress.append)
     held, released = (ET.fromstring(p) for p in cluster.pacemaker.patches)
     assert _meta(held, "drbd-vm-clone")["maintenance"] == "true"
     assert "maintenance" not in _meta(released, "drbd-vm-clone")
@@ -482,7 +484,7 @@ def _meta(cib: ET.Element, clone: str) -> dict[str, str]:
 
 def test_a_clone_already_in_maintenance_is_left_as_it_is() -> None:
     cluster = _cluster(maintenance=True)
-    result = sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
+    result = sb.resolve(cluster.env, "db", "san-b", cluster.progress.append)
     assert cluster.pacemaker.patches == []
     assert result.held_by == "drbd-vm-clone was already left alone by Pacemaker"
 
@@ -490,7 +492,7 @@ def test_a_clone_already_in_maintenance_is_left_as_it_is() -> None:
 def test_a_discarded_side_still_waiting_for_its_peer_is_disconnected_first() -> None:
     cluster = _cluster(db_b=Res(1, "Secondary", "WFConnection", "UpToDate", "DUnknown",
                                 oos=3072, gi=_gi(B_NEW, PARTED)))
-    sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
+    sb.resolve(cluster.env, "db", "san-b", cluster.progress.append)
     assert cluster.b.drbd_changes() == [["disconnect", "vm"], ["secondary", "vm"],
                                         ["connect", "--discard-my-data", "vm"]]
 
@@ -506,7 +508,7 @@ def test_the_discard_step_checks_again_when_it_runs(
 
     monkeypatch.setattr(cluster.pacemaker, "patch", promoted_meanwhile)
     with pytest.raises(IscsihaError) as exc:
-        sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
+        sb.resolve(cluster.env, "db", "san-b", cluster.progress.append)
     assert _codes(exc) == ["discard-side-not-secondary"]
     assert cluster.b.drbd_changes() == cluster.a.drbd_changes() == []
     assert 'name="maintenance"' not in cluster.pacemaker.cib
@@ -519,7 +521,7 @@ def test_when_drbd_drops_the_connection_again_it_says_so_and_releases_the_clone(
                         lambda self, res, discard_my_data=False: self._runner.run(
                             [DRBDADM, "connect", "--", res]))
     with pytest.raises(IscsihaError) as exc:
-        sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, poll=0)
+        sb.resolve(cluster.env, "db", "san-b", cluster.progress.append)
     assert _codes(exc) == ["split-brain-not-resolved", "partly-applied"]
     assert "Split-Brain detected but unresolved" in exc.value.reports[0].message
     assert "ran on san-b: drbdadm secondary vm" in exc.value.reports[1].message
@@ -530,8 +532,7 @@ def test_when_drbd_drops_the_connection_again_it_says_so_and_releases_the_clone(
 def test_the_wait_is_bounded(cluster: Cluster) -> None:
     cluster.pair.link_up = False  # the replication link is down: never connects
     with pytest.raises(IscsihaError) as exc:
-        sb.resolve(*cluster.fakes(), "db", "san-b", cluster.progress.append, timeout=0,
-                   poll=0)
+        sb.resolve(cluster.env, "db", "san-b", cluster.progress.append, timeout=0)
     assert _codes(exc) == ["resync-not-finished", "partly-applied"]
     assert "still WFConnection, UpToDate on san-b" in exc.value.reports[0].message
     assert 'name="maintenance"' not in cluster.pacemaker.cib
@@ -541,8 +542,7 @@ def test_the_wait_is_bounded(cluster: Cluster) -> None:
 
 
 def _cli(cluster: Cluster, monkeypatch: pytest.MonkeyPatch, answer: str | None) -> None:
-    monkeypatch.setattr(cli, "_split_brain_cluster", cluster.fakes)
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(cli, "_split_brain_env", lambda: cluster.env)
 
     def typed(prompt: str) -> str:
         assert answer is not None, "asked although --yes was given"

@@ -10,6 +10,7 @@ from iscsiha.commands.targets import TargetStatus, VolumeStatus, live_status, st
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import ProcDevice, parse_proc_drbd
 from iscsiha.views import replicating, replication_text, sessions_text, status_lines
+from tests.unit.env_fakes import fake_env
 
 CIB = """<cib><configuration><crm_config><cluster_property_set id="o">
   <nvpair id="o-s" name="stonith-enabled" value="true"/></cluster_property_set></crm_config>
@@ -132,5 +133,5 @@ def test_live_status_without_drbd_loaded_still_reports() -> None:
         def proc(self) -> dict[int, ProcDevice]:
             raise IscsihaError.single("unreadable-file", "file", "/proc/drbd", "readable", "gone")
 
-    state = live_status(FakePacemaker(mon()), NoDrbd(), None)  # type: ignore[arg-type]
+    state = live_status(fake_env(FakePacemaker(mon()), drbd=NoDrbd()))
     assert state.volumes[0].drbd is None and state.targets[0].sessions is None
