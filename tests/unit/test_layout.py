@@ -5,6 +5,7 @@ the top layer that nothing else imports."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -59,8 +60,17 @@ def test_the_console_is_the_appliance_folder_under_the_product_namespace() -> No
 
 
 def test_the_wheel_holds_the_console_and_no_lab(tmp_path: Path) -> None:
+    # Built from a copy of what the wheel is made of (an in-tree build would leave build/
+    # in the checkout, and an old build/ could lend the wheel modules deleted since).
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("iscsiha", "appliance"):
+        shutil.copytree(ROOT / name, source / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                    "--disable-pip-version-check", "-q", "-w", str(tmp_path), str(ROOT)],
+                    "--disable-pip-version-check", "-q", "-w", str(tmp_path), str(source)],
                    check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("iscsiha-*.whl")
     with zipfile.ZipFile(wheel) as archive:
