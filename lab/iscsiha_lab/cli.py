@@ -61,10 +61,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="run directory (default $ISCSIHA_LAB_STATE_DIR or /run/iscsiha-lab)")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    p = sub.add_parser("up", help="boot the lab and form the cluster")
+    p = sub.add_parser("up", help="boot the lab and form the pair with `iscsiha cluster init` "
+                                  "on the first box and `cluster join` on the second")
     _add_image_options(p)
     p.add_argument("--no-cluster", action="store_true",
-                   help="boot the nodes but leave corosync and pacemaker as the image has them")
+                   help="boot the boxes as flashed, no cluster formed")
     p.set_defaults(func=_up)
 
     p = sub.add_parser("down", help="stop everything the lab started")
