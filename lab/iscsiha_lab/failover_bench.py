@@ -21,7 +21,7 @@ from typing import Any
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.model.identity import volume_slots
 from iscsiha.plan.cib import previous_drbd, to_text
-from iscsiha_lab import stock_cib
+from iscsiha_lab import stock_cib, timeline
 from iscsiha_lab.desired import cluster_data
 from iscsiha_lab.faults import Load
 from iscsiha_lab.guest import GuestResult
@@ -446,7 +446,7 @@ class _Bench:
             self.recover(luns, gid, agents, failed=True)
             return record
         load.start()
-        started = time.monotonic()
+        started, fault_at = time.monotonic(), time.time()
         error = None
         try:
             if fault == "move":
@@ -468,6 +468,7 @@ class _Bench:
         keep = ("max_gap_s", "gap_at_s", "writes", "errors", "lost", "lost_kinds",
                 "newer_than_acked", "unreadable", "checked", "error_text")
         record |= {k: result.get(k) for k in keep}
+        record["timeline"] = timeline.rows(self.lab, fault_at, result)
         record["failure"] = run_failure(result, error)
         if fault == "move" and record["failure"] is None and (off := self.powered_off()):
             record["failure"] = f"fenced during a planned move: {', '.join(off)}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iscsiha.errors import IscsihaError
+from iscsiha_lab import timeline
 from iscsiha_lab.initiator import Initiator, wait_for
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import (
@@ -81,10 +82,11 @@ def verify(result: dict[str, Any]) -> None:
 
 def planned_move(lab: Lab) -> dict[str, Any]:
     here = _active(lab)
+    fault_at = time.time()
     move(lab, "alpha", other(here))
     if target_on(lab, "alpha") != other(here):
         raise CheckFailed(f"alpha still not on {other(here)} after the move")
-    return {"to": other(here)}
+    return {"to": other(here), "fault_at": fault_at}
 
 
 def power_cut(lab: Lab) -> dict[str, Any]:
@@ -94,6 +96,7 @@ def power_cut(lab: Lab) -> dict[str, Any]:
     survivor = other(active)
     before, synced_before = written_kib(lab, survivor), resync_kib(lab, survivor)
     shots = fence_history(lab, active)
+    fault_at = time.time()
     lab.power("power-off", active)
     wait_for(f"{active} fenced", fenced_after(lab, active, shots))
     wait_for(f"every target on {survivor}", lambda: all(
@@ -102,7 +105,7 @@ def power_cut(lab: Lab) -> dict[str, Any]:
     lab.power("power-on", active)  # the admin brings the fenced box back
     wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
     figures = {"written_away_kib": written_kib(lab, survivor) - before,
-               "resynced_kib": resync_kib(lab, survivor) - synced_before}
+               "resynced_kib": resync_kib(lab, survivor) - synced_before, "fault_at": fault_at}
     if not 0 < figures["resynced_kib"] < RESYNC_LIMIT_KIB:
         raise CheckFailed(f"resynced {figures['resynced_kib']} KiB: expected only what "
                           f"changed, more than 0 and under {RESYNC_LIMIT_KIB}")
@@ -117,6 +120,7 @@ def freeze(lab: Lab) -> dict[str, Any]:
     """The active box hangs (SIGSTOP): fenced off, so it can never resume and write."""
     active = _active(lab)
     shots = fence_history(lab, active)
+    fault_at = time.time()
     lab.power("freeze", active)
     wait_for(f"{active} fenced", fenced_after(lab, active, shots))
     try:
@@ -129,13 +133,14 @@ def freeze(lab: Lab) -> dict[str, Any]:
     wait_for(f"alpha on {other(active)}", lambda: target_on(lab, "alpha") == other(active))
     lab.power("power-on", active)
     wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
-    return {}
+    return {"fault_at": fault_at}
 
 
 def replication_cut(lab: Lab) -> dict[str, Any]:
     """The replication link breaks: writes go on unreplicated, the stale side may not be
     promoted (DRBD's fence-peer constraint), nothing fails over; healed, it resyncs."""
     active = _active(lab)
+    fault_at = time.time()
     lab.links("cut", "repl", active)
     try:
         wait_for("DRBD's fence-peer constraint", lambda: bool(fence_constraints(lab, active)),
@@ -156,7 +161,7 @@ def replication_cut(lab: Lab) -> dict[str, Any]:
         lab.links("heal", "repl", active)
     wait_for("resynced, constraint lifted", lambda: healthy(lab) and not fence_constraints(
         lab, active), timeout=RECOVERY)
-    return {"constraints": constraints}
+    return {"constraints": constraints, "fault_at": fault_at}
 
 
 def cluster_links_cut(lab: Lab) -> dict[str, Any]:
@@ -165,6 +170,7 @@ def cluster_links_cut(lab: Lab) -> dict[str, Any]:
     active = _active(lab)
     links = ("link0", "link1")
     shots = {box: fence_history(lab, box) for box in (active, other(active))}
+    fault_at = time.time()
     for link in links:
         lab.links("cut", link, active)
     try:
@@ -180,20 +186,21 @@ def cluster_links_cut(lab: Lab) -> dict[str, Any]:
     wait_for("the pair whole again", lambda: healthy(lab), timeout=RECOVERY)
     if len(fenced) != 1:
         raise CheckFailed(f"fenced {fenced}: exactly one box must be")
-    return {"fenced": fenced}
+    return {"fenced": fenced, "fault_at": fault_at}
 
 
 def storage_cut(lab: Lab) -> dict[str, Any]:
     """The active box loses its storage network: its targets move to the box that still
     reaches the ping hosts."""
     active = _active(lab)
+    fault_at = time.time()
     lab.links("cut", "storage", active)
     try:
         wait_for(f"alpha off {active}", lambda: target_on(lab, "alpha") == other(active))
     finally:
         lab.links("heal", "storage", active)
     wait_for("healthy", lambda: healthy(lab))
-    return {}
+    return {"fault_at": fault_at}
 
 
 def _active(lab: Lab) -> str:
@@ -220,14 +227,20 @@ def run(lab: Lab, initiator: Initiator, disks: list[str], scenario: str) -> dict
     since = clocks(lab)
     load = Load(initiator, disks)
     load.start()
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     try:
         extra = SCENARIOS[scenario](lab)
     except BaseException as exc:
-        exc.add_note(f"the verifier during {scenario}: {json.dumps(load.stop())}")
+        probe = load.stop()
+        exc.add_note(f"the verifier during {scenario}: {json.dumps(probe)}")
+        exc.add_note(f"timeline (s after {scenario} began):\n"
+                     + timeline.table(timeline.rows(lab, started_at, probe)))
         raise
     result = load.stop()
     result.update(extra, scenario=scenario, scenario_s=round(time.monotonic() - started, 1))
+    result["timeline"] = timeline.rows(lab, result.get("fault_at", started_at), result)
     verify(result)
     recovered(lab, since)
     return result
+
+

@@ -55,6 +55,7 @@ def main() -> None:
     writes = errors = 0
     error_text: list[str] = []
     start = last = time.monotonic()
+    wall = time.time() - start  # the wall clock at monotonic 0: the timeline's clock
     gap, gap_at = 0.0, 0.0
     deadline = start + args.seconds
     seq = 0
@@ -99,6 +100,8 @@ def main() -> None:
             lost_kinds[kind] += 1
     print(json.dumps({"writes": writes, "errors": errors, "error_text": error_text,
                       "max_gap_s": round(gap, 3), "gap_at_s": round(gap_at, 3),
+                      "gap_from_wall": round(wall + start + gap_at, 3),
+                      "gap_to_wall": round(wall + start + gap_at + gap, 3),
                       "lost": sum(lost_kinds.values()), "lost_kinds": lost_kinds,
                       "unreadable": unreadable, "newer_than_acked": newer,
                       "checked": len(acked), "seconds": round(last - start, 3)}))

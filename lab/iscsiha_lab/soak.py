@@ -30,6 +30,7 @@ def soak(lab: Lab, count: int, seed: int, max_minutes: float,
     totals = Counter({"acknowledged_writes": 0, "blocks_verified": 0, "lost": 0,
                       "io_errors": 0, "unreadable": 0})
     pauses: list[float] = []
+    timelines: list[dict[str, Any]] = []  # each fault's, to see which phase a long pause grew
     failure = None
     started = time.monotonic()
     try:
@@ -51,6 +52,8 @@ def soak(lab: Lab, count: int, seed: int, max_minutes: float,
                            "io_errors": result["errors"],
                            "unreadable": result.get("unreadable", 0)})
             pauses.append(result["max_gap_s"])
+            timelines.append({"fault": n, "scenario": scenario, "pause_s": result["max_gap_s"],
+                              "timeline": result.get("timeline", [])})
             progress(f"soak: survived {scenario}: pause {result['max_gap_s']} s, "
                      f"{result['writes']} writes, {result['lost']} lost, "
                      f"{result['errors']} errors")
@@ -60,4 +63,5 @@ def soak(lab: Lab, count: int, seed: int, max_minutes: float,
             "faults_survived": sum(survived.values()), "by_scenario": dict(survived),
             **totals, "max_pause_s": max(pauses, default=None),
             "median_pause_s": sorted(pauses)[len(pauses) // 2] if pauses else None,
-            "minutes": round((time.monotonic() - started) / 60, 1), "failure": failure}
+            "minutes": round((time.monotonic() - started) / 60, 1), "failure": failure,
+            "timelines": timelines}

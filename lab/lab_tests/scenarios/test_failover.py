@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from iscsiha_lab import faults
+from iscsiha_lab import faults, timeline
 from iscsiha_lab.initiator import Initiator
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import logout_all, prepare
@@ -38,7 +38,9 @@ def pair(lab: Lab) -> Iterator[tuple[Initiator, list[str]]]:
 def _run(lab: Lab, pair: tuple[Initiator, list[str]], scenario: str) -> dict[str, Any]:
     result = faults.run(lab, *pair, scenario)
     FIGURES[scenario] = result
-    print(f"\n{scenario}: " + json.dumps(result, sort_keys=True))
+    print(f"\n{scenario}: " + json.dumps({k: v for k, v in result.items() if k != "timeline"},
+                                          sort_keys=True))
+    print(f"timeline of the {scenario} (s after the fault):\n{timeline.table(result['timeline'])}")
     return result
 
 
