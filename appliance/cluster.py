@@ -57,7 +57,8 @@ class ClusterNode(ConsoleNode):
                         ping: str | None = None, peer_bmc_user: str | None = None,
                         bmc_password: str | None = None, peer_bmc_password: str | None = None,
                         tiebreaker: str | None = None, tiebreaker_user: str | None = None,
-                        tiebreaker_signer: str | None = None) -> None:
+                        tiebreaker_signer: str | None = None,
+                        bmc_cipher: str | None = None) -> None:
         """
         Sets this box up as the first of the cluster's two boxes: checks every
         setting and that this box has its addresses, then writes corosync.conf,
@@ -135,6 +136,12 @@ class ClusterNode(ConsoleNode):
         -------------
         The IPMI user on the peer's BMC; default bmc_user.
 
+        bmc_cipher
+        ----------
+        Both BMCs' IPMI cipher suite (ipmitool -C, 0-17). Without it
+        ipmitool asks each BMC first, which some answer only after seconds
+        of retries on every fence call.
+
         bmc_password
         ------------
         Only `-` (or left out): asked without echo, or the first line of
@@ -182,7 +189,7 @@ class ClusterNode(ConsoleNode):
             peer_bmc_password=Secret(peer_bmc_password or self.state.ask_secret(
                 f"BMC password of {peer} (not echoed): ")),
             ping=tuple(p.strip() for p in (ping or "").split(",") if p.strip()),
-            tiebreaker=tiebreaker)
+            tiebreaker=tiebreaker, bmc_cipher=bmc_cipher)
         access = TiebreakerAccess(tiebreaker_user or "root", tiebreaker_signer)
         result = self.state.backend.init_cluster(request, access, self.state.progress)
         for line in init_lines(result):

@@ -56,6 +56,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     i.add_argument("--bmc-user", required=True, metavar="USER", help="its IPMI user")
     i.add_argument("--peer-bmc", required=True, metavar="ADDRESS", help="the peer's BMC")
     i.add_argument("--peer-bmc-user", metavar="USER", help="its IPMI user (default --bmc-user)")
+    i.add_argument("--bmc-cipher", metavar="N",
+                   help="both BMCs' IPMI cipher suite (ipmitool -C, 0-17); without it "
+                        "ipmitool asks each BMC first, which some answer only after "
+                        "seconds of retries on every fence call")
     i.add_argument("--tiebreaker", metavar="HOST",
                    help="the corosync-qnetd host; without one, fencing alone decides")
     i.add_argument("--tiebreaker-user", default="root", metavar="USER",
@@ -120,7 +124,8 @@ def _init(args: argparse.Namespace) -> int:
                   if getattr(args, name) is not None},
         bmc=args.bmc, bmc_user=args.bmc_user, bmc_password=bmc_password,
         peer_bmc=args.peer_bmc, peer_bmc_user=args.peer_bmc_user or args.bmc_user,
-        peer_bmc_password=peer_password, ping=tuple(args.ping), tiebreaker=args.tiebreaker)
+        peer_bmc_password=peer_password, ping=tuple(args.ping), tiebreaker=args.tiebreaker,
+        bmc_cipher=args.bmc_cipher)
     access = TiebreakerAccess(args.tiebreaker_user, args.tiebreaker_signer)
     with open_tiebreaker(runner, args.tiebreaker, access) as tiebreaker:
         result = bootstrap.init(env, request, tiebreaker, _progress, cli_name)

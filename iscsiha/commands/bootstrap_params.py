@@ -18,6 +18,7 @@ from iscsiha.model.fields import (
     ADDRESS,
     ADDRESSES,
     BMC,
+    CIPHER,
     CLUSTER,
     NAME,
     NODES,
@@ -58,6 +59,7 @@ class InitRequest:
     node: str | None = None  # default: this box's host name
     ping: tuple[str, ...] = ()
     tiebreaker: str | None = None
+    bmc_cipher: str | None = None  # both BMCs' IPMI cipher suite; None: ipmitool asks
 
 
 def console_name(param: str) -> str:
@@ -111,10 +113,16 @@ def desired_data(request: InitRequest, node: str,
             names[f"{NODES}[{i}].{ADDRESSES}.{net[NAME]}"] = f"{param(net[NAME])} ({which})"
         names.update({f"{NODES}[{i}].{BMC}.{ADDRESS}": param(f"{prefix}bmc"),
                       f"{NODES}[{i}].{BMC}.{USER}": param(f"{prefix}bmc_user"),
-                      f"{NODES}[{i}].{BMC}.{PASSWORD}": param(f"{prefix}bmc_password")})
+                      f"{NODES}[{i}].{BMC}.{PASSWORD}": param(f"{prefix}bmc_password"),
+                      f"{NODES}[{i}].{BMC}.{CIPHER}": param("bmc_cipher")})
+        bmc_table: dict[str, Any] = {ADDRESS: bmc, USER: user, PASSWORD: str(password)}
+        if request.bmc_cipher is not None:
+            # A number goes in as one, anything else as given: the loader names it.
+            text = request.bmc_cipher.strip()
+            bmc_table[CIPHER] = int(text) if text.isdecimal() else text
         nodes.append({NAME: who,
                       ADDRESSES: {n[NAME]: specs[n[NAME]][1 + i] for n in networks},
-                      BMC: {ADDRESS: bmc, USER: user, PASSWORD: str(password)}})
+                      BMC: bmc_table})
     cluster: dict[str, Any] = {NAME: request.name}
     if request.tiebreaker:
         cluster[TIEBREAKER] = request.tiebreaker

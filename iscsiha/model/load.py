@@ -16,6 +16,7 @@ from iscsiha.model.fields import (
     AUTH,
     BMC,
     CHAP_KEYS,
+    CIPHER,
     CLUSTER,
     DISCOVERY_AUTH,
     DRBD_MINOR,
@@ -255,10 +256,11 @@ class _Reader:
                       names.CHAP_USER_ALLOWED)
         password = t.secret(PASSWORD, lambda s: names.bmc_password_problem(s) is None,
                             names.BMC_PASSWORD_ALLOWED)
+        cipher = t.integer(CIPHER, 0, names.IPMI_CIPHER_MAX, required=False)
         t.finish()
         if address is None or user is None or password is None:
             return None
-        return Bmc(address, user, password)
+        return Bmc(address, user, password, cipher)
 
     # -- volumes ----------------------------------------------------------------------
 

@@ -181,6 +181,8 @@ TCP_PORT_MIN, TCP_PORT_MAX = 1, 65535
 TCP_PORT_ALLOWED = f"{TCP_PORT_MIN} to {TCP_PORT_MAX}"
 LUN_MAX = 255  # LIO: 256 LUNs per TPG
 LUN_ALLOWED = f"0 to {LUN_MAX}"
+# ipmitool -C takes an IPMI 2.0 cipher suite id (0-17).
+IPMI_CIPHER_MAX = 17
 
 
 def parse_decimal(text: str, low: int, high: int) -> int | None:

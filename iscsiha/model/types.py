@@ -46,6 +46,7 @@ class Bmc:
     address: IPAddress
     user: str
     password: Secret
+    cipher: int | None = None  # the IPMI cipher suite (ipmitool -C); None: ipmitool asks
 
 
 @dataclass(frozen=True)

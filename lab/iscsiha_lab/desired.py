@@ -32,7 +32,7 @@ def init_request(topology: Topology, bmc_password: Secret) -> InitRequest:
         bmc=text["bmc"], bmc_user=text["bmc_user"], bmc_password=bmc_password,
         peer_bmc=text["peer_bmc"], peer_bmc_user=text["bmc_user"],
         peer_bmc_password=bmc_password, ping=tuple(params["ping"]),
-        tiebreaker=text["tiebreaker"])
+        tiebreaker=text["tiebreaker"], bmc_cipher=text["bmc_cipher"])
 
 
 def lab_data(topology: Topology, bmc_password: Secret) -> dict[str, Any]:

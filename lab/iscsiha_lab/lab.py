@@ -427,9 +427,7 @@ class Lab:
             f"username={self.topology.bmc_user}",
             f"password={self.bmc_password()}",
             "lanplus=1",
-            # ipmi_sim (openipmi 2.0.33) has no SHA-256 suites; ipmitool tries 17 first
-            # and loses about 10 s per call falling back: ask for suite 3 at once.
-            "cipher=3",
+            f"cipher={cluster.BMC_CIPHER}",
             f"action={action}",
             "",
         ])

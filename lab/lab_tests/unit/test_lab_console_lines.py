@@ -101,6 +101,7 @@ def test_the_console_line_and_the_cli_argv_ask_init_for_the_lab_s_request(lab: F
     args = cli_parser().parse_args(cluster.init_argv(lab.topology)[1:])
     assert (args.name, args.peer, args.ping, args.tiebreaker, args.tiebreaker_signer) == (
         request.name, request.peer, list(request.ping), request.tiebreaker, signer.PROGRAM)
-    assert (args.bmc, args.bmc_user, args.peer_bmc) == (
-        request.bmc, request.bmc_user, request.peer_bmc)
+    assert (args.bmc, args.bmc_user, args.peer_bmc, args.bmc_cipher) == (
+        request.bmc, request.bmc_user, request.peer_bmc, request.bmc_cipher)
+    assert request.bmc_cipher == cluster.BMC_CIPHER
     assert {name: getattr(args, name) for name in request.networks} == request.networks
