@@ -6,8 +6,8 @@ completion, and stops at a stop file or a time limit. Then it reads back the
 last acknowledged block at every offset it wrote and counts any that differ: lost
 when older, zeros or foreign (counted apart), "newer_than_acked" when it is a later
 write of its own that returned an error yet landed (and any it cannot read back).
-Prints one JSON line: writes, errors, the longest gap between two completions
-(the I/O pause) and when it began, and blocks lost.
+Prints one JSON line: writes, errors, the longest time one disk went without a
+completed write (the I/O pause) and when it began and ended, and blocks lost.
 
     python3 -c "$(cat io_probe.py)" --seconds 120 --stop-file /tmp/stop /dev/sda ...
 """
@@ -43,6 +43,22 @@ def _kind(found: bytes, dev: int, acked: int, offset: int) -> str:
     return "zeros" if not found.strip(b"\0") else "foreign"
 
 
+class Pause:
+    """The longest time one disk went without a completed write. A disk's pause runs
+    from its last completed write to its next: writes completing on the other disks
+    meanwhile (one may resume before another) do not end it."""
+
+    def __init__(self, start: float, disks: int) -> None:
+        self.start = start
+        self.done_at = [start] * disks
+        self.longest = self.at = 0.0  # seconds; when it began, after start
+
+    def completed(self, disk: int, now: float) -> None:
+        if now - self.done_at[disk] > self.longest:
+            self.longest, self.at = now - self.done_at[disk], self.done_at[disk] - self.start
+        self.done_at[disk] = now
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -56,7 +72,7 @@ def main() -> None:
     error_text: list[str] = []
     start = last = time.monotonic()
     wall = time.time() - start  # the wall clock at monotonic 0: the timeline's clock
-    gap, gap_at = 0.0, 0.0
+    pause = Pause(start, len(fds))
     deadline = start + args.seconds
     seq = 0
     while time.monotonic() < deadline and not os.path.exists(args.stop_file):
@@ -72,10 +88,8 @@ def main() -> None:
             errors += 1
             if len(error_text) < 5:
                 error_text.append(f"{args.devices[dev]}@{offset}: {exc}")
-        now = time.monotonic()
-        if now - last > gap:
-            gap, gap_at = now - last, last - start
-        last = now
+        last = time.monotonic()
+        pause.completed(dev, last)
         seq += 1
     lost_kinds = {"older": 0, "zeros": 0, "foreign": 0}
     unreadable = newer = 0
@@ -99,9 +113,9 @@ def main() -> None:
         else:
             lost_kinds[kind] += 1
     print(json.dumps({"writes": writes, "errors": errors, "error_text": error_text,
-                      "max_gap_s": round(gap, 3), "gap_at_s": round(gap_at, 3),
-                      "gap_from_wall": round(wall + start + gap_at, 3),
-                      "gap_to_wall": round(wall + start + gap_at + gap, 3),
+                      "max_gap_s": round(pause.longest, 3), "gap_at_s": round(pause.at, 3),
+                      "gap_from_wall": round(wall + start + pause.at, 3),
+                      "gap_to_wall": round(wall + start + pause.at + pause.longest, 3),
                       "lost": sum(lost_kinds.values()), "lost_kinds": lost_kinds,
                       "unreadable": unreadable, "newer_than_acked": newer,
                       "checked": len(acked), "seconds": round(last - start, 3)}))
