@@ -233,8 +233,9 @@ def run(lab: Lab, initiator: Initiator, disks: list[str], scenario: str) -> dict
     except BaseException as exc:
         probe = load.stop()
         exc.add_note(f"the verifier during {scenario}: {json.dumps(probe)}")
-        exc.add_note(f"timeline (s after {scenario} began):\n"
-                     + timeline.table(timeline.rows(lab, started_at, probe)))
+        if isinstance(exc, Exception):  # not on Ctrl-C: the journals take seconds to read
+            exc.add_note(f"timeline (s after {scenario} began):\n"
+                         + timeline.table(timeline.rows(lab, started_at, probe)))
         raise
     result = load.stop()
     result.update(extra, scenario=scenario, scenario_s=round(time.monotonic() - started, 1))
