@@ -54,6 +54,17 @@ def test_power_cut_of_the_active_box_then_it_returns_and_resyncs_only_changes(
     # Only what changed while it was away went over, never the whole volume.
     assert 0 < result["resynced_kib"] < faults.RESYNC_LIMIT_KIB
     assert result["written_away_kib"] > 0
+    # The timeline has the failover's phases, in the order fencing allows: nothing is
+    # promoted before the lost box is confirmed off, and I/O resumes only after that.
+    first = {}
+    for row in result["timeline"]:
+        first.setdefault(row["phase"], row["t"])
+    fenced = first["fence confirmed (off)"]
+    assert first["corosync: peer left"] < first["fence requested (off)"] < fenced
+    promoted = [t for phase, t in first.items() if phase.startswith("promote ")
+                and phase.endswith(" done") and t > 0]
+    assert promoted and min(promoted) > fenced
+    assert first["I/O: first write after the pause"] > fenced
 
 
 def test_freeze_of_the_active_box_is_fenced_then_thawed(
