@@ -9,6 +9,7 @@ came from (``link0 (peer's address)``) rather than only the TOML path.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from iscsiha.model.fields import (
 )
 from iscsiha.model.fields import NETWORKS as NETWORKS_KEY
 from iscsiha.model.load import load_data
+from iscsiha.model.names import parse_decimal
 from iscsiha.model.types import Config, IPAddress, NetworkRole, Node
 
 _LINK, _STORAGE = NetworkRole.CLUSTER.value, NetworkRole.STORAGE.value
@@ -117,9 +119,9 @@ def desired_data(request: InitRequest, node: str,
                       f"{NODES}[{i}].{BMC}.{CIPHER}": param("bmc_cipher")})
         bmc_table: dict[str, Any] = {ADDRESS: bmc, USER: user, PASSWORD: str(password)}
         if request.bmc_cipher is not None:
-            # A number goes in as one, anything else as given: the loader names it.
-            text = request.bmc_cipher.strip()
-            bmc_table[CIPHER] = int(text) if text.isdecimal() else text
+            # ASCII digits go in as a number, anything else as given: the loader names it.
+            number = parse_decimal(request.bmc_cipher, -sys.maxsize, sys.maxsize)
+            bmc_table[CIPHER] = request.bmc_cipher if number is None else number
         nodes.append({NAME: who,
                       ADDRESSES: {n[NAME]: specs[n[NAME]][1 + i] for n in networks},
                       BMC: bmc_table})
