@@ -11,14 +11,13 @@ import tomllib
 from typing import Any
 
 from iscsiha.commands.bootstrap_params import InitRequest, desired_data
+from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.model.load import load_data
 from iscsiha.model.types import Config
 from iscsiha_lab.cluster import init_params
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.topology import Topology
-
-DESIRED_PATH = "/etc/iscsiha/desired.toml"  # where `cluster init/join` keep it
 
 
 def init_request(topology: Topology, bmc_password: Secret) -> InitRequest:
