@@ -6,8 +6,10 @@ iSCSI port before the address comes up, and the target agent unblocks it as the
 last step of its start (and blocks it first on stop), so no initiator sees an
 empty target or a TCP reset while a target moves. The port block lives in those
 two agents rather than in separate block/unblock resources, so every monitor
-reads real state and a move has fewer operations. The group is colocated with,
-and ordered after, the promotion of its DRBD resource.
+reads real state and a move has fewer operations. The group is colocated with the
+promotion of its DRBD resource, and only the target is ordered after it: the
+addresses (their port blocked) come up while DRBD demotes and promotes instead of
+after it.
 """
 
 from __future__ import annotations
@@ -362,18 +364,22 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
         # No target answers before discovery is protected on its box.
         ET.SubElement(constraints, "rsc_order", id=f"{gid}-after-discovery",
                       first="lio-discovery-clone", then=gid, kind="Mandatory")
-    with_promoted_drbd(constraints, gid, target.name)
+    # Only the target waits for the promotion (and stops before the demotion): its
+    # addresses, port blocked, move in parallel with DRBD (docs/failover.md).
+    with_promoted_drbd(constraints, gid, target.name, then=lio.get("id", ""))
 
 
-def with_promoted_drbd(constraints: ET.Element, gid: str, target: str) -> None:
-    """The group runs where the target's DRBD resource is Primary, once it was promoted."""
+def with_promoted_drbd(constraints: ET.Element, gid: str, target: str,
+                       then: str | None = None) -> None:
+    """The group runs where the target's DRBD resource is Primary; ``then`` (the group
+    unless given) starts once it was promoted."""
     clone = drbd_clone_id(target)
     ET.SubElement(constraints, "rsc_colocation", {
         "id": f"{gid}-with-drbd", "rsc": gid, "with-rsc": clone,
         "with-rsc-role": "Promoted", "score": "INFINITY"})
     ET.SubElement(constraints, "rsc_order", {
         "id": f"{gid}-after-drbd", "first": clone, "first-action": "promote",
-        "then": gid, "then-action": "start", "kind": "Mandatory"})
+        "then": then or gid, "then-action": "start", "kind": "Mandatory"})
 
 
 def _auth_params(auth: Auth) -> AuthParams:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -11,12 +12,18 @@ from iscsiha.model.load import load_text
 from tests.conftest import EXAMPLE, skip_or_fail
 
 
-def whole_cib(fragment: str, nodes: tuple[str, str]) -> str:
-    """Wrap the fragment as a CIB of two online nodes with quorum, as crm_verify wants."""
+def whole_cib(fragment: str, nodes: tuple[str, str],
+              attributes: tuple[tuple[str, str], ...] = ()) -> str:
+    """Wrap the fragment as a CIB of two online nodes with quorum, as crm_verify wants;
+    ``attributes``: node attributes both nodes carry (name, value)."""
     node_xml = "".join(f'<node id="{i}" uname="{n}"/>' for i, n in enumerate(nodes, 1))
     state = "".join(
         f'<node_state id="{i}" uname="{n}" in_ccm="true" crmd="online" join="member" '
-        f'expected="member"/>' for i, n in enumerate(nodes, 1))
+        f'expected="member"><transient_attributes id="{i}"><instance_attributes '
+        f'id="status-{i}">'
+        + "".join(f'<nvpair id="status-{i}-{k}" name="{k}" value="{v}"/>' for k, v in attributes)
+        + "</instance_attributes></transient_attributes></node_state>"
+        for i, n in enumerate(nodes, 1))
     body = fragment.replace("</configuration>", f"<nodes>{node_xml}</nodes></configuration>")
     return (f'<cib have-quorum="1" validate-with="pacemaker-3.9" admin_epoch="0" epoch="1" '
             f'num_updates="0">{body}<status>{state}</status></cib>')
@@ -47,3 +54,46 @@ def test_crm_verify_rejects_a_broken_cib(tmp_path: Path) -> None:
     cib_file = tmp_path / "cib.xml"
     cib_file.write_text(whole_cib(broken, ("san-a", "san-b")))
     assert Runner().run([crm_verify, "-x", str(cib_file)], check=False).returncode != 0
+
+
+def _predecessors(dot: str) -> dict[str, set[str]]:
+    """Each action of a crm_simulate transition graph -> the actions it waits for."""
+    before: dict[str, set[str]] = {}
+    for first, then in re.findall(r'^"([^"]+)" -> "([^"]+)"', dot, re.MULTILINE):
+        before.setdefault(then, set()).add(first)
+    return before
+
+
+def _waits_for(before: dict[str, set[str]], action: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [action]
+    while todo:
+        for first in before.get(todo.pop(), set()) - seen:
+            seen.add(first)
+            todo.append(first)
+    return seen
+
+
+def test_a_target_s_addresses_start_without_waiting_for_the_promotion(
+        tmp_path: Path) -> None:
+    """Pacemaker's own scheduler, on the planned CIB: the target waits for its DRBD
+    promotion, its addresses (port blocked) do not, so they come up in parallel."""
+    crm_simulate = shutil.which("crm_simulate")
+    if crm_simulate is None:
+        skip_or_fail("crm_simulate is not installed (apt-get install pacemaker-cli-utils)")
+        return
+    config = load_text(EXAMPLE.read_text())
+    cib_file, dot_file = tmp_path / "cib.xml", tmp_path / "graph.dot"
+    # Both DRBD sides UpToDate, as the linbit agent scores them, and the storage
+    # network's hosts answering: the scheduler then promotes and starts every target.
+    scores = tuple((f"master-drbd-{t.name}", "10000") for t in config.targets)
+    pings = tuple((f"ping-{n.name}", "1") for n in config.cluster.networks)
+    cib_file.write_text(whole_cib(plan(config).cib, ("san-a", "san-b"), scores + pings))
+    Runner().run([crm_simulate, "-x", str(cib_file), "-S", "-D", str(dot_file)])
+    before = _predecessors(dot_file.read_text())
+    target = config.targets[0].name
+    (address,) = [a for a in before if re.fullmatch(f"target-{target}-ip0_start_0 \\S+", a)]
+    (lio,) = [a for a in before if re.fullmatch(f"target-{target}-lio_start_0 \\S+", a)]
+    promote = re.compile(f"drbd-{target}(:\\d+)?_promote_0 ")
+    assert any(promote.match(a) for a in _waits_for(before, lio))
+    assert not any(promote.match(a) for a in _waits_for(before, address))
