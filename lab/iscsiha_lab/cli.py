@@ -16,7 +16,15 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.views import format_reports
-from iscsiha_lab import bench, console, console_setup, failover_bench, initiator_root, soak
+from iscsiha_lab import (
+    bench,
+    console,
+    console_setup,
+    failover_bench,
+    fault_timeline,
+    initiator_root,
+    soak,
+)
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.paths import LabImages, LabPaths
 
@@ -129,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--agents", default="ours,stock",
                    help="ours, stock, comma-separated (default both)")
     p.set_defaults(func=_failover_bench)
+
+    p = sub.add_parser("fault-timeline", help="fault scenarios under the verifier, each "
+                       "with its timeline and every phase's median (JSON); takes the running "
+                       "lab's desired state over")
+    p.add_argument("--scenarios", default="planned move,power cut",
+                   help="comma-separated (default: planned move,power cut)")
+    p.add_argument("--runs", type=int, default=3, help="runs of each (default 3)")
+    p.set_defaults(func=_fault_timeline)
 
     p = sub.add_parser("console-setup", help="on a lab up with --no-cluster: form the cluster "
                        "and export a volume to the initiator with console commands only, "
@@ -245,6 +261,14 @@ def _failover_bench(lab: Lab, args: argparse.Namespace) -> int:
     print(json.dumps(report, indent=2))
     # Failed runs are measurements (in the JSON); only a benchmark cut short is a failure.
     return EXIT_OK if report["aborted"] is None else EXIT_REFUSED
+
+
+def _fault_timeline(lab: Lab, args: argparse.Namespace) -> int:
+    scenarios = fault_timeline.parse_scenarios(args.scenarios, args.runs)
+    lab.require_running()
+    report = fault_timeline.run(lab, scenarios, args.runs, progress)
+    print(json.dumps(report, indent=2))
+    return EXIT_OK if report["failure"] is None else EXIT_REFUSED
 
 
 def _console_setup(lab: Lab, args: argparse.Namespace) -> int:
