@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import socket
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import bootstrap
 from iscsiha.commands import targets as targets_cmd
+from iscsiha.commands import timeline as timeline_cmd
 from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
+from iscsiha.commands.timeline import TimelineReport
 from iscsiha.console.files import DESIRED_PATH, read_text, write_secret
 from iscsiha.console.state import Progress
 from iscsiha.errors import IscsihaError
@@ -55,6 +58,9 @@ class ClusterBackend:
 
     def status(self) -> ClusterStatus:
         return targets_cmd.live_status(self._env())
+
+    def timeline(self, iqns: Mapping[str, str]) -> TimelineReport:
+        return timeline_cmd.last_timeline(self._env(), iqns)
 
     def move(self, target: str, node: str, timeout: float, progress: Progress) -> float:
         return targets_cmd.move(self._env(), target, node, timeout, progress)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from iscsiha.commands.apply import Changes
@@ -19,6 +19,7 @@ from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.config import validate
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
+from iscsiha.commands.timeline import TimelineReport
 from iscsiha.console.files import Backups
 from iscsiha.errors import IscsihaError
 from iscsiha.model.toml_dump import dumps
@@ -39,6 +40,8 @@ class Backend(Protocol):
               progress: Progress) -> Changes: ...
 
     def status(self) -> ClusterStatus: ...
+
+    def timeline(self, iqns: Mapping[str, str]) -> TimelineReport: ...
 
     def move(self, target: str, node: str, timeout: float, progress: Progress) -> float: ...
 

@@ -31,7 +31,7 @@ from iscsiha.model.fields import (
     VOLUMES,
 )
 from iscsiha.model.load import DEFAULT_VOLUME_GROUP
-from iscsiha.views import replicating, replication_text, status_lines
+from iscsiha.views import replicating, replication_text, status_lines, timeline_lines
 
 
 class RootNode(ConsoleNode):
@@ -50,7 +50,7 @@ class RootNode(ConsoleNode):
             return f"desired state unreadable: {report.field}: {report.message}", False
         return f"cluster {self.state.data_or_empty().get(CLUSTER, {}).get(NAME, '?')}", None
 
-    def ui_command_status(self) -> None:
+    def ui_command_status(self, timeline: str | None = None) -> None:
         """
         Shows the running cluster: each node online or not, quorum, the fence
         devices, where each target runs (and whether all of it started) with
@@ -58,16 +58,37 @@ class RootNode(ConsoleNode):
         this box's view of its replication (and a resync's progress). The same
         as `iscsiha status`.
 
+        PARAMETERS
+        ==========
+
+        timeline
+        --------
+        yes: also the last failover or move, from both boxes' journals: when
+        the peer was lost, fenced, each target promoted and served again, and
+        its first initiator back. The same as `iscsiha status --timeline`.
+
         EXAMPLE
         =======
         status
+        status timeline=yes
 
         SEE ALSO
         ========
         ls /targets/NAME move
         """
-        for line in status_lines(self.state.status()):
+        show_timeline = timeline_wanted(timeline)
+        state = self.state.status()
+        for line in status_lines(state):
             self.say(line)
+        if show_timeline:
+            self.say("")
+            for line in timeline_lines(self.state.backend.timeline(
+                    {t.name: t.iqn for t in state.targets})):
+                self.say(line)
+
+    def ui_complete_status(self, parameters: dict[str, str], text: str,
+                           current_param: str) -> list[str]:
+        return matching(["yes", "no"], text) if current_param == "timeline" else []
 
     def ui_command_shell(self) -> None:
         """
@@ -393,3 +414,13 @@ class NetworkNode(ConsoleNode):
 
     def summary(self) -> Summary:
         return f"{self.ui_getgroup_network(ROLE)} {self.ui_getgroup_network(SUBNET)}", None
+
+
+def timeline_wanted(value: str | None) -> bool:
+    """The status command's ``timeline=`` (yes or no; left out: no)."""
+    if value is None or value.lower() in ("no", "n", "false"):
+        return False
+    if value.lower() in ("yes", "y", "true"):
+        return True
+    raise IscsihaError.single("bad-value", "timeline", value, "yes or no",
+                              "leave it out for the status alone")

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING
 
 from iscsiha.commands.bootstrap_env import JOIN_TTL, InitResult
 from iscsiha.commands.targets import ClusterStatus, Fencing, TargetStatus, VolumeStatus
+from iscsiha.commands.timeline import Source, TimelineReport
 from iscsiha.errors import PARTLY_APPLIED, Report, Secret
+from iscsiha.failover import LOGIN_AHEAD, LOOK_AHEAD, TargetTimeline
 from iscsiha.plan.cib import drbd_clone_id
+from iscsiha.protocol.codec import shown
 
 if TYPE_CHECKING:
     # Only for annotations: split_brain words its refusals with this module.
@@ -107,6 +110,60 @@ def replicating(volume: VolumeStatus) -> bool | None:
     if dev is None:
         return None
     return dev.connection == "Connected" and dev.disk == dev.peer_disk == "UpToDate"
+
+
+# -- the last failover's timeline ---------------------------------------------------------
+
+NO_FAILOVER = "no failover or move in the journal since boot"
+_KINDS = {"failover": "last failover (a box was lost)",
+          "move": "last move (stopped on one box, started on the other)"}
+
+
+def timeline_lines(report: TimelineReport) -> list[str]:
+    """What `iscsiha status --timeline` and the console's `status timeline=yes` add."""
+    failover = report.failover
+    if failover is None:
+        lines = [f"timeline: {NO_FAILOVER}"]
+    else:
+        lines = [f"timeline: {_KINDS[failover.kind]}, began {wall_text(failover.began_at)}; "
+                 "seconds after its first event, each box's own clock (NTP keeps them close)"]
+        for target in failover.targets:
+            lines.append(f"target  {target.target}: {served_text(target)}")
+            width = max((len(r.node) for r in target.rows), default=4)
+            lines += [f"  {r.at:8.2f} s  {r.node:<{width}}  {r.phase}" for r in target.rows]
+    lines += [f"events  {source_text(s)}" for s in report.sources]
+    return lines
+
+
+def served_text(target: TargetTimeline) -> str:
+    """Where and from when the target served again, and whether an initiator came back."""
+    if target.served_at is None:
+        return (f"promoted on {target.promoted_on}; its target's start is not in the journal "
+                f"(within {LOOK_AHEAD:.0f} s)")
+    text = f"served on {target.promoted_on} from {wall_text(target.served_at)}"
+    if not target.logged_in:
+        text += f"; no initiator login recorded within {LOGIN_AHEAD:.0f} s"
+    return text
+
+
+def wall_text(at: float) -> str:
+    """A wall time as this box's local time, to the millisecond."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) + f".{int(at % 1 * 1000):03d}"
+
+
+def source_text(source: Source) -> str:
+    """Whose journal the timeline read, and why a box's events are missing."""
+    problem = source.problem
+    if problem is None:
+        return f"{source.node}: {source.events} from its journal"
+    if problem.code == "peer-message-refused":
+        return (f"{source.node}: its reply was refused ({problem.field} = "
+                f"{shown(problem.value)}; allowed: {problem.allowed}): its events are left out")
+    if source.peer and problem.code in ("step-failed", "command-timeout"):
+        return (f"{source.node}: did not answer, its events are left out (normal when it is "
+                f"off): {shown(problem.message or problem.code)}")
+    return (f"{source.node}: journal not read ({problem.code}: "
+            f"{shown(problem.message or problem.value)}): its events are left out")
 
 
 # -- split brain --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from iscsiha.agents.ocf import AgentError, AgentSpec, Param, Params, Rc, run
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.addresses import Addresses
 from iscsiha.executors.lio import Lio, Secrets, TargetState
+from iscsiha.executors.login_watch import watch_logins
 from iscsiha.executors.portblock import PortBlock
 from iscsiha.executors.runner import Runner
 from iscsiha.plan.agent_params import TargetParams
@@ -64,6 +65,7 @@ class TargetAgent:
             self._lio.apply_target(spec, Secrets.from_params(params))
         for portal in spec.portals:
             self._portblock.unblock(portal.address, portal.port)
+        watch_logins(spec.iqn)  # the first initiator's login, for `status --timeline`
         return Rc.SUCCESS
 
     def stop(self, params: Params) -> Rc:

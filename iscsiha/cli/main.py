@@ -20,6 +20,7 @@ from iscsiha.commands import config as config_cmd
 from iscsiha.commands import node_steps
 from iscsiha.commands import split_brain as split_brain_cmd
 from iscsiha.commands import targets as targets_cmd
+from iscsiha.commands import timeline as timeline_cmd
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.errors import IscsihaError, Report, bug_report
@@ -28,7 +29,13 @@ from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
 from iscsiha.protocol import codec
-from iscsiha.views import format_reports, resolution_text, split_brain_text, status_lines
+from iscsiha.views import (
+    format_reports,
+    resolution_text,
+    split_brain_text,
+    status_lines,
+    timeline_lines,
+)
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 FROM_PEER = "from-peer"
@@ -80,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
                                         "(and its sessions), each volume's DRBD state")
     p.add_argument("--sessions", action="store_true",
                    help="also each target's initiator sessions (asks the box serving it)")
+    p.add_argument("--timeline", action="store_true",
+                   help="also the last failover or move: when the peer was lost, fenced, "
+                        "the target promoted and served, the first initiator back (from "
+                        "both boxes' journals; the peer's only if it answers)")
     p.set_defaults(func=_status)
 
     p = sub.add_parser("target", help="act on a running target")
@@ -187,8 +198,12 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    state = targets_cmd.live_status(real_env(), sessions=args.sessions)
+    env = real_env()
+    state = targets_cmd.live_status(env, sessions=args.sessions)
     print("\n".join(status_lines(state)))
+    if args.timeline:
+        report = timeline_cmd.last_timeline(env, {t.name: t.iqn for t in state.targets})
+        print("\n".join(["", *timeline_lines(report)]))
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import stat
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iscsiha.errors import IscsihaError, Report
-from iscsiha.executors import files
+from iscsiha.executors import files, journal
 from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd, DrbdDetail
 from iscsiha.executors.lio import Lio, refused_initiators
 from iscsiha.executors.lvm import Lvm
@@ -45,6 +46,8 @@ class Box:
     secrets_dir: str = SECRETS_DIR
     desired_path: str = DESIRED_PATH
     drbd_dir: str = FOLDER
+    hostname: Callable[[], str] = socket.gethostname  # the node name (Boxes checks they agree)
+    wall_clock: Callable[[], float] = time.time
 
     def resource_path(self, target: str) -> str:
         return os.path.join(self.drbd_dir, f"{target}.res")
@@ -295,6 +298,14 @@ def seen_initiators(box: Box, req: m.Nothing) -> m.Iqns:
                         if i.isprintable() and iscsi_name_problem(i) is None))
 
 
+def journal_events(box: Box, req: m.Nothing) -> m.JournalEvents:
+    """The failover phases this box's journal holds (the newest), on its own clock."""
+    node = box.hostname()
+    found = [m.JournalEvent(node, e.phase, e.at)
+             for e in journal.events(box.runner, node, box.wall_clock()) if e.at >= 0]
+    return m.JournalEvents(tuple(found[-m.JOURNAL_EVENTS_MAX:]))
+
+
 def split_brain_facts(box: Box, req: m.SplitBrainVolumes) -> m.SplitBrainFacts:
     """Each volume's DRBD state, generation identifiers and kernel lines."""
     proc = box.drbd.proc()
@@ -362,6 +373,7 @@ _HANDLERS: list[Handler] = [
     (m.ADJUST, adjust),
     (m.TARGET_SESSIONS, target_sessions),
     (m.SEEN_INITIATORS, seen_initiators),
+    (m.JOURNAL_EVENTS, journal_events),
     (m.SPLIT_BRAIN_FACTS, split_brain_facts),
     (m.SPLIT_BRAIN_DISCARD, split_brain_discard),
     (m.SPLIT_BRAIN_CONNECT, split_brain_connect),

@@ -79,6 +79,10 @@ class Runner:
                 f"finishing within {timeout} s",
                 "timed out",
             ) from exc
+        except UnicodeDecodeError as exc:  # output is not text: refused, not a traceback
+            raise IscsihaError.single(
+                "command-output-not-text", "command", " ".join(args), "UTF-8 output", str(exc)
+            ) from exc
         result = CommandResult(
             tuple(args), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start
         )

@@ -18,6 +18,7 @@ from iscsiha.model import names
 from iscsiha.model.load import VOLUME_SIZE_MAX
 from iscsiha.model.names import LUN_MAX
 from iscsiha.protocol.codec import Check, Text, printable
+from iscsiha.timeline import PHASE_MAX, WALL_MAX
 
 DESIRED_BYTES_MAX = 8 * 1024 * 1024
 SECONDS_MAX = 3600.0
@@ -180,6 +181,28 @@ class Sessions:
     sessions: dict[IscsiName, tuple[IscsiName, ...]]  # target -> initiators logged in
 
 
+# -- the last failover's timeline -----------------------------------------------------
+
+# A phase as iscsiha.timeline names it; wall time in seconds since 1970 on the sending box.
+Phase = Annotated[str, Check(f"printable text of 1 to {PHASE_MAX} characters",
+                             lambda s: 0 < len(s) <= PHASE_MAX and s.isprintable())]
+WallTime = Annotated[float, Check(f"seconds since 1970, 0 to {WALL_MAX:.0f}",
+                                  lambda t: 0 <= t <= WALL_MAX)]
+JOURNAL_EVENTS_MAX = 2000  # the newest; within the codec's ITEMS_MAX
+
+
+@dataclass(frozen=True)
+class JournalEvent:
+    node: NodeName
+    phase: Phase
+    at: WallTime
+
+
+@dataclass(frozen=True)
+class JournalEvents:
+    events: tuple[JournalEvent, ...]
+
+
 # -- split brain -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -243,6 +266,7 @@ WRITE_SECRETS = Step("write-secrets", DesiredState, Nothing)
 ADJUST = Step("adjust", Resources, Nothing)
 TARGET_SESSIONS = Step("target-sessions", Iqns, Sessions)
 SEEN_INITIATORS = Step("seen-initiators", Nothing, Iqns)
+JOURNAL_EVENTS = Step("journal-events", Nothing, JournalEvents)
 SPLIT_BRAIN_FACTS = Step("split-brain-facts", SplitBrainVolumes, SplitBrainFacts)
 SPLIT_BRAIN_DISCARD = Step("split-brain-discard", SplitBrainSide, Commands)
 SPLIT_BRAIN_CONNECT = Step("split-brain-connect", SplitBrainSide, Commands)

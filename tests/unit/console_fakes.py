@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
+from iscsiha.commands.timeline import TimelineReport
 from iscsiha.console.console import ConsoleShell
 from iscsiha.console.files import Backups, read_text, write_secret
 from iscsiha.console.state import Progress, State
@@ -64,6 +66,8 @@ class FakeBackend:
     joins: list[str] = field(default_factory=list)
     bootstrap_error: IscsihaError | None = None
     addresses: list[HeldAddress] = field(default_factory=list)
+    timeline_report: TimelineReport = field(default_factory=lambda: TimelineReport(None, ()))
+    timeline_asked: list[dict[str, str]] = field(default_factory=list)
 
     def load_desired(self) -> str:
         return read_text(self.desired)
@@ -84,6 +88,10 @@ class FakeBackend:
         if self.status_error is not None:
             raise self.status_error
         return self.cluster
+
+    def timeline(self, iqns: Mapping[str, str]) -> TimelineReport:
+        self.timeline_asked.append(dict(iqns))
+        return self.timeline_report
 
     def move(self, target: str, node: str, timeout: float, progress: Progress) -> float:
         self.moves.append((target, node, timeout))

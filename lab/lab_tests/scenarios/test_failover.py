@@ -45,7 +45,14 @@ def _run(lab: Lab, pair: tuple[Initiator, list[str]], scenario: str) -> dict[str
 
 
 def test_planned_move(lab: Lab, pair: tuple[Initiator, list[str]]) -> None:
-    assert _run(lab, pair, "planned move")["to"] in ("san-a", "san-b")
+    to = _run(lab, pair, "planned move")["to"]
+    assert to in ("san-a", "san-b")
+    # The box now serving shows the move as its last one: alpha promoted and started.
+    shown = lab.exec(to, ["iscsiha", "status", "--timeline"], timeout=120).check().out
+    print(f"iscsiha status --timeline on {to}:\n{shown}")
+    assert f"{to}  promote drbd-alpha done" in shown
+    assert f"{to}  start target-alpha-lio done" in shown
+    assert "target  alpha: served on " + to in shown
 
 
 def test_power_cut_of_the_active_box_then_it_returns_and_resyncs_only_changes(
