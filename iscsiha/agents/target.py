@@ -1,8 +1,10 @@
 """ocf:iscsiha:target: an iSCSI target with all its LUNs, applied in one pass.
 
 start configures the target, its ACLs and all LUNs on block backstores over the
-DRBD devices, then unblocks the portals' port; stop blocks the port first, then
-removes the target and its backstores so DRBD can be demoted. monitor only reads.
+DRBD devices, then unblocks the portals' port and tickles the connections the
+previous box handed over; stop hands the connections over, blocks the port both ways
+first, then removes the target and its backstores so DRBD can be demoted. monitor
+reads, and keeps the list handed over current in case this box dies.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ from collections.abc import Callable
 from iscsiha.agents.ocf import AgentError, AgentSpec, Param, Params, Rc, run
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.addresses import Addresses
+from iscsiha.executors.handover import Handover
 from iscsiha.executors.lio import Lio, Secrets, TargetState
 from iscsiha.executors.login_watch import watch_logins
 from iscsiha.executors.portblock import PortBlock
 from iscsiha.executors.runner import Runner
+from iscsiha.executors.tcp_sessions import Connection, established
+from iscsiha.model.types import IPAddress
 from iscsiha.plan.agent_params import TargetParams
+
+Connections = Callable[[list[tuple[IPAddress, int]]], list[Connection]]
 
 SPEC = AgentSpec(
     name="target",
@@ -46,11 +53,13 @@ SPEC = AgentSpec(
 class TargetAgent:
     spec = SPEC
 
-    def __init__(self, lio: Lio, portblock: PortBlock,
-                 addresses: Callable[[], Addresses]) -> None:
+    def __init__(self, lio: Lio, portblock: PortBlock, addresses: Callable[[], Addresses],
+                 handover: Handover, connections: Connections = established) -> None:
         self._lio = lio
         self._portblock = portblock
         self._addresses = addresses
+        self._handover = handover
+        self._connections = connections
 
     def validate(self, params: Params) -> None:
         _parse(params)
@@ -65,17 +74,21 @@ class TargetAgent:
             self._lio.apply_target(spec, Secrets.from_params(params))
         for portal in spec.portals:
             self._portblock.unblock(portal.address, portal.port)
+        self._handover.tickle(_endpoints(spec))
         watch_logins(spec.iqn)  # the first initiator's login, for `status --timeline`
         return Rc.SUCCESS
 
     def stop(self, params: Params) -> Rc:
         spec = _parse(params)
+        self._handover.record(self._connections(_endpoints(spec)))
         with self._addresses() as addrs:
             for portal in spec.portals:
                 # An address not held here gets no traffic here: nothing to block.
                 holder = addrs.holder(portal.address)
                 if holder is not None:
-                    self._portblock.block(portal.address, portal.port, holder)
+                    # Outgoing too: the target's FINs would end the connections the
+                    # next box is to tickle.
+                    self._portblock.block(portal.address, portal.port, holder, outgoing=True)
         self._lio.remove_target(spec.iqn, spec.luns)
         return Rc.SUCCESS
 
@@ -89,7 +102,12 @@ class TargetAgent:
                      if self._portblock.is_blocked(p.address, p.port)]
         if problems:
             raise AgentError(Rc.ERR_GENERIC, "; ".join(problems))
+        self._handover.keep(self._connections(_endpoints(spec)))
         return Rc.SUCCESS
+
+
+def _endpoints(spec: TargetParams) -> list[tuple[IPAddress, int]]:
+    return [(p.address, p.port) for p in spec.portals]
 
 
 def _differences(spec: TargetParams, state: TargetState | None) -> list[str]:
@@ -117,5 +135,7 @@ def _parse(params: Params) -> TargetParams:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(lambda: TargetAgent(Lio(), PortBlock(Runner()), Addresses), SPEC,
+    runner = Runner()
+    handover = Handover(runner, os.environ.get("OCF_RESOURCE_INSTANCE"))
+    return run(lambda: TargetAgent(Lio(), PortBlock(runner), Addresses, handover), SPEC,
                argv or sys.argv, os.environ)

@@ -1,10 +1,14 @@
-"""Blocking a portal's TCP port with a tc ingress filter while its target is not ready.
+"""Blocking a portal's TCP port with tc filters while its target is not ready.
 
 Dropped packets (not rejected) make an initiator retransmit its SYN quietly
-instead of seeing a reset or an empty target mid-move. tc (an ingress qdisc with
-a flower filter and a drop action) rather than nftables: the lab's UML kernel
-has no nf_tables inet/ip family, and the appliance kernel has both. The filters
-on the interfaces are the only state; one filter per blocked address and port.
+instead of seeing a reset or an empty target mid-move. A stopping target also drops
+what the portal sends, so initiators see no FIN or reset while its connections are
+handed to the next box (executors.handover). tc (a clsact qdisc with flower filters
+and a drop action) rather than nftables: the lab's UML kernel has no nf_tables
+inet/ip family, and the appliance kernel has both. The filters on the interfaces
+are the only state; one filter per blocked address, port and direction. An
+interface that still has the plain ingress qdisc an older version added blocks
+incoming packets only.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from iscsiha.model.types import IPAddress
 TC = "/usr/sbin/tc"
 LOCK = "/run/iscsiha/portblock.lock"
 FIRST_PREF = 1000  # below: the admin's own filters, never touched
+INGRESS, EGRESS = "ingress", "egress"
+# The flower keys that name the portal's side of a packet, per direction.
+_KEYS = {INGRESS: ("dst_ip", "dst_port"), EGRESS: ("src_ip", "src_port")}
 
 
 @dataclass(frozen=True)
 class _Filter:
     ifname: str
+    direction: str
     pref: int
     address: str
     port: int
@@ -36,46 +44,61 @@ class PortBlock:
         self._runner = runner
         self._lock_path = lock_path
 
-    def block(self, address: IPAddress, port: int, ifname: str) -> None:
-        """Drop TCP packets to address:port arriving on ``ifname``; idempotent."""
+    def block(self, address: IPAddress, port: int, ifname: str, *,
+              outgoing: bool = False) -> None:
+        """Drop TCP packets to address:port arriving on ``ifname`` and, with
+        ``outgoing``, those it sends from there; idempotent."""
         with self._locked():
-            if any(f.ifname == ifname for f in self._matching(address, port)):
-                return
-            if not any(q.get("kind") == "ingress" for q in
-                       self._json([TC, "-j", "qdisc", "show", "dev", ifname])):
-                self._runner.run([TC, "qdisc", "add", "dev", ifname, "ingress"])
-            prefs = [f.pref for f in self._filters(ifname)]
-            pref = max([FIRST_PREF - 1, *prefs]) + 1
-            proto = "ipv6" if address.version == 6 else "ip"
-            self._runner.run([TC, "filter", "add", "dev", ifname, "ingress", "pref", str(pref),
-                              "protocol", proto, "flower", "ip_proto", "tcp",
-                              "dst_ip", str(address), "dst_port", str(port), "action", "drop"])
+            kinds = self._qdisc_kinds(ifname)
+            if not kinds & {"ingress", "clsact"}:
+                self._runner.run([TC, "qdisc", "add", "dev", ifname, "clsact"])
+                kinds.add("clsact")
+            directions = [INGRESS] + ([EGRESS] if outgoing and "clsact" in kinds else [])
+            have = {f.direction for f in self._matching(address, port) if f.ifname == ifname}
+            for direction in directions:
+                if direction in have:
+                    continue
+                prefs = [f.pref for f in self._filters(ifname, direction)]
+                pref = max([FIRST_PREF - 1, *prefs]) + 1
+                ip_key, port_key = _KEYS[direction]
+                proto = "ipv6" if address.version == 6 else "ip"
+                self._runner.run([TC, "filter", "add", "dev", ifname, direction, "pref",
+                                  str(pref), "protocol", proto, "flower", "ip_proto", "tcp",
+                                  ip_key, str(address), port_key, str(port),
+                                  "action", "drop"])
 
     def unblock(self, address: IPAddress, port: int) -> None:
         """Remove every block of address:port, on whichever interface; idempotent."""
         with self._locked():
             for f in self._matching(address, port):
-                self._runner.run([TC, "filter", "del", "dev", f.ifname, "ingress",
+                self._runner.run([TC, "filter", "del", "dev", f.ifname, f.direction,
                                   "pref", str(f.pref)])
 
     def is_blocked(self, address: IPAddress, port: int) -> bool:
-        return bool(self._matching(address, port))
+        """Whether initiators are kept out (incoming packets dropped)."""
+        return any(f.direction == INGRESS for f in self._matching(address, port))
 
     def _matching(self, address: IPAddress, port: int) -> list[_Filter]:
-        return [f for ifname in self._ingress_devices() for f in self._filters(ifname)
+        return [f for ifname, kind in self._classifying_devices()
+                for direction in ((INGRESS, EGRESS) if kind == "clsact" else (INGRESS,))
+                for f in self._filters(ifname, direction)
                 if f.address == str(address) and f.port == port]
 
-    def _ingress_devices(self) -> list[str]:
-        return sorted({q["dev"] for q in self._json([TC, "-j", "qdisc", "show"])
-                       if q.get("kind") == "ingress" and "dev" in q})
+    def _qdisc_kinds(self, ifname: str) -> set[str]:
+        return {str(q.get("kind")) for q in self._json([TC, "-j", "qdisc", "show", "dev", ifname])}
 
-    def _filters(self, ifname: str) -> list[_Filter]:
+    def _classifying_devices(self) -> list[tuple[str, str]]:
+        return sorted({(q["dev"], q["kind"]) for q in self._json([TC, "-j", "qdisc", "show"])
+                       if q.get("kind") in ("ingress", "clsact") and "dev" in q})
+
+    def _filters(self, ifname: str, direction: str) -> list[_Filter]:
+        ip_key, port_key = _KEYS[direction]
         found = []
-        for entry in self._json([TC, "-j", "filter", "show", "dev", ifname, "ingress"]):
+        for entry in self._json([TC, "-j", "filter", "show", "dev", ifname, direction]):
             keys = entry.get("options", {}).get("keys", {})
-            if entry.get("kind") == "flower" and "dst_ip" in keys and "dst_port" in keys:
-                found.append(_Filter(ifname, int(entry["pref"]), keys["dst_ip"],
-                                     int(keys["dst_port"])))
+            if entry.get("kind") == "flower" and ip_key in keys and port_key in keys:
+                found.append(_Filter(ifname, direction, int(entry["pref"]), keys[ip_key],
+                                     int(keys[port_key])))
         return found
 
     def _json(self, argv: list[str]) -> list[dict[str, Any]]:

@@ -44,6 +44,13 @@ def corosync_conf(config: Config) -> str:
             "    device {",
             "        model: net",
             "        votes: 1",
+            # As corosync-qdevice's maintainers advise: the device's timeout (its
+            # heartbeat is 0.8x) near the token's, so the tiebreaker drops a dead box's
+            # client before corosync loses it, and the survivor's vote comes at once
+            # instead of up to 6 s later, when the default 10 s heartbeat expires. The
+            # cost: a lone survivor that cannot reach the tiebreaker for ~3 s loses
+            # quorum and stops its targets (docs/failover.md).
+            f"        timeout: {TOKEN_MS}",
             "        net {",
             f"            host: {cluster.tiebreaker}",
             "            algorithm: ffsplit",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Iterable
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from iscsiha.agents.ocf import AgentError, Rc, run
 from iscsiha.agents.target import SPEC, TargetAgent
 from iscsiha.executors.lio import Secrets, TargetState
 from iscsiha.executors.runner import Runner
+from iscsiha.executors.tcp_sessions import Connection
 from iscsiha.plan.agent_params import LunParam, TargetParams
 from tests.conftest import ROOT, skip_or_fail
 from tests.unit.test_ocf import OCF_RNG
@@ -72,8 +74,9 @@ class FakePortBlock:
         self.calls = calls
         self.blocked: set[str] = set()
 
-    def block(self, address: Any, port: int, ifname: str) -> None:
-        self.calls.append(f"block {address}:{port} on {ifname}")
+    def block(self, address: Any, port: int, ifname: str, *, outgoing: bool = False) -> None:
+        both = " both ways" if outgoing else ""
+        self.calls.append(f"block {address}:{port} on {ifname}{both}")
         self.blocked.add(f"{address}:{port}")
 
     def unblock(self, address: Any, port: int) -> None:
@@ -97,27 +100,51 @@ class FakeAddresses:
         return "vec4" if str(address) == "10.30.0.100" else None
 
 
+class FakeHandover:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def record(self, connections: list[Connection]) -> None:
+        self.calls.append(f"hand over {' '.join(map(str, connections))}")
+
+    def keep(self, connections: list[Connection]) -> None:
+        self.calls.append(f"keep {' '.join(map(str, connections))}")
+
+    def tickle(self, portals: list[tuple[Any, int]]) -> int:
+        self.calls.append(f"tickle for {' '.join(f'{a}:{p}' for a, p in portals)}")
+        return 0
+
+
+CONNECTION = Connection(ip_address("10.30.0.100"), 3260, ip_address("10.30.0.7"), 51000)
+
+
 def _agent() -> tuple[TargetAgent, FakeLio, FakePortBlock]:
     lio = FakeLio()
     block = FakePortBlock(lio.calls)
-    return TargetAgent(lio, block, FakeAddresses), lio, block  # type: ignore[arg-type]
+    return TargetAgent(lio, block, FakeAddresses, FakeHandover(lio.calls),  # type: ignore[arg-type]
+                       lambda portals: [CONNECTION]), lio, block
 
 
 def test_start_applies_all_luns_then_unblocks_and_is_idempotent() -> None:
     agent, lio, _ = _agent()
     assert agent.start(PARAMS) == Rc.SUCCESS
     assert lio.calls == ["apply iqn.2026-11.com.example:san.vm secret=hv-Secret-0001",
-                         "unblock 10.30.0.100:3260"]
+                         "unblock 10.30.0.100:3260",
+                         # Only once initiators can log in: a reset before would send
+                         # them into their reconnect timers.
+                         "tickle for 10.30.0.100:3260"]
     assert agent.start(PARAMS) == Rc.SUCCESS
-    assert lio.calls[2:] == ["unblock 10.30.0.100:3260"]  # nothing re-applied
+    assert lio.calls[3:] == ["unblock 10.30.0.100:3260",
+                             "tickle for 10.30.0.100:3260"]  # nothing re-applied
 
 
-def test_stop_blocks_the_port_before_removing_the_target() -> None:
+def test_stop_hands_connections_over_and_blocks_both_ways_before_removing_the_target() -> None:
     agent, lio, _ = _agent()
     agent.start(PARAMS)
     lio.calls.clear()
     assert agent.stop(PARAMS) == Rc.SUCCESS
-    assert lio.calls == ["block 10.30.0.100:3260 on vec4",
+    assert lio.calls == ["hand over 10.30.0.100:3260=10.30.0.7:51000",
+                         "block 10.30.0.100:3260 on vec4 both ways",
                          "remove iqn.2026-11.com.example:san.vm ['vmstore', 'db']"]
     assert agent.stop(PARAMS) == Rc.SUCCESS  # stopping a stopped target succeeds
 
@@ -127,6 +154,8 @@ def test_monitor_reports_absence_drift_and_a_blocked_port() -> None:
     assert agent.monitor(PARAMS) == Rc.NOT_RUNNING
     agent.start(PARAMS)
     assert agent.monitor(PARAMS) == Rc.SUCCESS
+    # A running target keeps the next box's list of its connections current.
+    assert lio.calls[-1] == "keep 10.30.0.100:3260=10.30.0.7:51000"
     block.block("10.30.0.100", 3260, "vec4")
     rc = run(lambda: agent, SPEC, ["target", "monitor"],
              {f"OCF_RESKEY_{k}": v for k, v in PARAMS.items()} | {
