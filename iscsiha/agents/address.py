@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address, ip_interface
+from typing import TextIO
 
 from iscsiha.agents.ocf import AgentError, AgentSpec, Param, Params, Rc, run
 from iscsiha.errors import IscsihaError
@@ -108,7 +109,12 @@ def _parse(params: Params) -> tuple[IPAddress, int, int]:
     return address, prefix, port
 
 
-def main(argv: list[str] | None = None) -> int:
+def dispatch(argv: list[str], environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    """One action, from its argv and environment (the agent helper's entry)."""
     runner = Runner()
     return run(lambda: AddressAgent(Addresses, PortBlock(runner), runner), SPEC,
-               argv or sys.argv, os.environ)
+               argv, environ, out, err)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(argv or sys.argv, os.environ, sys.stdout, sys.stderr)

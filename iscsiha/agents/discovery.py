@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
+from typing import TextIO
 
 from iscsiha.agents.ocf import AgentError, AgentSpec, Param, Params, Rc, run
 from iscsiha.errors import IscsihaError
@@ -59,5 +61,10 @@ def _parse(params: Params) -> AuthParams:
     return auth
 
 
+def dispatch(argv: list[str], environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    """One action, from its argv and environment (the agent helper's entry)."""
+    return run(lambda: DiscoveryAgent(Lio()), SPEC, argv, environ, out, err)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run(lambda: DiscoveryAgent(Lio()), SPEC, argv or sys.argv, os.environ)
+    return dispatch(argv or sys.argv, os.environ, sys.stdout, sys.stderr)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TextIO
 
 from iscsiha.agents.ocf import AgentError, AgentSpec, Param, Params, Rc, run
 from iscsiha.errors import IscsihaError
@@ -134,8 +135,14 @@ def _parse(params: Params) -> TargetParams:
         raise AgentError(Rc.ERR_CONFIGURED, str(exc)) from exc
 
 
-def main(argv: list[str] | None = None) -> int:
+def dispatch(argv: list[str], environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    """One action, from its argv and environment (the agent helper's entry): the
+    resource's name comes from ``environ``, never from this process's own."""
     runner = Runner()
-    handover = Handover(runner, os.environ.get("OCF_RESOURCE_INSTANCE"))
+    handover = Handover(runner, environ.get("OCF_RESOURCE_INSTANCE"))
     return run(lambda: TargetAgent(Lio(), PortBlock(runner), Addresses, handover), SPEC,
-               argv or sys.argv, os.environ)
+               argv, environ, out, err)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(argv or sys.argv, os.environ, sys.stdout, sys.stderr)

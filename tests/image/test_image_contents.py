@@ -15,6 +15,8 @@ from tests.image.conftest import root_offset
 from tests.image.test_image_boot import IMAGE
 
 DIST = "/usr/lib/python3/dist-packages"
+UNITS = "/usr/lib/systemd/system"
+WANTS = "/etc/systemd/system/multi-user.target.wants"
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,8 @@ def listing() -> dict[str, set[str]]:
         skip_or_fail(f"no built image at {IMAGE} (image/build makes it)")
     if shutil.which("debugfs") is None or shutil.which("sfdisk") is None:
         skip_or_fail("debugfs and sfdisk are needed to read the image (e2fsprogs, fdisk)")
-    folders = ("/usr/bin", DIST, f"{DIST}/iscsiha", f"{DIST}/iscsiha/console")
+    folders = ("/usr/bin", DIST, f"{DIST}/iscsiha", f"{DIST}/iscsiha/console",
+               f"{DIST}/iscsiha/agents", UNITS, WANTS)
     commands = "".join(f"ls {folder}\n" for folder in folders)
     done = subprocess.run(["debugfs", "-f", "-", f"{IMAGE}?offset={root_offset(IMAGE)}"],
                           input=commands, capture_output=True, text=True, check=True)
@@ -41,3 +44,10 @@ def test_the_image_has_the_console_under_the_product_and_no_lab(
     assert "iscsiha-lab" not in listing["/usr/bin"]
     assert not {"iscsiha_lab", "appliance"} & listing[DIST]
     assert "lab" not in listing[f"{DIST}/iscsiha"]
+
+
+def test_the_image_starts_the_agent_helper_at_boot(listing: dict[str, set[str]]) -> None:
+    assert "iscsiha-agent-helper" in listing["/usr/bin"]
+    assert {"helper.py", "thin.py"} <= listing[f"{DIST}/iscsiha/agents"]
+    assert "iscsiha-agent-helper.service" in listing[UNITS]
+    assert "iscsiha-agent-helper.service" in listing[WANTS]
