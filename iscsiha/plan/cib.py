@@ -61,6 +61,11 @@ STICKINESS = {Failback.MANUAL: 100, Failback.AUTO: 0}
 NO_PING_SCORE = -10000
 TARGET_PRIORITY = 10
 PRIORITY_FENCING_DELAY = "10s"
+# sbd's watchdog resets a box that lost quorum within SBD_WATCHDOG_TIMEOUT (5 s,
+# image/rootfs/etc/default/sbd); the survivor counts a box that its BMC cannot power
+# off as gone after twice that, as sbd's documentation asks.
+WATCHDOG_FENCE_TIMEOUT = "10s"
+WATCHDOG_DEVICE = "fence-watchdog"
 FENCE_DELAY_BASE = "5s"  # at most half the priority delay, as Pacemaker advises
 
 DRBD_OPS = (
@@ -101,15 +106,28 @@ def configuration(config: Config, drbd: Mapping[str, DrbdResource]) -> ET.Elemen
         # both may shoot: the box serving targets waits less, so it wins. With
         # one, only the quorate side shoots and a delay would only slow failover.
         options.append(("priority-fencing-delay", PRIORITY_FENCING_DELAY))
+    else:
+        # A box that died with its BMC cannot be powered off: the second fencing
+        # level counts it off once its own watchdog must have reset it. Only with a
+        # tiebreaker: a box that loses the other then also loses quorum, which is what
+        # makes sbd reset it; in two_node mode both would keep quorum and write.
+        options.append(("stonith-watchdog-timeout", WATCHDOG_FENCE_TIMEOUT))
     _nvset(ET.SubElement(root, "crm_config"), "cluster_property_set", "iscsiha-options",
            options)
     resources = ET.SubElement(root, "resources")
     constraints = ET.SubElement(root, "constraints")
+    topology = ET.SubElement(root, "fencing-topology")
     first = config.cluster.nodes[0]
     for node in config.cluster.nodes:
         # And when both serve targets: the first box's device waits, so it wins a tie.
         delayed = not tiebreaker and node is first
         _fence_device(resources, constraints, node, FENCE_DELAY_BASE if delayed else None)
+        if tiebreaker:
+            for index, device in enumerate((f"fence-{node.name}", WATCHDOG_DEVICE), 1):
+                ET.SubElement(topology, "fencing-level", id=f"fencing-{node.name}-{index}",
+                              target=node.name, index=str(index), devices=device)
+    if tiebreaker:
+        _watchdog_device(resources, config.cluster.nodes)
     for net in config.cluster.networks_with(NetworkRole.STORAGE):
         if net.ping:
             _ping_clone(resources, net)
@@ -274,6 +292,13 @@ def _fence_device(resources: ET.Element, constraints: ET.Element, node: Node,
     # A box never runs the device that would power itself off.
     ET.SubElement(constraints, "rsc_location", id=f"{rsc}-not-on-{node.name}", rsc=rsc,
                   node=node.name, score="-INFINITY")
+
+
+def _watchdog_device(resources: ET.Element, nodes: Iterable[Node]) -> None:
+    """fence_watchdog: not run, the fencer waits stonith-watchdog-timeout instead."""
+    prim = _primitive(resources, WATCHDOG_DEVICE, "stonith", "fence_watchdog", None,
+                      [("pcmk_host_list", " ".join(n.name for n in nodes))])
+    _ops(prim, WATCHDOG_DEVICE, (("monitor", "60s", "20s", None),))
 
 
 def _discovery(resources: ET.Element, config: Config) -> None:

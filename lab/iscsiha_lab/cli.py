@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
         ("power-on", "power-on", "boot a powered-off node"),
         ("freeze", "freeze", "SIGSTOP the node's kernel: it hangs, its links stay up"),
         ("thaw", "thaw", "SIGCONT a frozen node"),
+        ("bmc-off", "bmc-off", "the node's BMC loses power (its simulator is killed)"),
+        ("bmc-on", "bmc-on", "the node's BMC gets power back"),
     ):
         p = sub.add_parser(verb, help=text)
         p.add_argument("node")

@@ -116,6 +116,34 @@ def power_cut(lab: Lab) -> dict[str, Any]:
     return figures
 
 
+def power_cut_with_bmc(lab: Lab) -> dict[str, Any]:
+    """The active box loses power and its BMC with it: IPMI cannot power it off, so the
+    survivor counts it off once its watchdog must have reset it (the second fencing
+    level), and only then serves its targets."""
+    active = _active(lab)
+    survivor = other(active)
+    shots = fence_history(lab, active)
+    fault_at = time.time()
+    lab.power("bmc-off", active)
+    lab.power("power-off", active)
+    try:
+        wait_for(f"{active} fenced by the watchdog level",
+                 fenced_after(lab, active, shots))
+        wait_for(f"every target on {survivor}", lambda: all(
+            target_on(lab, t) == survivor for t in TARGETS))
+        fencer = lab.exec(survivor, ["journalctl", "-o", "cat", "--no-pager",
+                                     f"--since=@{int(fault_at)}", "-t", "pacemaker-fenced"],
+                          timeout=60).out
+    finally:
+        lab.power("bmc-on", active)  # the power is back: the BMC first, then the admin
+    lab.power("power-on", active)
+    wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
+    if "fence-watchdog" not in fencer:
+        raise CheckFailed(f"{active} was fenced, but its fencer never used fence-watchdog:\n"
+                          + fencer[-2000:])
+    return {"fault_at": fault_at}
+
+
 def freeze(lab: Lab) -> dict[str, Any]:
     """The active box hangs (SIGSTOP): fenced off, so it can never resume and write."""
     active = _active(lab)
@@ -214,6 +242,7 @@ def _active(lab: Lab) -> str:
 SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {
     "planned move": planned_move,
     "power cut": power_cut,
+    "power cut with its BMC": power_cut_with_bmc,
     "freeze": freeze,
     "replication link cut": replication_cut,
     "both cluster links cut": cluster_links_cut,

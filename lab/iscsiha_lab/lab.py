@@ -368,7 +368,7 @@ class Lab:
         return self.channel(name).run(argv, input=input, timeout=timeout)
 
     def power(self, op: str, name: str) -> dict[str, Any]:
-        """op: power-on, power-off (the `kill` verb), freeze, thaw."""
+        """op: power-on, power-off (the `kill` verb), freeze, thaw, bmc-off, bmc-on."""
         self.topology.node(name)
         return self.request({"op": op, "node": name})
 

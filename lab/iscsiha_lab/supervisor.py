@@ -128,13 +128,33 @@ class Supervisor:
         self._write_services()
 
     def _start_bmcs(self) -> None:
-        env = package_env()
         for node in self.topology.appliances:
-            folder = self.paths.bmc_dir(node.name)
-            (folder / "state").mkdir(parents=True, exist_ok=True)
-            self.services[f"bmc-{node.name}"] = processes.spawn(
-                ipmi_sim_argv(self.paths, node), folder / "ipmi_sim.log", env=env)
+            self._start_bmc(node.name)
+
+    def _start_bmc(self, name: str) -> None:
+        node = self.topology.node(name)
+        folder = self.paths.bmc_dir(node.name)
+        (folder / "state").mkdir(parents=True, exist_ok=True)
+        self.services[f"bmc-{node.name}"] = processes.spawn(
+            ipmi_sim_argv(self.paths, node), folder / "ipmi_sim.log", env=package_env())
         self._write_services()
+
+    def bmc_power(self, name: str, on: bool) -> dict[str, Any]:
+        """A node's BMC loses power (its simulator stopped, by its pid) or gets it back."""
+        self.topology.node(name)
+        proc = self.services.get(f"bmc-{name}")
+        running = proc is not None and processes.is_running(proc)
+        if on and not running:
+            self._start_bmc(name)
+            log.info("%s: BMC powered on", name)
+        elif not on and proc is not None:
+            # Gone from the services, so the supervisor does not report it lost.
+            del self.services[f"bmc-{name}"]
+            self._write_services()
+            processes.signal_group(proc, signal.SIGKILL)
+            processes.wait_gone(proc, 10.0, reap=True)
+            log.info("%s: BMC powered off", name)
+        return {"bmc": "on" if on else "off", "changed": on != running}
 
     def _write_services(self) -> None:
         write_json(self.paths.root / "services.json",
@@ -297,6 +317,8 @@ class Supervisor:
             "power-state": lambda: self._power_state(node),
             "freeze": lambda: self._signal_node(node, signal.SIGSTOP),
             "thaw": lambda: self._signal_node(node, signal.SIGCONT),
+            "bmc-off": lambda: self.bmc_power(node, on=False),
+            "bmc-on": lambda: self.bmc_power(node, on=True),
             "cut": lambda: self._links(str(req.get("link")), req.get("node"), cut=True),
             "heal": lambda: self._links(str(req.get("link")), req.get("node"), cut=False),
             "qnetd-status": lambda: {"text": self.runner.run(

@@ -77,7 +77,12 @@ def test_merge_replaces_our_sections_and_keeps_pacemakers() -> None:
     assert cib.find("configuration/rsc_defaults") is not None
     assert len(cib.findall("status/node_state")) == 2
     assert [el.tag for el in cib.find("configuration")] == [  # type: ignore[union-attr]
-        "crm_config", "nodes", "resources", "constraints", "rsc_defaults"]
+        "crm_config", "nodes", "resources", "constraints", "rsc_defaults", "fencing-topology"]
+    levels = cib.findall("configuration/fencing-topology/fencing-level")
+    # With a tiebreaker: IPMI first, then the watchdog for a box that died with its BMC.
+    assert [(lv.get("target"), lv.get("index"), lv.get("devices")) for lv in levels] == [
+        ("san-a", "1", "fence-san-a"), ("san-a", "2", "fence-watchdog"),
+        ("san-b", "1", "fence-san-b"), ("san-b", "2", "fence-watchdog")]
 
 
 def test_merge_keeps_the_fence_handlers_and_moves_constraints_on_resources_that_stay() -> None:
