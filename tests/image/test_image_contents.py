@@ -17,6 +17,7 @@ from tests.image.test_image_boot import IMAGE
 DIST = "/usr/lib/python3/dist-packages"
 UNITS = "/usr/lib/systemd/system"
 WANTS = "/etc/systemd/system/multi-user.target.wants"
+COROSYNC_REQUIRES = "/etc/systemd/system/corosync.service.requires"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,8 @@ def listing() -> dict[str, set[str]]:
     if shutil.which("debugfs") is None or shutil.which("sfdisk") is None:
         skip_or_fail("debugfs and sfdisk are needed to read the image (e2fsprogs, fdisk)")
     folders = ("/usr/bin", DIST, f"{DIST}/iscsiha", f"{DIST}/iscsiha/console",
-               f"{DIST}/iscsiha/agents", UNITS, WANTS)
+               f"{DIST}/iscsiha/agents", UNITS, WANTS, COROSYNC_REQUIRES, "/usr/lib/iscsiha",
+               f"{UNITS}/sbd.service.d")
     commands = "".join(f"ls {folder}\n" for folder in folders)
     done = subprocess.run(["debugfs", "-f", "-", f"{IMAGE}?offset={root_offset(IMAGE)}"],
                           input=commands, capture_output=True, text=True, check=True)
@@ -51,3 +53,11 @@ def test_the_image_starts_the_agent_helper_at_boot(listing: dict[str, set[str]])
     assert {"helper.py", "thin.py"} <= listing[f"{DIST}/iscsiha/agents"]
     assert "iscsiha-agent-helper.service" in listing[UNITS]
     assert "iscsiha-agent-helper.service" in listing[WANTS]
+
+
+def test_the_image_fences_with_a_watchdog_wherever_corosync_runs(
+        listing: dict[str, set[str]]) -> None:
+    """sbd starts with corosync, and finds a watchdog: softdog when the board has none."""
+    assert "sbd.service" in listing[COROSYNC_REQUIRES]
+    assert "iscsiha-watchdog.conf" in listing[f"{UNITS}/sbd.service.d"]
+    assert "watchdog-ready" in listing["/usr/lib/iscsiha"]
