@@ -61,10 +61,10 @@ STICKINESS = {Failback.MANUAL: 100, Failback.AUTO: 0}
 NO_PING_SCORE = -10000
 TARGET_PRIORITY = 10
 PRIORITY_FENCING_DELAY = "10s"
-# sbd's watchdog resets a box that lost quorum within SBD_WATCHDOG_TIMEOUT (5 s,
+# sbd's watchdog resets a box that lost quorum within SBD_WATCHDOG_TIMEOUT (10 s,
 # image/rootfs/etc/default/sbd); the survivor counts a box that its BMC cannot power
 # off as gone after twice that, as sbd's documentation asks.
-WATCHDOG_FENCE_TIMEOUT = "10s"
+WATCHDOG_FENCE_TIMEOUT = "20s"
 WATCHDOG_DEVICE = "fence-watchdog"
 FENCE_DELAY_BASE = "5s"  # at most half the priority delay, as Pacemaker advises
 

@@ -44,7 +44,7 @@ def test_without_a_tiebreaker_the_first_box_wins_a_fence_race(example: dict[str,
 def test_a_box_dead_with_its_bmc_is_fenced_by_its_watchdog_only_with_a_tiebreaker(
         example: dict[str, Any]) -> None:
     root = ET.fromstring(make_plan(load_data(example)).cib)
-    assert nvpairs(root.find("crm_config"))["stonith-watchdog-timeout"] == "10s"
+    assert nvpairs(root.find("crm_config"))["stonith-watchdog-timeout"] == "20s"
     assert _devices(example)["fence-watchdog"] == {"pcmk_host_list": "san-a san-b"}
     levels = [(lv.get("target"), lv.get("index"), lv.get("devices"))
               for lv in root.iter("fencing-level")]
