@@ -65,7 +65,8 @@ PRIORITY_FENCING_DELAY = "10s"
 # image/rootfs/etc/default/sbd); the survivor counts a box that its BMC cannot power
 # off as gone after twice that, as sbd's documentation asks.
 WATCHDOG_FENCE_TIMEOUT = "20s"
-WATCHDOG_DEVICE = "fence-watchdog"
+# Pacemaker accepts its watchdog device only under this name (fenced asserts otherwise).
+WATCHDOG_DEVICE = "watchdog"
 FENCE_DELAY_BASE = "5s"  # at most half the priority delay, as Pacemaker advises
 
 DRBD_OPS = (

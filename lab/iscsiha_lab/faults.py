@@ -9,6 +9,7 @@ tests run each once; `iscsiha-lab soak` runs them at random.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -138,9 +139,9 @@ def power_cut_with_bmc(lab: Lab) -> dict[str, Any]:
         lab.power("bmc-on", active)  # the power is back: the BMC first, then the admin
     lab.power("power-on", active)
     wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
-    if "fence-watchdog" not in fencer:
-        raise CheckFailed(f"{active} was fenced, but its fencer never used fence-watchdog:\n"
-                          + fencer[-2000:])
+    if not re.search(r"\bwatchdog\b", fencer):
+        raise CheckFailed(f"{active} was fenced, but its fencer never used the watchdog "
+                          "level:\n" + fencer[-2000:])
     return {"fault_at": fault_at}
 
 

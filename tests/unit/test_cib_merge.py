@@ -81,8 +81,8 @@ def test_merge_replaces_our_sections_and_keeps_pacemakers() -> None:
     levels = cib.findall("configuration/fencing-topology/fencing-level")
     # With a tiebreaker: IPMI first, then the watchdog for a box that died with its BMC.
     assert [(lv.get("target"), lv.get("index"), lv.get("devices")) for lv in levels] == [
-        ("san-a", "1", "fence-san-a"), ("san-a", "2", "fence-watchdog"),
-        ("san-b", "1", "fence-san-b"), ("san-b", "2", "fence-watchdog")]
+        ("san-a", "1", "fence-san-a"), ("san-a", "2", "watchdog"),
+        ("san-b", "1", "fence-san-b"), ("san-b", "2", "watchdog")]
 
 
 def test_merge_keeps_the_fence_handlers_and_moves_constraints_on_resources_that_stay() -> None:

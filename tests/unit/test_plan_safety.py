@@ -45,16 +45,16 @@ def test_a_box_dead_with_its_bmc_is_fenced_by_its_watchdog_only_with_a_tiebreake
         example: dict[str, Any]) -> None:
     root = ET.fromstring(make_plan(load_data(example)).cib)
     assert nvpairs(root.find("crm_config"))["stonith-watchdog-timeout"] == "20s"
-    assert _devices(example)["fence-watchdog"] == {"pcmk_host_list": "san-a san-b"}
+    assert _devices(example)["watchdog"] == {"pcmk_host_list": "san-a san-b"}
     levels = [(lv.get("target"), lv.get("index"), lv.get("devices"))
               for lv in root.iter("fencing-level")]
-    assert ("san-b", "1", "fence-san-b") in levels and ("san-b", "2", "fence-watchdog") in levels
+    assert ("san-b", "1", "fence-san-b") in levels and ("san-b", "2", "watchdog") in levels
     # In two_node mode both boxes keep quorum when they part, so sbd would reset neither:
     # counting a box off after a wait would let two write.
     del example["cluster"]["tiebreaker"]
     root = ET.fromstring(make_plan(load_data(example)).cib)
     assert "stonith-watchdog-timeout" not in nvpairs(root.find("crm_config"))
-    assert "fence-watchdog" not in _devices(example)
+    assert "watchdog" not in _devices(example)
     assert not list(root.iter("fencing-level"))
 
 
