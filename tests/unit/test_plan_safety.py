@@ -51,8 +51,11 @@ def test_a_box_dead_with_its_bmc_is_fenced_by_its_watchdog_only_with_a_tiebreake
     assert ("san-b", "1", "fence-san-b") in levels and ("san-b", "2", "watchdog") in levels
     # In two_node mode both boxes keep quorum when they part, so sbd would reset neither:
     # counting a box off after a wait would let two write.
+    # A BMC that does not answer is given up on quickly only when a level follows.
+    assert _devices(example)["fence-san-b"]["pcmk_off_timeout"] == "15s"
     del example["cluster"]["tiebreaker"]
     root = ET.fromstring(make_plan(load_data(example)).cib)
+    assert "pcmk_off_timeout" not in _devices(example)["fence-san-b"]
     assert "stonith-watchdog-timeout" not in nvpairs(root.find("crm_config"))
     assert "watchdog" not in _devices(example)
     assert not list(root.iter("fencing-level"))
