@@ -139,7 +139,9 @@ def power_cut_with_bmc(lab: Lab) -> dict[str, Any]:
         lab.power("bmc-on", active)  # the power is back: the BMC first, then the admin
     lab.power("power-on", active)
     wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
-    if not re.search(r"\bwatchdog\b", fencer):
+    # pacemaker-fenced: "Waiting 20s for san-a to self-fence (off)", then "Self-fencing
+    # (off) by san-a ... assumed complete".
+    if not re.search(r"Self-fencing \(\w+\) by \S+ .*assumed complete", fencer):
         raise CheckFailed(f"{active} was fenced, but its fencer never used the watchdog "
                           "level:\n" + fencer[-2000:])
     return {"fault_at": fault_at}
