@@ -35,6 +35,11 @@ PATTERNS: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
         ("corosync: peer joined", "corosync", r"new membership .* Members joined"),
         ("fence requested ({0})", "pacemaker-controld",
          r"Requesting fencing \((\w+)\) (?:of|targeting) node (\S+)"),
+        ("fence by {2} failed", "pacemaker-fenced",
+         r"Operation '(\w+)' \[\d+\] targeting (\S+) using (\S+) returned [1-9]"),
+        # The watchdog level: the fencer waits for the box to have reset itself.
+        ("fence: waiting for the watchdog", "pacemaker-fenced",
+         r"Waiting \d+s for \S+ to self-fence"),
         ("fence confirmed ({0})", "pacemaker-fenced",
          r"Operation '(\w+)' targeting (\S+) .*: OK"),
         # Monitors and probes fire all the time: not phases of a failover.

@@ -63,6 +63,19 @@ def test_the_login_watcher_s_line_is_the_first_initiator_s_login() -> None:
     assert timeline.events_from_journal("san-b", entry(3.0, "bash", line)) == []
 
 
+def test_the_fencer_s_levels_are_phases_a_failed_device_the_watchdog_wait_the_end() -> None:
+    lines = [  # pacemaker-fenced 3.0, a box that died with its BMC
+        "Operation 'off' [3211] targeting san-a using fence-san-a returned 1",
+        "Waiting 20s for san-a to self-fence (off) for client pacemaker-controld.1867",
+        "Operation 'off' targeting san-a by san-b for pacemaker-controld.1867@san-b: OK (Done)",
+    ]
+    events = [e for i, line in enumerate(lines) for e in timeline.events_from_journal(
+        "san-b", entry(float(i), "pacemaker-fenced", line))]
+    assert [e.phase for e in events] == ["fence by fence-san-a failed",
+                                         "fence: waiting for the watchdog",
+                                         "fence confirmed (off)"]
+
+
 def test_hostile_journal_lines_are_skipped_and_the_good_ones_kept() -> None:
     good = entry(1.0, "corosync", "A processor failed")
     hostile = [
