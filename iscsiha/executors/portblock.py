@@ -54,12 +54,11 @@ class PortBlock:
                 self._runner.run([TC, "qdisc", "add", "dev", ifname, "clsact"])
                 kinds.add("clsact")
             directions = [INGRESS] + ([EGRESS] if outgoing and "clsact" in kinds else [])
-            have = {f.direction for f in self._matching(address, port) if f.ifname == ifname}
             for direction in directions:
-                if direction in have:
+                filters = self._filters(ifname, direction)
+                if any(f.address == str(address) and f.port == port for f in filters):
                     continue
-                prefs = [f.pref for f in self._filters(ifname, direction)]
-                pref = max([FIRST_PREF - 1, *prefs]) + 1
+                pref = max([FIRST_PREF - 1, *(f.pref for f in filters)]) + 1
                 ip_key, port_key = _KEYS[direction]
                 proto = "ipv6" if address.version == 6 else "ip"
                 self._runner.run([TC, "filter", "add", "dev", ifname, direction, "pref",
