@@ -121,14 +121,14 @@ class Handover:
         if self._name is None:
             return 0
         try:
-            here = self._here()
-            out = self._attrd("-Q", "-N", here)
-            found = _VALUE.search(out)
+            # Without -N, attrd_updater reads and deletes this box's value: no crm_node
+            # call on the failover path.
+            found = _VALUE.search(self._attrd("-Q"))
             connections = decode(found.group(1), portals) if found else []
             if connections:
                 self._runner.run([TICKLE_TCP, "-n", str(TICKLES)],
                                  input=tickle_lines(connections), timeout=10)
-            self._attrd("-D", "-N", here)
+            self._attrd("-D")
         except (IscsihaError, OSError) as exc:
             _warn(f"handed-over connections not tickled: {exc}")
             return 0

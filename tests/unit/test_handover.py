@@ -158,7 +158,8 @@ def test_start_tickles_what_was_handed_over_for_its_portals_then_forgets_it(
     assert _handover(runner, tmp_path).tickle([PORTAL]) == 1
     tickles = [(argv, data) for argv, data in runner.calls if argv[0] == TICKLE_TCP]
     assert tickles == [([TICKLE_TCP, "-n", "3"], "10.30.0.100:3260 10.30.0.7:51000\n")]
-    assert runner.attrd()[-1] == ["-n", "iscsiha-conns-target-vm-lio", "-D", "-N", "san-a"]
+    assert runner.attrd()[-1] == ["-n", "iscsiha-conns-target-vm-lio", "-D"]  # this box's
+    assert not [argv for argv, _ in runner.calls if argv[0].endswith("crm_node")]
 
 
 def test_nothing_handed_over_tickles_nothing(tmp_path: Path) -> None:
