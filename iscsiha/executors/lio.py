@@ -196,6 +196,10 @@ def _target_state(root: Any, iqn: str) -> TargetState | None:
 def _set_tpg_policy(tpg: Any, spec: TargetParams, secrets: Secrets) -> None:
     chap = spec.auth.mode is not AuthMode.NONE
     tpg.set_attribute("authentication", "1" if chap else "0")
+    # An initiator whose connection broke waits DefaultTime2Wait (the larger of both
+    # sides' values; LIO's default is 2 s) before it reconnects: after a failover the
+    # new box already serves when the old connection is reset, so it should not wait.
+    tpg.set_parameter("DefaultTime2Wait", "0")
     if spec.allow_any_initiator:
         # Asked for explicitly: any initiator may log in, with the TPG's credentials.
         tpg.set_attribute("generate_node_acls", "1")

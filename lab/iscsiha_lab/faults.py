@@ -36,6 +36,7 @@ from iscsiha_lab.pair import (
     recovered,
     resync_kib,
     target_on,
+    wait_healthy,
     written_kib,
 )
 
@@ -104,7 +105,7 @@ def power_cut(lab: Lab) -> dict[str, Any]:
         target_on(lab, t) == survivor for t in TARGETS))
     time.sleep(10)  # writes the returning box misses
     lab.power("power-on", active)  # the admin brings the fenced box back
-    wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
+    wait_healthy(lab, f"{active} back and resynced", timeout=RECOVERY)
     figures = {"written_away_kib": written_kib(lab, survivor) - before,
                "resynced_kib": resync_kib(lab, survivor) - synced_before, "fault_at": fault_at}
     if not 0 < figures["resynced_kib"] < RESYNC_LIMIT_KIB:
@@ -120,12 +121,18 @@ def power_cut(lab: Lab) -> dict[str, Any]:
 def power_cut_with_bmc(lab: Lab) -> dict[str, Any]:
     """The active box loses power and its BMC with it: IPMI cannot power it off, so the
     survivor counts it off once its watchdog must have reset it (the second fencing
-    level), and only then serves its targets."""
+    level), and only then serves its targets. A check of the dead BMC is running when the
+    power goes, and the BMC is back just after: no stale "off" may hit the box again."""
     active = _active(lab)
     survivor = other(active)
     shots = fence_history(lab, active)
     fault_at = time.time()
     lab.power("bmc-off", active)
+    # The survivor's check of the dead BMC is under way when the box goes, as its
+    # periodic monitor sometimes is: the fence request must not wait behind it.
+    lab.exec(survivor, ["sh", "-c", f"setsid timeout 90 stonith_admin --monitor "
+                                    f"fence-{active} >/dev/null 2>&1 < /dev/null &"]).check()
+    time.sleep(1)
     lab.power("power-off", active)
     try:
         wait_for(f"{active} fenced by the watchdog level",
@@ -138,7 +145,7 @@ def power_cut_with_bmc(lab: Lab) -> dict[str, Any]:
     finally:
         lab.power("bmc-on", active)  # the power is back: the BMC first, then the admin
     lab.power("power-on", active)
-    wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
+    wait_healthy(lab, f"{active} back and resynced", timeout=RECOVERY)
     # pacemaker-fenced: "Waiting 20s for san-a to self-fence (off)", then "Self-fencing
     # (off) by san-a ... assumed complete".
     if not re.search(r"Self-fencing \(\w+\) by \S+ .*assumed complete", fencer):
@@ -163,7 +170,7 @@ def freeze(lab: Lab) -> dict[str, Any]:
         raise CheckFailed(f"{active} thawed: fencing should have powered it off")
     wait_for(f"alpha on {other(active)}", lambda: target_on(lab, "alpha") == other(active))
     lab.power("power-on", active)
-    wait_for(f"{active} back and resynced", lambda: healthy(lab), timeout=RECOVERY)
+    wait_healthy(lab, f"{active} back and resynced", timeout=RECOVERY)
     return {"fault_at": fault_at}
 
 
@@ -214,7 +221,7 @@ def cluster_links_cut(lab: Lab) -> dict[str, Any]:
     fenced = [box for box, n in shots.items() if fenced_after(lab, box, n)()]
     for box in fenced:
         lab.power("power-on", box)
-    wait_for("the pair whole again", lambda: healthy(lab), timeout=RECOVERY)
+    wait_healthy(lab, "the pair whole again", timeout=RECOVERY)
     if len(fenced) != 1:
         raise CheckFailed(f"fenced {fenced}: exactly one box must be")
     return {"fenced": fenced, "fault_at": fault_at}
@@ -230,7 +237,7 @@ def storage_cut(lab: Lab) -> dict[str, Any]:
         wait_for(f"alpha off {active}", lambda: target_on(lab, "alpha") == other(active))
     finally:
         lab.links("heal", "storage", active)
-    wait_for("healthy", lambda: healthy(lab))
+    wait_healthy(lab, "healthy")
     return {"fault_at": fault_at}
 
 

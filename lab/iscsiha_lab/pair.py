@@ -28,6 +28,7 @@ INITIATOR_SETTINGS = {
     "node.session.timeo.replacement_timeout": "180",
     "node.conn[0].timeo.noop_out_interval": "5",
     "node.conn[0].timeo.noop_out_timeout": "10",
+    "node.session.iscsi.DefaultTime2Wait": "0",
 }
 
 
@@ -133,22 +134,42 @@ def online(lab: Lab) -> set[str]:
     return seen[0] & seen[1]
 
 
-def healthy(lab: Lab) -> bool:
-    """Both boxes online, every volume connected and UpToDate on both, one Primary each,
-    every target running, automatic failback done."""
-    if online(lab) != set(BOXES):
-        return False
+def unhealthy(lab: Lab) -> str:
+    """What keeps the pair from healthy (both boxes online, every volume connected and
+    UpToDate on both, one Primary each, every target running, automatic failback done);
+    empty when nothing does."""
+    up = online(lab)
+    if up != set(BOXES):
+        return f"online on both boxes' view: {sorted(up)}"
     views = [drbd(lab, box) for box in BOXES]
     for volume in TARGETS:
         pair = [v.get(volume) for v in views]
         if any(p is None or p.connection != "Connected" or p.disks != "UpToDate/UpToDate"
-               for p in pair):
-            return False
-        if sorted(p.role for p in pair if p) != ["Primary", "Secondary"]:
-            return False
+               for p in pair) or sorted(p.role for p in pair if p) != ["Primary", "Secondary"]:
+            return f"{volume}: {dict(zip(BOXES, pair, strict=True))}"
     where = {t: target_on(lab, t) for t in TARGETS}
-    return all(where.values()) and all(
-        where[t] == node for t, (_, node, failback) in TARGETS.items() if failback == "auto")
+    for t, (_, node, failback) in TARGETS.items():
+        if where[t] is None or (failback == "auto" and where[t] != node):
+            return f"target {t} on {where[t]}"
+    return ""
+
+
+def healthy(lab: Lab) -> bool:
+    return not unhealthy(lab)
+
+
+def wait_healthy(lab: Lab, what: str, timeout: float = 300) -> None:
+    """Wait for ``healthy``; on timeout say what was missing and how each box's cluster
+    services stand, with their last log lines."""
+    try:
+        wait_for(what, lambda: healthy(lab), timeout=timeout)
+    except AssertionError as exc:
+        services = "sbd corosync corosync-qdevice pacemaker"
+        boxes = "\n".join(f"--- {box}:\n" + (ask(lab, box, ["sh", "-c",
+            f"systemctl is-active {services}; journalctl -q --no-pager -n 40 "
+            + " ".join(f"-u {u}" for u in services.split())]) or "(no answer)")
+            for box in BOXES)
+        raise CheckFailed(f"{exc}; still missing: {unhealthy(lab)}\n{boxes}") from exc
 
 
 def fence_constraints(lab: Lab, box: str) -> list[str]:
@@ -199,8 +220,8 @@ def split_brains(lab: Lab, since: dict[str, int]) -> list[str]:
 
 def recovered(lab: Lab, since: dict[str, int], timeout: float = RECOVERY) -> None:
     """Healthy again, no split brain since ``since``, and the same bytes on both boxes."""
-    wait_for("both boxes back, volumes UpToDate on both, every target running",
-             lambda: healthy(lab), timeout=timeout)
+    wait_healthy(lab, "both boxes back, volumes UpToDate on both, every target running",
+                 timeout=timeout)
     brains = split_brains(lab, since)
     if brains:
         raise CheckFailed(f"split brain: {brains}")
@@ -250,7 +271,7 @@ def prepare(lab: Lab, initiator: Initiator) -> list[str]:
     """The pair converged on the failover state, healthy, every target home, the
     initiator logged in to all; its disks."""
     converge(lab, failover_desired(lab, initiator.iqn))
-    wait_for("the pair healthy", lambda: healthy(lab))
+    wait_healthy(lab, "the pair healthy")
     for name, (_, preferred, _) in TARGETS.items():
         if target_on(lab, name) != preferred:
             move(lab, name, preferred)

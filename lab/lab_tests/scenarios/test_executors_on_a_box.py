@@ -77,6 +77,9 @@ def test_lio_executor_exports_a_lun_the_initiator_uses_with_chap(lab: Lab) -> No
                                 input=json.dumps(params)))
         assert state == {"enabled": True, "luns": {"0": f"/dev/data/{VOLUME}"},
                          "acls": [ini.iqn], "portals": [[portal, 3260]]}
+        # Initiators reconnect at once after a failover (they wait the larger value).
+        wait = f"/sys/kernel/config/target/iscsi/{IQN}/tpgt_1/param/DefaultTime2Wait"
+        assert _run(lab, BOX, "cat", wait).strip() == "0"
         ini.configure(IQN, portal, mutual=False)
         (disk,) = ini.login(IQN, portal, 1)
         try:
