@@ -278,6 +278,11 @@ def _fence_device(resources: ET.Element, constraints: ET.Element, node: Node,
     params = [
         ("ip", str(node.bmc.address)), ("username", node.bmc.user),
         ("ipmitool_path", FENCE_IPMITOOL), ("lanplus", "1"), ("pcmk_host_list", node.name),
+        # By default a device runs one action at a time: a fence request queued behind a
+        # monitor stuck on a dead BMC (up to its 60 s timeout), timed out unstarted, and
+        # the queued "off" then ran once the BMC was back, powering off the box its
+        # admin had just powered on (lab, 2026-12-06).
+        ("pcmk_action_limit", "2"),
     ]
     if node.bmc.cipher is not None:
         # Without it ipmitool first asks the BMC for its cipher suites: a BMC without
