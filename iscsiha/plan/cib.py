@@ -311,6 +311,10 @@ def _watchdog_device(resources: ET.Element, nodes: Iterable[Node]) -> None:
     """fence_watchdog: not run, the fencer waits stonith-watchdog-timeout instead."""
     prim = _primitive(resources, WATCHDOG_DEVICE, "stonith", "fence_watchdog", None,
                       [("pcmk_host_list", " ".join(n.name for n in nodes))])
+    # Without stickiness the scheduler moved it to even out the boxes' resource counts
+    # on every target move: a stop and a start beside the move's own work (lab timeline).
+    _nvset(prim, "meta_attributes", f"{WATCHDOG_DEVICE}-meta",
+           [("resource-stickiness", "100")])
     _ops(prim, WATCHDOG_DEVICE, (("monitor", "60s", "20s", None),))
 
 

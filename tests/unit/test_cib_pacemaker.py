@@ -97,3 +97,40 @@ def test_a_target_s_addresses_start_without_waiting_for_the_promotion(
     promote = re.compile(f"drbd-{target}(:\\d+)?_promote_0 ")
     assert any(promote.match(a) for a in _waits_for(before, lio))
     assert not any(promote.match(a) for a in _waits_for(before, address))
+
+
+def _running_on(cib: str, rsc: str) -> set[str]:
+    """Nodes whose recorded history shows ``rsc`` started (crm_simulate's output CIB)."""
+    nodes = set()
+    for state in re.findall(r"<node_state .*?</node_state>", cib, re.DOTALL):
+        uname = re.search(r'uname="([^"]+)"', state)
+        found = re.search(f'<lrm_resource id="{rsc}".*?</lrm_resource>', state, re.DOTALL)
+        if uname and found and 'operation="start"' in found.group(0) \
+                and 'operation="stop"' not in found.group(0):
+            nodes.add(uname.group(1))
+    return nodes
+
+
+def test_moving_targets_leaves_the_watchdog_device_where_it_runs(tmp_path: Path) -> None:
+    """Pacemaker's scheduler, on the planned CIB: when a target moves to the other box,
+    the watchdog fence device stays where it runs."""
+    crm_simulate, crm_resource = shutil.which("crm_simulate"), shutil.which("crm_resource")
+    if crm_simulate is None or crm_resource is None:
+        skip_or_fail("crm_simulate is not installed (apt-get install pacemaker-cli-utils)")
+        return
+    config = load_text(EXAMPLE.read_text())
+    scores = tuple((f"master-drbd-{t.name}", "10000") for t in config.targets)
+    pings = tuple((f"ping-{n.name}", "1") for n in config.cluster.networks)
+    started, moved = tmp_path / "started.xml", tmp_path / "moved.xml"
+    (tmp_path / "planned.xml").write_text(
+        whole_cib(plan(config).cib, ("san-a", "san-b"), scores + pings))
+    Runner().run([crm_simulate, "-x", str(tmp_path / "planned.xml"), "-S", "-O", str(started)])
+    (home,) = _running_on(started.read_text(), "watchdog")
+    # A target joins the box the device runs on, as after a failover or a move: that box
+    # now runs more than the other, which the scheduler evens out where nothing sticks.
+    (target,) = [t.name for t in config.targets
+                 if _running_on(started.read_text(), f"target-{t.name}-lio") != {home}]
+    Runner().run([crm_resource, "--move", "-r", f"target-{target}", "--node", home],
+                 env={"CIB_file": str(started)})
+    Runner().run([crm_simulate, "-x", str(started), "-S", "-O", str(moved)])
+    assert _running_on(moved.read_text(), "watchdog") == {home}
