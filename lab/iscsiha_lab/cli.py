@@ -23,6 +23,7 @@ from iscsiha_lab import (
     failover_bench,
     fault_timeline,
     initiator_root,
+    lio_bench,
     soak,
 )
 from iscsiha_lab.lab import Lab
@@ -148,6 +149,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=3, help="runs of each (default 3)")
     p.set_defaults(func=_fault_timeline)
 
+    p = sub.add_parser("lio-bench", help="time the LIO executor creating and removing one "
+                       "target of N LUNs on a box, outside Pacemaker (JSON)")
+    p.add_argument("--luns", default="1,64", help="LUN counts, comma-separated (default 1,64)")
+    p.add_argument("--runs", type=int, default=3, help="runs of each (default 3)")
+    p.set_defaults(func=_lio_bench)
+
     p = sub.add_parser("console-setup", help="on a lab up with --no-cluster: form the cluster "
                        "and export a volume to the initiator with console commands only, "
                        "printing each one")
@@ -271,6 +278,13 @@ def _fault_timeline(lab: Lab, args: argparse.Namespace) -> int:
     report = fault_timeline.run(lab, scenarios, args.runs, progress)
     print(json.dumps(report, indent=2))
     return EXIT_OK if report["failure"] is None else EXIT_REFUSED
+
+
+def _lio_bench(lab: Lab, args: argparse.Namespace) -> int:
+    report = lio_bench.bench(lab, lio_bench.parse_options(args.luns, args.runs), args.runs,
+                             progress)
+    print(json.dumps(report, indent=2))
+    return EXIT_OK
 
 
 def _console_setup(lab: Lab, args: argparse.Namespace) -> int:
