@@ -74,13 +74,7 @@ class BenchOptions:
 def parse_options(luns: str, runs: int, faults: str, agents: str) -> BenchOptions:
     """The command line's lists, or every problem in them at once."""
     problems: list[Report] = []
-    counts: list[int] = []
-    for word in _words(luns, "--luns", problems):
-        if word.isdigit() and 1 <= int(word) <= MAX_LUNS:
-            counts.append(int(word))
-        else:
-            problems.append(Report("bad-lun-count", "--luns", word, f"LUN counts from 1 to "
-                                   f"{MAX_LUNS}, comma-separated (the data disk's limit)"))
+    counts = lun_counts(luns, problems)
     if runs < 1:
         problems.append(Report("bad-run-count", "--runs", runs, "a count of 1 or more"))
     chosen = {}
@@ -92,6 +86,18 @@ def parse_options(luns: str, runs: int, faults: str, agents: str) -> BenchOption
     if problems:
         raise IscsihaError(problems)
     return BenchOptions(tuple(counts), runs, chosen["--faults"], chosen["--agents"])
+
+
+def lun_counts(text: str, problems: list[Report]) -> list[int]:
+    """The LUN counts of ``--luns``; what is wrong with them goes to ``problems``."""
+    counts = []
+    for word in _words(text, "--luns", problems):
+        if word.isdigit() and 1 <= int(word) <= MAX_LUNS:
+            counts.append(int(word))
+        else:
+            problems.append(Report("bad-lun-count", "--luns", word, f"LUN counts from 1 to "
+                                   f"{MAX_LUNS}, comma-separated (the data disk's limit)"))
+    return counts
 
 
 def _words(text: str, option: str, problems: list[Report]) -> list[str]:

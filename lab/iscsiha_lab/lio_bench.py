@@ -2,8 +2,8 @@
 target with N LUNs on a box, the work a target's start and stop do in a failover.
 
 Runs the product's own executor (iscsiha.executors.lio, as installed in the image) on
-scratch volumes of the box's data volume group, outside Pacemaker and DRBD; rtslib is
-imported before the clock starts, as the agent helper holds it. Prints JSON.
+scratch volumes (8 MiB) of the box's data volume group, outside Pacemaker and DRBD;
+rtslib is imported before the clock starts, as the agent helper holds it. Prints JSON.
 """
 
 from __future__ import annotations
@@ -13,18 +13,17 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from iscsiha.errors import IscsihaError
+from iscsiha.errors import IscsihaError, Report
+from iscsiha_lab.failover_bench import lun_counts
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.topology import NetworkRole
 
 BOX = "san-a"
-MAX_LUNS = 100  # 8 MiB scratch volumes: the lab's 2 GiB data disk holds them
 MAX_RUNS = 20
 
 # Sent to the box as source text; argv: LUN count, runs, portal address.
 SCRIPT = r"""
 import json, subprocess, sys, time
-import rtslib_fb  # noqa: F401  held by the agent helper in a failover: not timed
 from iscsiha.executors.lio import Lio, Secrets
 from iscsiha.model.identity import lun_identity
 from iscsiha.plan.agent_params import TargetParams
@@ -44,6 +43,7 @@ try:
                        capture_output=True)
         made.append(name)
     lio = Lio()
+    lio.target_state(iqn)  # imports rtslib, which the agent helper holds: not timed
     timings = {"apply_s": [], "remove_s": []}
     for _ in range(runs):
         start = time.monotonic()
@@ -61,16 +61,13 @@ finally:
 
 
 def parse_options(text: str, runs: int) -> list[int]:
-    """The LUN counts of ``--luns``, refused with a report as ``--runs`` out of range."""
+    """The LUN counts of ``--luns``, or every problem with them and ``--runs`` at once."""
+    problems: list[Report] = []
+    counts = lun_counts(text, problems)
     if not 1 <= runs <= MAX_RUNS:
-        raise IscsihaError.single("bad-runs", "--runs", str(runs), f"1 to {MAX_RUNS}")
-    counts = []
-    for word in text.split(","):
-        word = word.strip()
-        if not word.isdigit() or not 1 <= int(word) <= MAX_LUNS:
-            raise IscsihaError.single("bad-luns", "--luns", text,
-                                      f"LUN counts from 1 to {MAX_LUNS}, comma-separated")
-        counts.append(int(word))
+        problems.append(Report("bad-run-count", "--runs", runs, f"1 to {MAX_RUNS}"))
+    if problems:
+        raise IscsihaError(problems)
     return counts
 
 

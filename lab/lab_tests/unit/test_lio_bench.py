@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from iscsiha_lab.lio_bench import MAX_LUNS, parse_options
+from iscsiha_lab.failover_bench import MAX_LUNS
+from iscsiha_lab.lio_bench import parse_options
 
 from iscsiha.errors import IscsihaError
 
