@@ -77,7 +77,9 @@ def fencing_text(fencing: Fencing) -> str:
         return "DISABLED (stonith-enabled=false)"
     if not fencing.devices:
         return "NOT READY: no fence device configured"
-    shown = ", ".join(f"{d} on {on}" if on else f"{d} STOPPED" for d, on in fencing.devices)
+    shown = ", ".join((f"{d} on {on}" + (" FAILING (its monitor failed)"
+                                         if d in fencing.failing else ""))
+                      if on else f"{d} STOPPED" for d, on in fencing.devices)
     return f"{'ready' if fencing.ready else 'NOT READY'}: {shown}"
 
 

@@ -42,10 +42,12 @@ class VolumeStatus:
 class Fencing:
     enabled: bool  # stonith-enabled
     devices: tuple[tuple[str, str | None], ...]  # (device, the node running it or None)
+    failing: frozenset[str] = frozenset()  # running, but their monitor failed (ignored)
 
     @property
     def ready(self) -> bool:
-        return self.enabled and bool(self.devices) and all(on for _, on in self.devices)
+        return (self.enabled and bool(self.devices) and not self.failing
+                and all(on for _, on in self.devices))
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,12 @@ def _fencing(cib: ET.Element, mon: ET.Element) -> Fencing:
                for r in mon.iter("resource") if r.get("role") == "Started"}
     devices = tuple((p.get("id", "?"), running.get(p.get("id", "")))
                     for p in cib.iter("primitive") if p.get("class") == "stonith")
-    return Fencing(enabled.lower() in ("true", "yes", "1", "on"), devices)
+    # A fence device's monitor fails with on-fail=ignore (plan/cib.py): the resource stays
+    # started and crm_mon flags it until the failure expires.
+    failing = frozenset(r.get("id", "") for r in mon.iter("resource")
+                        if r.get("failure_ignored") == "true")
+    return Fencing(enabled.lower() in ("true", "yes", "1", "on"), devices,
+                   failing & {d for d, _ in devices})
 
 
 def _with_sessions(targets: list[TargetStatus], sessions: SessionsOn) -> list[TargetStatus]:

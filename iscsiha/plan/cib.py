@@ -66,6 +66,7 @@ PRIORITY_FENCING_DELAY = "10s"
 # off as gone after twice that, as sbd's documentation asks.
 WATCHDOG_FENCE_TIMEOUT = "20s"
 IPMI_OFF_TIMEOUT = "15s"
+FENCE_FAILURE_TIMEOUT = "180s"  # three monitor intervals
 # Pacemaker accepts its watchdog device only under this name (fenced asserts otherwise).
 WATCHDOG_DEVICE = "watchdog"
 FENCE_DELAY_BASE = "5s"  # at most half the priority delay, as Pacemaker advises
@@ -298,10 +299,19 @@ def _fence_device(resources: ET.Element, constraints: ET.Element, node: Node,
         # slower than this leaves the box to the watchdog level, which is as safe.
         params.append(("pcmk_off_timeout", IPMI_OFF_TIMEOUT))
     prim = _primitive(resources, rsc, "stonith", "fence_ipmilan", None, params)
+    # A failed start bans the device from the only box that may run it: forgiven once
+    # the BMC has answered again for this long (or at once by a cleanup).
+    _nvset(prim, "meta_attributes", f"{rsc}-meta", [("failure-timeout", FENCE_FAILURE_TIMEOUT)])
     # fence_ipmilan's status call took over 20 s in the lab under load, and the start
-    # (a status call too) on a box just back from a fence timed out at the default 20 s,
-    # which bans the device from the only box that may run it.
+    # (a status call too) on a box just back from a fence timed out at the default 20 s.
     _ops(prim, rsc, (("start", "0s", "60s", None), ("monitor", "60s", "60s", None)))
+    # A monitor that fails (a dead BMC is known in 2 s) must not restart the device: the
+    # restart joined the failover's transition when a box died with its BMC and held its
+    # targets' start 5 s (lab). The fencer uses the device all the same, and status
+    # shows it failing (crm_mon's failure_ignored).
+    for op in prim.iter("op"):
+        if op.get("name") == "monitor":
+            op.set("on-fail", "ignore")
     # A box never runs the device that would power itself off.
     ET.SubElement(constraints, "rsc_location", id=f"{rsc}-not-on-{node.name}", rsc=rsc,
                   node=node.name, score="-INFINITY")

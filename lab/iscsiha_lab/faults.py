@@ -130,8 +130,11 @@ def power_cut_with_bmc(lab: Lab) -> dict[str, Any]:
     lab.power("bmc-off", active)
     # The survivor's check of the dead BMC is under way when the box goes, as its
     # periodic monitor sometimes is: the fence request must not wait behind it.
-    lab.exec(survivor, ["sh", "-c", f"setsid timeout 90 stonith_admin --monitor "
-                                    f"fence-{active} >/dev/null 2>&1 < /dev/null &"]).check()
+    # (`--query` runs the device's monitor action in the fencer; Pacemaker 3 has no
+    # `--monitor`, which failed here unnoticed until 2026-12-06.)
+    lab.exec(survivor, ["sh", "-c", f"setsid timeout 90 stonith_admin --query "
+                                    f"fence-{active} --timeout 60 >/dev/null 2>&1 "
+                                    f"< /dev/null &"]).check()
     time.sleep(1)
     lab.power("power-off", active)
     try:

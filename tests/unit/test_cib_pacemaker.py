@@ -134,3 +134,27 @@ def test_moving_targets_leaves_the_watchdog_device_where_it_runs(tmp_path: Path)
                  env={"CIB_file": str(started)})
     Runner().run([crm_simulate, "-x", str(started), "-S", "-O", str(moved)])
     assert _running_on(moved.read_text(), "watchdog") == {home}
+
+
+def test_a_fence_device_whose_monitor_fails_is_not_restarted(tmp_path: Path) -> None:
+    """Pacemaker's scheduler, on the planned CIB: a BMC that stops answering fails its
+    device's monitor, and the device is neither stopped nor restarted (a restart joined
+    a failover's transition and held the targets back)."""
+    crm_simulate = shutil.which("crm_simulate")
+    if crm_simulate is None:
+        skip_or_fail("crm_simulate is not installed (apt-get install pacemaker-cli-utils)")
+        return
+    config = load_text(EXAMPLE.read_text())
+    scores = tuple((f"master-drbd-{t.name}", "10000") for t in config.targets)
+    pings = tuple((f"ping-{n.name}", "1") for n in config.cluster.networks)
+    started, failed = tmp_path / "started.xml", tmp_path / "failed.xml"
+    (tmp_path / "planned.xml").write_text(
+        whole_cib(plan(config).cib, ("san-a", "san-b"), scores + pings))
+    Runner().run([crm_simulate, "-x", str(tmp_path / "planned.xml"), "-S", "-O", str(started)])
+    (home,) = _running_on(started.read_text(), "fence-san-b")
+    out = Runner().run([crm_simulate, "-x", str(started), "-S", "-O", str(failed),
+                        "-i", f"fence-san-b_monitor_60000@{home}=1"]).stdout
+    assert "Injecting fence-san-b_monitor_60000" in out
+    summary = out.split("Transition Summary:")[1].split("Executing Cluster Transition:")[0]
+    assert "fence-san-b" not in summary  # without on-fail=ignore: "Recover fence-san-b"
+    assert _running_on(failed.read_text(), "fence-san-b") == {home}

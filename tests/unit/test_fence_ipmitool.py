@@ -94,7 +94,11 @@ def test_main_execs_ipmitool_and_reports_failures_without_secrets(
         raise FileNotFoundError(2, "No such file or directory")
 
     monkeypatch.setattr(os, "execve", execve)
+    pinged: list[tuple[str, int]] = []
+    monkeypatch.setattr(fence_ipmitool, "bmc_answers",
+                        lambda host, port: pinged.append((host, port)) or True)
     assert fence_ipmitool.main(FROM_FENCE_IPMILAN) == 1
+    assert pinged == [("10.0.0.22", 623)]
     assert ran == [("/usr/bin/ipmitool", fence_ipmitool.ipmitool_argv(FROM_FENCE_IPMILAN),
                     "bmc-b-secret")]
     err = capsys.readouterr().err
@@ -121,3 +125,39 @@ def test_the_cib_runs_it_and_the_password_stays_in_the_lrm_store() -> None:
         assert plan.secrets[(f"fence-{name}", fence_ipmitool.PARAMETER)] == bmc.password
         assert fence_ipmitool.device_for(EXAMPLE.read_text(), str(bmc.address)) == \
             prim.get("id")
+
+
+def test_a_bmc_that_does_not_answer_its_ping_is_not_asked(
+        secrets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    desired = tmp_path / "desired.toml"
+    desired.write_text(EXAMPLE.read_text())
+    monkeypatch.setattr(fence_ipmitool, "DESIRED_PATH", str(desired))
+    monkeypatch.setattr(fence_ipmitool, "SECRETS_DIR", str(secrets))
+    monkeypatch.setattr(fence_ipmitool, "bmc_answers", lambda host, port: False)
+    ran: list[str] = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: ran.append(path))
+    assert fence_ipmitool.main(FROM_FENCE_IPMILAN) == 1
+    assert ran == []
+    assert "the BMC 10.0.0.22 (UDP port 623) does not answer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "ipmi", ""])
+def test_a_bmc_port_that_is_no_port_is_refused(secrets: Path, port: str) -> None:
+    args = ["-H", "10.0.0.22", "-p", port, "chassis", "power", "status"]
+    with pytest.raises(fence_ipmitool.FenceError, match=f"the BMC port \\(-p\\) '{port}'"):
+        fence_ipmitool.bmc_of(args)
+
+
+def test_the_ping_is_an_asf_presence_ping_as_ipmi_over_lan_defines_it() -> None:
+    # RMCP 6.0, sequence 0xff (no ACK), class ASF; IANA 4542; type 0x80; tag; 0; length 0.
+    assert fence_ipmitool.ping_packet(7) == bytes.fromhex("0600ff06000011be80070000")
+
+
+def test_only_the_pong_to_our_tag_counts() -> None:
+    pong = bytes.fromhex("0600ff06000011be40070010") + bytes(16)
+    assert fence_ipmitool.is_pong(pong, 7)
+    assert not fence_ipmitool.is_pong(pong, 6)
+    assert not fence_ipmitool.is_pong(fence_ipmitool.ping_packet(7), 7)  # our own ping
+    assert not fence_ipmitool.is_pong(pong[:11], 7)
+    assert not fence_ipmitool.is_pong(b"\x06\x00\xff\x07" + pong[4:], 7)  # class IPMI

@@ -28,11 +28,14 @@ CIB = """<cib><configuration><crm_config><cluster_property_set id="o">
 </resources><constraints/></configuration></cib>"""
 
 
-def mon(quorum: str = 'present="true" with_quorum="true"', fence_b: str = "Started") -> str:
+def mon(quorum: str = 'present="true" with_quorum="true"', fence_b: str = "Started",
+        fence_b_failure_ignored: str = "false") -> str:
     return f"""<pacemaker-result><summary><current_dc {quorum}/></summary><nodes>
   <node name="san-a" online="true"/><node name="san-b" online="true"/></nodes><resources>
-  <resource id="fence-san-a" role="Started"><node name="san-b"/></resource>
-  <resource id="fence-san-b" role="{fence_b}"><node name="san-a"/></resource>
+  <resource id="fence-san-a" role="Started" failure_ignored="false"><node name="san-b"/>
+  </resource>
+  <resource id="fence-san-b" role="{fence_b}" failure_ignored="{fence_b_failure_ignored}">
+  <node name="san-a"/></resource>
   <clone id="drbd-vm-clone">
     <resource id="drbd-vm" role="Promoted"><node name="san-a"/></resource>
     <resource id="drbd-vm" role="Unpromoted"><node name="san-b"/></resource></clone>
@@ -87,6 +90,14 @@ def test_no_quorum_and_a_stopped_fence_device_are_not_healthy() -> None:
     lines = status_lines(state)
     assert "cluster NO QUORUM" in lines
     assert "fencing NOT READY: fence-san-a on san-b, fence-san-b STOPPED" in lines
+
+
+def test_a_fence_device_whose_monitor_failed_is_not_ready() -> None:
+    # Its monitor runs with on-fail=ignore: crm_mon keeps it started, flagged.
+    state = status(FakePacemaker(mon(fence_b_failure_ignored="true")))  # type: ignore[arg-type]
+    assert state.fencing is not None and not state.fencing.ready
+    assert ("fencing NOT READY: fence-san-a on san-b, fence-san-b on san-a FAILING "
+            "(its monitor failed)") in status_lines(state)
 
 
 def test_without_a_dc_quorum_is_unknown() -> None:
