@@ -94,6 +94,7 @@ PROBE_SCRIPT = """\
 {
   echo PROBE-BEGIN
   echo "iperf3: $(systemctl is-enabled iperf3.service)"
+  echo "nftables: $(systemctl is-enabled nftables.service)"
   journalctl -b -o cat -u iscsiha-firewall.service | sed 's/^/firewall: /'
   ss -lntuH | awk '{ print "listen: " $1 " " $5 }'
   echo PROBE-END
@@ -248,6 +249,7 @@ def test_the_image_listens_only_where_it_must_and_filters_the_storage_network(
                  for line in lines if line.startswith("listen: ")}
     assert listening == EXPECTED
     assert "iperf3: masked" in lines
+    assert "nftables: masked" in lines  # its `flush ruleset` would drop our table
     firewall = [line for line in lines if line.startswith("firewall: ")]
     assert any("loaded the policy of node iscsiha from /etc/iscsiha/desired.toml" in line
                for line in firewall), firewall
