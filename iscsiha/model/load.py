@@ -24,9 +24,11 @@ from iscsiha.model.fields import (
     FAILBACK,
     INITIATORS,
     IQN,
+    LINKS,
     LUN,
     LUNS,
     MODE,
+    MTU,
     MUTUAL_SECRET,
     MUTUAL_USER,
     NAME,
@@ -51,7 +53,9 @@ from iscsiha.model.fields import (
     parse_address,
 )
 from iscsiha.model.identity import DRBD_MINOR_MAX, DRBD_PORT_FIRST, DRBD_PORT_LAST
+from iscsiha.model.links import read_links
 from iscsiha.model.types import (
+    DEFAULT_MTU,
     ISCSI_PORT,
     NO_AUTH,
     Auth,
@@ -76,6 +80,7 @@ DEFAULT_VOLUME_GROUP = "data"
 VOLUME_SIZE_MIN = 16 * 1024**2  # room for DRBD's internal metadata and a filesystem
 VOLUME_SIZE_MAX = 1024**5  # DRBD 8.4's largest device: 1 PiB
 LUN_MAX = names.LUN_MAX
+MTU_MIN, MTU_MAX = 1280, 9216
 
 _ROLES = {r.value: r for r in NetworkRole}
 _AUTH_MODES = {m.value: m for m in AuthMode}
@@ -150,9 +155,12 @@ class _Reader:
             role = t.choice(ROLE, _ROLES)
             subnet = t.network(SUBNET)
             ping = self.ping_hosts(t, role, subnet)
+            # IPv6's minimum to the largest jumbo frame switches commonly carry.
+            mtu = t.integer(MTU, MTU_MIN, MTU_MAX, required=False)
             t.finish()
-            if name is not None and role is not None and subnet is not None:
-                out.append(Network(name, role, subnet, ping))
+            if name is not None and role is not None and subnet is not None \
+                    and (mtu is not None or t.data.get(MTU) is None):
+                out.append(Network(name, role, subnet, ping, mtu or DEFAULT_MTU))
         self._unique(((t.child(NAME), t.data.get(NAME)) for t in tables), "network name")
         subnets = [(f"{NETWORKS}[{i}].{SUBNET}", n.subnet) for i, n in enumerate(out)]
         for i, (path_a, a) in enumerate(subnets):
@@ -214,10 +222,17 @@ class _Reader:
                           names.NODE_NAME_ALLOWED, code="bad-name")
             addresses = self.node_addresses(t, networks)
             bmc = self.bmc(t.table(BMC))
+            links = read_links(t, networks, self.p)
             t.finish()
-            if name is not None and addresses is not None and bmc is not None:
-                out.append(Node(name, addresses, bmc))
+            if name is not None and addresses is not None and bmc is not None \
+                    and links is not None:
+                out.append(Node(name, addresses, bmc, *links))
         self._unique(((t.child(NAME), t.data.get(NAME)) for t in tables), "node name")
+        with_links = [t.child(LINKS) for t in tables if t.data.get(LINKS) is not None]
+        if with_links and len(with_links) != len(tables):
+            self.p.add("links-on-one-node", with_links[0], "links",
+                       "links on every node or on none",
+                       "the other node's links would stay as they are")
         everything = [(f"{NODES}[{i}].{ADDRESSES}.{net}", str(addr))
                       for i, n in enumerate(out) for net, addr in n.addresses]
         everything += [(f"{NODES}[{i}].{BMC}.{ADDRESS}", str(n.bmc.address))

@@ -31,6 +31,9 @@ class Failback(Enum):
     MANUAL = "manual"  # stay where it is until the admin moves it
 
 
+DEFAULT_MTU = 1500
+
+
 @dataclass(frozen=True)
 class Network:
     name: str
@@ -39,6 +42,34 @@ class Network:
     # Storage networks: hosts that answer ping while a box's link works (a switch, a
     # router). A box that reaches none while its peer does hands its targets over.
     ping: tuple[IPAddress, ...] = ()
+    # One value for both boxes: a path whose two ends differ drops large frames.
+    mtu: int = DEFAULT_MTU
+
+
+class BondMode(Enum):
+    ACTIVE_BACKUP = "active-backup"  # one member carries traffic, any switch
+    LACP = "802.3ad"  # all members, the switch ports in one LACP group
+
+
+@dataclass(frozen=True)
+class Bond:
+    name: str
+    members: tuple[str, ...]  # network interfaces (NICs) by kernel name
+    mode: BondMode
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where a network meets this box: a NIC or a bond, tagged with a VLAN or not."""
+
+    network: str
+    device: str
+    vlan: int | None = None
+
+    @property
+    def interface(self) -> str:
+        """The kernel's name for it (a VLAN is DEVICE.ID, as `ip link` names them)."""
+        return self.device if self.vlan is None else f"{self.device}.{self.vlan}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,10 @@ class Node:
     name: str
     addresses: tuple[tuple[str, IPAddress], ...]  # (network name, address), in network order
     bmc: Bmc
+    # Empty: the box's links are not the desired state's to set (configured by hand, or
+    # DHCP). Otherwise one per network, in network order.
+    links: tuple[Link, ...] = ()
+    bonds: tuple[Bond, ...] = ()
 
     def address_on(self, network: str) -> IPAddress:
         return dict(self.addresses)[network]
