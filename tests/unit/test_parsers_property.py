@@ -37,6 +37,7 @@ from iscsiha.model.identity import (
     DrbdResource,
     DrbdSlot,
 )
+from iscsiha.model.links import parse_link
 from iscsiha.model.load import load_data, load_text
 from iscsiha.model.toml_dump import dumps
 from iscsiha.model.types import AuthMode
@@ -51,6 +52,7 @@ from iscsiha.plan.agent_params import (
 from iscsiha.plan.cib import META_PORT, META_VOLUMES, previous_drbd
 from iscsiha.views import format_reports
 from tests.conftest import EXAMPLE
+from tests.unit.test_links import with_links
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -476,3 +478,30 @@ def test_plan_previous_exits_0_or_1_with_a_report_on_any_bytes(data: bytes) -> N
     assert rc in (0, 1)
     if rc == 1:
         assert "allowed:" in err
+
+
+def _with_links() -> dict[str, Any]:
+    return with_links(tomllib.loads(EXAMPLE.read_text()))
+
+
+LINK_PATHS = [p for p in _paths(_with_links())
+              if any(k in p for k in ("links", "bonds", "mtu"))]
+
+
+@PROPERTY
+@given(st.sampled_from(LINK_PATHS), toml_values)
+def test_links_bonds_and_mtus_with_any_value_load_or_report(
+        path: tuple[Any, ...], value: Any) -> None:
+    data = _with_links()
+    obj = data
+    for key in path[:-1]:
+        obj = obj[key]
+    obj[path[-1]] = value
+    _load_outcome(dumps(data))
+
+
+@PROPERTY
+@given(st.text(max_size=24))
+def test_a_link_is_read_back_exactly_or_refused(text: str) -> None:
+    link = parse_link("storage", text)
+    assert link is None or link.interface == text
