@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the request was refused (reports printed), 2 usage erro
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -29,7 +30,9 @@ from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
 from iscsiha.protocol import codec
+from iscsiha.status_report import SCHEMA, Health, as_json, assess
 from iscsiha.views import (
+    format_report,
     format_reports,
     resolution_text,
     split_brain_text,
@@ -84,7 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_apply)
 
     p = sub.add_parser("status", help="nodes, quorum, fencing, where each target runs "
-                                        "(and its sessions), each volume's DRBD state")
+                                        "(and its sessions), each volume's DRBD state; "
+                                        "exits 0 healthy, 1 degraded, 2 not serving, "
+                                        "3 unknown (the cluster could not be asked)")
+    p.add_argument("--json", action="store_true",
+                   help="the same as JSON (docs/status.md; schema 1)")
     p.add_argument("--sessions", action="store_true",
                    help="also each target's initiator sessions (asks the box serving it)")
     p.add_argument("--timeline", action="store_true",
@@ -198,13 +205,34 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """Exit codes for monitoring (status_report.Health), not the usual 1 for an error."""
     env = real_env()
-    state = targets_cmd.live_status(env, sessions=args.sessions)
-    print("\n".join(status_lines(state)))
+    try:
+        state = targets_cmd.live_status(env, sessions=args.sessions)
+    except IscsihaError as exc:
+        if args.json:
+            print(json.dumps({"schema": SCHEMA, "health": Health.UNKNOWN.word,
+                              "exit_code": Health.UNKNOWN.value,
+                              "reasons": [format_report(r) for r in exc.reports]}, indent=2))
+        else:
+            print(format_reports(exc.reports), file=sys.stderr)
+        return Health.UNKNOWN.value
+    health, reasons = assess(state)
+    timeline = None
     if args.timeline:
         report = timeline_cmd.last_timeline(env, {t.name: t.iqn for t in state.targets})
-        print("\n".join(["", *timeline_lines(report)]))
-    return EXIT_OK
+        timeline = timeline_lines(report)
+    if args.json:
+        out = as_json(state)
+        if timeline is not None:
+            out["timeline"] = timeline
+        print(json.dumps(out, indent=2))
+        return health.value
+    print("\n".join(status_lines(state)))
+    print(f"health  {health.word.upper()}" + "".join(f"\n  - {r}" for r in reasons))
+    if timeline is not None:
+        print("\n".join(["", *timeline]))
+    return health.value
 
 
 def _move(args: argparse.Namespace) -> int:

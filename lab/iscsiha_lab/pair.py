@@ -4,6 +4,7 @@ Connected and UpToDate on both, one Primary each, every target running)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,16 +92,32 @@ def ask(lab: Lab, box: str, argv: list[str], timeout: float = 30) -> str | None:
     return result.out if result.ok else None
 
 
+def status_of(lab: Lab, box: str) -> dict[str, Any] | None:
+    """`iscsiha status --json` on the box, or None when it does not answer. Its exit
+    code is the cluster's health (0-2), not whether it answered."""
+    try:
+        result = lab.exec(box, ["iscsiha", "status", "--json"], timeout=30)
+    except IscsihaError:
+        return None
+    if result.returncode not in (0, 1, 2):
+        return None
+    try:
+        data = json.loads(result.out)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def target_on(lab: Lab, name: str) -> str | None:
-    """Where the target runs, asked of whichever box answers."""
+    """Where the target runs, fully started, asked of whichever box answers."""
     for box in BOXES:
-        out = ask(lab, box, ["iscsiha", "status"])
-        if out is None:
+        data = status_of(lab, box)
+        if data is None:
             continue
-        for line in out.splitlines():
-            words = line.split()
-            if words[:2] == ["target", name]:
-                return None if "(not" in line or words[3] == "stopped" else words[3]
+        for target in data.get("targets", []):
+            if target.get("name") == name:
+                running = target.get("running_on") or []
+                return running[0] if target.get("healthy") and len(running) == 1 else None
     return None
 
 

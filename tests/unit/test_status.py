@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from iscsiha.commands.targets import TargetStatus, VolumeStatus, live_status, status
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import ProcDevice, parse_proc_drbd
+from iscsiha.status_report import Health, as_json, assess
 from iscsiha.views import replicating, replication_text, sessions_text, status_lines
 from tests.unit.env_fakes import fake_env
 
@@ -146,3 +148,79 @@ def test_live_status_without_drbd_loaded_still_reports() -> None:
 
     state = live_status(fake_env(FakePacemaker(mon()), drbd=NoDrbd()))
     assert state.volumes[0].drbd is None and state.targets[0].sessions is None
+
+
+# -- the verdict for monitoring and `status --json` -----------------------------------------
+
+CONNECTED = parse_proc_drbd(
+    "version: 8.4.11 (api:1/proto:86-101)\n"
+    " 3: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----\n"
+    "    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0\n")
+PEER_GONE = parse_proc_drbd(
+    "version: 8.4.11 (api:1/proto:86-101)\n"
+    " 3: cs:WFConnection ro:Primary/Unknown ds:UpToDate/DUnknown C r-----\n"
+    "    ns:0 nr:0 dw:4096 dr:0 al:1 bm:1 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:4096\n")
+
+
+def test_a_healthy_pair_exits_0_with_no_reasons() -> None:
+    state = status(FakePacemaker(mon()), CONNECTED)  # type: ignore[arg-type]
+    assert assess(state) == (Health.HEALTHY, ())
+
+
+def test_an_offline_box_after_a_failover_is_degraded_not_down() -> None:
+    offline = mon().replace('<node name="san-b" online="true"/>',
+                            '<node name="san-b" online="false"/>')
+    state = status(FakePacemaker(offline), PEER_GONE)  # type: ignore[arg-type]
+    health, reasons = assess(state)
+    assert health is Health.DEGRADED and health.value == 1
+    assert reasons == ("node san-b is offline",
+                       "volume db is not replicated (WFConnection, UpToDate/DUnknown)")
+
+
+def test_a_stopped_target_or_no_quorum_is_not_serving_and_lists_the_rest_too() -> None:
+    stopped = mon('present="true" with_quorum="false"', fence_b="Stopped").replace(
+        '<resource id="target-vm-lio" role="Started"><node name="san-a"/>\n  </resource>', "")
+    state = status(FakePacemaker(stopped), parse_proc_drbd(RESYNC))  # type: ignore[arg-type]
+    health, reasons = assess(state)
+    assert health is Health.NOT_SERVING and health.value == 2
+    assert reasons == ("this box's side has no quorum", "target vm is stopped",
+                       "fencing is not ready (fence-san-b stopped)",
+                       "volume db is resyncing (SyncSource, 25.0%)")
+
+
+def test_the_json_says_what_the_text_says_with_its_schema() -> None:
+    state = status(FakePacemaker(mon(fence_b_failure_ignored="true")),  # type: ignore[arg-type]
+                   PEER_GONE)
+    out = json.loads(json.dumps(as_json(state)))
+    assert (out["schema"], out["health"], out["exit_code"]) == (1, "degraded", 1)
+    assert out["reasons"] == ["fencing is not ready (fence-san-b failing its monitor)",
+                              "volume db is not replicated (WFConnection, UpToDate/DUnknown)"]
+    assert out["fencing"]["devices"][1] == {"name": "fence-san-b", "running_on": "san-a",
+                                            "failing": True}
+    assert out["targets"] == [{"name": "vm", "iqn": "iqn.2026-11.com.example:vm",
+                               "running_on": ["san-a"], "preferred_node": None,
+                               "failback": "manual", "healthy": True, "sessions": None}]
+    (volume,) = out["volumes"]
+    assert volume["roles"] == [{"node": "san-a", "role": "Promoted"},
+                               {"node": "san-b", "role": "Unpromoted"}]
+    assert volume["replication"]["out_of_sync_bytes"] == 4096 * 1024
+
+
+def test_status_exits_with_the_verdict_and_3_when_the_cluster_cannot_be_asked(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from iscsiha.cli import main as cli
+    from iscsiha.commands import targets as targets_cmd
+    monkeypatch.setattr(cli, "real_env", lambda: "env")
+    monkeypatch.setattr(targets_cmd, "live_status", lambda env, sessions: status(
+        FakePacemaker(mon('present="true" with_quorum="false"'))))  # type: ignore[arg-type]
+    assert cli.main(["status"]) == 2
+    assert "health  NOT-SERVING\n  - this box's side has no quorum" in capsys.readouterr().out
+
+    def unreachable(env: object, sessions: bool) -> None:
+        raise IscsihaError.single("step-failed", "command", "crm_mon", "an answer",
+                                  "could not connect")
+
+    monkeypatch.setattr(targets_cmd, "live_status", unreachable)
+    assert cli.main(["status", "--json"]) == 3
+    out = json.loads(capsys.readouterr().out)
+    assert out["health"] == "unknown" and "could not connect" in out["reasons"][0]

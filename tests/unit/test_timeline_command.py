@@ -199,7 +199,7 @@ def test_the_peer_may_ask_for_journal_events() -> None:
 def test_status_prints_the_timeline_after_the_status_only_when_asked(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     state = ClusterStatus((("san-a", True),), (TargetStatus(
-        "alpha", IQNS["alpha"], ("san-a",), "san-a", "manual", True),), ())
+        "alpha", IQNS["alpha"], ("san-a",), "san-a", "manual", True),), (), quorate=True)
     asked: list[dict[str, str]] = []
     monkeypatch.setattr(cli, "real_env", lambda: "env")
     monkeypatch.setattr(targets_cmd, "live_status", lambda env, sessions: state)

@@ -48,7 +48,10 @@ def test_planned_move(lab: Lab, pair: tuple[Initiator, list[str]]) -> None:
     to = _run(lab, pair, "planned move")["to"]
     assert to in ("san-a", "san-b")
     # The box now serving shows the move as its last one: alpha promoted and started.
-    shown = lab.exec(to, ["iscsiha", "status", "--timeline"], timeout=120).check().out
+    result = lab.exec(to, ["iscsiha", "status", "--timeline"], timeout=120)
+    shown = result.out
+    # Healthy, or degraded while DRBD resyncs what the move wrote: served either way.
+    assert result.returncode in (0, 1), result.err
     print(f"iscsiha status --timeline on {to}:\n{shown}")
     assert f"{to}  promote drbd-alpha done" in shown
     assert f"{to}  start target-alpha-lio done" in shown
