@@ -35,6 +35,7 @@ from iscsiha_lab.pair import (
     other,
     recovered,
     resync_kib,
+    status_of,
     target_on,
     wait_healthy,
     written_kib,
@@ -103,11 +104,22 @@ def power_cut(lab: Lab) -> dict[str, Any]:
     wait_for(f"{active} fenced", fenced_after(lab, active, shots))
     wait_for(f"every target on {survivor}", lambda: all(
         target_on(lab, t) == survivor for t in TARGETS))
+    # What a monitor sees meanwhile: served, but one box short.
+    alone = status_of(lab, survivor)
+    if alone is None or alone.get("exit_code") != 1 \
+            or f"node {active} is offline" not in alone.get("reasons", []):
+        raise CheckFailed(f"`iscsiha status --json` on {survivor} with {active} off: expected "
+                          f"degraded (exit 1) because {active} is offline, got {alone}")
     time.sleep(10)  # writes the returning box misses
     lab.power("power-on", active)  # the admin brings the fenced box back
     wait_healthy(lab, f"{active} back and resynced", timeout=RECOVERY)
+    # Fence devices start last: healthy once both run again.
+    wait_for("`iscsiha status` healthy (exit 0) on both boxes", lambda: all(
+        (status_of(lab, box) or {}).get("exit_code") == 0 for box in (active, survivor)),
+        timeout=120)
     figures = {"written_away_kib": written_kib(lab, survivor) - before,
-               "resynced_kib": resync_kib(lab, survivor) - synced_before, "fault_at": fault_at}
+               "resynced_kib": resync_kib(lab, survivor) - synced_before, "fault_at": fault_at,
+               "status_while_alone": alone["health"]}
     if not 0 < figures["resynced_kib"] < RESYNC_LIMIT_KIB:
         raise CheckFailed(f"resynced {figures['resynced_kib']} KiB: expected only what "
                           f"changed, more than 0 and under {RESYNC_LIMIT_KIB}")
