@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from iscsiha.cli.main import main
+from iscsiha.cli.main import _parser, main
 from tests.conftest import EXAMPLE
 
 
@@ -125,3 +126,34 @@ def test_the_peer_key_runs_only_known_steps(monkeypatch: pytest.MonkeyPatch,
     report = json.loads(capsys.readouterr().out)["reports"][0]
     assert report["code"] == "peer-command-refused"
     assert report["value"] == "/usr/bin/iscsiha node facts; id"
+
+
+def _command_paths(parser: argparse.ArgumentParser,
+                   path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command line that reaches a parser: (), ("validate",), ("cluster", "init")..."""
+    found = [path]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _command_paths(child, (*path, name))
+    return found
+
+
+def test_no_help_shows_hidden_commands_or_argparse_s_suppress_marker(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    paths = _command_paths(_parser())
+    assert ("node",) in paths and ("cluster", "serve-join") in paths  # the walk saw them
+    assert len(paths) > 12
+    for path in paths:
+        with pytest.raises(SystemExit) as exit_:
+            main([*path, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: iscsiha {' '.join(path)}".rstrip()), path
+        assert "SUPPRESS" not in text, path
+    for parent, hidden in (((), "node"), (("cluster",), "serve-join")):
+        with pytest.raises(SystemExit):
+            main([*parent, "--help"])
+        listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+                  if line.startswith("    ")]
+        assert listed and hidden not in listed, (parent, listed)
