@@ -233,3 +233,11 @@ def test_package_list_has_what_the_appliance_needs() -> None:
                 "openssh-server", "grub-pc-bin", "grub-efi-amd64-bin", "fence-agents-ipmilan"):
         assert pkg in words
     assert "targetcli-fb" not in words  # the cluster owns LIO, no saveconfig tooling
+
+
+def test_the_readme_names_the_login_shell_the_build_gives_admin() -> None:
+    customize = (IMAGE_DIR / "lib/customize").read_text()
+    (shell,) = re.findall(r"useradd [^\n]*--shell (\S+)", customize)
+    assert (IMAGE_DIR / "rootfs" / shell.lstrip("/")).stat().st_mode & 0o111  # executable
+    readme = " ".join((IMAGE_DIR / "README.md").read_text().split())
+    assert f"`admin`'s login shell is the appliance console: `{shell}`" in readme
