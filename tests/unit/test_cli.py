@@ -6,13 +6,15 @@ import argparse
 import io
 import json
 import os
+import re
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from iscsiha.cli.main import _parser, main
-from tests.conftest import EXAMPLE
+from tests.conftest import EXAMPLE, ROOT
 
 
 def _write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
@@ -157,3 +159,22 @@ def test_no_help_shows_hidden_commands_or_argparse_s_suppress_marker(
         listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()
                   if line.startswith("    ")]
         assert listed and hidden not in listed, (parent, listed)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "tools/demo"])
+def test_the_example_loaded_as_the_docs_do_gives_no_warning(
+        doc: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Git checks the example out readable by others (it cannot record 0600), and it holds
+    secrets: the README and the demo start from a copy made with the mode the warning
+    asks for, and load that copy, never the checkout's file."""
+    text = (ROOT / doc).read_text()
+    assert not re.search(r"iscsiha (validate|plan) examples/", text)
+    (mode, dest), = re.findall(r"install -m (\d+) examples/two-node\.toml (\S+)\n", text)
+    name = Path(dest.strip('"')).name
+    assert f"iscsiha validate {name}" in text and f"iscsiha plan {name}" in text
+    copy = tmp_path / name
+    subprocess.run(["install", "-m", mode, str(EXAMPLE), str(copy)], check=True)
+    for command in ("validate", "plan"):
+        assert main([command, str(copy)]) == 0
+        err = capsys.readouterr().err
+        assert "warning" not in err and "secrets-readable" not in err, (command, err)
