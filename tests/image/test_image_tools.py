@@ -208,7 +208,7 @@ def test_build_needs_root() -> None:
 # The wheel is installed --no-deps: each of its dependencies comes from Debian.
 DEBIAN_PACKAGES = {"rtslib-fb": "python3-rtslib-fb", "pyroute2": "python3-pyroute2",
                    "dbus-python": "python3-dbus", "configshell-fb": "python3-configshell-fb",
-                   "pyparsing": "python3-pyparsing"}
+                   "pyparsing": "python3-pyparsing", "tomlkit": "python3-tomlkit"}
 
 
 def image_packages() -> set[str]:

@@ -24,7 +24,8 @@ from tests.conftest import ROOT, skip_or_fail
 LAB_MODULES = ("iscsiha_lab", "lab_tests", "iscsiha.lab")
 # What the product imports, and the distribution (pyproject name) that provides it.
 DISTRIBUTIONS = {"rtslib_fb": "rtslib-fb", "pyroute2": "pyroute2", "dbus": "dbus-python",
-                 "configshell_fb": "configshell-fb", "pyparsing": "pyparsing"}
+                 "configshell_fb": "configshell-fb", "pyparsing": "pyparsing",
+                 "tomlkit": "tomlkit"}
 
 
 def imported_modules(source: Path) -> set[str]:
