@@ -18,7 +18,7 @@ from typing import Any
 
 import tomlkit
 import tomlkit.exceptions
-from tomlkit.items import AoT, Array, Item, Table
+from tomlkit.items import AoT, Array, Comment, Item, Table, Whitespace
 
 from iscsiha.model.toml_dump import dumps
 
@@ -95,6 +95,8 @@ def _sync_tables(parent: MutableMapping[str, Any], key: str, old: AoT,
         return
     for index in reversed(range(len(names))):
         if names[index] not in new_names:
+            if index > 0:
+                _unlink(old[index], old[index - 1])
             del old[index]
     kept = [n for n in names if n in new_names]
     if new_names[:len(kept)] != kept:  # reordered, or a new table before a kept one
@@ -112,6 +114,32 @@ def _sync_tables(parent: MutableMapping[str, Any], key: str, old: AoT,
             else:
                 old[-1].add(tomlkit.nl())
         old.append(added)
+
+
+def _unlink(going: Table, before: Table) -> None:
+    """Comments past a blank line at a table's end are about what follows it: those of
+    ``going`` move to the end of the table before it. (The comments above ``going``, at
+    the end of ``before``, stay: tomlkit has no public way to take a comment out.)"""
+    theirs = _closing(going)
+    if theirs:
+        body = before.value.body
+        if not (body and isinstance(body[-1][1], Whitespace)):
+            before.add(tomlkit.nl())
+        for item in theirs[1:]:
+            before.add(item)
+
+
+def _closing(table: Table) -> list[Comment | Whitespace]:
+    """What a table's text ends with after its last value, when that is a blank line and
+    comments; else nothing."""
+    body = table.value.body
+    last_key = max((i for i, (key, _item) in enumerate(body) if key is not None), default=-1)
+    after = [item for _key, item in body[last_key + 1:]]
+    closing = [item for item in after if isinstance(item, Comment | Whitespace)]
+    if (len(closing) == len(after) and closing and isinstance(closing[0], Whitespace)
+            and any(isinstance(item, Comment) for item in closing)):
+        return closing
+    return []
 
 
 def _sync_array(parent: MutableMapping[str, Any], key: str, old: Array,

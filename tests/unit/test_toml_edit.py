@@ -105,3 +105,44 @@ def test_types_count_not_only_values() -> None:
 def test_text_tomlkit_cannot_read_falls_back_to_a_plain_dump() -> None:
     data = {"cluster": {"name": "san"}}
     assert update("[[[ not toml", data) == dumps(data)
+
+
+SECTIONS = '''# top
+[[v]]
+name = "a"
+
+# about b
+[[v]]
+name = "b"  # b itself
+
+# about c
+# more about c
+[[v]]
+name = "c"
+
+# about the rest
+[t]
+x = 1
+'''
+
+
+def test_a_deleted_table_leaves_the_comments_below_it_above_what_they_are_about() -> None:
+    for drop, gone in ((["b"], ["# b itself"]), (["c"], []), (["b", "c"], ["# b itself"])):
+        data = tomllib.loads(SECTIONS)
+        data["v"] = [v for v in data["v"] if v["name"] not in drop]
+        text = update(SECTIONS, data)
+        assert tomllib.loads(text) == data
+        kept = [c for c in SECTIONS.splitlines() if "#" in c and c[c.index("#"):] not in gone]
+        assert [c for c in text.splitlines() if "#" in c] == kept, drop
+        assert "\n\n# about the rest\n[t]\n" in text  # still just above what it is about
+    data = tomllib.loads(SECTIONS)
+    data["v"].pop(1)
+    assert "\n# about c\n# more about c\n[[v]]\nname = \"c\"\n" in update(SECTIONS, data)
+
+
+def test_deleting_the_last_network_keeps_the_comment_about_the_nodes() -> None:
+    data = tomllib.loads(SOURCE)
+    data["networks"].pop()
+    text = update(SOURCE, data)
+    assert "# seconds on every fence call.\n[[nodes]]\n" in text
+    assert "# Hosts that answer ping" not in text  # the storage network's own comment
