@@ -22,7 +22,7 @@ from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.commands.timeline import TimelineReport
 from iscsiha.console.files import Backups
 from iscsiha.errors import IscsihaError
-from iscsiha.model.toml_dump import dumps
+from iscsiha.model.toml_edit import update
 from iscsiha.model.types import Config
 
 Progress = Callable[[str], None]
@@ -147,12 +147,15 @@ class State:
 
     def change(self, edit: Callable[[Data], None],
                confirmed_deletes: frozenset[str] = frozenset()) -> Changes:
-        """Edit a copy of the desired state, then validate, apply and save it."""
+        """Edit a copy of the desired state, then validate, apply and save it.
+
+        The edit is written into the previous text, so the admin's comments stay.
+        """
         self.refresh()
         previous = self.backend.load_desired()
         data = copy.deepcopy(parse(previous, self.source))
         edit(data)
-        return self.replace(dumps(data), previous, confirmed_deletes)
+        return self.replace(update(previous, data), previous, confirmed_deletes)
 
     def replace(self, text: str, previous: str | None,
                 confirmed_deletes: frozenset[str] = frozenset()) -> Changes:

@@ -87,7 +87,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                       "has not joined (the old one stops working)")
     t.set_defaults(func=_token)
 
-    s = csub.add_parser("serve-join", help=argparse.SUPPRESS)  # what the join unit runs
+    # What the join unit runs, not the admin: hidden by having no help= (help=SUPPRESS
+    # would list it as "==SUPPRESS==").
+    s = csub.add_parser("serve-join")
     s.set_defaults(func=_serve_join)
 
 

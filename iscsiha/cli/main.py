@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="how long to wait for the resync to finish (default 600)")
     p.set_defaults(func=_split_brain)
 
-    p = sub.add_parser("node", help=argparse.SUPPRESS)  # apply's steps on each box
+    # apply's steps on each box, not the admin's. No help= at all: argparse lists a
+    # subcommand given help=SUPPRESS as "==SUPPRESS==", and one without help not at all.
+    p = sub.add_parser("node")
     p.add_argument("step", choices=[*sorted(node_steps.STEPS), FROM_PEER])
     p.set_defaults(func=_node_step)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -203,12 +205,39 @@ def test_build_needs_root() -> None:
     assert "image/build must run as root (mmdebstrap, mkfs and chroot need it)" in r.stderr
 
 
-def test_package_list_has_what_the_appliance_needs() -> None:
+# The wheel is installed --no-deps: each of its dependencies comes from Debian.
+DEBIAN_PACKAGES = {"rtslib-fb": "python3-rtslib-fb", "pyroute2": "python3-pyroute2",
+                   "dbus-python": "python3-dbus", "configshell-fb": "python3-configshell-fb",
+                   "pyparsing": "python3-pyparsing", "tomlkit": "python3-tomlkit"}
+
+
+def image_packages() -> set[str]:
     words = set()
     for line in (IMAGE_DIR / "packages").read_text().splitlines():
         words.update(line.split("#", 1)[0].split())
+    return words
+
+
+def test_package_list_has_each_python_dependency_of_the_wheel() -> None:
+    project = tomllib.loads((IMAGE_DIR.parent / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0] for d in project["dependencies"]}
+    unknown = declared - DEBIAN_PACKAGES.keys()
+    assert not unknown, f"name the Debian package of {sorted(unknown)} in DEBIAN_PACKAGES"
+    assert {DEBIAN_PACKAGES[d] for d in declared} <= image_packages()
+
+
+def test_package_list_has_what_the_appliance_needs() -> None:
+    words = image_packages()
     for pkg in ("linux-image-amd64", "drbd-utils", "pacemaker", "corosync", "python3-rtslib-fb",
                 "python3-pyroute2", "python3-dbus", "python3-configshell-fb", "lvm2",
                 "openssh-server", "grub-pc-bin", "grub-efi-amd64-bin", "fence-agents-ipmilan"):
         assert pkg in words
     assert "targetcli-fb" not in words  # the cluster owns LIO, no saveconfig tooling
+
+
+def test_the_readme_names_the_login_shell_the_build_gives_admin() -> None:
+    customize = (IMAGE_DIR / "lib/customize").read_text()
+    (shell,) = re.findall(r"useradd [^\n]*--shell (\S+)", customize)
+    assert (IMAGE_DIR / "rootfs" / shell.lstrip("/")).stat().st_mode & 0o111  # executable
+    readme = " ".join((IMAGE_DIR / "README.md").read_text().split())
+    assert f"`admin`'s login shell is the appliance console: `{shell}`" in readme

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
+import re
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from iscsiha.cli.main import main
-from tests.conftest import EXAMPLE
+from iscsiha.cli.main import _parser, main
+from tests.conftest import EXAMPLE, ROOT
 
 
 def _write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
@@ -125,3 +128,53 @@ def test_the_peer_key_runs_only_known_steps(monkeypatch: pytest.MonkeyPatch,
     report = json.loads(capsys.readouterr().out)["reports"][0]
     assert report["code"] == "peer-command-refused"
     assert report["value"] == "/usr/bin/iscsiha node facts; id"
+
+
+def _command_paths(parser: argparse.ArgumentParser,
+                   path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command line that reaches a parser: (), ("validate",), ("cluster", "init")..."""
+    found = [path]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _command_paths(child, (*path, name))
+    return found
+
+
+def test_no_help_shows_hidden_commands_or_argparse_s_suppress_marker(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    paths = _command_paths(_parser())
+    assert ("node",) in paths and ("cluster", "serve-join") in paths  # the walk saw them
+    assert len(paths) > 12
+    for path in paths:
+        with pytest.raises(SystemExit) as exit_:
+            main([*path, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: iscsiha {' '.join(path)}".rstrip()), path
+        assert "SUPPRESS" not in text, path
+    for parent, hidden in (((), "node"), (("cluster",), "serve-join")):
+        with pytest.raises(SystemExit):
+            main([*parent, "--help"])
+        listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+                  if line.startswith("    ")]
+        assert listed and hidden not in listed, (parent, listed)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "tools/demo"])
+def test_the_example_loaded_as_the_docs_do_gives_no_warning(
+        doc: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Git checks the example out readable by others (it cannot record 0600), and it holds
+    secrets: the README and the demo start from a copy made with the mode the warning
+    asks for, and load that copy, never the checkout's file."""
+    text = (ROOT / doc).read_text()
+    assert not re.search(r"iscsiha (validate|plan) examples/", text)
+    (mode, dest), = re.findall(r"install -m (\d+) examples/two-node\.toml (\S+)\n", text)
+    name = Path(dest.strip('"')).name
+    assert f"iscsiha validate {name}" in text and f"iscsiha plan {name}" in text
+    copy = tmp_path / name
+    subprocess.run(["install", "-m", mode, str(EXAMPLE), str(copy)], check=True)
+    for command in ("validate", "plan"):
+        assert main([command, str(copy)]) == 0
+        err = capsys.readouterr().err
+        assert "warning" not in err and "secrets-readable" not in err, (command, err)

@@ -317,3 +317,67 @@ def test_restoreconfig_of_an_invalid_file_is_refused_before_asking(h: Harness,
     assert "volumes[0].size = 'lots'" in h.err.getvalue()
     assert h.questions == []
     assert h.unchanged()
+
+
+# -- the admin's comments ---------------------------------------------------------------------
+
+def commented(h: Harness) -> str:
+    """The example with more comments of each kind: inline, between tables, in an array."""
+    text = (h.original
+            .replace('name = "db"\nsize = "20G"\n',
+                     'name = "db"\nsize = "20G"            # grows with the database\n')
+            .replace('\n[[volumes]]\nname = "backup"',
+                     '\n# The backup volume: the big one.\n[[volumes]]\nname = "backup"')
+            .replace('  { lun = 1, volume = "db" },\n',
+                     '  { lun = 1, volume = "db" },  # the database, LUN 1 since 2026\n')
+            .replace('initiators = ["iqn.1993-08.org.debian:01:hv1", '
+                     '"iqn.1998-01.com.vmware:esx1-4f2a"]',
+                     'initiators = ["iqn.1993-08.org.debian:01:hv1", '
+                     '"iqn.1998-01.com.vmware:esx1-4f2a"]  # the hypervisors'))
+    assert text.count("#") == h.original.count("#") + 4  # every replacement matched
+    return text
+
+
+def comments(text: str) -> list[str]:
+    return [line[line.index("#"):] for line in text.splitlines() if "#" in line]
+
+
+def test_console_changes_keep_the_admin_s_comments_and_layout(h: Harness) -> None:
+    h.desired.write_text(commented(h))
+    h.original = h.desired.read_text()
+    expected = tomllib.loads(h.original)
+    h.secrets.append("Typed-Secret-1")
+    for line in ("/volumes create name=scratch size=1G", "/volumes/db resize size=30G",
+                 "/targets/vm/acls create iqn.1993-08.org.debian:01:abc",
+                 "/targets/vm/luns create volume=scratch",
+                 "/targets/vm set target failback=auto",
+                 "/targets/backup/auth set auth secret=-"):
+        assert h.run(line) == 0, (line, h.err.getvalue())
+    expected["volumes"].append({"name": "scratch", "size": "1G"})
+    table(expected, "volumes", "db")["size"] = "30G"
+    vm = table(expected, "targets", "vm")
+    vm["initiators"].append("iqn.1993-08.org.debian:01:abc")
+    vm["luns"].append({"lun": 2, "volume": "scratch"})
+    vm["failback"] = "auto"
+    table(expected, "targets", "backup")["auth"]["secret"] = "Typed-Secret-1"
+    text = h.desired.read_text()
+    assert tomllib.loads(text) == expected
+    assert comments(text) == comments(h.original)  # all of them, in their order
+    assert len(comments(text)) == 18
+    # Lines no change touched are as the admin wrote them, blank lines included.
+    assert text.startswith(h.original[:h.original.index("[[targets]]")]
+                           .replace('size = "20G"', 'size = "30G"'))
+    assert stat.S_IMODE(h.desired.stat().st_mode) == 0o600
+    assert h.backups.list()[0].read_text() == h.original  # the first change's backup
+
+
+def test_a_deleted_object_takes_only_its_own_comments(h: Harness) -> None:
+    h.desired.write_text(commented(h))
+    h.original = h.desired.read_text()
+    assert h.run("/targets/vm/luns delete 1 confirm=yes") == 0
+    text = h.desired.read_text()
+    assert comments(text) == [c for c in comments(h.original)
+                              if c != "# the database, LUN 1 since 2026"]
+    expected = tomllib.loads(h.original)
+    table(expected, "targets", "vm")["luns"].pop(1)
+    assert tomllib.loads(text) == expected

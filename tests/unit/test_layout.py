@@ -1,19 +1,31 @@
 """The product and the lab in their own rooms: the product never imports the lab, its
 wheel holds the console under iscsiha.console and nothing of the lab, and the CLI is
-the top layer that nothing else imports."""
+the top layer that nothing else imports. The packaging: one version, the license, and
+every third-party import declared."""
 
 from __future__ import annotations
 
 import ast
+import email.parser
+import importlib.metadata
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
-from tests.conftest import ROOT
+import pytest
+
+import iscsiha
+from tests.conftest import ROOT, skip_or_fail
 
 LAB_MODULES = ("iscsiha_lab", "lab_tests", "iscsiha.lab")
+# What the product imports, and the distribution (pyproject name) that provides it.
+DISTRIBUTIONS = {"rtslib_fb": "rtslib-fb", "pyroute2": "pyroute2", "dbus": "dbus-python",
+                 "configshell_fb": "configshell-fb", "pyparsing": "pyparsing",
+                 "tomlkit": "tomlkit"}
 
 
 def imported_modules(source: Path) -> set[str]:
@@ -59,20 +71,27 @@ def test_the_console_is_the_appliance_folder_under_the_product_namespace() -> No
     assert (ROOT / "iscsiha" / "console").resolve() == (ROOT / "appliance").resolve()
 
 
-def test_the_wheel_holds_the_console_and_no_lab(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Built from a copy of what the wheel is made of (an in-tree build would leave build/
     # in the checkout, and an old build/ could lend the wheel modules deleted since).
+    tmp_path = tmp_path_factory.mktemp("wheel")
     source = tmp_path / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
     for name in ("iscsiha", "appliance"):
         shutil.copytree(ROOT / name, source / name, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                    "--disable-pip-version-check", "-q", "-w", str(tmp_path), str(source)],
-                   check=True, capture_output=True, timeout=300)
-    (wheel,) = tmp_path.glob("iscsiha-*.whl")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                            "--disable-pip-version-check", "-q", "-w", str(tmp_path),
+                            str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (found,) = tmp_path.glob("iscsiha-*.whl")
+    return found
+
+
+def test_the_wheel_holds_the_console_and_no_lab(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
@@ -82,3 +101,48 @@ def test_the_wheel_holds_the_console_and_no_lab(tmp_path: Path) -> None:
                 or n.startswith("iscsiha/lab/")]
     assert "iscsiha-console = iscsiha.console.console:main" in scripts
     assert "iscsiha-lab" not in scripts and "lab" not in scripts.replace("iscsiha", "")
+
+
+def test_the_wheel_s_metadata_has_the_one_version_the_license_and_every_import(
+        wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (metadata,) = (n for n in names if n.endswith(".dist-info/METADATA"))
+        headers = email.parser.HeaderParser().parsestr(archive.read(metadata).decode())
+        (license_file,) = (n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
+        license_text = archive.read(license_file).decode()
+    assert headers["Version"] == iscsiha.__version__
+    assert headers["License-Expression"] == "GPL-3.0-or-later"
+    assert license_text == (ROOT / "LICENSE").read_text()
+    required = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]
+                for r in headers.get_all("Requires-Dist", []) if "extra ==" not in r}
+    assert required == set(DISTRIBUTIONS.values())
+
+
+def test_the_version_is_written_once() -> None:
+    """pyproject reads iscsiha.__version__; no second copy to forget on a release."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"]
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "iscsiha.__version__"}
+
+
+def test_the_installed_distribution_is_this_version() -> None:
+    try:
+        installed = importlib.metadata.version("iscsiha")
+    except importlib.metadata.PackageNotFoundError:
+        skip_or_fail("iscsiha is not installed (pip install -e .)")
+    assert installed == iscsiha.__version__
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    sources = product_sources()
+    imported = {module.split(".")[0] for path in sources for module in imported_modules(path)}
+    third_party = imported - set(sys.stdlib_module_names) - {"iscsiha", "__future__"}
+    unknown = third_party - DISTRIBUTIONS.keys()
+    assert not unknown, f"name the distribution of {sorted(unknown)} in DISTRIBUTIONS"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0] for d in project["dependencies"]}
+    assert {DISTRIBUTIONS[m] for m in third_party} <= declared
+    assert declared == set(DISTRIBUTIONS.values())  # nothing declared that nothing imports
