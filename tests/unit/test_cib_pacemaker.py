@@ -111,24 +111,32 @@ def _running_on(cib: str, rsc: str) -> set[str]:
     return nodes
 
 
-def test_moving_targets_leaves_the_watchdog_device_where_it_runs(tmp_path: Path) -> None:
-    """Pacemaker's scheduler, on the planned CIB: when a target moves to the other box,
-    the watchdog fence device stays where it runs."""
-    crm_simulate, crm_resource = shutil.which("crm_simulate"), shutil.which("crm_resource")
-    if crm_simulate is None or crm_resource is None:
+def _started(tmp_path: Path) -> tuple[str, Path]:
+    """crm_simulate's path and the example's planned CIB after the scheduler started
+    everything (both boxes up, DRBD promotable, storage reachable)."""
+    crm_simulate = shutil.which("crm_simulate")
+    if crm_simulate is None:
         skip_or_fail("crm_simulate is not installed (apt-get install pacemaker-cli-utils)")
-        return
     config = load_text(EXAMPLE.read_text())
     scores = tuple((f"master-drbd-{t.name}", "10000") for t in config.targets)
     pings = tuple((f"ping-{n.name}", "1") for n in config.cluster.networks)
-    started, moved = tmp_path / "started.xml", tmp_path / "moved.xml"
-    (tmp_path / "planned.xml").write_text(
-        whole_cib(plan(config).cib, ("san-a", "san-b"), scores + pings))
-    Runner().run([crm_simulate, "-x", str(tmp_path / "planned.xml"), "-S", "-O", str(started)])
+    planned, started = tmp_path / "planned.xml", tmp_path / "started.xml"
+    planned.write_text(whole_cib(plan(config).cib, ("san-a", "san-b"), scores + pings))
+    Runner().run([crm_simulate, "-x", str(planned), "-S", "-O", str(started)])
+    return crm_simulate, started
+
+
+def test_moving_targets_leaves_the_watchdog_device_where_it_runs(tmp_path: Path) -> None:
+    """Pacemaker's scheduler, on the planned CIB: when a target moves to the other box,
+    the watchdog fence device stays where it runs."""
+    crm_simulate, started = _started(tmp_path)
+    crm_resource = shutil.which("crm_resource")
+    assert crm_resource is not None  # pacemaker-cli-utils, as crm_simulate
+    moved = tmp_path / "moved.xml"
     (home,) = _running_on(started.read_text(), "watchdog")
     # A target joins the box the device runs on, as after a failover or a move: that box
     # now runs more than the other, which the scheduler evens out where nothing sticks.
-    (target,) = [t.name for t in config.targets
+    (target,) = [t.name for t in load_text(EXAMPLE.read_text()).targets
                  if _running_on(started.read_text(), f"target-{t.name}-lio") != {home}]
     Runner().run([crm_resource, "--move", "-r", f"target-{target}", "--node", home],
                  env={"CIB_file": str(started)})
@@ -140,17 +148,8 @@ def test_a_fence_device_whose_monitor_fails_is_not_restarted(tmp_path: Path) -> 
     """Pacemaker's scheduler, on the planned CIB: a BMC that stops answering fails its
     device's monitor, and the device is neither stopped nor restarted (a restart joined
     a failover's transition and held the targets back)."""
-    crm_simulate = shutil.which("crm_simulate")
-    if crm_simulate is None:
-        skip_or_fail("crm_simulate is not installed (apt-get install pacemaker-cli-utils)")
-        return
-    config = load_text(EXAMPLE.read_text())
-    scores = tuple((f"master-drbd-{t.name}", "10000") for t in config.targets)
-    pings = tuple((f"ping-{n.name}", "1") for n in config.cluster.networks)
-    started, failed = tmp_path / "started.xml", tmp_path / "failed.xml"
-    (tmp_path / "planned.xml").write_text(
-        whole_cib(plan(config).cib, ("san-a", "san-b"), scores + pings))
-    Runner().run([crm_simulate, "-x", str(tmp_path / "planned.xml"), "-S", "-O", str(started)])
+    crm_simulate, started = _started(tmp_path)
+    failed = tmp_path / "failed.xml"
     (home,) = _running_on(started.read_text(), "fence-san-b")
     out = Runner().run([crm_simulate, "-x", str(started), "-S", "-O", str(failed),
                         "-i", f"fence-san-b_monitor_60000@{home}=1"]).stdout

@@ -80,13 +80,18 @@ def test_a_missing_store_and_a_broken_desired_state_are_refused(tmp_path: Path) 
         fence_ipmitool.prepare(FROM_FENCE_IPMILAN, "[nodes", tmp_path, {})
 
 
-def test_main_execs_ipmitool_and_reports_failures_without_secrets(
-        secrets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def installed(secrets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example as this box's desired state, the fence passwords in the store."""
     desired = tmp_path / "desired.toml"
     desired.write_text(EXAMPLE.read_text())
     monkeypatch.setattr(fence_ipmitool, "DESIRED_PATH", str(desired))
     monkeypatch.setattr(fence_ipmitool, "SECRETS_DIR", str(secrets))
+
+
+@pytest.mark.usefixtures("installed")
+def test_main_execs_ipmitool_and_reports_failures_without_secrets(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     ran: list[Any] = []
 
     def execve(path: str, argv: list[str], env: dict[str, str]) -> None:
@@ -127,13 +132,9 @@ def test_the_cib_runs_it_and_the_password_stays_in_the_lrm_store() -> None:
             prim.get("id")
 
 
+@pytest.mark.usefixtures("installed")
 def test_a_bmc_that_does_not_answer_its_ping_is_not_asked(
-        secrets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    desired = tmp_path / "desired.toml"
-    desired.write_text(EXAMPLE.read_text())
-    monkeypatch.setattr(fence_ipmitool, "DESIRED_PATH", str(desired))
-    monkeypatch.setattr(fence_ipmitool, "SECRETS_DIR", str(secrets))
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(fence_ipmitool, "bmc_answers", lambda host, port: False)
     ran: list[str] = []
     monkeypatch.setattr(os, "execve", lambda path, argv, env: ran.append(path))

@@ -266,12 +266,15 @@ SECRET_PATHS = [p for p in _paths(EXAMPLE_DATA) if isinstance(p[-1], str)
 @given(st.sampled_from(_paths(EXAMPLE_DATA)), toml_values)
 def test_the_example_with_any_value_anywhere_loads_or_reports(
         path: tuple[Any, ...], value: Any) -> None:
-    data = tomllib.loads(EXAMPLE.read_text())
-    obj = data
+    _load_outcome(dumps(_set_at(tomllib.loads(EXAMPLE.read_text()), path, value)))
+
+
+def _set_at(data: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    obj: Any = data
     for key in path[:-1]:
         obj = obj[key]
     obj[path[-1]] = value
-    _load_outcome(dumps(data))
+    return data
 
 
 @PROPERTY
@@ -492,12 +495,7 @@ LINK_PATHS = [p for p in _paths(_with_links())
 @given(st.sampled_from(LINK_PATHS), toml_values)
 def test_links_bonds_and_mtus_with_any_value_load_or_report(
         path: tuple[Any, ...], value: Any) -> None:
-    data = _with_links()
-    obj = data
-    for key in path[:-1]:
-        obj = obj[key]
-    obj[path[-1]] = value
-    _load_outcome(dumps(data))
+    _load_outcome(dumps(_set_at(_with_links(), path, value)))
 
 
 @PROPERTY
