@@ -160,7 +160,7 @@ def bmc_of(args: Sequence[str]) -> tuple[str, int]:
     port_text = option_value(args, "-p")
     if port_text is None:
         return host, IPMI_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise FenceError(f"the BMC port (-p) {port_text!r} is not a port number (1-65535)")
     return host, int(port_text)
 

@@ -143,7 +143,7 @@ def test_a_bmc_that_does_not_answer_its_ping_is_not_asked(
     assert "the BMC 10.0.0.22 (UDP port 623) does not answer" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("port", ["0", "65536", "ipmi", ""])
+@pytest.mark.parametrize("port", ["0", "65536", "ipmi", "", "٦٢٣"])
 def test_a_bmc_port_that_is_no_port_is_refused(secrets: Path, port: str) -> None:
     args = ["-H", "10.0.0.22", "-p", port, "chassis", "power", "status"]
     with pytest.raises(fence_ipmitool.FenceError, match=f"the BMC port \\(-p\\) '{port}'"):
