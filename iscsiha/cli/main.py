@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from iscsiha import __version__
+from iscsiha import __version__, metrics
 from iscsiha.cli import cluster as cluster_cli
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
@@ -24,6 +24,7 @@ from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
 from iscsiha.commands.selfcheck import selfcheck
+from iscsiha.commands.targets import ClusterStatus
 from iscsiha.errors import IscsihaError, Report, bug_report
 from iscsiha.executors import files
 from iscsiha.executors.runner import Runner
@@ -99,6 +100,16 @@ def _parser() -> argparse.ArgumentParser:
                         "the target promoted and served, the first initiator back (from "
                         "both boxes' journals; the peer's only if it answers)")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("metrics", help="the cluster's state as Prometheus metrics "
+                                         "(docs/status.md), for node-exporter's textfile "
+                                         "collector")
+    p.add_argument("--textfile", type=Path, metavar="PATH",
+                   help="write them to PATH (replaced atomically, as the collector "
+                        "needs) instead of printing them")
+    p.add_argument("--sessions", action="store_true",
+                   help="also each target's session count (asks the box serving it)")
+    p.set_defaults(func=_metrics)
 
     p = sub.add_parser("target", help="act on a running target")
     tsub = p.add_subparsers(required=True, metavar="ACTION")
@@ -235,6 +246,25 @@ def _status(args: argparse.Namespace) -> int:
     if timeline is not None:
         print("\n".join(["", *timeline]))
     return health.value
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    """iscsiha_up 0 when the cluster cannot be asked: a monitor sees that, not a gap."""
+    try:
+        state: ClusterStatus | None = targets_cmd.live_status(real_env(), sessions=args.sessions)
+    except IscsihaError as exc:
+        print(format_reports(exc.reports), file=sys.stderr)
+        state = None
+    text = metrics.render(state)
+    if args.textfile is None:
+        print(text, end="")
+        return EXIT_OK
+    try:
+        files.write_atomic(str(args.textfile), text.encode())
+    except OSError as exc:
+        raise IscsihaError.single("unwritable-file", "file", str(args.textfile),
+                                  "a file root may write", exc.strerror or str(exc)) from exc
+    return EXIT_OK
 
 
 def _move(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ DIST = "/usr/lib/python3/dist-packages"
 UNITS = "/usr/lib/systemd/system"
 WANTS = "/etc/systemd/system/multi-user.target.wants"
 COROSYNC_REQUIRES = "/etc/systemd/system/corosync.service.requires"
+TIMERS_WANTS = "/etc/systemd/system/timers.target.wants"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def listing() -> dict[str, set[str]]:
         skip_or_fail("debugfs and sfdisk are needed to read the image (e2fsprogs, fdisk)")
     folders = ("/usr/bin", DIST, f"{DIST}/iscsiha", f"{DIST}/iscsiha/console",
                f"{DIST}/iscsiha/agents", UNITS, WANTS, COROSYNC_REQUIRES, "/usr/lib/iscsiha",
-               f"{UNITS}/sbd.service.d")
+               f"{UNITS}/sbd.service.d", TIMERS_WANTS)
     commands = "".join(f"ls {folder}\n" for folder in folders)
     done = subprocess.run(["debugfs", "-f", "-", f"{IMAGE}?offset={root_offset(IMAGE)}"],
                           input=commands, capture_output=True, text=True, check=True)
@@ -53,6 +54,11 @@ def test_the_image_starts_the_agent_helper_at_boot(listing: dict[str, set[str]])
     assert {"helper.py", "thin.py"} <= listing[f"{DIST}/iscsiha/agents"]
     assert "iscsiha-agent-helper.service" in listing[UNITS]
     assert "iscsiha-agent-helper.service" in listing[WANTS]
+
+
+def test_the_image_ships_the_metrics_timer_off(listing: dict[str, set[str]]) -> None:
+    assert {"iscsiha-metrics.service", "iscsiha-metrics.timer"} <= listing[UNITS]
+    assert "iscsiha-metrics.timer" not in listing[TIMERS_WANTS]
 
 
 def test_the_image_fences_with_a_watchdog_wherever_corosync_runs(
