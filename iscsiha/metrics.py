@@ -29,6 +29,8 @@ def render(state: ClusterStatus | None) -> str:
            [({}, 1 if state.quorate else 0)])
     metric(out, "node_online", "1 when the node is an online cluster member",
            [({"node": n}, 1 if online else 0) for n, online in state.nodes])
+    metric(out, "node_standby", "1 when the node is in standby (serves nothing)",
+           [({"node": n}, 1 if n in state.standby else 0) for n, _ in state.nodes])
     if state.fencing is not None:
         fencing = state.fencing
         metric(out, "fencing_ready", "1 when every fence device runs and passes its monitor",

@@ -41,6 +41,8 @@ def assess(state: ClusterStatus) -> tuple[Health, tuple[str, ...]]:
         elif not t.healthy:
             down.append(f"target {t.name} is not fully started on {', '.join(t.running_on)}")
     weak = [f"node {name} is offline" for name, online in state.nodes if not online]
+    weak += [f"node {name} is in standby" for name, online in state.nodes
+             if online and name in state.standby]
     if state.fencing is not None and not state.fencing.ready:
         weak.append(f"fencing is not ready ({_fencing_problem(state.fencing)})")
     for v in state.volumes:
@@ -84,7 +86,8 @@ def as_json(state: ClusterStatus) -> dict[str, Any]:
         "exit_code": health.value,
         "reasons": list(reasons),
         "quorate": state.quorate,
-        "nodes": [{"name": name, "online": online} for name, online in state.nodes],
+        "nodes": [{"name": name, "online": online, "standby": name in state.standby}
+                  for name, online in state.nodes],
         "fencing": None if fencing is None else {
             "enabled": fencing.enabled,
             "ready": fencing.ready,

@@ -56,6 +56,7 @@ def format_reports(reports: Iterable[Report]) -> str:
 def status_lines(state: ClusterStatus) -> list[str]:
     """What `iscsiha status` and the console's `status` print."""
     lines = [f"node    {name:<24} {'online' if online else 'OFFLINE'}"
+             + (", in standby" if name in state.standby else "")
              for name, online in state.nodes]
     quorum = {True: "quorate", False: "NO QUORUM", None: "no DC elected yet"}[state.quorate]
     lines.append(f"cluster {quorum}")

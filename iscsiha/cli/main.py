@@ -20,6 +20,7 @@ from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
 from iscsiha.commands import node_steps
 from iscsiha.commands import split_brain as split_brain_cmd
+from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
@@ -120,6 +121,16 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                    help="how long to wait for it to run there (default 300)")
     m.set_defaults(func=_move)
+
+    for verb, on, what in (("standby", True, "put a box in standby for maintenance: its "
+                                              "targets move to the other box and stay there"),
+                           ("unstandby", False, "bring a box back from standby: targets with "
+                                                "failback = auto return to it")):
+        p = sub.add_parser(verb, help=what)
+        p.add_argument("node", help="the node (box)")
+        p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="how long to wait for the cluster to settle (default 300)")
+        p.set_defaults(func=_standby, on=on)
 
     p = sub.add_parser("split-brain",
                        help="list volumes in DRBD split brain; resolve one by discarding "
@@ -264,6 +275,14 @@ def _metrics(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise IscsihaError.single("unwritable-file", "file", str(args.textfile),
                                   "a file root may write", exc.strerror or str(exc)) from exc
+    return EXIT_OK
+
+
+def _standby(args: argparse.Namespace) -> int:
+    targets = standby_cmd.standby(real_env(), args.node, args.on, args.timeout, _progress)
+    for t in targets:
+        print(f"target {t.name} on {', '.join(t.running_on) or 'no node'}"
+              f"{'' if t.healthy else ' (not fully started)'}")
     return EXIT_OK
 
 

@@ -50,6 +50,8 @@ class ClusterManager(Cib, Protocol):
 
     def clear(self, resource: str) -> None: ...
 
+    def standby(self, node: str, on: bool) -> None: ...
+
 
 class Boxes(Protocol):
     """`iscsiha node STEP` on either box (executors.peers.Boxes)."""

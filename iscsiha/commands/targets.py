@@ -57,6 +57,7 @@ class ClusterStatus:
     volumes: tuple[VolumeStatus, ...]
     quorate: bool | None = None  # None: no DC elected yet
     fencing: Fencing | None = None
+    standby: frozenset[str] = frozenset()  # nodes in standby: they run no resource
 
 
 def clone_roles(clone: ET.Element) -> tuple[tuple[str, str], ...]:
@@ -104,7 +105,10 @@ def status(pacemaker: Cib, drbd: Mapping[int, ProcDevice] | None = None,
     dc = mon.find("summary/current_dc")
     quorate = (dc.get("with_quorum") == "true"
                if dc is not None and dc.get("present") == "true" else None)
-    return ClusterStatus(nodes, tuple(targets), tuple(volumes), quorate, _fencing(cib, mon))
+    standby = frozenset(n.get("name", "?") for n in mon.iter("node")
+                        if n.get("standby") == "true")
+    return ClusterStatus(nodes, tuple(targets), tuple(volumes), quorate, _fencing(cib, mon),
+                         standby)
 
 
 def live_status(env: ClusterEnv, sessions: bool = True) -> ClusterStatus:

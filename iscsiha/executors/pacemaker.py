@@ -18,6 +18,7 @@ CIBADMIN = "/usr/sbin/cibadmin"
 CRM_DIFF = "/usr/sbin/crm_diff"
 CRM_RESOURCE = "/usr/sbin/crm_resource"
 CRM_MON = "/usr/sbin/crm_mon"
+CRM_ATTRIBUTE = "/usr/sbin/crm_attribute"
 
 SETTLE_SECONDS = 60.0  # a refused CIB patch waits this long at most for a transition
 
@@ -95,3 +96,9 @@ class Pacemaker:
     def clear(self, resource: str) -> None:
         """Drop the constraints ``move`` left; placement follows the configured scores."""
         self._runner.run([CRM_RESOURCE, "--clear", "--resource", resource], env=self._env)
+
+    def standby(self, node: str, on: bool) -> None:
+        """Pacemaker's standby node attribute (permanent: it outlives a reboot)."""
+        self._runner.run([CRM_ATTRIBUTE, "--node", node, "--name", "standby",
+                          "--update", "on" if on else "off", "--lifetime", "forever"],
+                         env=self._env)

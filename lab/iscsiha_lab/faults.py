@@ -35,6 +35,7 @@ from iscsiha_lab.pair import (
     other,
     recovered,
     resync_kib,
+    set_standby,
     status_of,
     target_on,
     wait_healthy,
@@ -90,6 +91,26 @@ def planned_move(lab: Lab) -> dict[str, Any]:
     if target_on(lab, "alpha") != other(here):
         raise CheckFailed(f"alpha still not on {other(here)} after the move")
     return {"to": other(here), "fault_at": fault_at}
+
+
+def standby_and_back(lab: Lab) -> dict[str, Any]:
+    """The admin puts the active box in standby for maintenance: its targets move to the
+    other box with the pause of a planned move and stay there; back from standby, beta
+    (failback auto) returns home and alpha (manual) stays."""
+    active = _active(lab)
+    survivor = other(active)
+    fault_at = time.time()
+    set_standby(lab, active, True)
+    away = {t: target_on(lab, t) for t in TARGETS}
+    if set(away.values()) != {survivor}:
+        raise CheckFailed(f"with {active} in standby the targets run at {away}, "
+                          f"not all on {survivor}")
+    seen = status_of(lab, survivor) or {}
+    if {"name": active, "online": True, "standby": True} not in seen.get("nodes", []):
+        raise CheckFailed(f"`iscsiha status --json` does not show {active} in standby: {seen}")
+    time.sleep(5)  # served from one box for a while
+    set_standby(lab, active, False)
+    return {"to": survivor, "fault_at": fault_at, "status_in_standby": seen.get("health")}
 
 
 def power_cut(lab: Lab) -> dict[str, Any]:
@@ -266,6 +287,7 @@ def _active(lab: Lab) -> str:
 
 SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {
     "planned move": planned_move,
+    "standby and back": standby_and_back,
     "power cut": power_cut,
     "power cut with its BMC": power_cut_with_bmc,
     "freeze": freeze,

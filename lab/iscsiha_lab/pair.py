@@ -284,6 +284,11 @@ def move(lab: Lab, target: str, node: str) -> None:
     _applied(iscsiha(lab, "target", "move", target, node))
 
 
+def set_standby(lab: Lab, node: str, on: bool) -> None:
+    """`iscsiha standby NODE` (or unstandby), asked on the other box."""
+    _applied(iscsiha(lab, "standby" if on else "unstandby", node, box=other(node)))
+
+
 def prepare(lab: Lab, initiator: Initiator) -> list[str]:
     """The pair converged on the failover state, healthy, every target home, the
     initiator logged in to all; its disks."""

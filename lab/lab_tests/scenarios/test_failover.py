@@ -58,6 +58,12 @@ def test_planned_move(lab: Lab, pair: tuple[Initiator, list[str]]) -> None:
     assert "target  alpha: served on " + to in shown
 
 
+def test_standby_moves_the_targets_off_under_io_and_back_fails_back_by_policy(
+        lab: Lab, pair: tuple[Initiator, list[str]]) -> None:
+    result = _run(lab, pair, "standby and back")
+    assert result["status_in_standby"] == "degraded"
+
+
 def test_power_cut_of_the_active_box_then_it_returns_and_resyncs_only_changes(
         lab: Lab, pair: tuple[Initiator, list[str]]) -> None:
     result = _run(lab, pair, "power cut")
