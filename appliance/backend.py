@@ -14,13 +14,14 @@ from pathlib import Path
 
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import bootstrap
+from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
 from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
-from iscsiha.commands.targets import ClusterStatus
+from iscsiha.commands.targets import ClusterStatus, TargetStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
 from iscsiha.commands.timeline import TimelineReport
 from iscsiha.console.files import DESIRED_PATH, read_text, write_secret
@@ -64,6 +65,10 @@ class ClusterBackend:
 
     def move(self, target: str, node: str, timeout: float, progress: Progress) -> float:
         return targets_cmd.move(self._env(), target, node, timeout, progress)
+
+    def standby(self, node: str, on: bool, timeout: float,
+                progress: Progress) -> tuple[TargetStatus, ...]:
+        return standby_cmd.standby(self._env(), node, on, timeout, progress)
 
     def seen_initiators(self) -> list[str]:
         """Initiators the running targets allow (the CIB), and those that tried to log in

@@ -18,6 +18,20 @@ def count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+WAIT_TIMEOUT = 300.0  # a move's or a standby's wait for the cluster, by default
+
+
+def parse_timeout(text: str | None) -> float:
+    """A `timeout=SECONDS` parameter; WAIT_TIMEOUT when it is not given."""
+    try:
+        seconds = float(text) if text is not None else WAIT_TIMEOUT
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise IscsihaError.single("bad-timeout", "timeout", text, "a number of seconds above 0")
+    return seconds
+
+
 def redact(value: object) -> str:
     return f"<set, {len(value)} characters>" if isinstance(value, str) and value else "<not set>"
 

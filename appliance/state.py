@@ -17,7 +17,7 @@ from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.config import validate
-from iscsiha.commands.targets import ClusterStatus
+from iscsiha.commands.targets import ClusterStatus, TargetStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.commands.timeline import TimelineReport
 from iscsiha.console.files import Backups
@@ -44,6 +44,9 @@ class Backend(Protocol):
     def timeline(self, iqns: Mapping[str, str]) -> TimelineReport: ...
 
     def move(self, target: str, node: str, timeout: float, progress: Progress) -> float: ...
+
+    def standby(self, node: str, on: bool, timeout: float,
+                progress: Progress) -> tuple[TargetStatus, ...]: ...
 
     def seen_initiators(self) -> list[str]: ...
 

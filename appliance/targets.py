@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from iscsiha.console import edits
-from iscsiha.console.base import ConsoleNode, Summary, choice, count, redact
+from iscsiha.console.base import ConsoleNode, Summary, choice, count, parse_timeout, redact
 from iscsiha.console.completion import (
     initiators,
     matching,
@@ -40,7 +40,6 @@ from iscsiha.model.fields import (
 from iscsiha.model.types import AuthMode, Failback
 from iscsiha.views import sessions_text
 
-MOVE_TIMEOUT = 300.0
 _AUTH_MODES = [m.value for m in AuthMode]
 _FAILBACK = [Failback.MANUAL.value, Failback.AUTO.value]  # the default first
 
@@ -262,13 +261,7 @@ class TargetNode(ConsoleNode):
         ========
         /status set target preferred_node=NODE
         """
-        try:
-            seconds = float(timeout) if timeout is not None else MOVE_TIMEOUT
-        except ValueError:
-            seconds = -1.0
-        if seconds <= 0:
-            raise IscsihaError.single("bad-timeout", "timeout", timeout,
-                                      "a number of seconds above 0")
+        seconds = parse_timeout(timeout)
         took = self.state.backend.move(self.name, node, seconds, self.state.progress)
         self.say(f"target {self.name} runs on {node} ({took:.1f} s)")
 

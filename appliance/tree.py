@@ -7,7 +7,7 @@ from typing import Any
 
 from iscsiha.commands.config import validate
 from iscsiha.console import edits
-from iscsiha.console.base import ConsoleNode, Summary, count
+from iscsiha.console.base import ConsoleNode, Summary, count, parse_timeout
 from iscsiha.console.cluster import ClusterNode
 from iscsiha.console.completion import matching, sizes, volume_names
 from iscsiha.console.edits import find, named, tables
@@ -224,7 +224,60 @@ class NodeNode(ConsoleNode):
         status = self.state.status_or_none()
         online = dict(status.nodes).get(self.name) if status else None
         shown = {True: "online", False: "OFFLINE", None: "status unknown"}[online]
+        if status is not None and self.name in status.standby:
+            return f"{shown}, in standby; {addresses}", False
         return f"{shown}; {addresses}", online
+
+    def ui_command_standby(self, timeout: str | None = None) -> None:
+        """
+        Puts this box in standby for maintenance: its targets move to the other
+        box (each with the pause of a planned move) and stay there. Refused when
+        the other box is offline or in standby.
+
+        PARAMETERS
+        ==========
+
+        timeout
+        -------
+        Seconds to wait for the cluster to settle (default 300).
+
+        EXAMPLE
+        =======
+        standby timeout=600
+
+        SEE ALSO
+        ========
+        unstandby
+        """
+        self._standby(True, timeout)
+
+    def ui_command_unstandby(self, timeout: str | None = None) -> None:
+        """
+        Brings this box back from standby: targets with failback=auto return
+        to it, the others stay where they run.
+
+        PARAMETERS
+        ==========
+
+        timeout
+        -------
+        Seconds to wait for the cluster to settle (default 300).
+
+        EXAMPLE
+        =======
+        unstandby
+
+        SEE ALSO
+        ========
+        standby
+        """
+        self._standby(False, timeout)
+
+    def _standby(self, on: bool, timeout: str | None) -> None:
+        seconds = parse_timeout(timeout)
+        targets = self.state.backend.standby(self.name, on, seconds, self.state.progress)
+        for t in targets:
+            self.say(f"target {t.name} on {', '.join(t.running_on) or 'no node'}")
 
 
 class VolumesNode(ConsoleNode):

@@ -58,6 +58,7 @@ class FakeBackend:
     applied: list[Applied] = field(default_factory=list)
     saved: list[str] = field(default_factory=list)
     moves: list[tuple[str, str, float]] = field(default_factory=list)
+    standbys: list[tuple[str, bool, float]] = field(default_factory=list)
     apply_error: IscsihaError | None = None
     status_error: IscsihaError | None = None
     seen: list[str] = field(default_factory=lambda: [SEEN_INITIATOR])
@@ -96,6 +97,11 @@ class FakeBackend:
     def move(self, target: str, node: str, timeout: float, progress: Progress) -> float:
         self.moves.append((target, node, timeout))
         return 2.5
+
+    def standby(self, node: str, on: bool, timeout: float,
+                progress: Progress) -> tuple[TargetStatus, ...]:
+        self.standbys.append((node, on, timeout))
+        return self.cluster.targets
 
     def seen_initiators(self) -> list[str]:
         return list(self.seen)

@@ -236,6 +236,17 @@ def test_move_calls_the_backend_and_changes_no_desired_state(h: Harness) -> None
     assert h.unchanged()
 
 
+def test_standby_and_unstandby_call_the_backend_and_change_no_desired_state(
+        h: Harness) -> None:
+    assert h.run("/nodes/san-a standby") == 0
+    assert h.run("/nodes/san-a unstandby timeout=60") == 0
+    assert h.backend.standbys == [("san-a", True, 300.0), ("san-a", False, 60.0)]
+    assert h.run("/nodes/san-a standby timeout=inf") == 1
+    assert "timeout = 'inf'" in h.err.getvalue()
+    assert len(h.backend.standbys) == 2
+    assert h.unchanged()
+
+
 # -- CHAP ---------------------------------------------------------------------------------
 
 def test_set_auth_switches_mode_and_drops_what_it_no_longer_uses(h: Harness) -> None:
