@@ -23,6 +23,7 @@ from iscsiha.commands import split_brain as split_brain_cmd
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
+from iscsiha.commands.apply_preview import preview
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.commands.targets import ClusterStatus
@@ -86,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="the desired-state file (TOML)")
     p.add_argument("--delete", action="append", default=[], metavar="VOLUME",
                    help="confirm deleting VOLUME and its data on both boxes (repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check everything and say what would change (volumes, targets, "
+                        "LUNs, portals, initiators, auth, placement); change nothing")
     p.set_defaults(func=_apply)
 
     p = sub.add_parser("status", help="nodes, quorum, fencing, where each target runs "
@@ -220,6 +224,11 @@ def _apply(args: argparse.Namespace) -> int:
     text, mode = _read(args.file)
     config, warnings = config_cmd.validate(text, str(args.file), mode=mode)
     _warn(warnings)
+    if args.dry_run:
+        checked = apply_cmd.check(real_env(config=config), config, frozenset(args.delete),
+                                  _progress)
+        print("\n".join(preview(checked)))
+        return EXIT_OK
     changes = apply_cmd.apply(real_env(config=config), config, text, frozenset(args.delete),
                               _progress)
     print(f"applied: {len(changes.create)} volume(s) created, {len(changes.grow)} grown, "

@@ -45,7 +45,7 @@ from iscsiha.plan.drbd import resource_path
 from iscsiha.plan.plan import Plan, make_plan
 from iscsiha.protocol import messages as m
 
-__all__ = ["Changes", "apply", "exported_volumes"]
+__all__ = ["Changes", "Checked", "apply", "check", "exported_volumes"]
 
 Progress = Callable[[str], None]
 SETTLE_SECONDS = 120.0  # a transition of a few targets' stops and starts
@@ -59,8 +59,21 @@ class Changes:
     cib_changed: bool = False
 
 
-def apply(env: ClusterEnv, config: Config, text: str, confirmed_deletes: frozenset[str],
-          progress: Progress) -> Changes:
+@dataclass(frozen=True)
+class Checked:
+    """What apply found and would do, every check passed; nothing changed yet."""
+
+    live: str  # the CIB as read
+    previous: Mapping[str, DrbdResource]
+    plan: Plan
+    facts: Mapping[str, m.Facts]
+    change: Delta
+    grow: tuple[Volume, ...]
+
+
+def check(env: ClusterEnv, config: Config, confirmed_deletes: frozenset[str],
+          progress: Progress) -> Checked:
+    """Step 1: read the cluster and both boxes, refuse what cannot be done."""
     pacemaker, boxes = env.pacemaker, env.both_boxes()
     live = pacemaker.query()
     previous = previous_drbd(live)
@@ -78,6 +91,15 @@ def apply(env: ClusterEnv, config: Config, text: str, confirmed_deletes: frozens
     check_deletes(change.delete, confirmed_deletes, exported_volumes(live))
     check_reshapes(config, previous, change)
     grow = check_facts(config, change.create, set(running), facts)
+    return Checked(live, previous, plan, facts, change, tuple(grow))
+
+
+def apply(env: ClusterEnv, config: Config, text: str, confirmed_deletes: frozenset[str],
+          progress: Progress) -> Changes:
+    pacemaker, boxes = env.pacemaker, env.both_boxes()
+    checked = check(env, config, confirmed_deletes, progress)
+    live, previous, plan, facts = checked.live, checked.previous, checked.plan, checked.facts
+    change, grow = checked.change, checked.grow
 
     try:
         if change.create:

@@ -85,9 +85,7 @@ def status(pacemaker: Cib, drbd: Mapping[int, ProcDevice] | None = None,
         lio = group.find(f"primitive[@id='{gid}-lio']")
         iqn = nvpairs(lio.find("instance_attributes") if lio is not None else None).get("iqn", "")
         targets.append(TargetStatus(
-            gid[len(GROUP_PREFIX):], iqn, tuple(sorted(where)), _preferred(cib, gid),
-            "auto" if nvpairs(group.find("meta_attributes")).get(
-                "resource-stickiness") == "0" else "manual",
+            gid[len(GROUP_PREFIX):], iqn, tuple(sorted(where)), *target_placement(cib, gid),
             bool(members) and all(r.get("role") == "Started" for r in members)))
     if sessions is not None:
         targets = _with_sessions(targets, sessions)
@@ -198,7 +196,12 @@ def move(env: ClusterEnv, name: str, node: str, timeout: float,
     return env.clock.monotonic() - started
 
 
-def _preferred(cib: ET.Element, gid: str) -> str | None:
-    return next((loc.get("node") for loc in cib.iter("rsc_location")
-                 if loc.get("rsc") == gid and loc.get("id", "").startswith(f"{gid}-prefers-")),
-                None)
+def target_placement(cib: ET.Element, gid: str) -> tuple[str | None, str]:
+    """The target group's preferred node and failback (auto or manual) in a CIB."""
+    preferred = next((loc.get("node") for loc in cib.iter("rsc_location")
+                      if loc.get("rsc") == gid
+                      and loc.get("id", "").startswith(f"{gid}-prefers-")), None)
+    group = next((g for g in cib.iter("group") if g.get("id") == gid), None)
+    sticky = nvpairs(group.find("meta_attributes") if group is not None else None).get(
+        "resource-stickiness")
+    return preferred, "auto" if sticky == "0" else "manual"
