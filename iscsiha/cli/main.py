@@ -44,6 +44,7 @@ from iscsiha.views import (
 )
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+EXIT_BROKEN_PIPE = 141  # as a shell reports a process SIGPIPE ended
 FROM_PEER = "from-peer"
 
 
@@ -58,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("iscsiha: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read stdout stopped (`| head`): no bug, and no second error when
+        # Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception:  # anything else is ours to fix: say so, with what we need
         print(bug_report(" ".join(sys.argv if argv is None else ["iscsiha", *argv])),
               file=sys.stderr)

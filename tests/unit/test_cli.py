@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -178,3 +179,20 @@ def test_the_example_loaded_as_the_docs_do_gives_no_warning(
         assert main([command, str(copy)]) == 0
         err = capsys.readouterr().err
         assert "warning" not in err and "secrets-readable" not in err, (command, err)
+
+
+def test_a_reader_that_stops_early_is_no_bug(tmp_path: Path) -> None:
+    """`iscsiha plan FILE | head -1`: iscsiha ends quietly as SIGPIPE would end it."""
+    copy = tmp_path / "cluster.toml"
+    copy.write_text(EXAMPLE.read_text())
+    copy.chmod(0o600)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from iscsiha.cli.main import main; "
+                               "sys.exit(main())", "plan", str(copy)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout is not None and proc.stderr is not None
+    # Closed before Python has even started: its first write finds no reader, every time.
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "bug" not in err and "Traceback" not in err, err
