@@ -245,8 +245,8 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     """Exit codes for monitoring (status_report.Health), not the usual 1 for an error."""
-    env = real_env()
     try:
+        env = real_env()
         state = targets_cmd.live_status(env, sessions=args.sessions)
     except IscsihaError as exc:
         if args.json:
