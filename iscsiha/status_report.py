@@ -38,6 +38,8 @@ def assess(state: ClusterStatus) -> tuple[Health, tuple[str, ...]]:
     for t in state.targets:
         if not t.running_on:
             down.append(f"target {t.name} is stopped")
+        elif len(t.running_on) > 1:  # parts of it on each box: no box serves all of it
+            down.append(f"target {t.name} runs on {' and '.join(t.running_on)} at once")
         elif not t.healthy:
             down.append(f"target {t.name} is not fully started on {', '.join(t.running_on)}")
     weak = [f"node {name} is offline" for name, online in state.nodes if not online]

@@ -19,15 +19,13 @@ def standby(env: ClusterEnv, node: str, on: bool, timeout: float,
     online = dict(state.nodes)
     if node not in online:
         raise IscsihaError.single("unknown-node", "node", node, ", ".join(online))
-    if on and node not in state.standby:
-        others = [n for n, up in state.nodes if n != node and up and n not in state.standby]
-        if not others:
-            raise IscsihaError.single(
-                "standby-last-box", "node", node, "a node whose peer is online and not in "
-                "standby", "no other box would serve its targets: every target would stop")
     if on == (node in state.standby):
         progress(f"{node} is already {'in standby' if on else 'back (not in standby)'}")
         return state.targets
+    if on and not any(up and n != node and n not in state.standby for n, up in state.nodes):
+        raise IscsihaError.single(
+            "standby-last-box", "node", node, "a node whose peer is online and not in "
+            "standby", "no other box would serve its targets: every target would stop")
     leaving = [t.name for t in state.targets if node in t.running_on]
     if on:
         progress(f"{node}: standby on; " + (f"moving {', '.join(leaving)} to the other box"

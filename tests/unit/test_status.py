@@ -224,3 +224,12 @@ def test_status_exits_with_the_verdict_and_3_when_the_cluster_cannot_be_asked(
     assert cli.main(["status", "--json"]) == 3
     out = json.loads(capsys.readouterr().out)
     assert out["health"] == "unknown" and "could not connect" in out["reasons"][0]
+
+
+def test_a_target_split_over_both_boxes_is_not_serving() -> None:
+    split = mon().replace('<resource id="target-vm-lio" role="Started"><node name="san-a"/>',
+                          '<resource id="target-vm-lio" role="Started"><node name="san-a"/>'
+                          '<node name="san-b"/>')
+    health, reasons = assess(status(FakePacemaker(split), CONNECTED))  # type: ignore[arg-type]
+    assert health is Health.NOT_SERVING
+    assert reasons == ("target vm runs on san-a and san-b at once",)
