@@ -12,6 +12,7 @@ from typing import Any
 
 from iscsiha.commands.targets import ClusterStatus, Fencing, VolumeStatus
 from iscsiha.executors.drbd import ProcDevice
+from iscsiha.views import replicating
 
 SCHEMA = 1
 
@@ -70,10 +71,8 @@ def _fencing_problem(fencing: Fencing) -> str:
 
 def _replication_problem(volume: VolumeStatus) -> str | None:
     dev = volume.drbd
-    if dev is None:
-        return None  # this box has no DRBD view: the roles still tell where it runs
-    if dev.connection == "Connected" and dev.disk == dev.peer_disk == "UpToDate":
-        return None
+    if dev is None or replicating(volume):
+        return None  # healthy, or this box has no DRBD view (the roles tell where it runs)
     if dev.synced_percent is not None:
         return f"is resyncing ({dev.connection}, {dev.synced_percent:.1f}%)"
     return f"is not replicated ({dev.connection}, {dev.disk}/{dev.peer_disk})"
