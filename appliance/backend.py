@@ -17,7 +17,7 @@ from iscsiha.commands import bootstrap
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
-from iscsiha.commands.apply import Changes
+from iscsiha.commands.apply import Approve, Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
@@ -54,8 +54,9 @@ class ClusterBackend:
         return real_env(self.runner, config, str(self.desired))
 
     def apply(self, config: Config, text: str, confirmed_deletes: frozenset[str],
-              progress: Progress) -> Changes:
-        return apply_cmd.apply(self._env(config), config, text, confirmed_deletes, progress)
+              progress: Progress, approve: Approve) -> Changes:
+        return apply_cmd.apply(self._env(config), config, text, confirmed_deletes, progress,
+                               approve)
 
     def status(self) -> ClusterStatus:
         return targets_cmd.live_status(self._env())

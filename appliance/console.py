@@ -71,6 +71,7 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
             if cmdline:
                 line = lines.parse(self._parser, cmdline)
                 kparams = self._secrets_checked(line)
+                self.state.begin(self._line_confirm(line, kparams))
                 with _quiet_configshell():
                     self._execute_command(line.path, line.command, line.pparams, kparams)
         except lines.LineError as exc:
@@ -97,6 +98,17 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
                 named += zip(slots, line.pparams, strict=False)
         lines.inline_secrets(named, f"{line.path or self._current_node.path} {line.command}")
         return lines.for_stdin(line.kparams)
+
+    def _line_confirm(self, line: lines.Line, kparams: dict[str, str]) -> str | None:
+        """confirm=yes on a command without a confirm parameter of its own (`set`, an
+        ACL's or a portal's delete): taken off the line, it answers apply's question
+        about what initiators would lose."""
+        for node in self._targets(line.path):
+            if line.command in node.list_commands():
+                method = node.get_command_method(line.command)
+                if "confirm" in inspect.getfullargspec(method).args:
+                    return None
+        return kparams.pop("confirm", None)
 
     def _targets(self, path: str) -> list[Any]:
         """The nodes a command runs on, as configshell resolves them; none if unknown."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from iscsiha import __version__, metrics
 from iscsiha.cli import cluster as cluster_cli
+from iscsiha.cli.confirm import NOT_CONFIRMED, approve_losses
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
 from iscsiha.commands import node_steps
@@ -96,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and say what would change (volumes, targets, "
                         "LUNs, portals, initiators, auth, placement); change nothing")
+    p.add_argument("--yes", action="store_true",
+                   help="go on when initiators would lose a target, LUN, portal, allowed "
+                        "initiator or their authentication (asked on a terminal; refused, "
+                        "exit 2, without one)")
     p.set_defaults(func=_apply)
 
     p = sub.add_parser("status", help="nodes, quorum, fencing, where each target runs "
@@ -235,8 +240,15 @@ def _apply(args: argparse.Namespace) -> int:
                                   _progress)
         print("\n".join(preview(checked)))
         return EXIT_OK
-    changes = apply_cmd.apply(real_env(config=config), config, text, frozenset(args.delete),
-                              _progress)
+    try:
+        changes = apply_cmd.apply(real_env(config=config), config, text,
+                                  frozenset(args.delete), _progress,
+                                  None if args.yes else approve_losses)
+    except IscsihaError as exc:
+        if exc.reports[0].code != NOT_CONFIRMED:
+            raise
+        print(format_reports(exc.reports), file=sys.stderr)
+        return EXIT_USAGE
     print(f"applied: {len(changes.create)} volume(s) created, {len(changes.grow)} grown, "
           f"{len(changes.delete)} deleted; cluster configuration "
           f"{'changed' if changes.cib_changed else 'unchanged'}")
