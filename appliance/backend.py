@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
 from iscsiha.commands.apply import Approve, Changes
+from iscsiha.commands.audit import Recorder
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
@@ -28,6 +29,7 @@ from iscsiha.console.files import DESIRED_PATH, read_text, write_secret
 from iscsiha.console.state import Progress
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.addresses import Addresses
+from iscsiha.executors.audit_log import AuditLog
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.cib import nvpairs
@@ -97,6 +99,11 @@ class ClusterBackend:
     def join_cluster(self, token: str, progress: Progress) -> Config:
         return bootstrap.join(bootstrap.host_env(self.runner, str(self.desired)), token,
                               progress)
+
+    def recorder(self, warn: Callable[[str], None]) -> Recorder:
+        """The console's audit recorder: this box's log, a copy to the peer."""
+        return Recorder("console", AuditLog(), self.load_desired, lambda: self._env().boxes,
+                        warn)
 
     def root_shell(self) -> int:
         return self.runner.interactive([ROOT_SHELL, "--login"])

@@ -9,7 +9,7 @@ from typing import TextIO
 from iscsiha.commands.apply_losses import Loss
 from iscsiha.errors import IscsihaError
 
-NOT_CONFIRMED = "not-confirmed"
+NOT_CONFIRMED = "losses-not-confirmed"
 
 
 def loss_lines(losses: tuple[Loss, ...]) -> str:
