@@ -31,6 +31,7 @@ from iscsiha.model.fields import (
     VOLUMES,
 )
 from iscsiha.model.load import DEFAULT_VOLUME_GROUP
+from iscsiha.status_report import Health, assess
 from iscsiha.views import replicating, replication_text, status_lines, timeline_lines
 
 
@@ -48,7 +49,13 @@ class RootNode(ConsoleNode):
         if error is not None:
             report = error.reports[0]
             return f"desired state unreadable: {report.field}: {report.message}", False
-        return f"cluster {self.state.data_or_empty().get(CLUSTER, {}).get(NAME, '?')}", None
+        name = f"cluster {self.state.data_or_empty().get(CLUSTER, {}).get(NAME, '?')}"
+        status = self.state.status_or_none()
+        if status is None:
+            return f"{name}, {Health.UNKNOWN.word.upper()}: the cluster could not be asked", None
+        health, reasons = assess(status)  # the verdict `iscsiha status` gives
+        return (f"{name}, {health.word.upper()}" + "".join(f"; {r}" for r in reasons),
+                health is Health.HEALTHY)
 
     def ui_command_status(self, timeline: str | None = None) -> None:
         """
