@@ -10,9 +10,12 @@ import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from contextlib import suppress
+from datetime import datetime
 from pathlib import Path
 
+from iscsiha.audit import Record
 from iscsiha.commands import apply as apply_cmd
+from iscsiha.commands import audit as audit_cmd
 from iscsiha.commands import bootstrap
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
@@ -99,6 +102,15 @@ class ClusterBackend:
     def join_cluster(self, token: str, progress: Progress) -> Config:
         return bootstrap.join(bootstrap.host_env(self.runner, str(self.desired)), token,
                               progress)
+
+    def audit(self, since: datetime | None) -> list[Record | None]:
+        """This box's audit log from ``since`` on (None: a line that cannot be read)."""
+        log = AuditLog()
+        try:
+            return list(audit_cmd.records(log, since))
+        except OSError as exc:
+            raise IscsihaError.single("audit-unreadable", "audit log", log.path,
+                                      "a file root may read", exc.strerror or str(exc)) from exc
 
     def recorder(self, warn: Callable[[str], None]) -> Recorder:
         """The console's audit recorder: this box's log, a copy to the peer."""

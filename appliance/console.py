@@ -33,7 +33,8 @@ from iscsiha.views import format_reports
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 WITHHELD = "<the rest withheld: the line looked like it held a secret>"
 # Commands that change nothing: the audit log leaves them out.
-READ_ONLY = frozenset({"ls", "cd", "pwd", "help", "exit", "bookmarks", "get", "status"})
+READ_ONLY = frozenset({"ls", "cd", "pwd", "help", "exit", "bookmarks", "get", "status",
+                       "audit"})
 PREFERENCES_DIR = "~/.iscsiha-console"
 
 

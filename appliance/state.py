@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import tomllib
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
+from iscsiha.audit import Record
 from iscsiha.commands.apply import Approve, Changes
 from iscsiha.commands.apply_losses import Loss
 from iscsiha.commands.bootstrap_env import InitResult
@@ -50,6 +52,8 @@ class Backend(Protocol):
                 progress: Progress) -> tuple[TargetStatus, ...]: ...
 
     def seen_initiators(self) -> list[str]: ...
+
+    def audit(self, since: datetime | None) -> list[Record | None]: ...
 
     # -- forming the cluster (iscsiha.commands.bootstrap) --------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from iscsiha.errors import clip
+from iscsiha.errors import IscsihaError, clip
 from iscsiha.model.fields import is_secret_key
 
 Result = Literal["ok", "refused", "failed"]
@@ -189,12 +189,25 @@ def parse(raw: bytes) -> Record | None:
     return rec
 
 
+def parse_since(value: str | None, field: str) -> datetime | None:
+    """A --since or since= value: an ISO date or time, UTC unless it gives an offset."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise IscsihaError.single("bad-time", field, value,
+                                  "an ISO date or time: 2026-12-01 or 2026-12-01T08:00 "
+                                  "(UTC unless it gives an offset)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def since_ok(rec: Record, since: datetime | None) -> bool:
     if since is None:
         return True
     try:
         return datetime.fromisoformat(rec.time) >= since
-    except ValueError:
+    except (ValueError, TypeError):  # not a time, or one without its offset
         return False
 
 

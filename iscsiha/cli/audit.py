@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
 
 from iscsiha import audit
 from iscsiha.commands import audit as audit_cmd
@@ -61,20 +60,8 @@ def recorder() -> audit_cmd.Recorder:
     return audit_cmd.Recorder("cli", AuditLog(), read_desired, lambda: peer_boxes(), warn)
 
 
-def parse_since(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise IscsihaError.single("bad-time", "--since", text,
-                                  "an ISO date or time: 2026-12-01 or 2026-12-01T08:00 "
-                                  "(UTC unless it gives an offset)") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def show(args: argparse.Namespace) -> int:
-    since = parse_since(args.since)
+    since = audit.parse_since(args.since, "--since")
     log = AuditLog()
     unreadable = 0
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from configshell_fb import Console
 
+from iscsiha.audit import Record, since_ok
 from iscsiha.commands.apply import Approve, Changes
 from iscsiha.commands.apply_losses import Loss
 from iscsiha.commands.bootstrap_env import InitResult
@@ -71,6 +72,7 @@ class FakeBackend:
     timeline_report: TimelineReport = field(default_factory=lambda: TimelineReport(None, ()))
     timeline_asked: list[dict[str, str]] = field(default_factory=list)
     losses: tuple[Loss, ...] = ()  # what the next applies would take from initiators
+    audit_records: list[Record | None] = field(default_factory=list)
 
     def load_desired(self) -> str:
         return read_text(self.desired)
@@ -109,6 +111,9 @@ class FakeBackend:
 
     def seen_initiators(self) -> list[str]:
         return list(self.seen)
+
+    def audit(self, since: datetime | None) -> list[Record | None]:
+        return [r for r in self.audit_records if r is None or since_ok(r, since)]
 
     def init_cluster(self, request: InitRequest, access: TiebreakerAccess,
                      progress: Progress) -> InitResult:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import tomllib
 from pathlib import Path
 
 import pytest
 
+from iscsiha.cli import main as cli_main
 from iscsiha.cli.confirm import NOT_CONFIRMED, approve_losses
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands.apply_losses import Loss
@@ -170,3 +172,24 @@ def test_with_two_targets_losing_only_yes_goes_on() -> None:
 
 def _no_question(prompt: str) -> str:
     raise AssertionError(f"asked {prompt!r} without a terminal")
+
+
+@pytest.mark.parametrize(("extra", "code"), [([], 2), (["--yes"], 0)])
+def test_cli_apply_without_a_terminal_exits_2_unless_yes_and_the_audit_log_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, audit_here: Path,
+        extra: list[str], code: int) -> None:
+    def fake_apply(env: object, config: object, text: str, deletes: frozenset[str],
+                   progress: object, approve: apply_cmd.Approve | None) -> apply_cmd.Changes:
+        if approve is not None:  # what apply does once its checks found a loss
+            approve(LOSSES)
+        return apply_cmd.Changes((), (), (), True)
+
+    monkeypatch.setattr(cli_main.apply_cmd, "apply", fake_apply)
+    monkeypatch.setattr(cli_main, "real_env", lambda **_kw: None)
+    monkeypatch.setattr("sys.stdin", io.StringIO())  # no terminal
+    copy = tmp_path / "c.toml"
+    copy.write_text(VM)
+    copy.chmod(0o600)
+    assert cli_main.main(["apply", str(copy), *extra]) == code
+    records = [json.loads(x) for x in (audit_here / "audit.jsonl").read_text().splitlines()]
+    assert [r["result"] for r in records] == ["refused" if code else "ok"]

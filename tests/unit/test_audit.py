@@ -224,3 +224,18 @@ def test_the_console_records_a_change_with_its_diff_and_never_a_secret(
         records[1]["command"]
     raw = (tmp_path / "console-audit" / "audit.jsonl").read_bytes()
     assert NEW_CHAP.encode() not in raw and OLD_CHAP.encode() not in raw
+
+
+def test_the_console_audit_verb_shows_records_since_a_time(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    for clock in (1_800_000_000.0, 1_900_000_000.0):
+        h.backend.audit_records.append(audit.record(
+            clock=clock, box="san-b", person=audit.Who("admin", "192.0.2.7"), via="console",
+            argv=["/nodes/san-a", "standby"], result="ok", message="", before=None,
+            after=None))
+    h.backend.audit_records.append(None)
+    assert h.run("audit since=2030-01-01") == 0
+    out = h.out.getvalue()
+    assert "2030-03-17T17:46:40+00:00 san-b admin from 192.0.2.7 console" in out
+    assert "2027-" not in out and "1 line(s)" in out
+    assert h.run("audit since=soon") == 1 and "bad-time" in h.err.getvalue()
