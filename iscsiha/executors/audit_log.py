@@ -53,7 +53,11 @@ class AuditLog:
                 os.close(fd)
 
     def files(self) -> list[str]:
-        """The log's files, oldest first."""
+        """The log's files, oldest first (raises PermissionError for a folder this user
+        cannot read, rather than showing an empty log)."""
+        if os.path.isdir(self.folder) and not os.access(self.folder, os.R_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied (the audit log is root's)",
+                                  self.folder)
         rotated = [f"{self.path}.{n}" for n in range(self.keep, 0, -1)]
         return [p for p in (*rotated, self.path) if os.path.exists(p)]
 
