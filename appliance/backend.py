@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import socket
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
+from datetime import datetime
 from pathlib import Path
 
+from iscsiha.audit import Record
 from iscsiha.commands import apply as apply_cmd
+from iscsiha.commands import audit as audit_cmd
 from iscsiha.commands import bootstrap
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
-from iscsiha.commands.apply import Changes
+from iscsiha.commands.apply import Approve, Changes
+from iscsiha.commands.audit import Recorder
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
@@ -28,6 +32,7 @@ from iscsiha.console.files import DESIRED_PATH, read_text, write_secret
 from iscsiha.console.state import Progress
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.addresses import Addresses
+from iscsiha.executors.audit_log import AuditLog
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.cib import nvpairs
@@ -54,8 +59,9 @@ class ClusterBackend:
         return real_env(self.runner, config, str(self.desired))
 
     def apply(self, config: Config, text: str, confirmed_deletes: frozenset[str],
-              progress: Progress) -> Changes:
-        return apply_cmd.apply(self._env(config), config, text, confirmed_deletes, progress)
+              progress: Progress, approve: Approve) -> Changes:
+        return apply_cmd.apply(self._env(config), config, text, confirmed_deletes, progress,
+                               approve)
 
     def status(self) -> ClusterStatus:
         return targets_cmd.live_status(self._env())
@@ -96,6 +102,20 @@ class ClusterBackend:
     def join_cluster(self, token: str, progress: Progress) -> Config:
         return bootstrap.join(bootstrap.host_env(self.runner, str(self.desired)), token,
                               progress)
+
+    def audit(self, since: datetime | None) -> list[Record | None]:
+        """This box's audit log from ``since`` on (None: a line that cannot be read)."""
+        log = AuditLog()
+        try:
+            return list(audit_cmd.records(log, since))
+        except OSError as exc:
+            raise IscsihaError.single("audit-unreadable", "audit log", log.path,
+                                      "a file root may read", exc.strerror or str(exc)) from exc
+
+    def recorder(self, warn: Callable[[str], None]) -> Recorder:
+        """The console's audit recorder: this box's log, a copy to the peer."""
+        return Recorder("console", AuditLog(), self.load_desired, lambda: self._env().boxes,
+                        warn)
 
     def root_shell(self) -> int:
         return self.runner.interactive([ROOT_SHELL, "--login"])

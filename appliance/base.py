@@ -50,7 +50,10 @@ class ConsoleNode(ConfigNode):  # type: ignore[misc]
                  Every change (create, delete, set, resize, restoreconfig) is
                  validated as a whole, applied to both boxes and only then
                  saved; a change that is refused changes nothing and says
-                 which setting, which value and what is allowed.
+                 which setting, which value and what is allowed. A change
+                 that takes away what initiators use (a target, LUN, portal,
+                 allowed initiator, their auth or CHAP secret) asks first;
+                 confirm=yes on the line answers yes.
 
                  COMMAND SYNTAX
                  ==============

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from configshell_fb import ConfigShell, Console, ExecutionError
 from pyparsing import ParseException
 
+from iscsiha.commands.audit import Recorder, Started
 from iscsiha.console import lines
 from iscsiha.console.files import BACKUP_DIR, DESIRED_PATH, Backups
 from iscsiha.console.state import Backend, State
@@ -30,6 +31,10 @@ from iscsiha.errors import IscsihaError
 from iscsiha.views import format_reports
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+WITHHELD = "<the rest withheld: the line looked like it held a secret>"
+# Commands that change nothing: the audit log leaves them out.
+READ_ONLY = frozenset({"ls", "cd", "pwd", "help", "exit", "bookmarks", "get", "status",
+                       "audit"})
 PREFERENCES_DIR = "~/.iscsiha-console"
 
 
@@ -40,7 +45,8 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
     _exit: bool
 
     def __init__(self, state: State, preferences_dir: str | None = None,
-                 out: TextIO | None = None, err: TextIO | None = None) -> None:
+                 out: TextIO | None = None, err: TextIO | None = None,
+                 recorder: Recorder | None = None) -> None:
         with _quiet_configshell():
             super().__init__(preferences_dir)
         # configshell logs every command line to a file; set commands carry CHAP secrets.
@@ -52,6 +58,7 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
         self.state = state
         self.root = RootNode(self, state)
         self.last_status = EXIT_OK
+        self.recorder = recorder
         self.sync()
 
     def sync(self) -> None:
@@ -66,25 +73,41 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
     def run_cmdline(self, cmdline: str) -> None:
         self.last_status = EXIT_OK
         secret_line = lines.carries_secret(cmdline)
+        started: Started | None = None
+        failure: BaseException | None = None
         try:
             self.sync()
             if cmdline:
                 line = lines.parse(self._parser, cmdline)
+                if self.recorder is not None and line.command not in READ_ONLY:
+                    # A line that looked like it held a secret is refused; its words are
+                    # not kept (a token may sit in any slot).
+                    words = ([w for w in (line.path, line.command) if w] + [WITHHELD]
+                             if secret_line else cmdline.split())
+                    started = self.recorder.begin(words)
                 kparams = self._secrets_checked(line)
+                self.state.begin(self._line_confirm(line, kparams))
                 with _quiet_configshell():
                     self._execute_command(line.path, line.command, line.pparams, kparams)
         except lines.LineError as exc:
             self.fail(format_reports(exc.reports), EXIT_USAGE)
+            failure = exc
         except IscsihaError as exc:  # the one error boundary
             secret_line |= any(r.code == lines.SECRET_ON_LINE for r in exc.reports)
             self.fail(format_reports(exc.reports), EXIT_REFUSED)
+            failure = exc
         except (ExecutionError, ParseException) as exc:
             self.fail(str(exc), EXIT_USAGE)
+            failure = IscsihaError.single("usage", "command line", None, "the console's "
+                                          "grammar", str(exc))
         except Exception as exc:  # a bug ends in a report, not a traceback
             self.fail(bug_report(exc), EXIT_REFUSED)
+            failure = exc
         finally:
             if secret_line:
                 forget_last(cmdline)
+            if started is not None and self.recorder is not None:
+                self.recorder.end(started, failure)
             self.sync()
 
     def _secrets_checked(self, line: lines.Line) -> dict[str, str]:
@@ -97,6 +120,17 @@ class ConsoleShell(ConfigShell):  # type: ignore[misc]
                 named += zip(slots, line.pparams, strict=False)
         lines.inline_secrets(named, f"{line.path or self._current_node.path} {line.command}")
         return lines.for_stdin(line.kparams)
+
+    def _line_confirm(self, line: lines.Line, kparams: dict[str, str]) -> str | None:
+        """confirm=yes on a command without a confirm parameter of its own (`set`, an
+        ACL's or a portal's delete): taken off the line, it answers apply's question
+        about what initiators would lose."""
+        for node in self._targets(line.path):
+            if line.command in node.list_commands():
+                method = node.get_command_method(line.command)
+                if "confirm" in inspect.getfullargspec(method).args:
+                    return None
+        return kparams.pop("confirm", None)
 
     def _targets(self, path: str) -> list[Any]:
         """The nodes a command runs on, as configshell resolves them; none if unknown."""
@@ -181,10 +215,10 @@ def progress(message: str) -> None:
 
 
 def build(backend: Backend, backups: Backups, preferences_dir: str | None = PREFERENCES_DIR,
-          **streams: Any) -> ConsoleShell:
+          recorder: Recorder | None = None, **streams: Any) -> ConsoleShell:
     state = State(backend, backups, source="desired state", progress=progress, ask=ask,
                   ask_secret=ask_secret)
-    return ConsoleShell(state, preferences_dir, **streams)
+    return ConsoleShell(state, preferences_dir, recorder=recorder, **streams)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -205,11 +239,13 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None,
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
+    recorder = None
     if backend is None:
         from iscsiha.console.backend import ClusterBackend  # the one module that reaches outside
 
-        backend = ClusterBackend(args.desired)
-    shell = build(backend, Backups(args.backups), preferences_dir)
+        real = ClusterBackend(args.desired)
+        backend, recorder = real, real.recorder(progress)
+    shell = build(backend, Backups(args.backups), preferences_dir, recorder)
     if args.command:
         return shell.run_once(" ".join(args.command))
     while not shell._exit:

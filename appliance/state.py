@@ -11,9 +11,12 @@ from __future__ import annotations
 import copy
 import tomllib
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
-from iscsiha.commands.apply import Changes
+from iscsiha.audit import Record
+from iscsiha.commands.apply import Approve, Changes
+from iscsiha.commands.apply_losses import Loss
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.config import validate
@@ -37,7 +40,7 @@ class Backend(Protocol):
     def save_desired(self, text: str) -> None: ...
 
     def apply(self, config: Config, text: str, confirmed_deletes: frozenset[str],
-              progress: Progress) -> Changes: ...
+              progress: Progress, approve: Approve) -> Changes: ...
 
     def status(self) -> ClusterStatus: ...
 
@@ -49,6 +52,8 @@ class Backend(Protocol):
                 progress: Progress) -> tuple[TargetStatus, ...]: ...
 
     def seen_initiators(self) -> list[str]: ...
+
+    def audit(self, since: datetime | None) -> list[Record | None]: ...
 
     # -- forming the cluster (iscsiha.commands.bootstrap) --------------------------------
 
@@ -91,6 +96,13 @@ class State:
         self._status: ClusterStatus | None = None
         self._status_error: IscsihaError | None = None
         self._status_read = False
+        self._confirmed = False
+
+    def begin(self, confirm: str | None) -> None:
+        """A new command line; ``confirm``: its confirm=yes, if it had one."""
+        self._confirmed = False
+        if confirm is not None:
+            self.confirm("", confirm, "confirm", confirm)
 
     def refresh(self) -> None:
         """Forget what was read: the other box or an editor may have changed it."""
@@ -165,7 +177,8 @@ class State:
         """Validate, apply and save ``text`` as the new desired state."""
         self.refresh()
         config, _warnings = validate(text, self.source)
-        changes = self.backend.apply(config, text, confirmed_deletes, self.progress)
+        changes = self.backend.apply(config, text, confirmed_deletes, self.progress,
+                                     self._approve)
         if previous is not None:
             self.backups.save(previous)
         self.backend.save_desired(text)
@@ -175,11 +188,18 @@ class State:
     def confirm(self, question: str, confirm: str | None, field: str, value: object) -> None:
         """Go on only when ``confirm=yes`` was given or the admin answers yes."""
         if confirm is not None:
-            if confirm.lower() in ("yes", "y", "true"):
-                return
-            raise IscsihaError.single("bad-value", "confirm", confirm, "yes",
-                                      "leave it out to be asked")
-        if not self.ask(question):
+            if confirm.lower() not in ("yes", "y", "true"):
+                raise IscsihaError.single("bad-value", "confirm", confirm, "yes",
+                                          "leave it out to be asked")
+        elif not self._confirmed and not self.ask(question):
             raise IscsihaError.single("not-confirmed", field, value,
                                       "confirm=yes, or the answer y",
                                       "was not confirmed; nothing was changed")
+        # One yes per command line: the apply it leads to does not ask again.
+        self._confirmed = True
+
+    def _approve(self, losses: tuple[Loss, ...]) -> None:
+        """Apply's question when initiators would lose something (apply.Approve)."""
+        listed = "".join(f"\n  - {loss}" for loss in losses)
+        self.confirm(f"This change takes away what initiators use:{listed}\nGo on?", None,
+                     "change", f"{len(losses)} loss(es)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from iscsiha import audit
 from iscsiha.commands.config import validate
 from iscsiha.console import edits
 from iscsiha.console.base import ConsoleNode, Summary, count, parse_timeout
@@ -31,6 +32,7 @@ from iscsiha.model.fields import (
     VOLUMES,
 )
 from iscsiha.model.load import DEFAULT_VOLUME_GROUP
+from iscsiha.status_report import Health, assess
 from iscsiha.views import replicating, replication_text, status_lines, timeline_lines
 
 
@@ -48,7 +50,13 @@ class RootNode(ConsoleNode):
         if error is not None:
             report = error.reports[0]
             return f"desired state unreadable: {report.field}: {report.message}", False
-        return f"cluster {self.state.data_or_empty().get(CLUSTER, {}).get(NAME, '?')}", None
+        name = f"cluster {self.state.data_or_empty().get(CLUSTER, {}).get(NAME, '?')}"
+        status = self.state.status_or_none()
+        if status is None:
+            return f"{name}, {Health.UNKNOWN.word.upper()}: the cluster could not be asked", None
+        health, reasons = assess(status)  # the verdict `iscsiha status` gives
+        return (f"{name}, {health.word.upper()}" + "".join(f"; {r}" for r in reasons),
+                health is Health.HEALTHY)
 
     def ui_command_status(self, timeline: str | None = None) -> None:
         """
@@ -85,6 +93,37 @@ class RootNode(ConsoleNode):
             for line in timeline_lines(self.state.backend.timeline(
                     {t.name: t.iqn for t in state.targets})):
                 self.say(line)
+
+    def ui_command_audit(self, since: str | None = None) -> None:
+        """
+        Shows this box's audit log: each change made through the console or
+        `iscsiha` on either box (the peer's marked as a copy), with when, who,
+        the command, its result and the desired state's diff. Secrets never
+        appear in it. The same as `iscsiha audit`.
+
+        PARAMETERS
+        ==========
+
+        since
+        -----
+        Only records from this time on: an ISO date or time, UTC unless it
+        gives an offset (2026-12-01, 2026-12-01T08:00).
+
+        EXAMPLE
+        =======
+        audit since=2026-12-01
+
+        SEE ALSO
+        ========
+        status
+        """
+        found = self.state.backend.audit(audit.parse_since(since, "since"))
+        for rec in found:
+            if rec is not None:
+                self.say(audit.shown(rec))
+        unreadable = sum(rec is None for rec in found)
+        if unreadable:
+            self.say(f"({unreadable} line(s) of the log could not be read as records)")
 
     def ui_complete_status(self, parameters: dict[str, str], text: str,
                            current_param: str) -> list[str]:

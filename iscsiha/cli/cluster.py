@@ -68,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     i.add_argument("--tiebreaker-signer", metavar="PROGRAM",
                    help="instead of SSH: a program run as `PROGRAM ca` and `PROGRAM sign "
                         "CLUSTER` (see docs/bootstrap.md)")
-    i.set_defaults(func=_init)
+    i.set_defaults(func=_init, audited=True)
 
     j = csub.add_parser(
         "join", help="join the cluster a first box set up (`cluster init`)",
@@ -81,11 +81,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     j.add_argument("token", nargs="?", metavar="-",
                    help="read the token from stdin (the default when stdin is not a "
                         "terminal); the token itself is refused here")
-    j.set_defaults(func=_join)
+    j.set_defaults(func=_join, audited=True)
 
     t = csub.add_parser("token", help="a new join token on the first box, while its peer "
                                       "has not joined (the old one stops working)")
-    t.set_defaults(func=_token)
+    t.set_defaults(func=_token, audited=True)
 
     # What the join unit runs, not the admin: hidden by having no help= (help=SUPPRESS
     # would list it as "==SUPPRESS==").

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from iscsiha import __version__, metrics
+from iscsiha.cli import audit as audit_cli
 from iscsiha.cli import cluster as cluster_cli
+from iscsiha.cli.confirm import NOT_CONFIRMED, approve_losses
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
 from iscsiha.commands import node_steps
@@ -50,24 +52,38 @@ FROM_PEER = "from-peer"
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    typed = sys.argv if argv is None else ["iscsiha", *argv]
+    if not audit_cli.audited(args):
+        return _dispatch(args, typed)[0]
+    recorder = audit_cli.recorder()
+    started = recorder.begin(typed, audit_cli.given_secrets(args))
+    code, failure = _dispatch(args, typed)
+    recorder.end(started, failure, code)
+    return code
+
+
+def _dispatch(args: argparse.Namespace, typed: Sequence[str]
+              ) -> tuple[int, BaseException | None]:
+    """The exit code, and what ended the command when it did not succeed."""
     try:
         result: int = args.func(args)
-        return result
+        return result, None
     except IscsihaError as exc:  # the one error boundary
         print(format_reports(exc.reports), file=sys.stderr)
-        return EXIT_REFUSED
-    except KeyboardInterrupt:
+        # An apply that would take something from initiators, given no --yes and no
+        # terminal to ask at, is a usage error: the same command with --yes goes on.
+        return (EXIT_USAGE if exc.reports[0].code == NOT_CONFIRMED else EXIT_REFUSED), exc
+    except KeyboardInterrupt as exc:
         print("iscsiha: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
+        return EXIT_INTERRUPTED, exc
+    except BrokenPipeError as exc:
         # Whoever read stdout stopped (`| head`): no bug, and no second error when
         # Python flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
-    except Exception:  # anything else is ours to fix: say so, with what we need
-        print(bug_report(" ".join(sys.argv if argv is None else ["iscsiha", *argv])),
-              file=sys.stderr)
-        return EXIT_BUG
+        return EXIT_BROKEN_PIPE, exc
+    except Exception as exc:  # anything else is ours to fix: say so, with what we need
+        print(bug_report(" ".join(typed)), file=sys.stderr)
+        return EXIT_BUG, exc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,7 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="check everything and say what would change (volumes, targets, "
                         "LUNs, portals, initiators, auth, placement); change nothing")
-    p.set_defaults(func=_apply)
+    p.add_argument("--yes", action="store_true",
+                   help="go on when initiators would lose a target, LUN, portal, allowed "
+                        "initiator or their authentication (asked on a terminal; refused, "
+                        "exit 2, without one)")
+    p.set_defaults(func=_apply, audited=lambda a: not a.dry_run)
 
     p = sub.add_parser("status", help="nodes, quorum, fencing, where each target runs "
                                         "(and its sessions), each volume's DRBD state; "
@@ -130,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("node", help="the node to move it to")
     m.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                    help="how long to wait for it to run there (default 300)")
-    m.set_defaults(func=_move)
+    m.set_defaults(func=_move, audited=True)
 
     for verb, on, what in (("standby", True, "put a box in standby for maintenance: its "
                                               "targets move to the other box and stay there"),
@@ -140,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("node", help="the node (box)")
         p.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                        help="how long to wait for the cluster to settle (default 300)")
-        p.set_defaults(func=_standby, on=on)
+        p.set_defaults(func=_standby, on=on, audited=True)
 
     p = sub.add_parser("split-brain",
                        help="list volumes in DRBD split brain; resolve one by discarding "
@@ -154,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not ask to type the volume name before discarding")
     p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                    help="how long to wait for the resync to finish (default 600)")
-    p.set_defaults(func=_split_brain)
+    p.set_defaults(func=_split_brain, audited=lambda a: a.discard is not None)
 
     # apply's steps on each box, not the admin's. No help= at all: argparse lists a
     # subcommand given help=SUPPRESS as "==SUPPRESS==", and one without help not at all.
@@ -166,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_selfcheck)
 
     cluster_cli.add_parser(sub)  # cluster init / join / token
+    audit_cli.add_parser(sub)
     return parser
 
 
@@ -236,7 +257,7 @@ def _apply(args: argparse.Namespace) -> int:
         print("\n".join(preview(checked)))
         return EXIT_OK
     changes = apply_cmd.apply(real_env(config=config), config, text, frozenset(args.delete),
-                              _progress)
+                              _progress, None if args.yes else approve_losses)
     print(f"applied: {len(changes.create)} volume(s) created, {len(changes.grow)} grown, "
           f"{len(changes.delete)} deleted; cluster configuration "
           f"{'changed' if changes.cib_changed else 'unchanged'}")

@@ -34,20 +34,25 @@ from iscsiha.commands.apply_checks import (
     delta,
     exported_volumes,
 )
-from iscsiha.commands.cluster_env import Boxes, Cib, ClusterEnv
+from iscsiha.commands.apply_losses import Loss, losses, secret_resource
+from iscsiha.commands.cluster_env import Boxes, Cib, ClusterEnv, Files
+from iscsiha.commands.node_steps import SECRETS_DIR
 from iscsiha.commands.targets import clone_roles
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.model.identity import DrbdResource
 from iscsiha.model.types import Config, Volume
-from iscsiha.plan.cib import drbd_clone_id, previous_drbd, target_group_id
+from iscsiha.plan.cib import drbd_clone_id, previous_drbd, secret_parameters, target_group_id
 from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.drbd import resource_path
 from iscsiha.plan.plan import Plan, make_plan
 from iscsiha.protocol import messages as m
 
-__all__ = ["Changes", "Checked", "apply", "check", "exported_volumes"]
+__all__ = ["Approve", "Changes", "Checked", "apply", "check", "exported_volumes"]
 
 Progress = Callable[[str], None]
+# Asked, after every check and before any change, when initiators would lose something;
+# it raises IscsihaError to refuse.
+Approve = Callable[[tuple[Loss, ...]], None]
 SETTLE_SECONDS = 120.0  # a transition of a few targets' stops and starts
 
 
@@ -69,6 +74,12 @@ class Checked:
     facts: Mapping[str, m.Facts]
     change: Delta
     grow: tuple[Volume, ...]
+    secrets_changed: frozenset[str] = frozenset()  # resources whose CHAP secret changes
+
+    @property
+    def losses(self) -> tuple[Loss, ...]:
+        """What the live targets' initiators would lose."""
+        return losses(self.live, self.plan.cib, self.secrets_changed)
 
 
 def check(env: ClusterEnv, config: Config, confirmed_deletes: frozenset[str],
@@ -91,13 +102,32 @@ def check(env: ClusterEnv, config: Config, confirmed_deletes: frozenset[str],
     check_deletes(change.delete, confirmed_deletes, exported_volumes(live))
     check_reshapes(config, previous, change)
     grow = check_facts(config, change.create, set(running), facts)
-    return Checked(live, previous, plan, facts, change, tuple(grow))
+    return Checked(live, previous, plan, facts, change, tuple(grow),
+                   _secrets_changed(env.files, config, previous))
+
+
+def _secrets_changed(store: Files, config: Config, running: Mapping[str, object]
+                     ) -> frozenset[str]:
+    """The running targets' resources whose CHAP secret differs from this box's store
+    (what the last apply wrote on both boxes); a secret not stored yet is no change."""
+    ours = {secret_resource(t) for t in running}
+    changed = set()
+    for (rsc, param), value in secret_parameters(config).items():
+        if rsc in ours:
+            stored = store.read(f"{SECRETS_DIR}/{rsc}/{param}")
+            if stored is not None and stored != value.encode():
+                changed.add(rsc)
+    return frozenset(changed)
 
 
 def apply(env: ClusterEnv, config: Config, text: str, confirmed_deletes: frozenset[str],
-          progress: Progress) -> Changes:
+          progress: Progress, approve: Approve | None = None) -> Changes:
+    """``approve``: asked when initiators would lose something (None: internal callers
+    such as `cluster join`, where nothing runs yet, go on without asking)."""
     pacemaker, boxes = env.pacemaker, env.both_boxes()
     checked = check(env, config, confirmed_deletes, progress)
+    if approve is not None and checked.losses:
+        approve(checked.losses)
     live, previous, plan, facts = checked.live, checked.previous, checked.plan, checked.facts
     change, grow = checked.change, checked.grow
 

@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from iscsiha import audit
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors import files, journal
+from iscsiha.executors.audit_log import AUDIT_DIR, AuditLog
 from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd, DrbdDetail
 from iscsiha.executors.lio import Lio, refused_initiators
 from iscsiha.executors.lvm import Lvm
@@ -46,6 +48,7 @@ class Box:
     secrets_dir: str = SECRETS_DIR
     desired_path: str = DESIRED_PATH
     drbd_dir: str = FOLDER
+    audit_dir: str = AUDIT_DIR
     hostname: Callable[[], str] = socket.gethostname  # the node name (Boxes checks they agree)
     wall_clock: Callable[[], float] = time.time
 
@@ -354,6 +357,18 @@ def split_brain_connect(box: Box, req: m.SplitBrainSide) -> m.Commands:
     return m.Commands((f"drbdadm connect {req.resource}",))
 
 
+def audit_copy(box: Box, req: m.AuditCopy) -> m.Nothing:
+    """The peer's audit record, kept here too, marked as its copy."""
+    try:
+        AuditLog(box.audit_dir).append(audit.line(audit.Record(
+            req.time, req.box, req.user, req.source, req.via, req.command, req.result,
+            req.message, req.diff, peer="copy", copy_from=req.box)))
+    except OSError as exc:
+        raise IscsihaError.single("audit-unwritable", "audit log", box.audit_dir,
+                                  "a folder root may write", exc.strerror or str(exc)) from exc
+    return m.Nothing()
+
+
 Handler = tuple[m.Step[Any, Any], Callable[[Box, Any], Any]]
 _HANDLERS: list[Handler] = [
     (m.FACTS, facts),
@@ -377,6 +392,7 @@ _HANDLERS: list[Handler] = [
     (m.SPLIT_BRAIN_FACTS, split_brain_facts),
     (m.SPLIT_BRAIN_DISCARD, split_brain_discard),
     (m.SPLIT_BRAIN_CONNECT, split_brain_connect),
+    (m.AUDIT_COPY, audit_copy),
 ]
 STEPS: dict[str, Handler] = {step.name: (step, handler) for step, handler in _HANDLERS}
 

@@ -249,6 +249,32 @@ class Commands:
     commands: tuple[Text, ...]  # the commands the step ran, in order
 
 
+# -- the audit log ---------------------------------------------------------------------
+
+AUDIT_TEXT_MAX = 256 * 1024
+# A record's free text (a command line, a diff): printable, newlines allowed, bounded.
+AuditText = Annotated[str, Check(f"printable text of at most {AUDIT_TEXT_MAX} characters",
+                                 lambda s: len(s) <= AUDIT_TEXT_MAX and printable(s, "\n\t"))]
+
+IsoTime = Annotated[str, Check("an ISO 8601 time",
+                               lambda s: re.fullmatch(r"[0-9T:.+-]{10,40}", s) is not None)]
+
+
+@dataclass(frozen=True)
+class AuditCopy:
+    """A record of the sender's audit log, for this box to keep a copy (iscsiha.audit)."""
+
+    time: IsoTime
+    box: NodeName
+    user: Text
+    source: Text | None
+    via: Literal["cli", "console"]
+    command: AuditText
+    result: Literal["ok", "refused", "failed"]
+    message: AuditText
+    diff: AuditText
+
+
 FACTS = Step("facts", FactsRequest, Facts)
 CREATE_VOLUMES = Step("create-volumes", Volumes, Nothing)
 DRBD_METADATA = Step("drbd-metadata", Refs, Refs)  # reply: those given metadata
@@ -270,3 +296,4 @@ JOURNAL_EVENTS = Step("journal-events", Nothing, JournalEvents)
 SPLIT_BRAIN_FACTS = Step("split-brain-facts", SplitBrainVolumes, SplitBrainFacts)
 SPLIT_BRAIN_DISCARD = Step("split-brain-discard", SplitBrainSide, Commands)
 SPLIT_BRAIN_CONNECT = Step("split-brain-connect", SplitBrainSide, Commands)
+AUDIT_COPY = Step("audit-copy", AuditCopy, Nothing)

@@ -105,7 +105,10 @@ def export_volume(lab: Lab, initiator_iqn: str, say: Say) -> list[Typed]:
         console(lab, first, f"/targets create name={TARGET} portal={PORTAL} "
                             f"preferred_node={first} volume={VOLUME} "
                             f"initiator={initiator_iqn} iqn={TARGET_IQN}", say),
-        console(lab, first, f"/targets/{TARGET}/auth set auth {auth}", say, secrets=chap),
+        # confirm=yes: the target is already running, and initiators that logged in
+        # without CHAP would lose it; the console asks first unless told.
+        console(lab, first, f"/targets/{TARGET}/auth set auth {auth} confirm=yes", say,
+                secrets=chap),
     ]
 
 

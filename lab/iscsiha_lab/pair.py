@@ -40,7 +40,8 @@ class CheckFailed(AssertionError):
 def apply(lab: Lab, data: dict[str, Any], *extra: str, box: str = "san-a",
           timeout: float = 600) -> GuestResult:
     lab.exec(box, ["sh", "-c", f"umask 077; cat > {DESIRED}"], input=dumps(data)).check()
-    return lab.exec(box, ["iscsiha", "apply", DESIRED, *extra], timeout=timeout)
+    # --yes: the scenarios drop targets and LUNs on purpose, as an admin's script would.
+    return lab.exec(box, ["iscsiha", "apply", DESIRED, "--yes", *extra], timeout=timeout)
 
 
 def iscsiha(lab: Lab, *argv: str, box: str = "san-a", timeout: float = 600) -> GuestResult:

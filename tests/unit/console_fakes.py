@@ -12,7 +12,9 @@ from pathlib import Path
 
 from configshell_fb import Console
 
-from iscsiha.commands.apply import Changes
+from iscsiha.audit import Record, since_ok
+from iscsiha.commands.apply import Approve, Changes
+from iscsiha.commands.apply_losses import Loss
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
@@ -69,6 +71,8 @@ class FakeBackend:
     addresses: list[HeldAddress] = field(default_factory=list)
     timeline_report: TimelineReport = field(default_factory=lambda: TimelineReport(None, ()))
     timeline_asked: list[dict[str, str]] = field(default_factory=list)
+    losses: tuple[Loss, ...] = ()  # what the next applies would take from initiators
+    audit_records: list[Record | None] = field(default_factory=list)
 
     def load_desired(self) -> str:
         return read_text(self.desired)
@@ -78,9 +82,11 @@ class FakeBackend:
         write_secret(self.desired, text)
 
     def apply(self, config: Config, text: str, confirmed_deletes: frozenset[str],
-              progress: Progress) -> Changes:
+              progress: Progress, approve: Approve) -> Changes:
         if self.apply_error is not None:
             raise self.apply_error
+        if self.losses:  # as apply asks: after its checks, before any change
+            approve(self.losses)
         self.applied.append(Applied(config, text, confirmed_deletes))
         progress("applied (fake)")
         return Changes((), (), tuple(sorted(confirmed_deletes)), True)
@@ -105,6 +111,9 @@ class FakeBackend:
 
     def seen_initiators(self) -> list[str]:
         return list(self.seen)
+
+    def audit(self, since: datetime | None) -> list[Record | None]:
+        return [r for r in self.audit_records if r is None or since_ok(r, since)]
 
     def init_cluster(self, request: InitRequest, access: TiebreakerAccess,
                      progress: Progress) -> InitResult:

@@ -311,3 +311,24 @@ def test_a_hand_edited_file_with_mistakes_is_still_shown(h: Harness) -> None:
     assert "duplicate-initiator-name" in h.err.getvalue()
     assert "targets[1].luns[0].lun = 'zero'" in h.err.getvalue()
     assert h.desired.read_text() == broken and not h.backend.applied
+
+
+def test_the_root_shows_the_health_verdict_status_gives_with_its_reasons(
+        h: Harness) -> None:
+    h.backend.cluster = replace(running_status(), quorate=True, fencing=Fencing(
+        True, (("fence-san-a", "san-b"), ("fence-san-b", "san-a")), frozenset()))
+    h.shell.sync()
+    assert node(h, "/").summary() == ("cluster san, HEALTHY", True)
+    h.backend.cluster = replace(h.backend.cluster, nodes=(("san-a", True), ("san-b", False)))
+    h.shell.sync()
+    assert node(h, "/").summary() == ("cluster san, DEGRADED; node san-b is offline", False)
+    h.backend.cluster = replace(h.backend.cluster, quorate=False)
+    h.shell.sync()
+    text, healthy = node(h, "/").summary()
+    assert text.startswith("cluster san, NOT-SERVING; this box's side has no quorum")
+    assert healthy is False
+    h.backend.status_error = IscsihaError.single("no-cluster", "crm_mon", None, "x")
+    h.shell.sync()
+    assert node(h, "/").summary() == (
+        "cluster san, UNKNOWN: the cluster could not be asked", None)
+    assert h.run("ls /") == 0 and "UNKNOWN" in h.out.getvalue()
