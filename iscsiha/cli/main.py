@@ -16,6 +16,7 @@ from pathlib import Path
 
 from iscsiha import __version__, metrics
 from iscsiha.cli import cluster as cluster_cli
+from iscsiha.cli import network as network_cli
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
 from iscsiha.commands import node_steps
@@ -166,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_selfcheck)
 
     cluster_cli.add_parser(sub)  # cluster init / join / token
+    network_cli.add_parser(sub)  # this box's networks
     return parser
 
 
