@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
+from iscsiha.commands.network import NetworkEnv
 from iscsiha.commands.config import validate
 from iscsiha.commands.targets import ClusterStatus, TargetStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
@@ -62,6 +63,8 @@ class Backend(Protocol):
     def hostname(self) -> str: ...
 
     def local_addresses(self) -> list[HeldAddress]: ...
+
+    def network_env(self) -> NetworkEnv: ...
 
 
 def parse(text: str, source: str) -> Data:

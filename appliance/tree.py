@@ -7,6 +7,7 @@ from typing import Any
 
 from iscsiha.commands.config import validate
 from iscsiha.console import edits
+from iscsiha.console.box import BoxNode
 from iscsiha.console.base import ConsoleNode, Summary, count, parse_timeout
 from iscsiha.console.cluster import ClusterNode
 from iscsiha.console.completion import matching, sizes, volume_names
@@ -42,6 +43,7 @@ class RootNode(ConsoleNode):
         VolumesNode(self, state)
         TargetsNode(self, state)
         NetworksNode(self, state)
+        BoxNode(self, state)
 
     def summary(self) -> Summary:
         error = self.state.load_error

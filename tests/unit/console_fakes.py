@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,6 +15,7 @@ from configshell_fb import Console
 from iscsiha.commands.apply import Changes
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
+from iscsiha.commands.network import NetworkEnv
 from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.commands.timeline import TimelineReport
@@ -22,6 +23,8 @@ from iscsiha.console.console import ConsoleShell
 from iscsiha.console.files import Backups, read_text, write_secret
 from iscsiha.console.state import Progress, State
 from iscsiha.errors import IscsihaError
+from iscsiha.executors.networkd import Networkd
+from iscsiha.executors.runner import CommandResult, Runner
 from iscsiha.model.load import load_text
 from iscsiha.model.types import Config
 from tests.conftest import EXAMPLE
@@ -130,6 +133,26 @@ class FakeBackend:
 
     def local_addresses(self) -> list[HeldAddress]:
         return list(self.addresses)
+
+    def network_env(self) -> NetworkEnv:
+        """This box's network file and networkd folder under the temp dir; no waiter runs."""
+        root = self.desired.parent / "box"
+        for nic in ("eno1", "eno2"):
+            (root / "sys" / nic).mkdir(parents=True, exist_ok=True)
+        return NetworkEnv(Networkd(NoCommands(), str(root)), lambda argv, seconds: None,
+                          lambda: [], box_file=str(root / "network.toml"),
+                          sys_net=str(root / "sys"))
+
+
+class NoCommands(Runner):
+    """networkctl is for the lab: here a command is recorded and succeeds."""
+
+    def __init__(self) -> None:
+        self.argvs: list[list[str]] = []
+
+    def run(self, argv: Sequence[str], **_: object) -> CommandResult:  # type: ignore[override]
+        self.argvs.append(list(argv))
+        return CommandResult(tuple(argv), 0, "", "", 0.0)
 
 
 class Clock:
