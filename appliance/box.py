@@ -208,10 +208,14 @@ class BoxNetworksNode(ConsoleNode):
         confirm revert
         """
         seconds = network.WITHIN_DEFAULT if within is None else _integer("within", within)
-        trial = network.apply(self.env(), seconds or network.WITHIN_DEFAULT)
+        env = self.env()
+        trial = network.apply(env, seconds or network.WITHIN_DEFAULT)
         if trial is None:
             self.say("already applied: nothing to do")
             return
+        for text in network.missing_addresses(env, network.load(env)):
+            self.say(f"warning: {text} is not there yet (no such link, or networkd "
+                     "refused it)")
         at = time.strftime("%H:%M:%S", time.localtime(trial.deadline))
         self.say(f"applied as trial {trial.id}: `confirm` from a new session before {at}, "
                  "or the networks from before come back")

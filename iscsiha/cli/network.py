@@ -6,6 +6,7 @@ Its own module so the rest of the CLI stays small; main.py adds it with one call
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from iscsiha.commands import network
@@ -86,10 +87,14 @@ def _edited(box: object) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    trial = network.apply(network.real_env(), args.within)
+    env = network.real_env()
+    trial = network.apply(env, args.within)
     if trial is None:
         print("already applied: nothing to do")
         return EXIT_OK
+    for text in network.missing_addresses(env, network.load(env)):
+        print(f"warning: {text} is not there yet (no such link, or networkd refused it: "
+              "`networkctl status`)", file=sys.stderr)
     at = time.strftime("%H:%M:%S", time.localtime(trial.deadline))
     print(f"applied as trial {trial.id}. Check that you can still reach the box (a new SSH "
           f"session), then `iscsiha network confirm`; otherwise the previous networks come "

@@ -29,6 +29,7 @@ REVERT_UNIT = "iscsiha-network-revert.service"
 ISCSIHA = "/usr/bin/iscsiha"
 WITHIN_DEFAULT, WITHIN_MIN, WITHIN_MAX = 120, 10, 3600
 SYS_NET = "/sys/class/net"
+ADDRESS_WAIT = 20.0  # networkd configures links after `reconfigure` returns
 
 
 @dataclass
@@ -41,6 +42,7 @@ class NetworkEnv:
     box_file: str = box_network.PATH
     sys_net: str = SYS_NET
     ssh_connection: str | None = None  # $SSH_CONNECTION of the admin's session
+    address_wait: float = ADDRESS_WAIT
 
 
 def real_env() -> NetworkEnv:
@@ -188,6 +190,20 @@ def apply(env: NetworkEnv, within: int = WITHIN_DEFAULT) -> Trial | None:
         env.networkd.revert(trial.id)  # no waiter, no trial: never leave one unguarded
         raise
     return trial
+
+
+def missing_addresses(env: NetworkEnv, box: BoxNetworks) -> list[str]:
+    """Wait (bounded) for networkd to put every address on its link; those still missing."""
+    where = {lk.network: lk.interface for lk in box.links}
+    wanted = {(where[name], str(iface.ip)): f"{iface} on {where[name]}"
+              for name, iface in box.addresses}
+    deadline = time.monotonic() + env.address_wait
+    while True:
+        held = {(ifname, str(addr)) for ifname, addr, _ in env.own_addresses()}
+        missing = [text for key, text in wanted.items() if key not in held]
+        if not missing or time.monotonic() >= deadline:
+            return missing
+        time.sleep(0.2)
 
 
 def confirm(env: NetworkEnv) -> Trial:

@@ -141,7 +141,7 @@ class FakeBackend:
             (root / "sys" / nic).mkdir(parents=True, exist_ok=True)
         return NetworkEnv(Networkd(NoCommands(), str(root)), lambda argv, seconds: None,
                           lambda: [], box_file=str(root / "network.toml"),
-                          sys_net=str(root / "sys"))
+                          sys_net=str(root / "sys"), address_wait=0.0)
 
 
 class NoCommands(Runner):
