@@ -137,7 +137,7 @@ class FakeBackend:
     def network_env(self) -> NetworkEnv:
         """This box's network file and networkd folder under the temp dir; no waiter runs."""
         root = self.desired.parent / "box"
-        for nic in ("eno1", "eno2"):
+        for nic in ("eno0", "eno1", "eno2", "ens1f0", "ens1f1", "ens2f0"):
             (root / "sys" / nic).mkdir(parents=True, exist_ok=True)
         return NetworkEnv(Networkd(NoCommands(), str(root)), lambda argv, seconds: None,
                           lambda: [], box_file=str(root / "network.toml"),
