@@ -211,3 +211,14 @@ def test_a_damaged_trial_record_is_reported_not_a_traceback(env: network.Network
     with pytest.raises(IscsihaError) as caught:
         network.confirm(env)
     assert caught.value.reports[0].code == "bad-trial-record"
+
+
+def test_apply_reports_an_address_networkd_did_not_put_in_place(
+        env: network.NetworkEnv) -> None:
+    from ipaddress import ip_address
+    network.set_network(env, "mgmt", "eno0", "192.168.1.21/24")
+    network.set_network(env, "link0", "eno1", "10.10.0.11/24")
+    env.address_wait = 0.0
+    env.own_addresses = lambda: [("eno0", ip_address("192.168.1.21"), 24),
+                                 ("eno0", ip_address("10.10.0.11"), 24)]  # on the wrong NIC
+    assert network.missing_addresses(env, network.load(env)) == ["10.10.0.11/24 on eno1"]
