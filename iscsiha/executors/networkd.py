@@ -22,6 +22,7 @@ from iscsiha.plan.networkd import DIRECTORY, PREFIX
 
 TRIAL_PATH = "/var/lib/iscsiha/network/trial.json"
 RELOAD_TIMEOUT = 60.0
+NETWORKCTL = "/usr/bin/networkctl"
 
 
 @dataclass(frozen=True)
@@ -114,17 +115,17 @@ class Networkd:
             files.remove(os.path.join(self.folder, name))
         if not apply:
             return
-        self.runner.run(["networkctl", "reload"], timeout=RELOAD_TIMEOUT)
+        self.runner.run([NETWORKCTL, "reload"], timeout=RELOAD_TIMEOUT)
         present = set(os.listdir("/sys/class/net")) if os.path.isdir("/sys/class/net") else set()
         # A bond or VLAN that is no longer wanted stays in the kernel after a reload.
         gone = {_match(c, "Name") for n, c in before.items() if n.endswith(".netdev")} - {
             _match(c, "Name") for n, c in wanted.items() if n.endswith(".netdev")}
         for device in sorted(d for d in gone if d in present):
-            self.runner.run(["networkctl", "delete", device], timeout=RELOAD_TIMEOUT)
+            self.runner.run([NETWORKCTL, "delete", device], timeout=RELOAD_TIMEOUT)
         touched = {_match(c, "Name") for c in (*wanted.values(), *before.values())}
         changed = sorted(d for d in touched if d in present and d not in gone)
         if changed:
-            self.runner.run(["networkctl", "reconfigure", *changed], timeout=RELOAD_TIMEOUT)
+            self.runner.run([NETWORKCTL, "reconfigure", *changed], timeout=RELOAD_TIMEOUT)
 
 
 def _ours(name: str) -> bool:

@@ -151,6 +151,7 @@ class NoCommands(Runner):
         self.argvs: list[list[str]] = []
 
     def run(self, argv: Sequence[str], **_: object) -> CommandResult:  # type: ignore[override]
+        assert argv[0].startswith("/"), argv  # the real Runner takes absolute paths only
         self.argvs.append(list(argv))
         return CommandResult(tuple(argv), 0, "", "", 0.0)
 

@@ -90,6 +90,7 @@ class Recorder:
         self.argvs: list[list[str]] = []
 
     def run(self, argv: Sequence[str], **_: Any) -> None:
+        assert argv[0].startswith("/"), argv  # the real Runner takes absolute paths only
         self.argvs.append(list(argv))
 
 
