@@ -17,6 +17,7 @@ from iscsiha.audit import Record
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import audit as audit_cmd
 from iscsiha.commands import bootstrap
+from iscsiha.commands import network as network_cmd
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
@@ -25,6 +26,7 @@ from iscsiha.commands.audit import Recorder
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
+from iscsiha.commands.network import NetworkEnv
 from iscsiha.commands.targets import ClusterStatus, TargetStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
 from iscsiha.commands.timeline import TimelineReport
@@ -126,3 +128,6 @@ class ClusterBackend:
     def local_addresses(self) -> list[HeldAddress]:
         with Addresses() as found:
             return found.own()
+
+    def network_env(self) -> NetworkEnv:
+        return network_cmd.real_env()

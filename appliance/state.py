@@ -20,6 +20,7 @@ from iscsiha.commands.apply_losses import Loss
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
 from iscsiha.commands.config import validate
+from iscsiha.commands.network import NetworkEnv
 from iscsiha.commands.targets import ClusterStatus, TargetStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.commands.timeline import TimelineReport
@@ -67,6 +68,8 @@ class Backend(Protocol):
     def hostname(self) -> str: ...
 
     def local_addresses(self) -> list[HeldAddress]: ...
+
+    def network_env(self) -> NetworkEnv: ...
 
 
 def parse(text: str, source: str) -> Data:

@@ -9,6 +9,7 @@ from iscsiha import audit
 from iscsiha.commands.config import validate
 from iscsiha.console import edits
 from iscsiha.console.base import ConsoleNode, Summary, count, parse_timeout
+from iscsiha.console.box import BoxNode
 from iscsiha.console.cluster import ClusterNode
 from iscsiha.console.completion import matching, sizes, volume_names
 from iscsiha.console.edits import find, named, tables
@@ -44,6 +45,7 @@ class RootNode(ConsoleNode):
         VolumesNode(self, state)
         TargetsNode(self, state)
         NetworksNode(self, state)
+        BoxNode(self, state)
 
     def summary(self) -> Summary:
         error = self.state.load_error

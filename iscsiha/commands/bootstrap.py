@@ -37,6 +37,8 @@ from iscsiha.commands.bootstrap_params import (
     desired_data,
     hostname_problem,
     load_sections,
+    mtu_problems,
+    with_link_mtus,
 )
 from iscsiha.commands.cluster_env import real_env
 from iscsiha.commands.join_token import JoinToken
@@ -55,14 +57,23 @@ from iscsiha.plan.drbd import AUTHKEY_PATH
 
 # -- cluster init -------------------------------------------------------------------------
 
+def link_mtu(env: HostEnv, ifname: str) -> int | None:
+    """The kernel's MTU of a link; None when it cannot be read (no sysfs: tests)."""
+    raw = files.read(env.path(f"/sys/class/net/{ifname}/mtu")) if "/" not in ifname else None
+    text = raw.decode(errors="replace").strip() if raw else ""
+    return int(text) if text.isdigit() and len(text) < 7 else None
+
+
 def init(env: HostEnv, request: InitRequest, tiebreaker: Tiebreaker | None,
          progress: Progress, param: ParamName = console_name) -> InitResult:
     hostname = env.hostname()
     data, names = desired_data(request, request.node or hostname, param)
+    held = env.addresses()
+    with_link_mtus(data, names, held, lambda ifname: link_mtu(env, ifname), param)
     config = load_sections(data, names)
     first, peer = config.cluster.nodes
     problems = [p for p in [hostname_problem(hostname, first, param("node"), "this box")] if p]
-    problems += address_problems(config, first, env.addresses(),
+    problems += address_problems(config, first, held,
                                  lambda net: f"{param(net)} (this box's address)")
     problems += steps.not_in_a_cluster(env)
     problems += steps.security_problems(env)
@@ -276,8 +287,10 @@ def _joining(channel: Channel, env: HostEnv, offer: join_exchange.Offer,
     problems = [p for p in [hostname_problem(hostname, me, "hostname",
                                              f"the peer `cluster init` was given on "
                                              f"{first.name}")] if p]
-    problems += address_problems(config, me, env.addresses(),
-                                 lambda net: f"{me.name} {net}")
+    held = env.addresses()
+    problems += address_problems(config, me, held, lambda net: f"{me.name} {net}")
+    problems += mtu_problems(config, me, held, lambda ifname: link_mtu(env, ifname),
+                             first.name)
     if corosync.corosync_conf(config) != offer.corosync_conf:
         problems.append(Report("different-release", "iscsiha", __version__,
                                f"the release on {first.name} ({offer.version})",

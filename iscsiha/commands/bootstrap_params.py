@@ -21,6 +21,7 @@ from iscsiha.model.fields import (
     BMC,
     CIPHER,
     CLUSTER,
+    MTU,
     NAME,
     NODES,
     PASSWORD,
@@ -33,7 +34,7 @@ from iscsiha.model.fields import (
 from iscsiha.model.fields import NETWORKS as NETWORKS_KEY
 from iscsiha.model.load import load_data
 from iscsiha.model.names import parse_decimal
-from iscsiha.model.types import Config, IPAddress, NetworkRole, Node
+from iscsiha.model.types import DEFAULT_MTU, Config, IPAddress, NetworkRole, Node
 
 _LINK, _STORAGE = NetworkRole.CLUSTER.value, NetworkRole.STORAGE.value
 # The networks of a standard deployment, by the name each gets in the desired state.
@@ -199,4 +200,35 @@ def address_problems(config: Config, node: Node, held: Iterable[HeldAddress],
                  else f"it has no address in {net.subnet}")
         problems.append(Report("address-not-here", field(net.name), str(want), allowed,
                                f"no interface of this box holds it; {where}"))
+    return problems
+
+
+def with_link_mtus(data: dict[str, Any], names: dict[str, str], held: Iterable[HeldAddress],
+                   mtu_of: Callable[[str], int | None], param: ParamName) -> None:
+    """Each network's MTU in ``data``: that of the link holding this box's address there
+    (when not the default), so `join` can hold the peer's links to the same."""
+    where = {str(address): ifname for ifname, address, _ in held}
+    for index, net in enumerate(data[NETWORKS_KEY]):
+        ifname = where.get(str(data[NODES][0][ADDRESSES].get(net[NAME])))
+        mtu = mtu_of(ifname) if ifname is not None else None
+        if mtu is not None and mtu != DEFAULT_MTU:
+            net[MTU] = mtu
+            names[f"{NETWORKS_KEY}[{index}].{MTU}"] = f"{param(net[NAME])} (MTU of {ifname})"
+
+
+def mtu_problems(config: Config, node: Node, held: Iterable[HeldAddress],
+                 mtu_of: Callable[[str], int | None], first: str) -> list[Report]:
+    """One report for each network whose link on this box has another MTU than the
+    first box's."""
+    where = {address: ifname for ifname, address, _ in held}
+    problems = []
+    for net in config.cluster.networks:
+        ifname = where.get(node.address_on(net.name))
+        mtu = mtu_of(ifname) if ifname is not None else None
+        if mtu is not None and mtu != net.mtu:
+            problems.append(Report(
+                "mtu-mismatch", f"{node.name} {net.name}", mtu,
+                f"{net.mtu}, the MTU of {net.name} on {first}: both ends of a path alike",
+                f"{ifname} has MTU {mtu}: set the same on both boxes (`/box/networks add "
+                f"... mtu=`) and on the switch ports between them"))
     return problems

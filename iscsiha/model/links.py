@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 
 from iscsiha.model.fields import BONDS, LINKS, MEMBERS, MODE, Problems, Table
-from iscsiha.model.types import Bond, BondMode, Link, Network
+from iscsiha.model.types import Bond, BondMode, Link
 
 # The kernel's limit is 15 bytes; the characters are those networkd and udev names use
 # that need no quoting anywhere (a '.' only between a device and its VLAN).
@@ -44,9 +45,12 @@ def parse_link(network: str, text: str) -> Link | None:
     return Link(network, device, int(vlan_text))
 
 
-def read_links(node: Table, networks: list[Network],
+def read_links(node: Table, mtus: Mapping[str, int],
                problems: Problems) -> tuple[tuple[Link, ...], tuple[Bond, ...]] | None:
-    """The node's links and bonds, ((), ()) when it has none, None after a problem."""
+    """The node's links and bonds, ((), ()) when it has none, None after a problem.
+
+    ``mtus``: each network the links may name, in order, with its MTU.
+    """
     before = len(problems.reports)
     links_t = node.table(LINKS, required=False)
     bonds_t = node.table(BONDS, required=False)
@@ -57,20 +61,20 @@ def read_links(node: Table, networks: list[Network],
                          f"bonds only with {LINKS}, which say what each bond carries")
         return None if len(problems.reports) > before else ((), ())
     links = []
-    for net in networks:
-        text = links_t.typed(net.name, str)
+    for name in mtus:
+        text = links_t.typed(name, str)
         if text is None:
             continue
-        link = parse_link(net.name, text)
+        link = parse_link(name, text)
         if link is None:
-            problems.add("bad-link", links_t.child(net.name), text, LINK_ALLOWED)
+            problems.add("bad-link", links_t.child(name), text, LINK_ALLOWED)
         else:
             links.append(link)
-    known = {n.name for n in networks}
+    known = set(mtus)
     for key in sorted(set(links_t.data) - known):
         links_t.seen.add(key)
         problems.add("unknown-network", links_t.child(key), key, ", ".join(sorted(known)))
-    _check_devices(node, links, bonds, {n.name: n.mtu for n in networks}, problems)
+    _check_devices(node, links, bonds, mtus, problems)
     if len(problems.reports) > before:
         return None
     return tuple(links), tuple(bonds)
@@ -105,7 +109,7 @@ def _bonds(t: Table, problems: Problems) -> list[Bond]:
 
 
 def _check_devices(node: Table, links: list[Link], bonds: list[Bond],
-                   mtus: dict[str, int], problems: Problems) -> None:
+                   mtus: Mapping[str, int], problems: Problems) -> None:
     """What cannot work on one box: a NIC in two places, two untagged networks on one
     device, a VLAN twice, a VLAN larger than the untagged network under it."""
     where = node.child(LINKS)

@@ -222,7 +222,7 @@ class _Reader:
                           names.NODE_NAME_ALLOWED, code="bad-name")
             addresses = self.node_addresses(t, networks)
             bmc = self.bmc(t.table(BMC))
-            links = read_links(t, networks, self.p)
+            links = read_links(t, {n.name: n.mtu for n in networks}, self.p)
             t.finish()
             if name is not None and addresses is not None and bmc is not None \
                     and links is not None:

@@ -8,7 +8,10 @@ the desired state does not name keep DHCP. Pure: the same node gives the same fi
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 
+from iscsiha.model.box_network import BoxNetworks
 from iscsiha.model.types import Bond, BondMode, Cluster, Link, Node
 from iscsiha.plan.plan import NodeFile
 
@@ -21,30 +24,50 @@ def node_files(cluster: Cluster, node: Node) -> tuple[NodeFile, ...]:
     """Every .netdev and .network file of ``node``; none when it has no links."""
     if not node.links:
         return ()
-    mtu = {n.name: n.mtu for n in cluster.networks}
     prefix = {n.name: n.subnet.prefixlen for n in cluster.networks}
-    version = {n.name: n.subnet.version for n in cluster.networks}
-    address = dict(node.addresses)
+    interfaces = {net: ip_interface(f"{addr}/{prefix[net]}") for net, addr in node.addresses}
+    return link_files({n.name: n.mtu for n in cluster.networks}, interfaces, node.links,
+                      node.bonds)
+
+
+def box_files(box: BoxNetworks) -> tuple[NodeFile, ...]:
+    """The files of this box's own networks (iscsiha.model.box_network)."""
+    extra: dict[str, dict[str, object]] = {net: {"Gateway": str(gw)}
+                                            for net, gw in box.gateways}
+    if box.dns and box.addresses:
+        # The resolvers go where the default route goes, else on the first network.
+        first = box.gateways[0][0] if box.gateways else box.addresses[0][0]
+        extra.setdefault(first, {})["DNS"] = [str(d) for d in box.dns]
+    return link_files(dict(box.mtus), box.interfaces, box.links, box.bonds, extra)
+
+
+def link_files(mtu: Mapping[str, int], interfaces: Mapping[str, IPv4Interface | IPv6Interface],
+               links: Sequence[Link], bonds: Sequence[Bond],
+               extra: Mapping[str, Mapping[str, object]] | None = None) -> tuple[NodeFile, ...]:
+    """The files for ``links`` (network -> device), each network's address/prefix in
+    ``interfaces``; ``extra``: more [Network] settings per network (a gateway)."""
+    extra = extra or {}
     by_device: dict[str, list[Link]] = defaultdict(list)
-    for link in node.links:
+    for link in links:
         by_device[link.device].append(link)
     # A device's MTU is the largest it carries; a VLAN's own is its network's.
-    device_mtu = {d: max(mtu[lk.network] for lk in links) for d, links in by_device.items()}
+    device_mtu = {d: max(mtu[lk.network] for lk in carried) for d, carried in by_device.items()}
     files = []
-    for bond in node.bonds:
+    for bond in bonds:
         files.append(_file(f"{bond.name}.netdev", _bond_netdev(bond, device_mtu[bond.name])))
         for member in bond.members:
             files.append(_file(f"{member}.network", _section("Match", Name=member)
                                + _section("Link", MTUBytes=device_mtu[bond.name])
                                + _section("Network", Bond=bond.name)))
-    for device, links in sorted(by_device.items()):
-        untagged = next((lk for lk in links if lk.vlan is None), None)
-        tagged = sorted((lk for lk in links if lk.vlan is not None), key=lambda lk: lk.vlan or 0)
+    for device, carried in sorted(by_device.items()):
+        untagged = next((lk for lk in carried if lk.vlan is None), None)
+        tagged = sorted((lk for lk in carried if lk.vlan is not None), key=lambda lk: lk.vlan or 0)
         network: dict[str, object] = {"VLAN": [lk.interface for lk in tagged]}
         if untagged is not None:
-            network["Address"] = f"{address[untagged.network]}/{prefix[untagged.network]}"
+            network["Address"] = str(interfaces[untagged.network])
+            network.update(extra.get(untagged.network, {}))
         network["LinkLocalAddressing"] = _link_local(
-            version[untagged.network] if untagged is not None else None)
+            interfaces[untagged.network].version if untagged is not None else None)
         files.append(_file(f"{device}.network",
                            _section("Match", Name=device)
                            + _section("Link", MTUBytes=device_mtu[device],
@@ -58,10 +81,10 @@ def node_files(cluster: Cluster, node: Node) -> tuple[NodeFile, ...]:
             files.append(_file(f"{link.interface}.network",
                                _section("Match", Name=link.interface)
                                + _section("Link", MTUBytes=mtu[link.network])
-                               + _section("Network", Address=f"{address[link.network]}/"
-                                                            f"{prefix[link.network]}",
+                               + _section("Network", Address=str(interfaces[link.network]),
+                                          **extra.get(link.network, {}),
                                           LinkLocalAddressing=_link_local(
-                                              version[link.network]),
+                                              interfaces[link.network].version),
                                           **_STATIC)))
     return tuple(sorted(files, key=lambda f: f.path))
 

@@ -84,11 +84,16 @@ def setup(share: Path) -> int:
     hosts.write_text("\n".join(lines) + "\n")
 
     ok = True
-    write_networkd_files(config["interfaces"], log)
+    # The lab sets the addresses of its own links only; an appliance's cluster,
+    # replication and storage links get theirs from the product (`iscsiha network`).
+    static = [i for i in config["interfaces"] if i.get("static", True)]
+    write_networkd_files(static, log)
     for iface in config["interfaces"]:
         ifname = str(iface["ifname"])
         ok &= run_logged(["ip", "link", "set", "dev", ifname, "up"], log)
-        ok &= run_logged(["ip", "address", "replace", str(iface["cidr"]), "dev", ifname], log)
+        if iface in static:
+            ok &= run_logged(["ip", "address", "replace", str(iface["cidr"]), "dev", ifname],
+                             log)
         if shutil.which("ethtool", path=GUEST_PATH):
             offloads = [word for o in OFFLOADS for word in (o, "off")]
             ok &= run_logged(["ethtool", "-K", ifname, *offloads], log)

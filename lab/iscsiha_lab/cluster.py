@@ -13,7 +13,7 @@ from typing import Protocol
 
 from iscsiha.commands.bootstrap_params import cli_name
 from iscsiha.errors import IscsihaError, Secret
-from iscsiha_lab import signer
+from iscsiha_lab import box_networks, signer
 from iscsiha_lab.guest import GuestChannel, GuestResult
 from iscsiha_lab.topology import NetworkRole, Topology
 
@@ -74,7 +74,9 @@ def _ran(result: GuestResult, what: str) -> GuestResult:
 
 
 def form(lab: LabAccess, progress: Callable[[str], None]) -> None:
-    """`cluster init` on the first box, `cluster join` with its token on the second."""
+    """Each box's addresses, then `cluster init` on the first box and `cluster join` with
+    its token on the second."""
+    box_networks.configure(lab.channel, lab.topology, progress)
     first, peer = (n.name for n in lab.topology.appliances)
     password = lab.bmc_password()  # both lab BMCs share one: this box's, then the peer's
     progress(f"cluster: iscsiha cluster init on {first}")

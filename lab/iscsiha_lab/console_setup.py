@@ -1,5 +1,6 @@
 """From two freshly booted boxes to a LUN the initiator may use, with nothing but
-one-shot console commands (`iscsiha-console LINE`), as an admin would type them.
+one-shot console commands (`iscsiha-console LINE`), as an admin would type them: each
+box's addresses, the cluster, a volume and a target.
 
 Used by `iscsiha-lab console-setup` (the README's demo) and the lab test of the
 console. The lab must be up without a cluster (`iscsiha-lab up --no-cluster`).
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from iscsiha.console.lines import SECRET_PARAMETERS
 from iscsiha.errors import IscsihaError, Secret
-from iscsiha_lab import cluster
+from iscsiha_lab import box_networks, cluster
 from iscsiha_lab.guest import GuestResult
 from iscsiha_lab.initiator import MUTUAL, Initiator
 from iscsiha_lab.lab import Lab
@@ -68,6 +69,20 @@ def console(lab: Lab, node: str, line: str, say: Say, timeout: float = 900.0,
     return Typed(node, line, result.out)
 
 
+def networks(lab: Lab, say: Say) -> list[Typed]:
+    """Each box's cluster, replication and storage addresses (/box/networks), applied as
+    a trial and confirmed by a second console call, as from a new session."""
+    typed = []
+    for node in lab.topology.appliances:
+        for line in [*box_networks.console_lines(lab.topology, node), "/box/networks confirm"]:
+            typed.append(console(lab, node.name, line, say))
+            if "warning" in typed[-1].out:
+                raise IscsihaError.single("network-setup-failed", "console",
+                                          f"{node.name}: {line}", "every address in place",
+                                          typed[-1].out[-1500:])
+    return typed
+
+
 def init_line(topology: Topology) -> str:
     """`/cluster init` with what `iscsiha cluster init` is given (cluster.init_params)."""
     words = [f"{name}={','.join(value) if isinstance(value, list) else value}"
@@ -115,5 +130,7 @@ def export_volume(lab: Lab, initiator_iqn: str, say: Say) -> list[Typed]:
 def setup(lab: Lab, say: Say) -> list[Typed]:
     """Everything from fresh boxes to an exported LUN; the lines typed, in order."""
     lab.require_running()
+    addresses = networks(lab, say)
     first, token = init(lab, say)
-    return [first, join(lab, token, say), *export_volume(lab, Initiator(lab).iqn, say)]
+    return [*addresses, first, join(lab, token, say),
+            *export_volume(lab, Initiator(lab).iqn, say)]

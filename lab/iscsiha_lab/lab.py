@@ -168,7 +168,9 @@ class Lab:
             if node.role is NodeRole.APPLIANCE:
                 shutil.copyfile(signer.__file__, share / signer.SCRIPT)
                 os.chmod(share / signer.SCRIPT, 0o755)
-            interfaces = [{"ifname": i.ifname, "cidr": i.cidr, "network": i.network.name}
+            product = self.topology.product_interfaces(node)
+            interfaces = [{"ifname": i.ifname, "cidr": i.cidr, "network": i.network.name,
+                           "static": i not in product}
                           for i in self.topology.interfaces(node)]
             hosts = [(name, str(addr)) for name, addr in self.topology.hosts_entries()]
             write_json(share / "node.json",

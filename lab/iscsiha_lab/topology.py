@@ -131,6 +131,14 @@ class Topology:
             for index, name in enumerate(node.networks)
         )
 
+    def product_interfaces(self, node: LabNode) -> tuple[Interface, ...]:
+        """The interfaces whose addresses the product sets (`iscsiha network`), not the
+        lab: an appliance's cluster, replication and storage links."""
+        if node.role is not NodeRole.APPLIANCE:
+            return ()
+        return tuple(i for i in self.interfaces(node)
+                     if i.network.role is not NetworkRole.MANAGEMENT)
+
     def tap(self, node: LabNode, network: str) -> str:
         for interface in self.interfaces(node):
             if interface.network.name == network:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from iscsiha.commands.apply import Approve, Changes
 from iscsiha.commands.apply_losses import Loss
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import HeldAddress, InitRequest
+from iscsiha.commands.network import NetworkEnv
 from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.commands.timeline import TimelineReport
@@ -24,6 +25,8 @@ from iscsiha.console.console import ConsoleShell
 from iscsiha.console.files import Backups, read_text, write_secret
 from iscsiha.console.state import Progress, State
 from iscsiha.errors import IscsihaError
+from iscsiha.executors.networkd import Networkd
+from iscsiha.executors.runner import CommandResult, Runner
 from iscsiha.model.load import load_text
 from iscsiha.model.types import Config
 from tests.conftest import EXAMPLE
@@ -139,6 +142,27 @@ class FakeBackend:
 
     def local_addresses(self) -> list[HeldAddress]:
         return list(self.addresses)
+
+    def network_env(self) -> NetworkEnv:
+        """This box's network file and networkd folder under the temp dir; no waiter runs."""
+        root = self.desired.parent / "box"
+        for nic in ("eno0", "eno1", "eno2", "ens1f0", "ens1f1", "ens2f0"):
+            (root / "sys" / nic).mkdir(parents=True, exist_ok=True)
+        return NetworkEnv(Networkd(NoCommands(), str(root)), lambda argv, seconds: None,
+                          lambda: [], box_file=str(root / "network.toml"),
+                          sys_net=str(root / "sys"), address_wait=0.0)
+
+
+class NoCommands(Runner):
+    """networkctl is for the lab: here a command is recorded and succeeds."""
+
+    def __init__(self) -> None:
+        self.argvs: list[list[str]] = []
+
+    def run(self, argv: Sequence[str], **_: object) -> CommandResult:  # type: ignore[override]
+        assert argv[0].startswith("/"), argv  # the real Runner takes absolute paths only
+        self.argvs.append(list(argv))
+        return CommandResult(tuple(argv), 0, "", "", 0.0)
 
 
 class Clock:

@@ -396,3 +396,28 @@ def test_when_the_first_box_cannot_record_the_join_both_sides_undo(a: Box, b: Bo
     assert codes(error) == [("write-failed", "path")]
     assert error.reports[0].value == peer_ssh.KNOWN_HOSTS
     assert any(f"recording {b.name} failed" in line for line in server.log)
+
+
+def set_mtu(box: Box, ifname: str, mtu: int) -> None:
+    path = box.root / "sys/class/net" / ifname / "mtu"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{mtu}\n")
+
+
+def test_the_first_box_s_link_mtu_goes_into_the_desired_state_and_the_peer_must_match(
+        a: Box, b: Box) -> None:
+    set_mtu(a, "eth2", 9000)  # repl, jumbo frames on san-a
+    token = init(a)
+    desired = load_text(a.file(DESIRED_PATH).decode())
+    assert {n.name: n.mtu for n in desired.cluster.networks}["repl"] == 9000
+    set_mtu(b, "eth2", 1500)
+    b.cib.online = {"san-a", "san-b"}
+    with Server(a) as server:
+        b_before = b.snapshot()
+        error = refused(bootstrap.join, b.env, token, b.progress.append)
+        assert b.snapshot() == b_before
+        assert codes(error) == [("mtu-mismatch", "san-b repl")]
+        assert "eth2 has MTU 1500" in error.reports[0].message
+        set_mtu(b, "eth2", 9000)
+        bootstrap.join(b.env, token, b.progress.append)
+    assert server.wait() is True

@@ -25,18 +25,14 @@ BARE = ("status", "ls")
 
 
 def console_lines(markdown: str) -> list[str]:
-    """The lines of the plain (console) code blocks, leaving out the Networks section,
-    whose commands the console's fakes do not model."""
+    """The lines of the plain (console) code blocks, in order."""
     found: list[str] = []
     fence: str | None = None
-    section = ""
     for line in markdown.splitlines():
         if line.startswith("```"):
             fence = None if fence is not None else line[3:]
             continue
-        if fence is None and line.startswith("## "):
-            section = line[3:]
-        elif fence == "" and section != "Networks" and (
+        if fence == "" and (
                 line.startswith("/") or line.split(" ")[0] in BARE):
             found.append(line)
     return found
@@ -44,7 +40,7 @@ def console_lines(markdown: str) -> list[str]:
 
 def test_console_lines_are_found_in_sections_order() -> None:
     lines = console_lines("## A\n```\n/one\nstatus\n```\n```sh\n/not-console\n```\n"
-                          "## Networks\n```\n/network x\n```\n## B\n```\nls /targets\n```\n")
+                          "## B\n```\nls /targets\n```\n")
     assert lines == ["/one", "status", "ls /targets"]
 
 
@@ -71,6 +67,10 @@ def test_every_console_line_of_the_walkthrough_is_accepted_and_builds_the_exampl
         status = h.run(line)
         assert status == 0, f"{line}\n{h.err.getvalue()}"
     assert h.secrets == []  # each secret asked where the walkthrough says it is
+    networkd = h.backend.network_env().networkd
+    assert networkd.trial() is None  # applied and confirmed
+    assert "Gateway=10.0.0.1" in networkd.live()["10-iscsiha-eno0.network"]
+    assert "Bond=bond0" in networkd.live()["10-iscsiha-ens1f1.network"]
     request = h.backend.inits[0][0]
     assert (request.name, request.peer, request.tiebreaker) == ("san", "san-b", "10.0.0.5")
     assert h.backend.joins == [TOKEN]

@@ -49,8 +49,40 @@ def fresh(lab: Lab) -> Lab:
 
 
 @pytest.fixture(scope="module")
-def token(fresh: Lab) -> str:
-    return console_setup.init(fresh, say)[1]
+def networked(fresh: Lab) -> Lab:
+    """Both boxes' cluster, replication and storage addresses, set in their consoles."""
+    console_setup.networks(fresh, say)
+    return fresh
+
+
+@pytest.fixture(scope="module")
+def token(networked: Lab) -> str:
+    return console_setup.init(networked, say)[1]
+
+
+def addresses_on(lab: Lab, box: str, ifname: str) -> set[str]:
+    out = lab.exec(box, ["ip", "-o", "-4", "address", "show", "dev", ifname]).out
+    return set(re.findall(r"inet (\S+)", out))
+
+
+def test_an_unconfirmed_network_change_is_put_back_on_its_own(networked: Lab) -> None:
+    node = networked.topology.node(PEER)
+    storage = next(i for i in networked.topology.product_interfaces(node)
+                   if i.network.name == "storage")
+    wrong = f"{storage.address + 100}/{storage.network.subnet.prefixlen}"
+    assert addresses_on(networked, PEER, storage.ifname) == {storage.cidr}
+    add = f"/box/networks add name=storage link={storage.ifname} address="
+    console_setup.console(networked, PEER, add + wrong, say)
+    console_setup.console(networked, PEER, "/box/networks apply within=10", say)
+    assert addresses_on(networked, PEER, storage.ifname) == {wrong}
+    wait_for("the storage address put back",
+             lambda: addresses_on(networked, PEER, storage.ifname) == {storage.cidr},
+             timeout=60)
+    shown = console_setup.console(networked, PEER, "/box/networks show", say).out
+    assert "CHANGED, not applied" in shown  # the file keeps the unconfirmed change
+    console_setup.console(networked, PEER, add + storage.cidr, say)
+    shown = console_setup.console(networked, PEER, "/box/networks show", say).out
+    assert shown.rstrip().endswith("applied")
 
 
 def test_init_starts_the_first_box_and_waits_for_its_peer(fresh: Lab, token: str) -> None:

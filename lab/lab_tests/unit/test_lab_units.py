@@ -296,3 +296,19 @@ def test_preflight_names_every_missing_prerequisite(
     codes = [r.code for p in Lab(LabPaths(tmp_path)).preflight(images) for r in p.reports]
     assert codes[0] == "not-root"
     assert "missing-image" in codes and "missing-runner" in codes
+
+
+def test_the_product_sets_the_appliances_links_and_the_lab_only_management() -> None:
+    from iscsiha_lab import box_networks
+
+    topology = default_topology()
+    first, peer = topology.appliances
+    names = [i.network.name for i in topology.product_interfaces(first)]
+    assert names == ["link0", "link1", "repl", "storage"]
+    assert all(not topology.product_interfaces(n) for n in topology.initiators)
+    lines = box_networks.console_lines(topology, peer)
+    assert lines[0] == "/box/networks add name=link0 link=vec1 address=10.99.10.12/24"
+    assert lines[-1] == "/box/networks apply"
+    argvs = box_networks.cli_argvs(topology, peer)
+    assert argvs[0] == ["iscsiha", "network", "set", "link0", "--link", "vec1",
+                        "--address", "10.99.10.12/24"]
