@@ -85,6 +85,26 @@ def test_an_unconfirmed_network_change_is_put_back_on_its_own(networked: Lab) ->
     assert shown.rstrip().endswith("applied")
 
 
+def test_a_box_rebooted_inside_the_window_comes_back_with_the_networks_from_before(
+        networked: Lab) -> None:
+    node = networked.topology.node(PEER)
+    storage = next(i for i in networked.topology.product_interfaces(node)
+                   if i.network.name == "storage")
+    wrong = f"{storage.address + 100}/{storage.network.subnet.prefixlen}"
+    add = f"/box/networks add name=storage link={storage.ifname} address="
+    console_setup.console(networked, PEER, add + wrong, say)
+    console_setup.console(networked, PEER, "/box/networks apply within=600", say)
+    assert addresses_on(networked, PEER, storage.ifname) == {wrong}
+    networked.power("power-off", PEER)  # the cord pulled: nothing runs at shutdown
+    networked.power("power-on", PEER)
+    networked.wait_booted([PEER], 300)
+    assert addresses_on(networked, PEER, storage.ifname) == {storage.cidr}
+    assert not networked.exec(PEER, ["test", "-e", "/var/lib/iscsiha/network/trial.json"]).ok
+    console_setup.console(networked, PEER, add + storage.cidr, say)
+    shown = console_setup.console(networked, PEER, "/box/networks show", say).out
+    assert shown.rstrip().endswith("applied")
+
+
 def test_init_starts_the_first_box_and_waits_for_its_peer(fresh: Lab, token: str) -> None:
     assert token.startswith("ISJ1-")
     assert active(fresh, FIRST, "corosync") == "active"
