@@ -9,6 +9,8 @@ from iscsiha.console.base import ConsoleNode, Summary
 from iscsiha.console.state import State
 from iscsiha.errors import IscsihaError
 
+SAVED = "saved; `apply` applies it"
+
 
 class BoxNode(ConsoleNode):
     def __init__(self, parent: ConsoleNode, state: State) -> None:
@@ -88,8 +90,9 @@ class BoxNetworksNode(ConsoleNode):
         ========
         remove bond apply
         """
-        self.say(self._saved(network.set_network(self.env(), name, link, address,
-                                                 _integer("mtu", mtu), gateway)))
+        network.set_network(self.env(), name, link, address,
+                                                 _integer("mtu", mtu), gateway)
+        self.say(SAVED)
 
     def ui_command_remove(self, name: str) -> None:
         """
@@ -110,7 +113,8 @@ class BoxNetworksNode(ConsoleNode):
         ========
         add apply
         """
-        self.say(self._saved(network.delete_network(self.env(), name)))
+        network.delete_network(self.env(), name)
+        self.say(SAVED)
 
     def ui_command_bond(self, name: str, members: str, mode: str | None = None) -> None:
         """
@@ -142,7 +146,8 @@ class BoxNetworksNode(ConsoleNode):
         unbond add
         """
         found = [m for m in members.split(",") if m]
-        self.say(self._saved(network.set_bond(self.env(), name, found, mode)))
+        network.set_bond(self.env(), name, found, mode)
+        self.say(SAVED)
 
     def ui_command_unbond(self, name: str) -> None:
         """
@@ -163,7 +168,8 @@ class BoxNetworksNode(ConsoleNode):
         ========
         bond
         """
-        self.say(self._saved(network.delete_bond(self.env(), name)))
+        network.delete_bond(self.env(), name)
+        self.say(SAVED)
 
     def ui_command_dns(self, servers: str = "") -> None:
         """
@@ -184,7 +190,8 @@ class BoxNetworksNode(ConsoleNode):
         ========
         add
         """
-        self.say(self._saved(network.set_dns(self.env(), [s for s in servers.split(",") if s])))
+        network.set_dns(self.env(), [s for s in servers.split(",") if s])
+        self.say(SAVED)
 
     def ui_command_apply(self, within: str | None = None) -> None:
         """
@@ -249,10 +256,6 @@ class BoxNetworksNode(ConsoleNode):
         trial = network.revert(self.env())
         self.say("nothing to put back" if trial is None
                  else f"put back the networks from before trial {trial.id}")
-
-    @staticmethod
-    def _saved(_: object) -> str:
-        return "saved; `apply` applies it"
 
 
 def _integer(name: str, text: str | None) -> int | None:

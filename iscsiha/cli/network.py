@@ -81,7 +81,7 @@ def _bond(args: argparse.Namespace) -> int:
     return _edited(network.set_bond(network.real_env(), args.name, members, args.mode))
 
 
-def _edited(box: object) -> int:
+def _edited(_: object) -> int:
     print(f"saved in {box_network.PATH}; `iscsiha network apply` to apply it")
     return EXIT_OK
 

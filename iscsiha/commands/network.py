@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
 
+from iscsiha.commands.bootstrap_params import HeldAddress
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
 from iscsiha.executors.networkd import Networkd, Trial, wait_and_revert
@@ -38,7 +39,7 @@ class NetworkEnv:
 
     networkd: Networkd
     start_waiter: Callable[[Sequence[str], float], None]  # argv, seconds it may run
-    own_addresses: Callable[[], list[tuple[str, Any, int]]]  # (interface, address, prefix)
+    own_addresses: Callable[[], list[HeldAddress]]
     box_file: str = box_network.PATH
     sys_net: str = SYS_NET
     ssh_connection: str | None = None  # $SSH_CONNECTION of the admin's session
@@ -49,7 +50,7 @@ def real_env() -> NetworkEnv:
     from iscsiha.executors.addresses import Addresses
     from iscsiha.executors.systemd import Systemd
 
-    def own() -> list[tuple[str, Any, int]]:
+    def own() -> list[HeldAddress]:
         with Addresses() as addresses:
             return list(addresses.own())
 

@@ -19,10 +19,10 @@ them), so they live in a small file of the box, not in the desired state:
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
-from typing import Any
+from typing import Any, TypeVar
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model import names
@@ -32,6 +32,7 @@ from iscsiha.model.load import MTU_MAX, MTU_MIN
 from iscsiha.model.toml_dump import dumps
 from iscsiha.model.types import DEFAULT_MTU, Bond, IPAddress, Link
 
+T = TypeVar("T")
 PATH = "/etc/iscsiha/network.toml"
 GATEWAY = "gateway"
 DNS = "dns"
@@ -91,7 +92,7 @@ def _read(top: Table, problems: Problems) -> BoxNetworks | None:
     mtus = _per_network(top.table(MTU, required=False), names_, problems,
                         lambda t, key: t.integer(key, MTU_MIN, MTU_MAX))
     gateways = _per_network(top.table(GATEWAY, required=False), names_, problems,
-                            lambda t, key: t.address(key))
+                            Table.address)
     mtu_of = {name: dict(mtus).get(name, DEFAULT_MTU) for name in names_}
     found = read_links(top, mtu_of, problems)
     links, bonds = found if found is not None else ((), ())
@@ -173,7 +174,7 @@ def parse_interface(text: str) -> IPInterface | None:
 
 
 def _per_network(t: Table | None, known: list[str], problems: Problems,
-                 read: Any) -> list[tuple[str, Any]]:
+                 read: Callable[[Table, str], T | None]) -> list[tuple[str, T]]:
     if t is None:
         return []
     out = []
