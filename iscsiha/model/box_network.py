@@ -91,8 +91,8 @@ def _read(top: Table, problems: Problems) -> BoxNetworks | None:
     names_ = [name for name, _ in addresses]
     mtus = _per_network(top.table(MTU, required=False), names_, problems,
                         lambda t, key: t.integer(key, MTU_MIN, MTU_MAX))
-    gateways = _per_network(top.table(GATEWAY, required=False), names_, problems,
-                            Table.address)
+    gateways: list[tuple[str, IPAddress]] = _per_network(
+        top.table(GATEWAY, required=False), names_, problems, Table.address)
     mtu_of = {name: dict(mtus).get(name, DEFAULT_MTU) for name in names_}
     found = read_links(top, mtu_of, problems)
     links, bonds = found if found is not None else ((), ())
