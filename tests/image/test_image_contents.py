@@ -11,8 +11,7 @@ import subprocess
 import pytest
 
 from tests.conftest import skip_or_fail
-from tests.image.conftest import root_offset
-from tests.image.test_image_boot import IMAGE
+from tests.image.conftest import IMAGE, root_offset
 
 DIST = "/usr/lib/python3/dist-packages"
 UNITS = "/usr/lib/systemd/system"
@@ -73,6 +72,7 @@ def test_the_image_fences_with_a_watchdog_wherever_corosync_runs(
 def test_the_local_consoles_greet_with_addresses_and_set_admins_first_password(
         listing: dict[str, set[str]]) -> None:
     assert "local-console" in listing["/usr/lib/iscsiha"]
+    assert "login" in listing["/usr/bin"]  # not Essential since trixie: in image/packages
     assert "iscsiha.conf" in listing[f"{UNITS}/getty@.service.d"]
     assert "iscsiha.conf" in listing[f"{UNITS}/serial-getty@.service.d"]
     assert "90-iscsiha-greeting.rules" in listing["/usr/lib/udev/rules.d"]
