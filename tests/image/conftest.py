@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,6 +13,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+# The built image (image/build writes it); ISCSIHA_IMAGE names another.
+IMAGE = Path(os.environ.get("ISCSIHA_IMAGE",
+                            Path(__file__).resolve().parents[2] / "image/out/iscsiha.img"))
 
 
 def _load_script(path: Path, name: str) -> ModuleType:

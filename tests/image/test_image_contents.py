@@ -11,8 +11,7 @@ import subprocess
 import pytest
 
 from tests.conftest import skip_or_fail
-from tests.image.conftest import root_offset
-from tests.image.test_image_boot import IMAGE
+from tests.image.conftest import IMAGE, root_offset
 
 DIST = "/usr/lib/python3/dist-packages"
 UNITS = "/usr/lib/systemd/system"
@@ -29,7 +28,8 @@ def listing() -> dict[str, set[str]]:
         skip_or_fail("debugfs and sfdisk are needed to read the image (e2fsprogs, fdisk)")
     folders = ("/usr/bin", DIST, f"{DIST}/iscsiha", f"{DIST}/iscsiha/console",
                f"{DIST}/iscsiha/agents", UNITS, WANTS, COROSYNC_REQUIRES, "/usr/lib/iscsiha",
-               f"{UNITS}/sbd.service.d", TIMERS_WANTS)
+               f"{UNITS}/sbd.service.d", TIMERS_WANTS, f"{UNITS}/getty@.service.d",
+               f"{UNITS}/serial-getty@.service.d", "/usr/lib/udev/rules.d")
     commands = "".join(f"ls {folder}\n" for folder in folders)
     done = subprocess.run(["debugfs", "-f", "-", f"{IMAGE}?offset={root_offset(IMAGE)}"],
                           input=commands, capture_output=True, text=True, check=True)
@@ -67,3 +67,23 @@ def test_the_image_fences_with_a_watchdog_wherever_corosync_runs(
     assert "sbd.service" in listing[COROSYNC_REQUIRES]
     assert "iscsiha-watchdog.conf" in listing[f"{UNITS}/sbd.service.d"]
     assert "watchdog-ready" in listing["/usr/lib/iscsiha"]
+
+
+def test_the_local_consoles_greet_with_addresses_and_set_admins_first_password(
+        listing: dict[str, set[str]]) -> None:
+    assert "local-console" in listing["/usr/lib/iscsiha"]
+    assert "login" in listing["/usr/bin"]  # not Essential since trixie: in image/packages
+    assert "iscsiha.conf" in listing[f"{UNITS}/getty@.service.d"]
+    assert "iscsiha.conf" in listing[f"{UNITS}/serial-getty@.service.d"]
+    assert "90-iscsiha-greeting.rules" in listing["/usr/lib/udev/rules.d"]
+
+
+def test_ssh_refuses_passwords_even_once_admin_has_one() -> None:
+    if not IMAGE.exists():
+        skip_or_fail(f"no built image at {IMAGE} (image/build makes it)")
+    done = subprocess.run(["debugfs", "-R", "cat /etc/ssh/sshd_config.d/50-iscsiha.conf",
+                           f"{IMAGE}?offset={root_offset(IMAGE)}"],
+                          capture_output=True, text=True, check=True)
+    settings = [line.split() for line in done.stdout.splitlines()]
+    assert ["PasswordAuthentication", "no"] in settings
+    assert ["KbdInteractiveAuthentication", "no"] in settings

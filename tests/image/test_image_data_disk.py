@@ -136,7 +136,7 @@ def test_pick_first_disk_that_is_not_root(ddi: ModuleType) -> None:
     choice = ddi.pick_disk(tree, "/dev/sda")
     assert choice.path == "/dev/sdb"
     assert "/dev/sda: root disk" in choice.skipped
-    assert "/dev/sdc: not the first candidate" in choice.skipped
+    assert choice.candidates == ["/dev/sdb", "/dev/sdc"]  # run takes the first empty one
 
 
 def test_pick_skips_partitioned_virtual_readonly_removable(ddi: ModuleType) -> None:
@@ -264,3 +264,24 @@ def test_run_auto_without_candidates_warns_and_succeeds(
     assert ddi.cmd_run() == 0
     assert [c[1] for c in fake.calls] == ["vgs"]
     assert "no empty data disk found" in capsys.readouterr().out
+
+
+def test_run_auto_refuses_a_disk_with_data_and_takes_the_empty_one_after_it(
+        ddi: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    need("mkfs.ext4", "blkid", "wipefs")
+    used, empty = tmp_path / "used.img", tmp_path / "empty.img"
+    for path in (used, empty):
+        with open(path, "wb") as f:
+            f.truncate(64 * MIB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(used)], check=True, capture_output=True)
+    before = used.read_bytes()
+    fake = configured(ddi, monkeypatch, tmp_path, "auto")
+    monkeypatch.setattr(ddi, "lsblk_tree", lambda: lsblk(
+        dev("vda"), {**dev("vdb"), "path": str(used)}, {**dev("vdc"), "path": str(empty)}))
+    assert ddi.cmd_run() == 0
+    assert [c[1:] for c in fake.calls][1:] == [["pvcreate", str(empty)],
+                                               ["vgcreate", "data", str(empty)]]
+    assert used.read_bytes() == before
+    out = capsys.readouterr().out
+    assert f"REFUSED {used}: " in out and "ext4" in out

@@ -35,8 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import skip_or_fail
-from tests.image.conftest import root_offset
-from tests.image.test_image_boot import IMAGE
+from tests.image.conftest import IMAGE, root_offset
 
 pytestmark = pytest.mark.lab
 
