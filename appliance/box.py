@@ -52,6 +52,22 @@ class BoxNetworksNode(ConsoleNode):
         for line in network.show(self.env()):
             self.say(line)
 
+    def ui_command_nics(self) -> None:
+        """
+        Lists this box's links: name, MAC address, state (up or down) and
+        addresses, to tell which NIC is cabled to which network.
+
+        EXAMPLE
+        =======
+        nics
+
+        SEE ALSO
+        ========
+        add show
+        """
+        for line in network.nics(self.env()):
+            self.say(line)
+
     def ui_command_add(self, name: str, link: str, address: str, mtu: str | None = None,
                        gateway: str | None = None) -> None:
         """

@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     nsub = p.add_subparsers(required=True, metavar="ACTION")
     s = nsub.add_parser("show", help="the box's networks and whether they are applied")
     s.set_defaults(func=_show)
+    s = nsub.add_parser("nics", help="the box's links: name, MAC, state and addresses")
+    s.set_defaults(func=lambda a: _print(network.nics(network.real_env())))
     s = nsub.add_parser("set", help="add or replace one network of this box (not applied "
                                     "until `apply`)")
     s.add_argument("name", help="the network's name, as in the desired state (link0, repl...)")
@@ -64,6 +66,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--boot", action="store_true",
                    help="files only, before networkd starts (iscsiha-network-trial.service)")
     s.set_defaults(func=_revert)
+
+
+def _print(lines: list[str]) -> int:
+    print("\n".join(lines))
+    return EXIT_OK
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -223,6 +223,28 @@ def revert(env: NetworkEnv, trial_id: str | None = None, wait: bool = False,
 
 # -- showing -----------------------------------------------------------------------
 
+def nics(env: NetworkEnv) -> list[str]:
+    """One line per link of the box: name, MAC, state and addresses, to tell which NIC
+    is cabled where."""
+    held: dict[str, list[str]] = {}
+    for ifname, address, prefix in env.own_addresses():
+        held.setdefault(ifname, []).append(f"{address}/{prefix}")
+    names_ = sorted(os.listdir(env.sys_net)) if os.path.isdir(env.sys_net) else []
+    lines = []
+    for name in names_:
+        if name == "lo" or "/" in name:
+            continue
+        mac, state = (_sys_value(env, name, key) for key in ("address", "operstate"))
+        lines.append(f"{name:<15} {mac:<17} {state:<7} {' '.join(held.get(name, [])) or '-'}")
+    return lines or ["no links found"]
+
+
+def _sys_value(env: NetworkEnv, ifname: str, key: str) -> str:
+    raw = files.read(os.path.join(env.sys_net, ifname, key)) or b""
+    text = raw[:64].decode(errors="replace").strip()
+    return text if text.isprintable() and text else "?"
+
+
 def show(env: NetworkEnv) -> list[str]:
     box = load(env)
     mtus, gateways = dict(box.mtus), dict(box.gateways)

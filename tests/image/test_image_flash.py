@@ -53,7 +53,8 @@ STEP_TIMEOUT = 120  # one login, one console line
 PASSWORD = "first-boot-pw-42"
 MACS = {1: "52:54:00:1f:b0:01", 2: "52:54:00:1f:b0:02", 3: "52:54:00:1f:b0:03"}
 SSH_FORWARD = 2222  # in the test's own fresh namespace, where every port is free
-NIC3_BOX, NIC3_HOST = "10.99.43.11", "10.99.43.1"
+NIC2_BOX, NIC2_HOST = "10.99.42.11", "10.99.42.1"  # set from the console
+NIC3_BOX, NIC3_HOST = "10.99.43.11", "10.99.43.1"  # from a network file on the ESP
 MIB = 1024 * 1024
 OVMF = [("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
         ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd")]
@@ -255,12 +256,30 @@ class Box:
                               check=False)
 
 
-def set_static_address_on_nic2_and_ssh_to_it(box: Box) -> None:
-    """The lead's step (issue 20): the console sets a static address on NIC2 (MAC
-    MACS[2], tap2 in box.netns, no address on either side yet), then SSH as admin to
-    that address from the namespace works. Waits for the console's network apply;
-    until then this step checks nothing and says so."""
-    print("NIC2 static address from the console: not tested yet (network apply pending)")
+def set_static_address_on_nic2_and_ssh_to_it(
+        box: Box) -> tuple[str, subprocess.CompletedProcess[str], str]:
+    """The console (over SSH through NIC1) refuses to take NIC1 from under the session,
+    finds NIC2 by its MAC, gives it a static address and applies it as a trial; a new
+    SSH session to that address confirms it.
+    Returns NIC2's name, that session's result and `show` afterwards."""
+    listed = ANSI.sub("", box.ssh("/box/networks", "nics").stdout)
+    nic1, nic2 = (next((line.split()[0] for line in listed.splitlines() if MACS[n] in line),
+                       "") for n in (1, 2))
+    assert nic1 and nic2, listed
+    # Taking NIC1, which this SSH session comes through, without its address: refused.
+    box.ssh(*f"/box/networks add name=mgmt link={nic1} address=10.0.2.99/24".split())
+    cut = box.ssh("/box/networks", "apply")
+    assert cut.returncode != 0 and "would-cut-session" in cut.stdout + cut.stderr, cut
+    box.ssh("/box/networks", "remove", "name=mgmt")
+    for line in (f"/box/networks add name=storage link={nic2} address={NIC2_BOX}/24",
+                 "/box/networks apply within=300"):
+        done = box.ssh(*line.split())
+        assert done.returncode == 0, (line, done.stdout, done.stderr)
+    subprocess.run([IP, "-n", box.netns, "addr", "add", f"{NIC2_HOST}/24", "dev", "tap2"],
+                   check=True)
+    via_nic2 = box.ssh("/box/networks", "confirm", address=NIC2_BOX, port=22)
+    shown = ANSI.sub("", box.ssh("/box/networks", "show").stdout)
+    return nic2, via_nic2, shown
 
 
 # ---- the test -----------------------------------------------------------------------------
@@ -343,7 +362,7 @@ def test_a_flashed_and_provisioned_image_boots_and_is_usable(firmware: str,
                 "-o", "PubkeyAuthentication=no",
                 "-o", "PreferredAuthentications=password,keyboard-interactive"))
             via_nic3 = box.ssh("ls", address=NIC3_BOX, port=22)
-            set_static_address_on_nic2_and_ssh_to_it(box)
+            nic2, via_nic2, nic2_shown = set_static_address_on_nic2_and_ssh_to_it(box)
         finally:
             qemu.terminate()  # timeout(1) passes it on to qemu
             try:
@@ -371,6 +390,11 @@ def test_a_flashed_and_provisioned_image_boots_and_is_usable(firmware: str,
     assert "Permission denied (publickey)" in by_password.stderr, by_password.stderr
     assert via_nic3.returncode == 0, via_nic3.stderr
     assert "o- cluster" in ANSI.sub("", via_nic3.stdout)
+    # NIC2's address, set in the console and confirmed over NIC2 itself.
+    assert via_nic2.returncode == 0, via_nic2.stderr
+    assert "confirmed: trial" in ANSI.sub("", via_nic2.stdout)
+    assert f"{NIC2_BOX}/24" in nic2_shown and f"on {nic2}" in nic2_shown, nic2_shown
+    assert nic2_shown.rstrip().endswith("applied"), nic2_shown
     # The ext4 disk (vdb, the first candidate) is refused and untouched; the empty
     # one after it became the volume group "data".
     assert re.search(r"REFUSED /dev/vdb: .*ext4", text), text[-3000:]

@@ -223,3 +223,17 @@ def test_apply_reports_an_address_networkd_did_not_put_in_place(
     env.own_addresses = lambda: [("eno0", ip_address("192.168.1.21"), 24),
                                  ("eno0", ip_address("10.10.0.11"), 24)]  # on the wrong NIC
     assert network.missing_addresses(env, network.load(env)) == ["10.10.0.11/24 on eno1"]
+
+
+def test_nics_lists_each_link_with_its_mac_state_and_addresses(
+        env: network.NetworkEnv) -> None:
+    from ipaddress import ip_address
+    sys_net = Path(env.sys_net)
+    (sys_net / "eno0" / "address").write_text("52:54:00:aa:bb:01\n")
+    (sys_net / "eno0" / "operstate").write_text("up\n")
+    (sys_net / "eno1" / "address").write_text("\x1b[31mevil\n")  # not what a kernel writes
+    env.own_addresses = lambda: [("eno0", ip_address("192.168.1.21"), 24)]
+    lines = network.nics(env)
+    assert lines[0].split() == ["eno0", "52:54:00:aa:bb:01", "up", "192.168.1.21/24"]
+    assert lines[1].split() == ["eno1", "?", "?", "-"]
+    assert not any(line.startswith("lo ") for line in lines)
