@@ -38,6 +38,16 @@ class Lvm:
         free, extent = _numbers(result.stdout, 2, f"vgs {vg}")
         return free, extent
 
+    def size_and_free(self, vg: str) -> tuple[int, int]:
+        """(size, free bytes) of a volume group."""
+        result = self._runner.run([VGS, *_BYTES, "-o", "vg_size,vg_free", "--", vg],
+                                  check=False)
+        if not result.ok:
+            raise IscsihaError.single("no-volume-group", "volume_group", vg,
+                                      "a volume group on this box", result.stderr.strip())
+        size, free = _numbers(result.stdout, 2, f"vgs {vg}")
+        return size, free
+
     def create(self, vg: str, name: str, size: int) -> None:
         """A new LV, zeroed whole: DRBD skips the initial sync on the grounds that both
         boxes' copies are identical, and reused extents hold each box's own old bytes
