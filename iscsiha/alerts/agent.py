@@ -54,6 +54,7 @@ class World:
     read_bytes: Callable[[str], bytes | None] = files.read
     journal: Callable[[Event], None] = send.journal
     senders: Mapping[RecipientKind, send.Sender] | None = None  # None: the real ones
+    quorum_wait_s: float = QUORUM_WAIT_S
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
@@ -90,6 +91,8 @@ def _settings(world: World) -> tuple[config.AlertSettings, bool]:
 
 
 def _deliver(events: Sequence[Event], world: World) -> int:
+    if not events:
+        return 0
     settings, ok = _settings(world)
     by_kind = dict(world.senders) if world.senders is not None else send.senders(world.runner)
     for event in events:
@@ -110,12 +113,14 @@ def _from_pacemaker(env: Mapping[str, str], world: World) -> int:
     pcmk = Pacemaker(world.runner)
     name = world.hostname()
     box = pacemaker.Box(name, lambda: pcmk.dc_and_quorum()[0] == name,
-                        lambda: _quorate(pcmk))
-    return _deliver(pacemaker.events_for(alert, box), world)
+                        lambda: _quorate(pcmk, world.quorum_wait_s))
+    status = _deliver(pacemaker.events_for(alert, box), world)
+    return max(status, _deliver(pacemaker.quorum_events(alert, box), world))
 
 
-def _quorate(pcmk: Pacemaker) -> bool | None:
-    end = time.monotonic() + QUORUM_WAIT_S
+def _quorate(pcmk: Pacemaker, wait_s: float) -> bool | None:
+    """False as soon as crm_mon says so; else its last answer after ``wait_s``."""
+    end = time.monotonic() + wait_s
     while True:
         quorate = pcmk.dc_and_quorum()[1]
         if quorate is False or time.monotonic() >= end:

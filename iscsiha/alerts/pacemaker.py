@@ -161,14 +161,21 @@ def _node(alert: PacemakerAlert, box: Box, when: str) -> list[Event]:
         return []
     state = alert.desc
     if state == "lost":
-        out = [make_event("node-lost", box.name, when, {"node": alert.node})]
-        if box.quorate() is False:
-            out.append(make_event("quorum-lost", box.name, now_iso(),
-                                  {"after": f"box {alert.node} was lost"}))
-        return out
+        return [make_event("node-lost", box.name, when, {"node": alert.node})]
     if state == "member" and box.is_dc():
         return [make_event("node-member", box.name, when, {"node": alert.node})]
     return []
+
+
+def quorum_events(alert: PacemakerAlert, box: Box) -> list[Event]:
+    """After a node-lost event: quorum-lost when this box's side has none. Asked after
+    the node-lost event went out, as the answer may take a few seconds to settle."""
+    if alert.kind != "node" or alert.desc != "lost" or alert.node == box.name:
+        return []
+    if box.quorate() is not False:
+        return []
+    return [make_event("quorum-lost", box.name, now_iso(),
+                       {"after": f"box {alert.node} was lost"})]
 
 
 def _resource(alert: PacemakerAlert, box: Box, when: str) -> Event | None:
