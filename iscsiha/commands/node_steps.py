@@ -50,11 +50,16 @@ class Box:
     drbd_dir: str = FOLDER
     hostname: Callable[[], str] = socket.gethostname  # the node name (Boxes checks they agree)
     wall_clock: Callable[[], float] = time.time
-    alerts_path: str = alert_settings.PATH
     alerts_group: str | None = alert_settings.GROUP  # None: the writer's own (tests)
 
     def resource_path(self, target: str) -> str:
         return os.path.join(self.drbd_dir, f"{target}.res")
+
+    @property
+    def alerts_path(self) -> str:
+        """Beside the desired state (alert_settings.PATH on a box)."""
+        return os.path.join(os.path.dirname(self.desired_path),
+                            os.path.basename(alert_settings.PATH))
 
     @property
     def lvm(self) -> Lvm:

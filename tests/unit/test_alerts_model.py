@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from iscsiha.alerts import config
+from iscsiha.commands import node_steps
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.model.alerts import alerts_data, load_alerts_data
 from iscsiha.model.load import load_data, load_text
@@ -103,3 +105,8 @@ def test_a_refused_alert_secret_is_never_shown(example: dict[str, Any]) -> None:
 def test_the_agents_copy_reads_back_as_the_same_alerts(example: dict[str, Any]) -> None:
     alerts = load_data(with_alerts(example)).alerts
     assert load_alerts_data(alerts_data(alerts), "alerts file") == alerts
+
+
+def test_the_agent_reads_the_settings_where_apply_writes_them() -> None:
+    assert node_steps.Box(None, desired_path=node_steps.DESIRED_PATH  # type: ignore[arg-type]
+                          ).alerts_path == config.PATH

@@ -49,8 +49,7 @@ def box(tmp_path: Path) -> tuple[node_steps.Box, RecordingRunner]:
     return node_steps.Box(
         cast(Runner, runner), lambda path: "", lambda path: KEY if path == AUTHKEY_PATH else None,
         secrets_dir=str(tmp_path / "secrets"), desired_path=str(tmp_path / "desired.toml"),
-        drbd_dir=str(tmp_path / "drbd.d"), alerts_path=str(tmp_path / "alerts.json"),
-        alerts_group=None), runner
+        drbd_dir=str(tmp_path / "drbd.d"), alerts_group=None), runner
 
 
 def serve(box: tuple[node_steps.Box, RecordingRunner], step: str, request: Any) -> Any:
@@ -136,7 +135,8 @@ def test_drbd_files_are_rendered_here_with_this_box_s_key_and_mode(
     assert ok and out == {"paths": [str(tmp_path / "drbd.d/vm.res")]}
     text = (tmp_path / "drbd.d/vm.res").read_text()
     assert "resource vm {" in text and "minor 1;" in text and "port" not in text
-    assert ":7789;" in text and '"/usr/lib/iscsiha/drbd-handler crm-fence-peer.sh' in text
+    assert ":7789;" in text
+    assert '"/usr/lib/iscsiha/drbd-handler --alert drbd-disconnected crm-fence-peer.sh' in text
     assert os.stat(tmp_path / "drbd.d/vm.res").st_mode & 0o7777 == 0o600
     assert serve(box, "write-drbd-files", allocation()) == (True, {"paths": []})
 
