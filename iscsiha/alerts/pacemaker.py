@@ -138,6 +138,19 @@ class Box:
     quorate: Callable[[], bool | None]  # asked only for node-lost events; None: unknown
 
 
+def may_report(alert: PacemakerAlert, box_name: str) -> bool:
+    """Whether ``events_for`` could report anything, decided without asking the cluster:
+    most alerts (a notify, a probe, the other box's view of a node) end here."""
+    if alert.kind in ("node", "fencing"):
+        return alert.node != box_name and (alert.kind == "fencing"
+                                           or alert.desc in ("lost", "member"))
+    if alert.kind == "resource":
+        failed = alert.status != PCMK_EXEC_DONE or alert.rc != alert.target_rc
+        target = _TARGET_RSC.match(alert.rsc) is not None
+        return failed or (target and alert.task in ("start", "stop"))
+    return False
+
+
 def events_for(alert: PacemakerAlert, box: Box) -> list[Event]:
     """The events this box reports for ``alert`` (the module's rule); often none."""
     when = alert.timestamp or now_iso()

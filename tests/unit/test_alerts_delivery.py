@@ -110,9 +110,8 @@ def receivers() -> Iterator[tuple[ThreadingHTTPServer, list[Any], Smtp]]:
 # senders, the checks, the exit status) is the real agent in its own process.
 RUN = """
 import sys
-from iscsiha.alerts import agent
-from iscsiha.executors.runner import Runner
-world = agent.World(Runner(), settings_path=sys.argv[1], quorum_wait_s=0,
+from iscsiha.alerts import agent, run
+world = run.World(settings_path=sys.argv[1], quorum_wait_s=0,
                     journal=lambda e: print("journal", e.to_json(), flush=True))
 sys.exit(agent.main(sys.argv[2:], world=world))
 """
@@ -185,3 +184,17 @@ def test_an_unreachable_webhook_fails_within_the_deadline(tmp_path: Path,
     result = run(tmp_path, ["event", "drbd-io-error", "resource=vm"])
     assert result.returncode == 1 and "not sent to hook" in result.stderr
     assert len(receivers[2].mails) == 1
+
+
+def test_an_alert_with_nothing_to_report_ends_before_the_senders_are_loaded() -> None:
+    # Pacemaker runs the agent for every operation result, dozens at once in a failover.
+    probe = {"CRM_alert_kind": "resource", "CRM_alert_node": "x", "CRM_alert_rsc": "drbd-vm:0",
+             "CRM_alert_task": "notify", "CRM_alert_rc": "0", "CRM_alert_target_rc": "0",
+             "CRM_alert_status": "0", "CRM_alert_interval": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom iscsiha.alerts import agent\n"
+         "rc = agent.main([])\nprint(rc, sorted(m for m in sys.modules if m.startswith("
+         "('iscsiha.alerts.run', 'iscsiha.executors', 'smtplib', 'urllib.request'))))"],
+        capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **probe})
+    assert result.stdout.strip() == "0 []", result.stderr
