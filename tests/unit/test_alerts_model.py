@@ -110,3 +110,27 @@ def test_the_agents_copy_reads_back_as_the_same_alerts(example: dict[str, Any]) 
 def test_the_agent_reads_the_settings_where_apply_writes_them() -> None:
     assert node_steps.Box(None, desired_path=node_steps.DESIRED_PATH  # type: ignore[arg-type]
                           ).alerts_path == config.PATH
+
+
+@pytest.mark.parametrize(("raw", "named"), [
+    (b"\xff\xfe", "JSON"),
+    (b"[" * 100_000, "JSON"),
+    (b'{"nodes": ["san-a"]}', "an object with"),
+    (b'{"nodes": ["san-a", "bad name"], "alerts": {}, "volume_groups": ["data"]}',
+     "the two node names"),
+    (b'{"nodes": ["san-a", "san-b"], "alerts": {}, "volume_groups": ["-x"]}',
+     "volume group names"),
+    (b'{"nodes": ["san-a", "san-b"], "alerts": {"recipients": [{"name": "w", '
+     b'"kind": "webhook", "url": "file:///etc/shadow"}]}, "volume_groups": ["data"]}',
+     "http://"),
+    (b" " * (config.SIZE_MAX + 1), "bytes"),
+])
+def test_a_damaged_or_planted_settings_file_is_refused_naming_the_problem(
+        raw: bytes, named: str) -> None:
+    with pytest.raises(IscsihaError) as exc:
+        config.read("/etc/iscsiha/alerts.json", lambda p: raw)
+    assert named in format_reports(exc.value.reports)
+
+
+def test_no_settings_file_means_no_recipients() -> None:
+    assert config.read("/etc/iscsiha/alerts.json", lambda p: None) == config.NONE
