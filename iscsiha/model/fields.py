@@ -245,8 +245,14 @@ def parse_address(value: str, path: str, problems: Problems) -> IPAddress | None
     return address
 
 
+def is_secret_key(key: str) -> bool:
+    """A key whose value is a secret (CHAP secrets, BMC passwords, alert recipients'
+    SNMP community and webhook token), in any table."""
+    return "secret" in key or "password" in key or key in (COMMUNITY, TOKEN)
+
+
 def _shown(key: str, value: object) -> object:
     """Values of secret-looking keys are never echoed back, whatever their type."""
-    if "secret" in key or "password" in key or key in (COMMUNITY, TOKEN):
+    if is_secret_key(key):
         return withheld(value)
     return value

@@ -12,6 +12,7 @@ from iscsiha.alerts import config
 from iscsiha.commands import node_steps
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.model.alerts import alerts_data, load_alerts_data
+from iscsiha.model.fields import is_secret_key
 from iscsiha.model.load import load_data, load_text
 from iscsiha.model.types import HostPort, RecipientKind
 from iscsiha.views import format_reports
@@ -134,3 +135,9 @@ def test_a_damaged_or_planted_settings_file_is_refused_naming_the_problem(
 
 def test_no_settings_file_means_no_recipients() -> None:
     assert config.read("/etc/iscsiha/alerts.json", lambda p: None) == config.NONE
+
+
+def test_every_alert_secret_key_counts_as_a_secret() -> None:
+    # What redacts secrets elsewhere (reports, logs of the desired state) asks this.
+    assert all(is_secret_key(k) for k in ("password", "community", "token"))
+    assert not any(is_secret_key(k) for k in ("server", "url", "user", "to"))
