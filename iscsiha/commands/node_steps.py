@@ -9,6 +9,7 @@ it can be, so a repeated or rolled-back apply converges.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
 import socket
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iscsiha import audit
+from iscsiha.alerts import config as alert_settings
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors import files, journal
 from iscsiha.executors.audit_log import AUDIT_DIR, AuditLog
@@ -51,9 +53,16 @@ class Box:
     audit_dir: str = AUDIT_DIR
     hostname: Callable[[], str] = socket.gethostname  # the node name (Boxes checks they agree)
     wall_clock: Callable[[], float] = time.time
+    alerts_group: str | None = alert_settings.GROUP  # None: the writer's own (tests)
 
     def resource_path(self, target: str) -> str:
         return os.path.join(self.drbd_dir, f"{target}.res")
+
+    @property
+    def alerts_path(self) -> str:
+        """Beside the desired state (alert_settings.PATH on a box)."""
+        return os.path.join(os.path.dirname(self.desired_path),
+                            os.path.basename(alert_settings.PATH))
 
     @property
     def lvm(self) -> Lvm:
@@ -264,13 +273,33 @@ def write_desired(box: Box, req: m.DesiredState) -> m.Paths:
 
 def write_secrets(box: Box, req: m.DesiredState) -> m.Nothing:
     """Pacemaker's lrm:// store for the secrets this box's own plan of the desired state
-    holds: the value and its MD5 (how cibsecret lays it out)."""
-    for (rsc, param), value in secret_parameters(_config(req.desired)).items():
+    holds: the value and its MD5 (how cibsecret lays it out); and the alert settings,
+    which Pacemaker's alert agent reads as hacluster (iscsiha.alerts.config)."""
+    config = _config(req.desired)
+    _write_alert_settings(box, config)
+    for (rsc, param), value in secret_parameters(config).items():
         folder = _secret_folder(box.secrets_dir, rsc)
         files.write_atomic(f"{folder}/{param}", value.encode(), SECRET_MODE)
         digest = hashlib.md5(value.encode(), usedforsecurity=False).hexdigest()
         files.write_atomic(f"{folder}/{param}.sign", digest.encode(), SECRET_MODE)
     return m.Nothing()
+
+
+def _write_alert_settings(box: Box, config: Config) -> None:
+    gid = -1
+    if box.alerts_group is not None:
+        try:
+            gid = grp.getgrnam(box.alerts_group).gr_gid
+        except KeyError:
+            raise IscsihaError.single("no-group", "alert settings", box.alerts_group,
+                                      "Pacemaker's group on this box (the pacemaker package "
+                                      "makes it)", "the alert agent could not read them"
+                                      ) from None
+    # Written 0600 then given to the group: never readable by more than it should be.
+    files.write_atomic(box.alerts_path, alert_settings.file_text(config).encode(), 0o600)
+    if gid != -1:
+        os.chown(box.alerts_path, -1, gid)
+    os.chmod(box.alerts_path, alert_settings.MODE)
 
 
 def _secret_folder(top: str, rsc: str) -> str:

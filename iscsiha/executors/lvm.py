@@ -30,13 +30,20 @@ class Lvm:
 
     def free_and_extent(self, vg: str) -> tuple[int, int]:
         """(free bytes, extent size) of a volume group."""
-        result = self._runner.run([VGS, *_BYTES, "-o", "vg_free,vg_extent_size", "--", vg],
-                                  check=False)
+        free, extent = self._vg_numbers(vg, "vg_free,vg_extent_size")
+        return free, extent
+
+    def size_and_free(self, vg: str) -> tuple[int, int]:
+        """(size, free bytes) of a volume group."""
+        size, free = self._vg_numbers(vg, "vg_size,vg_free")
+        return size, free
+
+    def _vg_numbers(self, vg: str, fields: str) -> list[int]:
+        result = self._runner.run([VGS, *_BYTES, "-o", fields, "--", vg], check=False)
         if not result.ok:
             raise IscsihaError.single("no-volume-group", "volume_group", vg,
                                       "a volume group on this box", result.stderr.strip())
-        free, extent = _numbers(result.stdout, 2, f"vgs {vg}")
-        return free, extent
+        return _numbers(result.stdout, fields.count(",") + 1, f"vgs {vg}")
 
     def create(self, vg: str, name: str, size: int) -> None:
         """A new LV, zeroed whole: DRBD skips the initial sync on the grounds that both

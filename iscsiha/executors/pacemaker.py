@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -78,6 +79,21 @@ class Pacemaker:
         """crm_mon's XML: nodes online, each resource's role and where it runs."""
         return self._runner.run([CRM_MON, "--one-shot", "--output-as=xml"],
                                 env=self._env).stdout
+
+    def dc_and_quorum(self, timeout: float = 5.0) -> tuple[str | None, bool | None]:
+        """(the DC's name, whether its partition has quorum); (None, None) while there
+        is no DC or crm_mon cannot tell (it is asked from alert agents: bounded, and
+        never an error)."""
+        try:
+            result = self._runner.run([CRM_MON, "--one-shot", "--output-as=xml"],
+                                      check=False, timeout=timeout, env=self._env)
+            dc = ET.fromstring(result.stdout).find("summary/current_dc") if result.ok else None
+        except (IscsihaError, ET.ParseError, ValueError):
+            return None, None
+        if dc is None or dc.get("present") != "true":
+            return None, None
+        quorum = dc.get("with_quorum")
+        return dc.get("name"), {"true": True, "false": False}.get(quorum or "")
 
     def wait(self, timeout: float) -> None:
         """Until the cluster has no action pending (a transition finished)."""

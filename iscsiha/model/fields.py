@@ -28,6 +28,7 @@ NODES = "nodes"
 VOLUMES = "volumes"
 TARGETS = "targets"
 DISCOVERY_AUTH = "discovery_auth"
+ALERTS = "alerts"
 
 NAME = "name"  # of the cluster, a network, node, volume or target
 VOLUME_GROUP = "volume_group"  # the cluster's default, or one volume's own
@@ -62,9 +63,19 @@ MODE = "mode"
 SECRET = "secret"
 MUTUAL_USER = "mutual_user"
 MUTUAL_SECRET = "mutual_secret"
+RECIPIENTS = "recipients"  # [alerts]' array of tables
+VG_FILL_PERCENT = "vg_fill_percent"
+KIND = "kind"  # a recipient's
+SERVER = "server"  # email relay, SNMP trap receiver, remote syslog: HOST[:PORT]
+FROM = "from"
+TO = "to"
+STARTTLS = "starttls"
+COMMUNITY = "community"
+URL = "url"
+TOKEN = "token"
 
 # Each table's keys: the whole schema. Tests hold the loader to exactly these.
-TOP_KEYS = (CLUSTER, NETWORKS, NODES, VOLUMES, TARGETS, DISCOVERY_AUTH)
+TOP_KEYS = (CLUSTER, NETWORKS, NODES, VOLUMES, TARGETS, DISCOVERY_AUTH, ALERTS)
 CLUSTER_KEYS = (NAME, TIEBREAKER, VOLUME_GROUP)
 NETWORK_KEYS = (NAME, ROLE, SUBNET, PING, MTU)
 NODE_KEYS = (NAME, ADDRESSES, BMC, LINKS, BONDS)
@@ -76,6 +87,14 @@ TARGET_KEYS = (NAME, IQN, PORTALS, LUNS, INITIATORS, ALLOW_ANY_INITIATOR, AUTH,
 LUN_KEYS = (LUN, VOLUME)
 CHAP_KEYS = (USER, SECRET, MUTUAL_USER, MUTUAL_SECRET)  # chap reads two, mutual-chap all
 AUTH_KEYS = (MODE, *CHAP_KEYS)  # a target's auth, and discovery_auth
+ALERTS_KEYS = (RECIPIENTS, VG_FILL_PERCENT)
+# A recipient's keys by kind (each reads NAME and KIND too).
+RECIPIENT_KEYS = {
+    "email": (SERVER, FROM, TO, USER, PASSWORD, STARTTLS),
+    "snmp": (SERVER, COMMUNITY),
+    "webhook": (URL, TOKEN),
+    "syslog": (SERVER,),
+}
 
 _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
                dict: "a table"}
@@ -174,8 +193,9 @@ class Table:
                               "a network in CIDR form with no host bits, e.g. 10.10.0.0/24")
             return None
 
-    def secret(self, key: str, pattern_ok: Callable[[str], bool], allowed: str) -> Secret | None:
-        value = self.typed(key, str)
+    def secret(self, key: str, pattern_ok: Callable[[str], bool], allowed: str,
+               *, required: bool = True) -> Secret | None:
+        value = self.typed(key, str, required=required)
         if value is None:
             return None
         if not pattern_ok(value):
@@ -226,8 +246,9 @@ def parse_address(value: str, path: str, problems: Problems) -> IPAddress | None
 
 
 def is_secret_key(key: str) -> bool:
-    """A key whose value is a secret (CHAP secrets, BMC passwords), in any table."""
-    return "secret" in key or "password" in key
+    """A key whose value is a secret (CHAP secrets, BMC passwords, alert recipients'
+    SNMP community and webhook token), in any table."""
+    return "secret" in key or "password" in key or key in (COMMUNITY, TOKEN)
 
 
 def _shown(key: str, value: object) -> object:

@@ -9,9 +9,11 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model import names
+from iscsiha.model.alerts import read_alerts
 from iscsiha.model.fields import (
     ADDRESS,
     ADDRESSES,
+    ALERTS,
     ALLOW_ANY_INITIATOR,
     AUTH,
     BMC,
@@ -57,6 +59,7 @@ from iscsiha.model.links import read_links
 from iscsiha.model.types import (
     DEFAULT_MTU,
     ISCSI_PORT,
+    NO_ALERTS,
     NO_AUTH,
     Auth,
     AuthMode,
@@ -141,10 +144,14 @@ class _Reader:
         node_names = {n for t in node_tables if isinstance(n := t.data.get(NAME), str)}
         targets = self.targets(top.tables(TARGETS, required=False), networks, nodes,
                                volume_names, node_names)
+        alerts_t = top.table(ALERTS, required=False)
+        alerts = read_alerts(alerts_t) if alerts_t is not None else NO_ALERTS
         top.finish()
-        if cluster is None or len(volumes) != len(volume_tables) or None in targets:
+        if cluster is None or len(volumes) != len(volume_tables) or None in targets \
+                or alerts is None:
             return None
-        return Config(cluster, tuple(volumes), tuple(t for t in targets if t is not None))
+        return Config(cluster, tuple(volumes), tuple(t for t in targets if t is not None),
+                      alerts)
 
     # -- cluster and networks ----------------------------------------------------------
 
@@ -376,7 +383,7 @@ class _Reader:
         storage = [n for n in networks if n.role is NetworkRole.STORAGE]
         out = []
         for path, text in entries:
-            split = _split_host_port(text)
+            split = names.split_host_port(text, ISCSI_PORT)
             if split is None:
                 self.p.add("bad-portal", path, text,
                            f"ADDRESS or ADDRESS:PORT, [IPv6]:PORT, port {names.TCP_PORT_ALLOWED}")
@@ -477,27 +484,6 @@ def _vg_ok(s: str) -> bool:
 
 def _host_ok(s: str) -> bool:
     return names.host_name_problem(s) is None
-
-
-def _split_host_port(text: str) -> tuple[str, int] | None:
-    host, port = text, ISCSI_PORT
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            return None
-        host, rest = text[1:end], text[end + 1:]
-        if rest:
-            parsed = names.parse_decimal(rest[1:], names.TCP_PORT_MIN, names.TCP_PORT_MAX)
-            if not rest.startswith(":") or parsed is None:
-                return None
-            port = parsed
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        parsed = names.parse_decimal(p, names.TCP_PORT_MIN, names.TCP_PORT_MAX)
-        if parsed is None:
-            return None
-        port = parsed
-    return host, port
 
 
 def _list(value: object) -> list[Any]:

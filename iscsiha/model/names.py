@@ -193,6 +193,28 @@ def parse_decimal(text: str, low: int, high: int) -> int | None:
     return value if low <= value <= high else None
 
 
+def split_host_port(text: str, default_port: int) -> tuple[str, int] | None:
+    """HOST, HOST:PORT or [IPv6]:PORT as (host, port); the host is not checked here."""
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            parsed = parse_decimal(rest[1:], TCP_PORT_MIN, TCP_PORT_MAX)
+            if not rest.startswith(":") or parsed is None:
+                return None
+            port = parsed
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        parsed = parse_decimal(p, TCP_PORT_MIN, TCP_PORT_MAX)
+        if parsed is None:
+            return None
+        port = parsed
+    return host, port
+
+
 def integer_problem(value: object, low: int, high: int) -> str | None:
     """Why ``value`` is not an int (bool is not one) from ``low`` to ``high``, or None."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -173,11 +173,55 @@ class Cluster:
         return next(n for n in self.networks if n.name == name)
 
 
+class RecipientKind(Enum):
+    EMAIL = "email"  # through an SMTP relay
+    SNMP = "snmp"  # a v2c trap
+    WEBHOOK = "webhook"  # an HTTP(S) POST of the event as JSON
+    SYSLOG = "syslog"  # the local journal (always), and a remote syslog over UDP
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str  # an IP address or a DNS name
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Where alerts go; which fields are set depends on ``kind`` (iscsiha.model.alerts)."""
+
+    name: str
+    kind: RecipientKind
+    server: HostPort | None = None  # email: the relay; snmp: the trap receiver; syslog: remote
+    sender: str = ""  # email From
+    to: tuple[str, ...] = ()  # email To
+    user: str = ""  # email: SMTP login (with password)
+    secret: Secret | None = None  # email password, SNMP community, webhook bearer token
+    starttls: bool = True  # email
+    url: str = ""  # webhook
+
+
+DEFAULT_VG_FILL_PERCENT = 85
+
+
+@dataclass(frozen=True)
+class Alerts:
+    recipients: tuple[Recipient, ...] = ()
+    vg_fill_percent: int = DEFAULT_VG_FILL_PERCENT
+
+
+NO_ALERTS = Alerts()
+
+
 @dataclass(frozen=True)
 class Config:
     cluster: Cluster
     volumes: tuple[Volume, ...]
     targets: tuple[Target, ...]
+    alerts: Alerts = NO_ALERTS
 
     def volume(self, name: str) -> Volume:
         return next(v for v in self.volumes if v.name == name)

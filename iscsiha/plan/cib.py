@@ -140,7 +140,28 @@ def configuration(config: Config, drbd: Mapping[str, DrbdResource]) -> ET.Elemen
     for target in config.targets:
         _drbd_clone(resources, target.name, drbd[target.name])
         _target_group(resources, constraints, config, target, drbd[target.name], discovery)
+    _alerts(root)
     return root
+
+
+# Pacemaker runs it as hacluster for every node, fencing and resource event; it reads
+# the recipients (and their secrets) from a file apply writes for the haclient group,
+# so no secret is in the CIB. One alert without recipients: Pacemaker then runs it
+# once per event instead of once per recipient, so one process decides whether this
+# box reports the event (iscsiha.alerts.pacemaker) and writes one journal record.
+ALERT_AGENT = "/usr/bin/iscsiha-alert"
+ALERT_ID = "iscsiha-alert"
+# Read back by iscsiha.alerts.pacemaker.TIMESTAMP_FORMAT (a unit test keeps them equal).
+ALERT_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%06N%z"
+# Pacemaker kills an agent after this; the agent keeps its own sends within 20 s.
+ALERT_TIMEOUT = "30s"
+
+
+def _alerts(root: ET.Element) -> None:
+    alerts = ET.SubElement(root, "alerts")
+    alert = ET.SubElement(alerts, "alert", id=ALERT_ID, path=ALERT_AGENT)
+    _nvset(alert, "meta_attributes", f"{ALERT_ID}-meta",
+           [("timestamp-format", ALERT_TIMESTAMP_FORMAT), ("timeout", ALERT_TIMEOUT)])
 
 
 def secret_parameters(config: Config) -> dict[tuple[str, str], str]:

@@ -1,6 +1,6 @@
 """Merging the plan into a live CIB: what apply sends to Pacemaker.
 
-The appliance owns the resources, constraints and fencing-topology sections and its
+The appliance owns the resources, constraints, fencing-topology and alerts sections and its
 own cluster property set; everything else (nodes, Pacemaker's own properties, defaults,
 status) is kept as it is. Inside the constraints section, those that others place
 while the cluster runs stay too, as long as every resource they name does: DRBD's
@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from iscsiha.errors import IscsihaError, bounded
 from iscsiha.model.names import parse_decimal
 
-OWNED_SECTIONS = ("resources", "constraints", "fencing-topology")
+OWNED_SECTIONS = ("resources", "constraints", "fencing-topology", "alerts")
 OWNED_PROPERTY_SET = "iscsiha-options"
 # Id prefixes of constraints placed by crm-fence-peer.sh (drbd-utils) and crm_resource.
 FOREIGN_CONSTRAINTS = ("drbd-fence-by-handler-", "cli-prefer-", "cli-ban-")

@@ -61,10 +61,24 @@ def resource_file(config: Config, target: Target, res: DrbdResource, key: bytes 
         # fenced the peer or forbidden it promotion (a constraint), so no
         # acknowledged write can exist only on a box that later loses.
         "        fencing resource-and-stonith;",
+        # A failing disk is detached as DRBD's default does (8.4 detaches before it
+        # calls the helper): I/O goes on through the peer, and the helper raises
+        # the alert.
+        "        on-io-error call-local-io-error;",
         "    }",
+        # Each handler also raises its alert (iscsiha-alert event, in the background:
+        # DRBD waits for its handlers, and fence-peer holds I/O until it returns).
+        # Chained ones keep their handler's exit status, which DRBD acts on.
         "    handlers {",
-        f'        fence-peer "{HANDLER} crm-fence-peer.sh --role=Promoted";',
-        f'        after-resync-target "{HANDLER} crm-unfence-peer.sh";',
+        # Runs on the Primary that lost its peer: replication is degraded.
+        f'        fence-peer "{HANDLER} --alert drbd-disconnected crm-fence-peer.sh '
+        '--role=Promoted";',
+        # The sync target's handlers: once per resync, on the box being brought up to date.
+        f'        before-resync-target "{HANDLER} --alert drbd-resync-started";',
+        f'        after-resync-target "{HANDLER} --alert drbd-resync-finished '
+        'crm-unfence-peer.sh";',
+        f'        split-brain "{HANDLER} --alert drbd-split-brain";',
+        f'        local-io-error "{HANDLER} --alert drbd-io-error";',
         "    }",
     ]
     # One volume per LUN, the same on both boxes; writes stay ordered across them.

@@ -61,6 +61,14 @@ def test_the_image_ships_the_metrics_timer_off(listing: dict[str, set[str]]) -> 
     assert "iscsiha-metrics.timer" not in listing[TIMERS_WANTS]
 
 
+def test_the_image_watches_the_volume_groups_fill_and_can_send_traps(
+        listing: dict[str, set[str]]) -> None:
+    assert "iscsiha-alert" in listing["/usr/bin"]
+    assert "snmptrap" in listing["/usr/bin"]
+    assert {"iscsiha-space.service", "iscsiha-space.timer"} <= listing[UNITS]
+    assert "iscsiha-space.timer" in listing[TIMERS_WANTS]
+
+
 def test_the_image_fences_with_a_watchdog_wherever_corosync_runs(
         listing: dict[str, set[str]]) -> None:
     """sbd starts with corosync, and finds a watchdog: softdog when the board has none."""

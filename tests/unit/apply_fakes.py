@@ -72,7 +72,7 @@ class Node:
         """Its node_steps.Box fields: its files under its root."""
         return {"read_bytes": KeyFiles.read, "secrets_dir": str(self.root / "secrets"),
                 "desired_path": str(self.root / "desired.toml"),
-                "drbd_dir": str(self.root / "drbd.d")}
+                "drbd_dir": str(self.root / "drbd.d"), "alerts_group": None}
 
     def file(self, path: str) -> str | None:
         """A file under its root (drbd.d/vm.res, desired.toml); None when absent."""

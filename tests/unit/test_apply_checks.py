@@ -180,7 +180,7 @@ def test_the_peer_key_is_limited_to_the_forced_step_from_the_peer() -> None:
 
 
 FRAGMENT = ('<configuration><crm_config><cluster_property_set id="iscsiha-options"/>'
-            "</crm_config><resources/><constraints/><fencing-topology/></configuration>")
+            "</crm_config><resources/><constraints/><fencing-topology/><alerts/></configuration>")
 
 
 class _BusyCluster(Pacemaker):

@@ -77,7 +77,13 @@ def test_merge_replaces_our_sections_and_keeps_pacemakers() -> None:
     assert cib.find("configuration/rsc_defaults") is not None
     assert len(cib.findall("status/node_state")) == 2
     assert [el.tag for el in cib.find("configuration")] == [  # type: ignore[union-attr]
-        "crm_config", "nodes", "resources", "constraints", "rsc_defaults", "fencing-topology"]
+        "crm_config", "nodes", "resources", "constraints", "rsc_defaults", "fencing-topology",
+        "alerts"]
+    # The appliance's one alert agent; recipients and their secrets are not in the CIB.
+    alerts = cib.findall("configuration/alerts/alert")
+    assert [(a.get("id"), a.get("path")) for a in alerts] == [
+        ("iscsiha-alert", "/usr/bin/iscsiha-alert")]
+    assert alerts[0].find("recipient") is None
     levels = cib.findall("configuration/fencing-topology/fencing-level")
     # With a tiebreaker: IPMI first, then the watchdog for a box that died with its BMC.
     assert [(lv.get("target"), lv.get("index"), lv.get("devices")) for lv in levels] == [

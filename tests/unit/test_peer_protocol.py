@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from iscsiha.alerts import config as alert_settings
 from iscsiha.cli import main as cli
 from iscsiha.commands import node_steps
 from iscsiha.errors import IscsihaError, Report, Secret
@@ -48,7 +49,7 @@ def box(tmp_path: Path) -> tuple[node_steps.Box, RecordingRunner]:
     return node_steps.Box(
         cast(Runner, runner), lambda path: "", lambda path: KEY if path == AUTHKEY_PATH else None,
         secrets_dir=str(tmp_path / "secrets"), desired_path=str(tmp_path / "desired.toml"),
-        drbd_dir=str(tmp_path / "drbd.d")), runner
+        drbd_dir=str(tmp_path / "drbd.d"), alerts_group=None), runner
 
 
 def serve(box: tuple[node_steps.Box, RecordingRunner], step: str, request: Any) -> Any:
@@ -91,6 +92,18 @@ def test_secrets_are_the_ones_this_box_s_own_plan_expects(
     assert os.stat(tmp_path / "secrets/fence-san-a/password").st_mode & 0o7777 == 0o600
 
 
+def test_write_secrets_leaves_the_alert_settings_for_the_agent_group_readable_only(
+        box: tuple[node_steps.Box, RecordingRunner], tmp_path: Path) -> None:
+    ok, _ = serve(box, "write-secrets", {"desired": DESIRED})
+    assert ok
+    path = tmp_path / "alerts.json"
+    # Read by hacluster (the haclient group), never by other local users.
+    assert os.stat(path).st_mode & 0o7777 == 0o640
+    settings = alert_settings.read(str(path), lambda p: Path(p).read_bytes())
+    assert settings.nodes == ("san-a", "san-b")
+    assert settings.volume_groups == ("data",)
+
+
 def test_a_planted_link_for_a_secret_folder_is_refused(
         box: tuple[node_steps.Box, RecordingRunner], tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
@@ -122,7 +135,8 @@ def test_drbd_files_are_rendered_here_with_this_box_s_key_and_mode(
     assert ok and out == {"paths": [str(tmp_path / "drbd.d/vm.res")]}
     text = (tmp_path / "drbd.d/vm.res").read_text()
     assert "resource vm {" in text and "minor 1;" in text and "port" not in text
-    assert ":7789;" in text and '"/usr/lib/iscsiha/drbd-handler crm-fence-peer.sh' in text
+    assert ":7789;" in text
+    assert '"/usr/lib/iscsiha/drbd-handler --alert drbd-disconnected crm-fence-peer.sh' in text
     assert os.stat(tmp_path / "drbd.d/vm.res").st_mode & 0o7777 == 0o600
     assert serve(box, "write-drbd-files", allocation()) == (True, {"paths": []})
 
