@@ -21,7 +21,7 @@ from iscsiha.cli import network as network_cli
 from iscsiha.cli.confirm import NOT_CONFIRMED, approve_losses
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
-from iscsiha.commands import node_steps
+from iscsiha.commands import node_steps, support_bundle
 from iscsiha.commands import split_brain as split_brain_cmd
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
@@ -177,6 +177,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="how long to wait for the resync to finish (default 600)")
     p.set_defaults(func=_split_brain, audited=lambda a: a.discard is not None)
 
+    p = sub.add_parser("support-bundle",
+                       help="collect both boxes' cluster, DRBD, LIO and corosync state, "
+                            "journals and versions into one .tar.gz for a maintainer, every "
+                            "secret removed (docs/support.md)")
+    p.add_argument("--since", default=support_bundle.DEFAULT_SINCE, metavar="TIME",
+                   help="journal from TIME: YYYY-MM-DD or 'YYYY-MM-DD HH:MM', today, yesterday, or "
+                        "back from now as 30min, 6h, 2d (default "
+                        f"{support_bundle.DEFAULT_SINCE})")
+    p.add_argument("--output", metavar="FILE",
+                   help="where to write it (mode 0600; default "
+                        f"{support_bundle.DEFAULT_FOLDER}/iscsiha-support-NODE-TIME.tar.gz)")
+    p.set_defaults(func=_support_bundle)
+
     # apply's steps on each box, not the admin's. No help= at all: argparse lists a
     # subcommand given help=SUPPRESS as "==SUPPRESS==", and one without help not at all.
     p = sub.add_parser("node")
@@ -327,6 +340,16 @@ def _standby(args: argparse.Namespace) -> int:
 def _move(args: argparse.Namespace) -> int:
     seconds = targets_cmd.move(real_env(), args.name, args.node, args.timeout, _progress)
     print(f"target {args.name} runs on {args.node} ({seconds:.1f} s)")
+    return EXIT_OK
+
+
+def _support_bundle(args: argparse.Namespace) -> int:
+    support_bundle.checked_since(args.since)  # before minutes of collecting
+    box = node_steps.Box(Runner())
+    output = args.output or support_bundle.default_output(box.hostname(), box.wall_clock())
+    data = support_bundle.make(box, real_env().boxes, args.since, _progress)
+    support_bundle.write(output, data)
+    print(f"wrote {output} ({len(data)} bytes)")
     return EXIT_OK
 
 
