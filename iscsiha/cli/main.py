@@ -26,12 +26,14 @@ from iscsiha.commands import split_brain as split_brain_cmd
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
+from iscsiha.commands import verify as verify_cmd
 from iscsiha.commands.apply_preview import preview
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.errors import IscsihaError, Report, bug_report
 from iscsiha.executors import files
+from iscsiha.executors.drbd import Drbd
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
@@ -190,6 +192,18 @@ def _parser() -> argparse.ArgumentParser:
                         f"{support_bundle.DEFAULT_FOLDER}/iscsiha-support-NODE-TIME.tar.gz)")
     p.set_defaults(func=_support_bundle)
 
+    p = sub.add_parser("verify",
+                       help="DRBD online verify of the volumes this box serves, one "
+                            "resource at a time; a difference found raises an alert and "
+                            "exits 1 (docs/support.md)")
+    p.add_argument("--scheduled", action="store_true",
+                   help="only when the desired state's [maintenance] verify schedule says "
+                        "a run is due (what iscsiha-verify.timer runs daily)")
+    p.add_argument("--timeout", type=float, default=verify_cmd.DEFAULT_TIMEOUT,
+                   metavar="SECONDS", help="how long to wait for each resource "
+                                           f"(default {verify_cmd.DEFAULT_TIMEOUT:.0f})")
+    p.set_defaults(func=_verify)
+
     # apply's steps on each box, not the admin's. No help= at all: argparse lists a
     # subcommand given help=SUPPRESS as "==SUPPRESS==", and one without help not at all.
     p = sub.add_parser("node")
@@ -317,7 +331,7 @@ def _metrics(args: argparse.Namespace) -> int:
     except IscsihaError as exc:
         print(format_reports(exc.reports), file=sys.stderr)
         state = None
-    text = metrics.render(state)
+    text = metrics.render(state) + metrics.verify_metrics(verify_cmd.last_record(files.read))
     if args.textfile is None:
         print(text, end="")
         return EXIT_OK
@@ -350,6 +364,23 @@ def _support_bundle(args: argparse.Namespace) -> int:
     data = support_bundle.make(box, real_env().boxes, args.since, _progress)
     support_bundle.write(output, data)
     print(f"wrote {output} ({len(data)} bytes)")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if not 0 < args.timeout <= 7 * 86400:
+        print("iscsiha verify: --timeout is seconds, more than 0 and at most 604800",
+              file=sys.stderr)
+        return EXIT_USAGE
+    schedule = _load(Path(node_steps.DESIRED_PATH)).maintenance.verify if args.scheduled \
+        else None
+    env = verify_cmd.VerifyEnv(Drbd(Runner()), Runner(), files.read,
+                               lambda path, data: files.write_atomic(path, data, 0o644))
+    record = verify_cmd.run(env, schedule, args.timeout, _progress)
+    bad = verify_cmd.failed(record) if record else []
+    if bad:
+        print(f"iscsiha verify: not verified identical: {', '.join(bad)}", file=sys.stderr)
+        return EXIT_REFUSED
     return EXIT_OK
 
 

@@ -27,6 +27,7 @@ from iscsiha.model.fields import (
     LINKS,
     LUN,
     LUNS,
+    MAINTENANCE,
     MODE,
     MTU,
     MUTUAL_SECRET,
@@ -45,6 +46,7 @@ from iscsiha.model.fields import (
     TARGETS,
     TIEBREAKER,
     USER,
+    VERIFY,
     VOLUME,
     VOLUME_GROUP,
     VOLUMES,
@@ -68,11 +70,13 @@ from iscsiha.model.types import (
     IPAddress,
     IPNetwork,
     Lun,
+    Maintenance,
     Network,
     NetworkRole,
     Node,
     Portal,
     Target,
+    VerifySchedule,
     Volume,
 )
 
@@ -85,6 +89,7 @@ MTU_MIN, MTU_MAX = 1280, 9216
 _ROLES = {r.value: r for r in NetworkRole}
 _AUTH_MODES = {m.value: m for m in AuthMode}
 _FAILBACK = {f.value: f for f in Failback}
+_VERIFY = {v.value: v for v in VerifySchedule}
 
 
 def load_text(text: str, source: str = "config") -> Config:
@@ -141,10 +146,19 @@ class _Reader:
         node_names = {n for t in node_tables if isinstance(n := t.data.get(NAME), str)}
         targets = self.targets(top.tables(TARGETS, required=False), networks, nodes,
                                volume_names, node_names)
+        maintenance = self.maintenance(top.table(MAINTENANCE, required=False))
         top.finish()
         if cluster is None or len(volumes) != len(volume_tables) or None in targets:
             return None
-        return Config(cluster, tuple(volumes), tuple(t for t in targets if t is not None))
+        return Config(cluster, tuple(volumes), tuple(t for t in targets if t is not None),
+                      maintenance)
+
+    def maintenance(self, t: Table | None) -> Maintenance:
+        if t is None:
+            return Maintenance()
+        verify = t.choice(VERIFY, _VERIFY, Maintenance().verify)
+        t.finish()
+        return Maintenance(verify or Maintenance().verify)
 
     # -- cluster and networks ----------------------------------------------------------
 

@@ -173,11 +173,28 @@ class Cluster:
         return next(n for n in self.networks if n.name == name)
 
 
+class VerifySchedule(Enum):
+    """How often each box runs DRBD's online verify of the volumes it serves."""
+
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    # Weekly by default: a disk that silently returns other data than was written is
+    # found within a week, while the verify's read load (both disks, whole volumes)
+    # stays a small share of a week's I/O.
+    verify: VerifySchedule = VerifySchedule.WEEKLY
+
+
 @dataclass(frozen=True)
 class Config:
     cluster: Cluster
     volumes: tuple[Volume, ...]
     targets: tuple[Target, ...]
+    maintenance: Maintenance = Maintenance()
 
     def volume(self, name: str) -> Volume:
         return next(v for v in self.volumes if v.name == name)
