@@ -18,17 +18,19 @@ import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from iscsiha import __version__
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.lio import Lio
-from iscsiha.executors.runner import CommandResult
 from iscsiha.model.load import load_text
 from iscsiha.model.types import Config
 from iscsiha.plan.drbd import AUTHKEY_PATH, peer_secret
 from iscsiha.plan.peer_ssh import ISCSIHA, SSH_DIR
 from iscsiha.redaction import Redactor, model_secrets, named_values
+
+if TYPE_CHECKING:  # cluster_env imports node_steps, which serves this module's step
+    from iscsiha.commands.cluster_env import RunsCommands
 
 FILE_BYTES_MAX = 8 * 1024 * 1024  # one collected file; a longer one keeps its end
 JOURNAL_LINES = 100_000
@@ -71,8 +73,8 @@ def commands(since: str) -> tuple[Command, ...]:
         Command("lio/targetcli-ls.txt", ("/usr/bin/targetcli", "ls")),
         Command("lvm/lvs.txt", ("/usr/sbin/lvs", "-a", "-o", "+lv_tags,devices")),
         Command("lvm/vgs.txt", ("/usr/sbin/vgs",)),
-        Command("network/addresses.txt", ("/usr/sbin/ip", "-d", "address")),
-        Command("network/routes.txt", ("/usr/sbin/ip", "route", "show", "table", "all")),
+        Command("network/addresses.txt", ("/usr/bin/ip", "-d", "address")),
+        Command("network/routes.txt", ("/usr/bin/ip", "route", "show", "table", "all")),
         Command("network/nft-ruleset.txt", ("/usr/sbin/nft", "list", "ruleset")),
         Command("journal/units.txt", (*journal, *units), timeout=90.0),
         Command("journal/kernel.txt", (*journal, "-k"), timeout=90.0),
@@ -81,13 +83,6 @@ def commands(since: str) -> tuple[Command, ...]:
                 ("/usr/bin/dpkg-query", "-W", "-f", "${Package}\\t${Version}\\n")),
         Command("status.json", (ISCSIHA, "status", "--json"), timeout=60.0),
     )
-
-
-class RunsCommands(Protocol):
-    """iscsiha.executors.runner.Runner."""
-
-    def run(self, argv: list[str], *, input: str | None = None, check: bool = True,
-            timeout: float | None = 60.0) -> CommandResult: ...
 
 
 class BoxPaths(Protocol):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from iscsiha.commands.cluster_env import RunsCommands
 from iscsiha.commands.verify_facts import (
     VERIFYING,
     Decision,
@@ -33,7 +34,6 @@ from iscsiha.commands.verify_facts import (
 )
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import ProcDevice, parse_proc_drbd
-from iscsiha.executors.runner import CommandResult
 from iscsiha.model.types import VerifySchedule
 
 RECORD_PATH = "/var/lib/iscsiha/verify.json"
@@ -44,13 +44,6 @@ PROGRESS_EVERY = 60.0
 DEFAULT_TIMEOUT = 6 * 3600.0  # per resource: 2 TiB at DRBD's default 100 MiB/s verify rate
 
 Progress = Callable[[str], None]
-
-
-class RunsCommands(Protocol):
-    """iscsiha.executors.runner.Runner."""
-
-    def run(self, argv: list[str], *, input: str | None = None, check: bool = True,
-            timeout: float | None = 60.0) -> CommandResult: ...
 
 
 class VerifyDrbd(Protocol):
