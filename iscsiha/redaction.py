@@ -30,27 +30,34 @@ VALUE_MIN = 6
 _BREAK = rb"(?:[ \t]*\\?\r?\n[ \t>|#*]*)?"
 
 # Keys whose value is a secret whatever it is (CIB nvpairs, JSON, key=value, TOML).
-_SECRET_KEY = rb"[\w.-]*(?:passw(?:or)?d|passwd|secret|psk|token|community|authkey|" \
-              rb"private[_-]?key)[\w.-]*"
+# Not a bare "token": corosync.conf's `token: 3000` is a timeout a maintainer needs.
+_KEYWORD = rb"(?:passw(?:or)?d|passwd|secret|psk|(?:api|auth|access|bearer)[_-]?token|" \
+           rb"community|authkey|private[_-]?key)"
+_SECRET_KEY = rb"[\w.-]{0,64}?" + _KEYWORD + rb"[\w.-]{0,64}"  # a whole key, for fullmatch
 _NAMED = [
     # PEM private keys (SSH, TLS), whole blocks.
-    (re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE "
-                rb"KEY-----|\Z)", re.S), MARK),
+    # (One never closed takes what follows, within a bound, as every pattern here has:
+    # a hostile file must cost time in proportion to its size, not its square.)
+    (re.compile(rb"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----(?:.{0,65536}?-----END "
+                rb"[A-Z0-9 ]{0,40}PRIVATE KEY-----|.{0,65536})", re.S), MARK),
     # `cluster init`'s join token (ISJ1- then base32 groups).
-    (re.compile(rb"ISJ1-[A-Z2-7-]{8,}", re.I), MARK),
+    (re.compile(rb"ISJ1-[A-Z2-7-]{8,200}", re.I), MARK),
     # drbd.conf and `drbdsetup show`: shared-secret "X"; (quoted or not).
-    (re.compile(rb'(shared-secret\s+)(?:"(?:[^"\\\n]|\\.)*"|[^\s;]+)', re.I), rb"\1" + MARK),
-    # JSON/TOML: "chap_password": "X" / mutual_secret = "X" / 'key': 'X'.
-    (re.compile(rb'(["\']?' + _SECRET_KEY + rb'["\']?\s*[:=]\s*)'
-                rb'(?:"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\')', re.I), rb"\1" + MARK),
-    # key=value and key: value unquoted (command lines, logs, crm output).
-    (re.compile(rb"(\b" + _SECRET_KEY + rb"\s*[=:]\s*)(?![\"'\[])([^\s,;&<>\"']+)", re.I),
+    (re.compile(rb'(shared-secret\s+)(?:"(?:[^"\\\n]|\\.){0,4096}"|[^\s;]{1,4096})', re.I),
      rb"\1" + MARK),
+    # JSON/TOML: "chap_password": "X" / mutual_secret = "X" / 'key': 'X'.
+    # The searches start at the keyword (what precedes it in the key stays as it is):
+    # starting at every word would make a long run of word characters cost its square.
+    (re.compile(rb'(' + _KEYWORD + rb'[\w.-]{0,64}["\']?\s*[:=]\s*)'
+                rb'(?:"(?:[^"\\\n]|\\.){0,4096}"|\'[^\'\n]{0,4096}\')', re.I), rb"\1" + MARK),
+    # key=value and key: value unquoted (command lines, logs, crm output).
+    (re.compile(rb"(" + _KEYWORD + rb"[\w.-]{0,64}\s*[=:]\s*)(?![\"'\[])"
+                rb"([^\s,;&<>\"']{1,4096})", re.I), rb"\1" + MARK),
 ]
 # XML element with a secret-named name attribute: its value attribute (any order).
-_NVPAIR = re.compile(rb"<(?:nvpair|attribute)\b[^>]*>", re.I)
+_NVPAIR = re.compile(rb"<(?:nvpair|attribute)\b[^>]{0,4096}>", re.I)
 _NAME_ATTR = re.compile(rb'\bname\s*=\s*["\'](' + _SECRET_KEY + rb')["\']', re.I)
-_VALUE_ATTR = re.compile(rb'(\bvalue\s*=\s*)("[^"]*"|\'[^\']*\')', re.I)
+_VALUE_ATTR = re.compile(rb'(\bvalue\s*=\s*)("[^"]{0,4096}"|\'[^\']{0,4096}\')', re.I)
 
 
 def forms(secret: str | bytes) -> set[bytes]:

@@ -60,7 +60,7 @@ def parse_show(text: str) -> dict[str, Shown]:
     found: dict[str, Shown] = {}
     if len(text) > SHOW_BYTES_MAX:
         return found
-    starts = [m for m in _RESOURCE.finditer(text) if _depth(text, m.start()) == 0]
+    starts = _top_level(text)
     for i, m in enumerate(starts):
         name = m.group(1)
         body = text[m.end():starts[i + 1].start() if i + 1 < len(starts) else len(text)]
@@ -74,8 +74,15 @@ def parse_show(text: str) -> dict[str, Shown]:
     return found
 
 
-def _depth(text: str, at: int) -> int:
-    return text.count("{", 0, at) - text.count("}", 0, at)
+def _top_level(text: str) -> list[re.Match[str]]:
+    """The `resource NAME {` that open a top-level block (one pass over the braces)."""
+    found, depth, at = [], 0, 0
+    for m in _RESOURCE.finditer(text):
+        depth += text.count("{", at, m.start()) - text.count("}", at, m.start())
+        at = m.start()
+        if depth == 0:
+            found.append(m)
+    return found
 
 
 def verify_progress(proc_text: str) -> dict[int, float]:

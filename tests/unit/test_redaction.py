@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,8 @@ def test_named_secrets_go_without_knowing_their_value(text: str, kept: str) -> N
 
 
 def test_ordinary_cluster_output_is_left_alone() -> None:
-    text = ("Node List:\n  * Online: [ san-a san-b ]\n"
+    text = ("totem {\n    token: 3000\n    token_retransmits_before_loss_const: 10\n}\n"
+            "Node List:\n  * Online: [ san-a san-b ]\n"
             '<nvpair id="t-iqn" name="iqn" value="iqn.2024-01.com.example:vm"/>\n'
             "drbd0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate\n")
     assert Redactor({"not-in-there-1"}).redact_text(text) == text
@@ -111,3 +113,17 @@ def test_named_values_skip_lrm_references_and_other_keys() -> None:
     pairs = [("password", "x1"), ("chap_secret", "lrm://"), ("user", "u"), ("iqn", "i"),
              ("mutual_secret", "x2"), ("bmc_password", 5)]
     assert named_values(pairs) == {"x1", "x2"}
+
+
+@pytest.mark.parametrize("text", [
+    b"z" * 300_000,  # one long word: no pattern may try it from every position to its end
+    b"<nvpair " * 40_000,  # tags never closed
+    b"-----BEGIN RSA PRIVATE KEY-----" * 10_000,  # keys never ended
+    b'password:"' * 40_000,  # quotes never closed
+    (b"a" + b" " * 1000) * 300,
+])
+def test_hostile_text_costs_time_in_proportion_to_its_size(text: bytes) -> None:
+    # Linear: well under a second each here; quadratic: hours.
+    start = time.monotonic()
+    Redactor({"zzzzzzzz1", "abcdefgh-secret"}).redact(text)
+    assert time.monotonic() - start < 10

@@ -4,6 +4,7 @@ a box verifies, when a run is due, the run's outcome, alert and record."""
 from __future__ import annotations
 
 import json
+import time
 import tomllib
 from pathlib import Path
 
@@ -357,3 +358,9 @@ def test_a_bad_schedule_is_refused_naming_what_is_allowed(
     assert report.code == code and report.field.startswith("maintenance.")
     if allowed is not None:
         assert report.allowed == allowed
+
+
+def test_many_resource_words_cost_time_in_proportion() -> None:
+    start = time.monotonic()
+    assert parse_show("resource a { " * 1_000_000) == {}
+    assert time.monotonic() - start < 10
