@@ -14,13 +14,12 @@ import json
 import os
 import tarfile
 import time
-import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from iscsiha import __version__
+from iscsiha import __version__, audit
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.lio import Lio
 from iscsiha.model.load import load_text
@@ -204,8 +203,8 @@ def box_secrets(box: BoxPaths, cib: bytes, lio: dict[str, Any] | None) -> set[st
     config = _config(desired)
     if config is not None:
         found |= model_secrets(config)
-    if desired:
-        found |= _toml_secrets(desired)
+    if desired:  # also those of a desired state the model refuses, by their keys
+        found |= audit.secrets_in([desired.decode("utf-8", "replace")])
     key = _quiet_read(box.read_bytes, AUTHKEY_PATH)
     if key:
         found.add(key)
@@ -236,14 +235,6 @@ def _config(desired: bytes | None) -> Config | None:
         return load_text(desired.decode(), "desired state")
     except (IscsihaError, UnicodeDecodeError):  # then its secrets by key name only
         return None
-
-
-def _toml_secrets(desired: bytes) -> set[str]:
-    try:
-        data = tomllib.loads(desired.decode())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return set()
-    return named_values(_pairs(data))
 
 
 def _pairs(data: Any) -> Iterator[tuple[str, object]]:

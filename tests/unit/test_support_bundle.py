@@ -44,6 +44,7 @@ class FakeRunner:
     def __init__(self, node: str, key: bytes) -> None:
         self.node, self.key = node, key
         self.ran: list[list[str]] = []
+        self.logged = ""  # more journal lines
 
     def run(self, argv: list[str], *, input: str | None = None, check: bool = True,
             timeout: float | None = 60.0) -> CommandResult:
@@ -65,7 +66,8 @@ class FakeRunner:
                          f" }} }}",
             "journalctl": (f"Dec 06 {self.node} pacemaker-fenced: ipmitool -P bmc-a-secret\n"
                            f"Dec 06 {self.node} iscsiha: token ISJ1-ABCDEF-GHIJKL-MNOPQR\n"
-                           f"Dec 06 {self.node} kernel: chap {LRM_ONLY} x hv-Secret-0001\n"),
+                           f"Dec 06 {self.node} kernel: chap {LRM_ONLY} x hv-Secret-0001\n"
+                           f"{self.logged}"),
             "iscsiha": '{"schema": 1, "health": "healthy"}',
             "crm_mon": f"Node List:\n  * Online: [ {self.node} ]\n",
         }.get(tool, f"{tool} ran\n")
@@ -285,3 +287,14 @@ def test_the_bundle_file_is_readable_by_root_only(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(IscsihaError, match="output"):
         support_bundle.write(str(tmp_path / "file" / "x"), b"")  # its folder is a file
+
+
+def test_a_desired_state_the_model_refuses_still_has_its_secrets_removed(tmp_path: Path) -> None:
+    broken = EXAMPLE.read_text().replace("hv-Secret-0001", "only-in-Broken1").replace(
+        'name = "vm"', 'name = "--vm"', 1)  # a name the model refuses
+    box = make_box(tmp_path, "san-a", broken)
+    box.runner.logged = "Dec 06 login failed with only-in-Broken1\n"  # unnamed: by value
+    part = collect(box, "-2d", lambda _: None)
+    desired = next(d for n, d in part.files.items() if n.endswith("desired.toml"))
+    assert b'"--vm"' in desired  # the file is there, as it is
+    assert not [n for n, d in part.files.items() if b"only-in-Broken1" in d]
