@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from iscsiha import __version__, audit
 from iscsiha.errors import IscsihaError
+from iscsiha.executors.audit_log import AUDIT_DIR, AUDIT_NAME
 from iscsiha.executors.lio import Lio
 from iscsiha.model.load import load_text
 from iscsiha.model.types import Config
@@ -40,7 +41,9 @@ NEVER = (AUTHKEY_PATH, SSH_DIR, "/etc/ssh/", "/etc/pacemaker/authkey",
          "/var/lib/pacemaker/lrm/secrets", "/etc/corosync/qdevice/net/nssdb",
          "/etc/corosync/qnetd/nssdb")
 FILES = ("/etc/os-release", "/proc/drbd", "/etc/corosync/corosync.conf",
-         "/etc/drbd.d/global_common.conf", "/etc/rtslib-fb-target/saveconfig.json")
+         "/etc/drbd.d/global_common.conf", "/etc/rtslib-fb-target/saveconfig.json",
+         # Who changed what (secrets already replaced there; redacted again all the same).
+         os.path.join(AUDIT_DIR, AUDIT_NAME))
 QDEVICE_PWDFILE = "/etc/corosync/qdevice/net/nssdb/pwdfile.txt"  # its value, not the file
 
 

@@ -84,7 +84,8 @@ def test_the_bundle_holds_both_boxes_parts(bundle: dict[str, bytes]) -> None:
         for name in ("pacemaker/cib.xml", "pacemaker/crm_mon.txt", "drbd/status.txt",
                      "drbd/drbdsetup-show.txt", "corosync/quorumtool.txt",
                      "journal/units.txt", "lio/rtslib-dump.json", "status.json",
-                     "versions/packages.txt", "files/etc/iscsiha/desired.toml"):
+                     "versions/packages.txt", "files/etc/iscsiha/desired.toml",
+                     "files/var/log/iscsiha/audit.jsonl"):  # the applies, on both boxes
             assert f"{box}/{name}" in bundle, f"{box}/{name} missing"
         assert TARGET.encode() in bundle[f"{box}/drbd/drbdsetup-show.txt"]
         assert b"Quorate" in bundle[f"{box}/corosync/quorumtool.txt"]
