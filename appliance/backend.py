@@ -16,7 +16,7 @@ from pathlib import Path
 from iscsiha.audit import Record
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import audit as audit_cmd
-from iscsiha.commands import bootstrap
+from iscsiha.commands import bootstrap, node_steps, support_bundle
 from iscsiha.commands import network as network_cmd
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
@@ -77,6 +77,16 @@ class ClusterBackend:
     def standby(self, node: str, on: bool, timeout: float,
                 progress: Progress) -> tuple[TargetStatus, ...]:
         return standby_cmd.standby(self._env(), node, on, timeout, progress)
+
+    def support_bundle(self, since: str, output: str | None,
+                       progress: Progress) -> tuple[str, int]:
+        """Both boxes' bundle written to ``output`` (or the default file); (path, size)."""
+        support_bundle.checked_since(since)  # before minutes of collecting
+        box = node_steps.Box(self.runner)
+        path = output or support_bundle.default_output(box.hostname(), box.wall_clock())
+        data = support_bundle.make(box, self._env().boxes, since, progress)
+        support_bundle.write(path, data)
+        return path, len(data)
 
     def seen_initiators(self) -> list[str]:
         """Initiators the running targets allow (the CIB), and those that tried to log in

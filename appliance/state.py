@@ -56,6 +56,9 @@ class Backend(Protocol):
 
     def audit(self, since: datetime | None) -> list[Record | None]: ...
 
+    def support_bundle(self, since: str, output: str | None,
+                       progress: Progress) -> tuple[str, int]: ...
+
     # -- forming the cluster (iscsiha.commands.bootstrap) --------------------------------
 
     def init_cluster(self, request: InitRequest, access: TiebreakerAccess,

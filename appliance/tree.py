@@ -7,6 +7,7 @@ from typing import Any
 
 from iscsiha import audit
 from iscsiha.commands.config import validate
+from iscsiha.commands.support_bundle import DEFAULT_SINCE, checked_since
 from iscsiha.console import edits
 from iscsiha.console.base import ConsoleNode, Summary, count, parse_timeout
 from iscsiha.console.box import BoxNode
@@ -148,6 +149,48 @@ class RootNode(ConsoleNode):
         """
         self.say("root shell on this box; `exit` returns to the console")
         self.state.backend.root_shell()
+
+    def ui_command_supportbundle(self, since: str | None = None,
+                                 output: str | None = None) -> None:
+        """
+        Collects what a maintainer needs to look into a problem from both
+        boxes: the cluster's state and configuration, fencing history, DRBD,
+        LIO, corosync and the tiebreaker, the journals, the versions and the
+        desired state, into one .tar.gz (mode 0600). Every secret is removed
+        (passwords, CHAP secrets, keys). A box that does not answer is noted
+        in the bundle. The same as `iscsiha support-bundle`.
+
+        PARAMETERS
+        ==========
+
+        since
+        -----
+        The journal from then on: YYYY-MM-DD, today, yesterday, or a time
+        back from now such as 6h or 2d (default 2d).
+
+        output
+        ------
+        The file to write (default /var/tmp/iscsiha-support-NODE-TIME.tar.gz).
+
+        EXAMPLE
+        =======
+        supportbundle
+        supportbundle since=6h output=/root/case-1234.tar.gz
+
+        SEE ALSO
+        ========
+        status
+        """
+        since = since or DEFAULT_SINCE
+        checked_since(since)  # refused here, not after minutes of collecting
+        path, size = self.state.backend.support_bundle(since, output, self.state.progress)
+        self.say(f"wrote {path} ({size} bytes): send it to your maintainer")
+
+    def ui_complete_supportbundle(self, parameters: dict[str, str], text: str,
+                                  current_param: str) -> list[str]:
+        if current_param == "since":
+            return matching(["6h", "1d", "2d", "7d", "today", "yesterday"], text)
+        return []
 
     def ui_command_saveconfig(self, file: str | None = None) -> None:
         """

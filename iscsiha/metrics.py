@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from iscsiha.commands.targets import ClusterStatus
+from iscsiha.commands.verify_facts import Record
 from iscsiha.status_report import assess
 
 Sample = tuple[dict[str, str], float]
@@ -61,6 +62,29 @@ def render(state: ClusterStatus | None) -> str:
     metric(out, "volume_resync_ratio", "a running resync's progress, 0 to 1",
            [({"volume": n}, d.synced_percent / 100) for n, d in local
             if d.synced_percent is not None])
+    return "".join(out)
+
+
+def verify_metrics(record: Record | None) -> str:
+    """This box's last DRBD online verify (`iscsiha verify`), per resource; nothing
+    before the first run."""
+    out: list[str] = []
+    if record is None:
+        return ""
+    metric(out, "drbd_verify_last_run_timestamp_seconds",
+           "when this box's last verify run began (seconds since 1970)", [({}, record.started)])
+    runs = sorted(record.resources.items())
+    metric(out, "drbd_verify_last_timestamp_seconds",
+           "when the resource's last verify here began", [({"resource": n}, r.started)
+                                                          for n, r in runs])
+    metric(out, "drbd_verify_last_completed",
+           "1 when the resource's last verify here ran to its end (then the bytes count)",
+           [({"resource": n}, 1 if r.outcome in ("ok", "mismatch") else 0) for n, r in runs])
+    metric(out, "drbd_verify_last_out_of_sync_bytes",
+           "data the last verify found different between the boxes (0: identical)",
+           [({"resource": n}, r.out_of_sync_bytes) for n, r in runs])
+    metric(out, "drbd_verify_last_duration_seconds", "how long the last verify took",
+           [({"resource": n}, r.seconds) for n, r in runs])
     return "".join(out)
 
 

@@ -21,17 +21,19 @@ from iscsiha.cli import network as network_cli
 from iscsiha.cli.confirm import NOT_CONFIRMED, approve_losses
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
-from iscsiha.commands import node_steps
+from iscsiha.commands import node_steps, support_bundle
 from iscsiha.commands import split_brain as split_brain_cmd
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
 from iscsiha.commands import timeline as timeline_cmd
+from iscsiha.commands import verify as verify_cmd
 from iscsiha.commands.apply_preview import preview
 from iscsiha.commands.cluster_env import ClusterEnv, real_env
 from iscsiha.commands.selfcheck import selfcheck
 from iscsiha.commands.targets import ClusterStatus
 from iscsiha.errors import IscsihaError, Report, bug_report
 from iscsiha.executors import files
+from iscsiha.executors.drbd import Drbd
 from iscsiha.executors.runner import Runner
 from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
@@ -177,6 +179,31 @@ def _parser() -> argparse.ArgumentParser:
                    help="how long to wait for the resync to finish (default 600)")
     p.set_defaults(func=_split_brain, audited=lambda a: a.discard is not None)
 
+    p = sub.add_parser("support-bundle",
+                       help="collect both boxes' cluster, DRBD, LIO and corosync state, "
+                            "journals and versions into one .tar.gz for a maintainer, every "
+                            "secret removed (docs/support.md)")
+    p.add_argument("--since", default=support_bundle.DEFAULT_SINCE, metavar="TIME",
+                   help="journal from TIME: YYYY-MM-DD or 'YYYY-MM-DD HH:MM', today, yesterday, or "
+                        "back from now as 30min, 6h, 2d (default "
+                        f"{support_bundle.DEFAULT_SINCE})")
+    p.add_argument("--output", metavar="FILE",
+                   help="where to write it (mode 0600; default "
+                        f"{support_bundle.DEFAULT_FOLDER}/iscsiha-support-NODE-TIME.tar.gz)")
+    p.set_defaults(func=_support_bundle)
+
+    p = sub.add_parser("verify",
+                       help="DRBD online verify of the volumes this box serves, one "
+                            "resource at a time; a difference found raises an alert and "
+                            "exits 1 (docs/support.md)")
+    p.add_argument("--scheduled", action="store_true",
+                   help="only when the desired state's [maintenance] verify schedule says "
+                        "a run is due (what iscsiha-verify.timer runs daily)")
+    p.add_argument("--timeout", type=float, default=verify_cmd.DEFAULT_TIMEOUT,
+                   metavar="SECONDS", help="how long to wait for each resource "
+                                           f"(default {verify_cmd.DEFAULT_TIMEOUT:.0f})")
+    p.set_defaults(func=_verify)
+
     # apply's steps on each box, not the admin's. No help= at all: argparse lists a
     # subcommand given help=SUPPRESS as "==SUPPRESS==", and one without help not at all.
     p = sub.add_parser("node")
@@ -304,7 +331,7 @@ def _metrics(args: argparse.Namespace) -> int:
     except IscsihaError as exc:
         print(format_reports(exc.reports), file=sys.stderr)
         state = None
-    text = metrics.render(state)
+    text = metrics.render(state) + metrics.verify_metrics(verify_cmd.last_record(files.read))
     if args.textfile is None:
         print(text, end="")
         return EXIT_OK
@@ -327,6 +354,33 @@ def _standby(args: argparse.Namespace) -> int:
 def _move(args: argparse.Namespace) -> int:
     seconds = targets_cmd.move(real_env(), args.name, args.node, args.timeout, _progress)
     print(f"target {args.name} runs on {args.node} ({seconds:.1f} s)")
+    return EXIT_OK
+
+
+def _support_bundle(args: argparse.Namespace) -> int:
+    support_bundle.checked_since(args.since)  # before minutes of collecting
+    box = node_steps.Box(Runner())
+    output = args.output or support_bundle.default_output(box.hostname(), box.wall_clock())
+    data = support_bundle.make(box, real_env().boxes, args.since, _progress)
+    support_bundle.write(output, data)
+    print(f"wrote {output} ({len(data)} bytes)")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if not 0 < args.timeout <= 7 * 86400:
+        print("iscsiha verify: --timeout is seconds, more than 0 and at most 604800",
+              file=sys.stderr)
+        return EXIT_USAGE
+    schedule = _load(Path(node_steps.DESIRED_PATH)).maintenance.verify if args.scheduled \
+        else None
+    env = verify_cmd.VerifyEnv(Drbd(Runner()), Runner(), files.read,
+                               lambda path, data: files.write_atomic(path, data, 0o644))
+    record = verify_cmd.run(env, schedule, args.timeout, _progress)
+    bad = verify_cmd.failed(record) if record else []
+    if bad:
+        print(f"iscsiha verify: not verified identical: {', '.join(bad)}", file=sys.stderr)
+        return EXIT_REFUSED
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from iscsiha import audit
 from iscsiha.alerts import config as alert_settings
+from iscsiha.commands import support_bundle
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors import files, journal
 from iscsiha.executors.audit_log import AUDIT_DIR, AuditLog
@@ -422,6 +423,7 @@ _HANDLERS: list[Handler] = [
     (m.SPLIT_BRAIN_DISCARD, split_brain_discard),
     (m.SPLIT_BRAIN_CONNECT, split_brain_connect),
     (m.AUDIT_COPY, audit_copy),
+    (m.SUPPORT_PART, support_bundle.part),
 ]
 STEPS: dict[str, Handler] = {step.name: (step, handler) for step, handler in _HANDLERS}
 

@@ -18,6 +18,7 @@ from iscsiha.executors.runner import Runner
 from iscsiha.model.load import LUN_MAX
 
 DRBDADM = "/usr/sbin/drbdadm"
+DRBDSETUP = "/usr/sbin/drbdsetup"
 DMESG = "/usr/bin/dmesg"
 PROC_DRBD = "/proc/drbd"
 NO_METADATA = "No valid meta data found"  # drbdmeta, on a disk never given metadata
@@ -123,7 +124,18 @@ class Drbd:
                           tuple(kernel_lines(kernel, minor)))
 
     def proc(self) -> dict[int, ProcDevice]:
-        return parse_proc_drbd(self._read(PROC_DRBD))
+        return parse_proc_drbd(self.proc_text())
+
+    def proc_text(self) -> str:
+        return self._read(PROC_DRBD)
+
+    def show(self) -> str:
+        """The resources the kernel runs, as `drbdsetup show` prints them."""
+        return self._runner.run([DRBDSETUP, "show"], timeout=30).stdout
+
+    def verify(self, res: str) -> None:
+        """Start online verify of every volume of ``res`` (it runs in the kernel)."""
+        self._runner.run([DRBDADM, "verify", "--", res], timeout=60)
 
     def kernel_log(self) -> str:
         """The kernel's ring buffer, where DRBD says why it dropped a connection."""

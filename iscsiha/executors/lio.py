@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from iscsiha.errors import IscsihaError
 from iscsiha.executors.locks import exclusive
 from iscsiha.model.types import AuthMode
 from iscsiha.plan.agent_params import AuthParams, LunParam, TargetParams
@@ -96,6 +97,22 @@ class Lio:
             return ()
         return tuple(sorted(acl.node_wwn for tpg in target.tpgs for acl in tpg.node_acls
                             if (acl.session or {}).get("state") == "LOGGED_IN"))
+
+    def dump(self) -> dict[str, Any]:
+        """LIO's whole configuration as rtslib saves it, CHAP passwords included (a
+        support bundle redacts them); IscsihaError when LIO cannot be read."""
+        try:
+            # Not under the lock: a bundle taken while a target is stuck half made is
+            # the one that needs to show it, and must not wait for it.
+            return dict(self._root().dump())
+        except (ImportError, OSError) as exc:
+            raise IscsihaError.single("lio-unreadable", "LIO", ISCSI_FABRIC_PATH,
+                                      "the kernel's target in configfs", str(exc)) from exc
+        except Exception as exc:  # rtslib's own RTSLibError: no configfs, module not loaded
+            if type(exc).__name__ != "RTSLibError":
+                raise
+            raise IscsihaError.single("lio-unreadable", "LIO", ISCSI_FABRIC_PATH,
+                                      "the kernel's target in configfs", str(exc)) from exc
 
     # -- changing ---------------------------------------------------------------------
 

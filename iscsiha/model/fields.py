@@ -73,9 +73,12 @@ STARTTLS = "starttls"
 COMMUNITY = "community"
 URL = "url"
 TOKEN = "token"
+MAINTENANCE = "maintenance"
+VERIFY = "verify"  # maintenance's: how often DRBD online verify runs
 
 # Each table's keys: the whole schema. Tests hold the loader to exactly these.
-TOP_KEYS = (CLUSTER, NETWORKS, NODES, VOLUMES, TARGETS, DISCOVERY_AUTH, ALERTS)
+TOP_KEYS = (CLUSTER, NETWORKS, NODES, VOLUMES, TARGETS, DISCOVERY_AUTH, ALERTS, MAINTENANCE)
+MAINTENANCE_KEYS = (VERIFY,)
 CLUSTER_KEYS = (NAME, TIEBREAKER, VOLUME_GROUP)
 NETWORK_KEYS = (NAME, ROLE, SUBNET, PING, MTU)
 NODE_KEYS = (NAME, ADDRESSES, BMC, LINKS, BONDS)

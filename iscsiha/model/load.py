@@ -29,6 +29,7 @@ from iscsiha.model.fields import (
     LINKS,
     LUN,
     LUNS,
+    MAINTENANCE,
     MODE,
     MTU,
     MUTUAL_SECRET,
@@ -47,6 +48,7 @@ from iscsiha.model.fields import (
     TARGETS,
     TIEBREAKER,
     USER,
+    VERIFY,
     VOLUME,
     VOLUME_GROUP,
     VOLUMES,
@@ -71,11 +73,13 @@ from iscsiha.model.types import (
     IPAddress,
     IPNetwork,
     Lun,
+    Maintenance,
     Network,
     NetworkRole,
     Node,
     Portal,
     Target,
+    VerifySchedule,
     Volume,
 )
 
@@ -88,6 +92,7 @@ MTU_MIN, MTU_MAX = 1280, 9216
 _ROLES = {r.value: r for r in NetworkRole}
 _AUTH_MODES = {m.value: m for m in AuthMode}
 _FAILBACK = {f.value: f for f in Failback}
+_VERIFY = {v.value: v for v in VerifySchedule}
 
 
 def load_text(text: str, source: str = "config") -> Config:
@@ -146,12 +151,20 @@ class _Reader:
                                volume_names, node_names)
         alerts_t = top.table(ALERTS, required=False)
         alerts = read_alerts(alerts_t) if alerts_t is not None else NO_ALERTS
+        maintenance = self.maintenance(top.table(MAINTENANCE, required=False))
         top.finish()
         if cluster is None or len(volumes) != len(volume_tables) or None in targets \
                 or alerts is None:
             return None
         return Config(cluster, tuple(volumes), tuple(t for t in targets if t is not None),
-                      alerts)
+                      alerts, maintenance)
+
+    def maintenance(self, t: Table | None) -> Maintenance:
+        if t is None:
+            return Maintenance()
+        verify = t.choice(VERIFY, _VERIFY, Maintenance().verify)
+        t.finish()
+        return Maintenance(verify or Maintenance().verify)
 
     # -- cluster and networks ----------------------------------------------------------
 

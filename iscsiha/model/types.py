@@ -216,12 +216,29 @@ class Alerts:
 NO_ALERTS = Alerts()
 
 
+class VerifySchedule(Enum):
+    """How often each box runs DRBD's online verify of the volumes it serves."""
+
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    # Weekly by default: a disk that silently returns other data than was written is
+    # found within a week, while the verify's read load (both disks, whole volumes)
+    # stays a small share of a week's I/O.
+    verify: VerifySchedule = VerifySchedule.WEEKLY
+
+
 @dataclass(frozen=True)
 class Config:
     cluster: Cluster
     volumes: tuple[Volume, ...]
     targets: tuple[Target, ...]
     alerts: Alerts = NO_ALERTS
+    maintenance: Maintenance = Maintenance()
 
     def volume(self, name: str) -> Volume:
         return next(v for v in self.volumes if v.name == name)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from iscsiha.model import names
+from iscsiha.model.journal_time import SINCE_ALLOWED, journal_since
 from iscsiha.model.load import VOLUME_SIZE_MAX
 from iscsiha.model.names import LUN_MAX
 from iscsiha.protocol.codec import Check, Text, printable
@@ -275,6 +276,27 @@ class AuditCopy:
     diff: AuditText
 
 
+# -- support bundle --------------------------------------------------------------------
+
+# The box's part: a .tar.gz, base64, within the codec's MESSAGE_BYTES_MAX with room.
+ARCHIVE_B64_MAX = 12 * 1024 * 1024
+Since = Annotated[str, Check(SINCE_ALLOWED, lambda s: journal_since(s) is not None)]
+Archive = Annotated[str, Check(f"base64 of at most {ARCHIVE_B64_MAX} characters",
+                               lambda s: len(s) <= ARCHIVE_B64_MAX and re.fullmatch(
+                                   r"[A-Za-z0-9+/]*={0,2}", s, re.A) is not None)]
+
+
+@dataclass(frozen=True)
+class SupportRequest:
+    since: Since
+
+
+@dataclass(frozen=True)
+class SupportPart:
+    node: NodeName
+    archive: Archive  # redacted by the box that made it, and again by the one receiving it
+
+
 FACTS = Step("facts", FactsRequest, Facts)
 CREATE_VOLUMES = Step("create-volumes", Volumes, Nothing)
 DRBD_METADATA = Step("drbd-metadata", Refs, Refs)  # reply: those given metadata
@@ -297,3 +319,4 @@ SPLIT_BRAIN_FACTS = Step("split-brain-facts", SplitBrainVolumes, SplitBrainFacts
 SPLIT_BRAIN_DISCARD = Step("split-brain-discard", SplitBrainSide, Commands)
 SPLIT_BRAIN_CONNECT = Step("split-brain-connect", SplitBrainSide, Commands)
 AUDIT_COPY = Step("audit-copy", AuditCopy, Nothing)
+SUPPORT_PART = Step("support-part", SupportRequest, SupportPart)

@@ -69,6 +69,11 @@ def test_the_image_watches_the_volume_groups_fill_and_can_send_traps(
     assert "iscsiha-space.timer" in listing[TIMERS_WANTS]
 
 
+def test_the_image_ships_the_verify_timer_on(listing: dict[str, set[str]]) -> None:
+    assert {"iscsiha-verify.service", "iscsiha-verify.timer"} <= listing[UNITS]
+    assert "iscsiha-verify.timer" in listing[TIMERS_WANTS]
+
+
 def test_the_image_fences_with_a_watchdog_wherever_corosync_runs(
         listing: dict[str, set[str]]) -> None:
     """sbd starts with corosync, and finds a watchdog: softdog when the board has none."""

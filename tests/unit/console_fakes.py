@@ -76,6 +76,7 @@ class FakeBackend:
     timeline_asked: list[dict[str, str]] = field(default_factory=list)
     losses: tuple[Loss, ...] = ()  # what the next applies would take from initiators
     audit_records: list[Record | None] = field(default_factory=list)
+    bundles: list[tuple[str, str | None]] = field(default_factory=list)
 
     def load_desired(self) -> str:
         return read_text(self.desired)
@@ -117,6 +118,11 @@ class FakeBackend:
 
     def audit(self, since: datetime | None) -> list[Record | None]:
         return [r for r in self.audit_records if r is None or since_ok(r, since)]
+
+    def support_bundle(self, since: str, output: str | None,
+                       progress: Progress) -> tuple[str, int]:
+        self.bundles.append((since, output))
+        return output or "/var/tmp/bundle.tar.gz", 1234
 
     def init_cluster(self, request: InitRequest, access: TiebreakerAccess,
                      progress: Progress) -> InitResult:
