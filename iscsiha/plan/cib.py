@@ -140,10 +140,12 @@ def configuration(config: Config, drbd: Mapping[str, DrbdResource]) -> ET.Elemen
     for target in config.targets:
         _drbd_clone(resources, target.name, drbd[target.name])
         _target_group(resources, constraints, config, target, drbd[target.name], discovery)
-    _alerts(root)
+    _alerts(root, bool(config.alerts.recipients))
     return root
 
 
+# Only with recipients: Pacemaker starts the agent (a Python process) for every node,
+# fencing and resource event, dozens in a failover, on the boxes doing the failover.
 # Pacemaker runs it as hacluster for every node, fencing and resource event; it reads
 # the recipients (and their secrets) from a file apply writes for the haclient group,
 # so no secret is in the CIB. One alert without recipients: Pacemaker then runs it
@@ -157,8 +159,10 @@ ALERT_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%06N%z"
 ALERT_TIMEOUT = "30s"
 
 
-def _alerts(root: ET.Element) -> None:
-    alerts = ET.SubElement(root, "alerts")
+def _alerts(root: ET.Element, wanted: bool) -> None:
+    alerts = ET.SubElement(root, "alerts")  # empty: none (it replaces the live section)
+    if not wanted:
+        return
     alert = ET.SubElement(alerts, "alert", id=ALERT_ID, path=ALERT_AGENT)
     _nvset(alert, "meta_attributes", f"{ALERT_ID}-meta",
            [("timestamp-format", ALERT_TIMESTAMP_FORMAT), ("timeout", ALERT_TIMEOUT)])

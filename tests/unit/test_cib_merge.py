@@ -79,16 +79,23 @@ def test_merge_replaces_our_sections_and_keeps_pacemakers() -> None:
     assert [el.tag for el in cib.find("configuration")] == [  # type: ignore[union-attr]
         "crm_config", "nodes", "resources", "constraints", "rsc_defaults", "fencing-topology",
         "alerts"]
-    # The appliance's one alert agent; recipients and their secrets are not in the CIB.
-    alerts = cib.findall("configuration/alerts/alert")
-    assert [(a.get("id"), a.get("path")) for a in alerts] == [
-        ("iscsiha-alert", "/usr/bin/iscsiha-alert")]
-    assert alerts[0].find("recipient") is None
+    # No recipients in the example: no alert agent runs at every event of a failover.
+    assert cib.findall("configuration/alerts/alert") == []
     levels = cib.findall("configuration/fencing-topology/fencing-level")
     # With a tiebreaker: IPMI first, then the watchdog for a box that died with its BMC.
     assert [(lv.get("target"), lv.get("index"), lv.get("devices")) for lv in levels] == [
         ("san-a", "1", "fence-san-a"), ("san-a", "2", "watchdog"),
         ("san-b", "1", "fence-san-b"), ("san-b", "2", "watchdog")]
+
+
+def test_with_recipients_the_one_alert_agent_is_planned_without_recipients_or_secrets(
+) -> None:
+    config = load_text(EXAMPLE.read_text() + (EXAMPLE.parent / "alerts.toml").read_text())
+    cib = ET.fromstring(merge(LIVE, make_plan(config).cib))
+    alerts = cib.findall("configuration/alerts/alert")
+    assert [(a.get("id"), a.get("path")) for a in alerts] == [
+        ("iscsiha-alert", "/usr/bin/iscsiha-alert")]
+    assert alerts[0].find("recipient") is None
 
 
 def test_merge_keeps_the_fence_handlers_and_moves_constraints_on_resources_that_stay() -> None:
