@@ -43,6 +43,11 @@ _TASK = re.compile(r"[a-z][a-z_-]{0,31}\Z")
 # Our target agent's resource (iscsiha.plan.cib: target-NAME-lio in group target-NAME).
 _TARGET_RSC = re.compile(r"target-(?P<name>.+)-lio\Z")
 PCMK_EXEC_DONE = 0  # CRM_alert_status: the operation ran (its rc says how it went)
+# Not failures: a recurring monitor cancelled (its resource demoted, stopped or moved:
+# every failover cancels some) and an operation still running.
+PCMK_EXEC_PENDING, PCMK_EXEC_CANCELLED = -1, 1
+# A fencing alert has no variable for its action; CRM_alert_desc spells it.
+_FENCE_ACTION = re.compile(r"Operation ([a-z]{1,16}) of ")
 OCF_NOT_RUNNING = 7
 
 
@@ -145,10 +150,16 @@ def may_report(alert: PacemakerAlert, box_name: str) -> bool:
         return alert.node != box_name and (alert.kind == "fencing"
                                            or alert.desc in ("lost", "member"))
     if alert.kind == "resource":
-        failed = alert.status != PCMK_EXEC_DONE or alert.rc != alert.target_rc
         target = _TARGET_RSC.match(alert.rsc) is not None
-        return failed or (target and alert.task in ("start", "stop"))
+        return _failed(alert) or (target and alert.task in ("start", "stop")
+                                  and alert.status == PCMK_EXEC_DONE)
     return False
+
+
+def _failed(alert: PacemakerAlert) -> bool:
+    if alert.status in (PCMK_EXEC_CANCELLED, PCMK_EXEC_PENDING):
+        return False
+    return alert.status != PCMK_EXEC_DONE or alert.rc != alert.target_rc
 
 
 def events_for(alert: PacemakerAlert, box: Box) -> list[Event]:
@@ -160,8 +171,10 @@ def events_for(alert: PacemakerAlert, box: Box) -> list[Event]:
         if alert.node == box.name:
             return []
         kind = "fenced" if alert.rc == 0 else "fence-failed"
+        action = _FENCE_ACTION.match(alert.desc)
         return [make_event(kind, box.name, when, {
-            "node": alert.node, "action": alert.task, "rc": str(alert.rc),
+            "node": alert.node, "action": action[1] if action else alert.task,
+            "rc": str(alert.rc),
             "description": alert.desc})]
     if alert.kind == "resource":
         event = _resource(alert, box, when)
@@ -196,9 +209,10 @@ def _resource(alert: PacemakerAlert, box: Box, when: str) -> Event | None:
     details = {"resource": rsc, "operation": alert.task, "rc": str(alert.rc),
                "expected_rc": str(alert.target_rc), "interval_ms": str(alert.interval_ms),
                "description": alert.desc}
-    failed = alert.status != PCMK_EXEC_DONE or alert.rc != alert.target_rc
-    if failed:
+    if _failed(alert):
         return make_event("resource-failed", box.name, when, details)
+    if alert.status != PCMK_EXEC_DONE:
+        return None
     target = _TARGET_RSC.match(rsc)
     if target is None or names.object_name_problem(target["name"]) is not None:
         return None

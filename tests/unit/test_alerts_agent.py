@@ -32,7 +32,8 @@ def env(**values: str) -> dict[str, str]:
 
 NODE_LOST = env(kind="node", node="san-b", desc="lost", nodeid="2",
                 timestamp="2026-12-06T21:40:03.512345+0000", recipient="")
-FENCED = env(kind="fencing", node="san-b", task="off", rc="0",
+# What Pacemaker 3 sends (seen in the lab): the action only in the description.
+FENCED = env(kind="fencing", node="san-b", task="st_notify_fence", rc="0",
              desc="Operation off of san-b by san-a for pacemaker-controld.981@san-a: OK",
              timestamp="2026-12-06T21:40:09.000001+0000")
 
@@ -138,6 +139,9 @@ def test_fencing_is_reported_by_the_box_that_is_not_the_target() -> None:
     (resource("target-vm-lio", "monitor", rc="7", interval="10000"), ["resource-failed"]),
     (resource("target-vm-lio", "monitor", rc="7", target_rc="7"), []),  # a probe, as expected
     (resource("drbd-vm:0", "promote"), []),  # the target's start tells the move
+    # A recurring monitor cancelled (demote, stop, move: every failover) or still running.
+    (resource("drbd-vm:0", "monitor", status="1", interval="31000"), []),
+    (resource("target-vm-lio", "start", status="-1"), []),
     (resource("target-vm-ip0", "start"), []),
     (resource("fence-san-b", "start"), []),
 ])
