@@ -18,6 +18,8 @@ from iscsiha.plan.plan import NodeFile
 DIRECTORY = "/etc/systemd/network"
 PREFIX = "10-iscsiha-"
 HEADER = "# Written by iscsiha from the desired state; edit that, not this file.\n"
+BOX_HEADER = ("# Written by iscsiha from this box's /etc/iscsiha/network.toml (`iscsiha "
+              "network`,\n# the console's /box/networks); edit that, not this file.\n")
 
 
 def node_files(cluster: Cluster, node: Node) -> tuple[NodeFile, ...]:
@@ -38,12 +40,13 @@ def box_files(box: BoxNetworks) -> tuple[NodeFile, ...]:
         # The resolvers go where the default route goes, else on the first network.
         first = box.gateways[0][0] if box.gateways else box.addresses[0][0]
         extra.setdefault(first, {})["DNS"] = [str(d) for d in box.dns]
-    return link_files(dict(box.mtus), box.interfaces, box.links, box.bonds, extra)
+    return link_files(dict(box.mtus), box.interfaces, box.links, box.bonds, extra, BOX_HEADER)
 
 
 def link_files(mtu: Mapping[str, int], interfaces: Mapping[str, IPv4Interface | IPv6Interface],
                links: Sequence[Link], bonds: Sequence[Bond],
-               extra: Mapping[str, Mapping[str, object]] | None = None) -> tuple[NodeFile, ...]:
+               extra: Mapping[str, Mapping[str, object]] | None = None,
+               header: str = HEADER) -> tuple[NodeFile, ...]:
     """The files for ``links`` (network -> device), each network's address/prefix in
     ``interfaces``; ``extra``: more [Network] settings per network (a gateway)."""
     extra = extra or {}
@@ -54,11 +57,12 @@ def link_files(mtu: Mapping[str, int], interfaces: Mapping[str, IPv4Interface | 
     device_mtu = {d: max(mtu[lk.network] for lk in carried) for d, carried in by_device.items()}
     files = []
     for bond in bonds:
-        files.append(_file(f"{bond.name}.netdev", _bond_netdev(bond, device_mtu[bond.name])))
+        files.append(_file(f"{bond.name}.netdev", _bond_netdev(bond, device_mtu[bond.name]),
+                           header))
         for member in bond.members:
             files.append(_file(f"{member}.network", _section("Match", Name=member)
                                + _section("Link", MTUBytes=device_mtu[bond.name])
-                               + _section("Network", Bond=bond.name)))
+                               + _section("Network", Bond=bond.name), header))
     for device, carried in sorted(by_device.items()):
         untagged = next((lk for lk in carried if lk.vlan is None), None)
         tagged = sorted((lk for lk in carried if lk.vlan is not None), key=lambda lk: lk.vlan or 0)
@@ -72,12 +76,12 @@ def link_files(mtu: Mapping[str, int], interfaces: Mapping[str, IPv4Interface | 
                            _section("Match", Name=device)
                            + _section("Link", MTUBytes=device_mtu[device],
                                       RequiredForOnline="no" if untagged is None else None)
-                           + _section("Network", **network, **_STATIC)))
+                           + _section("Network", **network, **_STATIC), header))
         for link in tagged:
             files.append(_file(f"{link.interface}.netdev",
                                _section("NetDev", Name=link.interface, Kind="vlan",
                                         MTUBytes=mtu[link.network])
-                               + _section("VLAN", Id=link.vlan)))
+                               + _section("VLAN", Id=link.vlan), header))
             files.append(_file(f"{link.interface}.network",
                                _section("Match", Name=link.interface)
                                + _section("Link", MTUBytes=mtu[link.network])
@@ -85,7 +89,7 @@ def link_files(mtu: Mapping[str, int], interfaces: Mapping[str, IPv4Interface | 
                                           **extra.get(link.network, {}),
                                           LinkLocalAddressing=_link_local(
                                               interfaces[link.network].version),
-                                          **_STATIC)))
+                                          **_STATIC), header))
     return tuple(sorted(files, key=lambda f: f.path))
 
 
@@ -111,8 +115,8 @@ def _bond_netdev(bond: Bond, mtu: int) -> str:
         + _section("Bond", **options)
 
 
-def _file(name: str, body: str) -> NodeFile:
-    return NodeFile(f"{DIRECTORY}/{PREFIX}{name}", HEADER + body.rstrip("\n") + "\n")
+def _file(name: str, body: str, header: str) -> NodeFile:
+    return NodeFile(f"{DIRECTORY}/{PREFIX}{name}", header + body.rstrip("\n") + "\n")
 
 
 def _section(name: str, **settings: object) -> str:

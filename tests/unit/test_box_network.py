@@ -237,3 +237,20 @@ def test_nics_lists_each_link_with_its_mac_state_and_addresses(
     assert lines[0].split() == ["eno0", "52:54:00:aa:bb:01", "up", "192.168.1.21/24"]
     assert lines[1].split() == ["eno1", "?", "?", "-"]
     assert not any(line.startswith("lo ") for line in lines)
+
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "box-networkd"
+BOX_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "box-network.toml"
+
+
+def test_the_example_box_file_plans_to_the_golden_networkd_files() -> None:
+    got = network.planned(box_network.load_text(BOX_EXAMPLE.read_text()))
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        for name, text in got.items():
+            (GOLDEN / name).write_text(text)
+        pytest.skip("golden files rewritten; review the diff")
+    want = {p.name: p.read_text() for p in sorted(GOLDEN.iterdir())}
+    assert sorted(got) == sorted(want)
+    for name, text in got.items():
+        assert text == want[name], f"{name} differs from its golden file"
