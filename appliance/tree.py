@@ -9,6 +9,7 @@ from iscsiha import audit
 from iscsiha.commands.config import validate
 from iscsiha.commands.support_bundle import DEFAULT_SINCE, checked_since
 from iscsiha.console import edits
+from iscsiha.console.alerts import AlertsNode
 from iscsiha.console.base import ConsoleNode, Summary, count, parse_timeout
 from iscsiha.console.box import BoxNode
 from iscsiha.console.cluster import ClusterNode
@@ -47,6 +48,7 @@ class RootNode(ConsoleNode):
         TargetsNode(self, state)
         NetworksNode(self, state)
         BoxNode(self, state)
+        AlertsNode(self, state)
 
     def summary(self) -> Summary:
         error = self.state.load_error
