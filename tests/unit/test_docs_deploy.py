@@ -17,9 +17,9 @@ from tests.unit.console_fakes import TOKEN, Harness
 DEPLOY = ROOT / "docs" / "deploy.md"
 # Asked in the order the lines ask them: the two BMC passwords of /cluster init, the token
 # of /cluster join, then the CHAP secrets of the example, so the result can be compared
-# with the example.
+# with the example; last the alert recipient's SMTP password.
 SECRETS = ["bmc-a-secret", "bmc-b-secret", TOKEN, "hv-Secret-0001", "san-Secret-0001",
-           "backup-Secret-1", "disc0very-Secret"]
+           "backup-Secret-1", "disc0very-Secret", "smtp-Secret-01"]
 # Console commands run without a path, as the walkthrough types them.
 BARE = ("status", "ls")
 
@@ -78,3 +78,4 @@ def test_every_console_line_of_the_walkthrough_is_accepted_and_builds_the_exampl
     assert built.volumes == example.volumes
     assert built.targets == example.targets
     assert built.cluster.discovery_auth == example.cluster.discovery_auth
+    assert [(r.name, r.kind.value) for r in built.alerts.recipients] == [("ops-mail", "email")]
