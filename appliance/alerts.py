@@ -8,26 +8,25 @@ from iscsiha.console.base import ConsoleNode, Summary
 from iscsiha.console.edits import Data, find, named, tables
 from iscsiha.console.state import State
 from iscsiha.errors import IscsihaError
+from iscsiha.model.alerts import SECRET_KEY
 from iscsiha.model.fields import (
     ALERTS,
-    COMMUNITY,
     FROM,
     KIND,
     NAME,
-    PASSWORD,
     RECIPIENTS,
     SERVER,
     STARTTLS,
     TO,
-    TOKEN,
     URL,
     USER,
     VG_FILL_PERCENT,
 )
 from iscsiha.model.types import DEFAULT_VG_FILL_PERCENT, RecipientKind
 
-# Where each kind keeps the one secret the console's `secret` parameter gives.
-_SECRET_KEY = {"email": PASSWORD, "snmp": COMMUNITY, "webhook": TOKEN}
+# Where each kind keeps the one secret the console's `secret` parameter gives (a kind
+# without one gets the key `secret`, which the model refuses, naming it).
+_SECRET_KEY = {k.value: key for k, key in SECRET_KEY.items()}
 
 
 class AlertsNode(ConsoleNode):

@@ -105,6 +105,11 @@ def load_alerts_data(data: Mapping[str, Any], source: str) -> Alerts:
     return alerts
 
 
+# Where each kind keeps its one secret (email password, SNMP community, webhook token).
+SECRET_KEY = {RecipientKind.EMAIL: PASSWORD, RecipientKind.SNMP: COMMUNITY,
+              RecipientKind.WEBHOOK: TOKEN}
+
+
 def alerts_data(alerts: Alerts) -> dict[str, Any]:
     """``alerts`` as the [alerts] table it was read from (secrets in clear: the caller
     writes it where only root and the cluster's group read it)."""
@@ -117,14 +122,10 @@ def alerts_data(alerts: Alerts) -> dict[str, Any]:
             item.update({FROM: r.sender, TO: list(r.to), STARTTLS: r.starttls})
             if r.user:
                 item[USER] = r.user
-            if r.secret is not None:
-                item[PASSWORD] = str(r.secret)
-        elif r.kind is RecipientKind.SNMP and r.secret is not None:
-            item[COMMUNITY] = str(r.secret)
         elif r.kind is RecipientKind.WEBHOOK:
             item[URL] = r.url
-            if r.secret is not None:
-                item[TOKEN] = str(r.secret)
+        if r.secret is not None and r.kind in SECRET_KEY:
+            item[SECRET_KEY[r.kind]] = str(r.secret)
         out.append(item)
     return {VG_FILL_PERCENT: alerts.vg_fill_percent, RECIPIENTS: out}
 
