@@ -21,6 +21,7 @@ from iscsiha.executors.handover import Handover
 from iscsiha.executors.lio import Lio, Secrets, TargetState
 from iscsiha.executors.login_watch import watch_logins
 from iscsiha.executors.portblock import PortBlock
+from iscsiha.executors.reservations import ReservationStore
 from iscsiha.executors.runner import Runner
 from iscsiha.executors.tcp_sessions import Connection, established
 from iscsiha.model.types import IPAddress
@@ -47,6 +48,9 @@ SPEC = AgentSpec(
         Param("chap_secret", "CHAP secret", "Kept out of the CIB (lrm://)."),
         Param("mutual_user", "Mutual CHAP user", "The user name the target presents."),
         Param("mutual_secret", "Mutual CHAP secret", "Kept out of the CIB (lrm://)."),
+        Param("reservations", "Reservations store",
+              "The DRBD device holding the LUNs' SCSI persistent reservations; none: "
+              "they are kept in memory only and lost on a move."),
     ),
 )
 
@@ -55,8 +59,10 @@ class TargetAgent:
     spec = SPEC
 
     def __init__(self, lio: Lio, portblock: PortBlock, addresses: Callable[[], Addresses],
-                 handover: Handover, connections: Connections = established) -> None:
+                 handover: Handover, store: ReservationStore,
+                 connections: Connections = established) -> None:
         self._lio = lio
+        self._store = store
         self._portblock = portblock
         self._addresses = addresses
         self._handover = handover
@@ -67,12 +73,16 @@ class TargetAgent:
 
     def start(self, params: Params) -> Rc:
         spec = _parse(params)
-        if _differences(spec, self._lio.target_state(spec.iqn)):
-            for lun in spec.luns:
-                if not os.path.exists(lun.device):
-                    raise AgentError(Rc.ERR_GENERIC, f"{lun.device} (LUN {lun.number}) is "
+        if self._differences(spec, self._lio.target_state(spec.iqn)):
+            devices = [(f"LUN {lun.number}", lun.device) for lun in spec.luns]
+            if spec.reservations is not None:
+                devices.append(("the reservations", spec.reservations))
+            for what, device in devices:
+                if not os.path.exists(device):
+                    raise AgentError(Rc.ERR_GENERIC, f"{device} ({what}) is "
                                      "missing: is DRBD promoted here?")
-            self._lio.apply_target(spec, Secrets.from_params(params))
+            store = None if spec.reservations is None else self._store.mount(spec.reservations)
+            self._lio.apply_target(spec, Secrets.from_params(params), store)
         for portal in spec.portals:
             self._portblock.unblock(portal.address, portal.port)
         self._handover.tickle(_endpoints(spec))
@@ -91,6 +101,9 @@ class TargetAgent:
                     # next box is to tickle.
                     self._portblock.block(portal.address, portal.port, holder, outgoing=True)
         self._lio.remove_target(spec.iqn, spec.luns)
+        if spec.reservations is not None:
+            # LIO holds no APTPL file open between commands: nothing keeps it busy.
+            self._store.unmount(spec.reservations)
         return Rc.SUCCESS
 
     def monitor(self, params: Params) -> Rc:
@@ -98,13 +111,20 @@ class TargetAgent:
         state = self._lio.target_state(spec.iqn)
         if state is None:
             return Rc.NOT_RUNNING
-        problems = _differences(spec, state)
+        problems = self._differences(spec, state)
         problems += [f"port {p} is blocked" for p in spec.portals
                      if self._portblock.is_blocked(p.address, p.port)]
         if problems:
             raise AgentError(Rc.ERR_GENERIC, "; ".join(problems))
         self._handover.keep(self._connections(_endpoints(spec)))
         return Rc.SUCCESS
+
+
+    def _differences(self, spec: TargetParams, state: TargetState | None) -> list[str]:
+        problems = _differences(spec, state)
+        if spec.reservations is not None and not self._store.mounted(spec.reservations):
+            problems.append(f"the reservations store {spec.reservations} is not mounted")
+        return problems
 
 
 def _endpoints(spec: TargetParams) -> list[tuple[IPAddress, int]]:
@@ -140,8 +160,8 @@ def dispatch(argv: list[str], environ: Mapping[str, str], out: TextIO, err: Text
     resource's name comes from ``environ``, never from this process's own."""
     runner = Runner()
     handover = Handover(runner, environ.get("OCF_RESOURCE_INSTANCE"))
-    return run(lambda: TargetAgent(Lio(), PortBlock(runner), Addresses, handover), SPEC,
-               argv, environ, out, err)
+    return run(lambda: TargetAgent(Lio(), PortBlock(runner), Addresses, handover,
+                                   ReservationStore(runner)), SPEC, argv, environ, out, err)
 
 
 def main(argv: list[str] | None = None) -> int:

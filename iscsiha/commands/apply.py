@@ -246,9 +246,12 @@ def _promoted_on(status_xml: str, clone: str) -> str | None:
 
 def _volume_refs(drbd: Mapping[str, DrbdResource], targets: tuple[str, ...]
                  ) -> list[tuple[str, int]]:
-    """[RES/NUMBER, minor] of every volume of ``targets``' resources."""
+    """[RES/NUMBER, minor] of every volume of ``targets``' resources, the reservations
+    volume included."""
     return [(f"{t}/{slot.number}", slot.minor) for t in targets
-            for slot in sorted(drbd[t].volumes.values(), key=lambda s: s.number)]
+            for slot in sorted([*drbd[t].volumes.values(),
+                                *filter(None, [drbd[t].reservations_slot])],
+                               key=lambda s: s.number)]
 
 
 def _target_of(plan: Plan, volume: str) -> str:
@@ -307,8 +310,8 @@ def _keep_stopped(fragment: str, live: str, targets: tuple[str, ...]) -> str:
 def _drbd_files(text: str, plan: Plan, targets: list[str]) -> m.DrbdFiles:
     """``targets``' resource files, for each box to render from ``text`` itself."""
     return m.DrbdFiles(text, {t: m.Slots(plan.drbd[t].port, {
-        v: (slot.number, slot.minor) for v, slot in plan.drbd[t].volumes.items()})
-        for t in targets})
+        v: (slot.number, slot.minor) for v, slot in plan.drbd[t].volumes.items()},
+        plan.drbd[t].reservations) for t in targets})
 
 
 def _volumes(volumes: tuple[Volume, ...]) -> m.Volumes:

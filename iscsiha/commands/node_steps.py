@@ -27,14 +27,20 @@ from iscsiha.executors import files, journal
 from iscsiha.executors.audit_log import AUDIT_DIR, AuditLog
 from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd, DrbdDetail
 from iscsiha.executors.lio import Lio, refused_initiators
-from iscsiha.executors.lvm import Lvm
+from iscsiha.executors.lvm import RESERVATIONS_TAG, Lvm
 from iscsiha.executors.runner import Runner
-from iscsiha.model.identity import DrbdResource, DrbdSlot
+from iscsiha.model.identity import (
+    RESERVATIONS_SIZE,
+    RESERVATIONS_VOLUME,
+    DrbdResource,
+    DrbdSlot,
+    reservations_lv,
+)
 from iscsiha.model.load import load_text
 from iscsiha.model.names import iscsi_name_problem
 from iscsiha.model.types import Config
 from iscsiha.plan.cib import secret_parameters
-from iscsiha.plan.drbd import AUTHKEY_PATH, FOLDER, resource_file
+from iscsiha.plan.drbd import AUTHKEY_PATH, FOLDER, reservations_vg, resource_file
 from iscsiha.protocol import codec
 from iscsiha.protocol import messages as m
 
@@ -154,13 +160,17 @@ def drbd_role(box: Box, req: m.Role) -> m.Nothing:
 
 
 def remove_resources(box: Box, req: m.Resources) -> m.Nothing:
-    """Deleted targets' resources: down (if Pacemaker left them up) and their files gone."""
+    """Deleted targets' resources: down (if Pacemaker left them up), their files and
+    their reservations LVs gone."""
+    made = box.lvm.tagged(RESERVATIONS_TAG)
     for res in req.resources:
         path = box.resource_path(res)
         if os.path.lexists(path):
             if box.drbd.state(res) != DOWN:
                 box.drbd.down(res)
             files.remove(path)
+        if (vg := made.get(reservations_lv(res))) is not None:
+            box.lvm.remove(vg, reservations_lv(res))
     return m.Nothing()
 
 
@@ -213,7 +223,13 @@ def write_drbd_files(box: Box, req: m.DrbdFiles) -> m.Paths:
     resources = _checked_allocation(config, req.resources)
     targets = {t.name: t for t in config.targets}
     written = []
+    made = box.lvm.tagged(RESERVATIONS_TAG)
     for name, res in resources.items():
+        lv = reservations_lv(name)
+        if res.reservations is not None and lv not in made:
+            # Before the file that names it: drbdadm refuses a resource whose disk is missing.
+            box.lvm.create(reservations_vg(config, targets[name]), lv, RESERVATIONS_SIZE,
+                           tag=RESERVATIONS_TAG)
         text = resource_file(config, targets[name], res, key)
         path = box.resource_path(name)
         if files.write_if_changed(path, text.encode(), RESOURCE_MODE):
@@ -251,7 +267,13 @@ def _checked_allocation(config: Config, sent: dict[str, m.Slots]) -> dict[str, D
         if len(set(numbers)) != len(numbers):
             reports.append(Report("drbd-volume-number-twice", f"resources.{name}",
                                   sorted(numbers), "each volume number once"))
-        for volume, (_, minor) in slots.volumes.items():
+        claims = [(volume, minor) for volume, (_, minor) in slots.volumes.items()]
+        if slots.reservations is not None:
+            claims.append((reservations_lv(name), slots.reservations))
+        if RESERVATIONS_VOLUME in numbers:
+            reports.append(Report("drbd-volume-number-reserved", f"resources.{name}",
+                                  RESERVATIONS_VOLUME, "a LUN volume number below it"))
+        for volume, minor in claims:
             if minors.setdefault(minor, volume) != volume:
                 reports.append(Report("drbd-minor-twice", f"resources.{name}.{volume}", minor,
                                       f"a minor no other volume has ({minors[minor]} has it)"))
@@ -261,7 +283,8 @@ def _checked_allocation(config: Config, sent: dict[str, m.Slots]) -> dict[str, D
     if reports:
         raise IscsihaError(reports)
     return {name: DrbdResource(s.port, {v: DrbdSlot(n, minor)
-                                        for v, (n, minor) in s.volumes.items()})
+                                        for v, (n, minor) in s.volumes.items()},
+                               s.reservations)
             for name, s in sent.items()}
 
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 from iscsiha.errors import IscsihaError
+from iscsiha.executors import aptpl, files
 from iscsiha.executors.locks import exclusive
 from iscsiha.model.types import AuthMode
 from iscsiha.plan.agent_params import AuthParams, LunParam, TargetParams
@@ -28,6 +29,7 @@ from iscsiha.plan.agent_params import AuthParams, LunParam, TargetParams
 TPG_TAG = 1
 LOCK = "/run/iscsiha/lio.lock"
 ISCSI_FABRIC_PATH = "/sys/kernel/config/target/iscsi"
+DBROOT_PATH = "/sys/kernel/config/target/dbroot"  # where LIO writes pr/aptpl_SERIAL
 _PRODUCT_MAX = 16  # SCSI INQUIRY product identification
 
 
@@ -127,14 +129,18 @@ class Lio:
                 cache.clear()
             yield lib
 
-    def apply_target(self, spec: TargetParams, secrets: Secrets) -> None:
-        """Create or re-create the target with all its LUNs; the TPG is enabled last."""
+    def apply_target(self, spec: TargetParams, secrets: Secrets,
+                     reservations: str | None = None) -> None:
+        """Create or re-create the target with all its LUNs; the TPG is enabled last.
+        ``reservations``: the folder of the LUNs' APTPL files (the mounted store), loaded
+        before any LUN is exported and written there by LIO from then on."""
         with self._exclusive() as lib:
             self._remove_target(lib, spec.iqn, spec.luns)
-            self._create_target(lib, spec, secrets)
+            self._create_target(lib, spec, secrets, reservations)
 
-    def _create_target(self, lib: Any, spec: TargetParams, secrets: Secrets) -> None:
-        stores = [self._backstore(lun) for lun in spec.luns]
+    def _create_target(self, lib: Any, spec: TargetParams, secrets: Secrets,
+                       reservations: str | None) -> None:
+        stores = [self._backstore(lun, reservations) for lun in spec.luns]
         fabric = lib.FabricModule("iscsi")
         target = lib.Target(fabric, spec.iqn, mode="create")
         tpg = lib.TPG(target, TPG_TAG, mode="create")
@@ -162,12 +168,17 @@ class Lio:
             if target.wwn == iqn:
                 target.delete()  # TPGs, LUNs, ACLs and portals go with it
                 removed = True
+        luns = list(luns)
         names = {backstore_name(lun) for lun in luns}
         devices = {lun.device for lun in luns}
         for store in list(root.storage_objects):
             if store.name in names or store.udev_path in devices:
                 store.delete()
                 removed = True
+        for lun in luns:
+            # Never left for rtslib to load on its own when the store is created again:
+            # the file is read back (and checked) by _backstore only.
+            _unlink(_aptpl_link(lun))
         return removed
 
     def set_discovery_auth(self, auth: AuthParams, secrets: Secrets) -> None:
@@ -187,12 +198,49 @@ class Lio:
             return False
         return bool(self._lib().FabricModule("iscsi").discovery_enable_auth)
 
-    def _backstore(self, lun: LunParam) -> Any:
+    def _backstore(self, lun: LunParam, reservations: str | None) -> Any:
         lib = self._lib()
+        link = _aptpl_link(lun)
+        _unlink(link)  # rtslib would load a file found there itself, unchecked
         store = lib.BlockStorageObject(backstore_name(lun), dev=lun.device, wwn=lun.serial)
-        # Product id and serial can only be written before the device is exported.
+        # Product id, serial, attributes and reservations only before the device is exported.
         lib.utils.fwrite(f"{store.path}/wwn/product_id", lun.volume[:_PRODUCT_MAX] + "\n")
+        for name, value in _attributes(store.path).items():
+            lib.utils.fwrite(f"{store.path}/attrib/{name}", f"{value}\n")
+        # LIO fails every PERSISTENT RESERVE OUT when it cannot open its APTPL file.
+        os.makedirs(os.path.dirname(link), mode=0o700, exist_ok=True)
+        if reservations is not None:
+            kept = os.path.join(reservations, os.path.basename(link))
+            for line in aptpl.registrations(files.read(kept) or b"", kept):
+                lib.utils.fwrite(f"{store.path}/pr/res_aptpl_metadata", line)
+            # Every LUN's reservations persist as if the initiator had asked (APTPL),
+            # through the link into the replicated store.
+            lib.utils.fwrite(f"{store.path}/attrib/force_pr_aptpl", "1\n")
+            os.symlink(kept, link)
         return store
+
+
+def _aptpl_link(lun: LunParam) -> str:
+    dbroot = files.read_text(DBROOT_PATH).strip() if os.path.exists(DBROOT_PATH) else ""
+    if not dbroot.startswith("/") or "\0" in dbroot:
+        raise IscsihaError.single("lio-dbroot-unreadable", "LIO", DBROOT_PATH,
+                                  "an absolute folder", repr(dbroot[:80]))
+    return os.path.join(dbroot, "pr", f"aptpl_{lun.serial}")
+
+
+def _unlink(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _attributes(store_path: str) -> dict[str, int]:
+    """Set explicitly rather than left to LIO's defaults: COMPARE AND WRITE (VMFS's
+    locking), EXTENDED COPY, and UNMAP / WRITE SAME with UNMAP where the device under
+    the LUN discards (LIO reports how much it can unmap at once, 0 when it cannot)."""
+    unmap = files.read_text(f"{store_path}/attrib/max_unmap_lba_count").strip()
+    discards = 1 if unmap.isdigit() and int(unmap) > 0 else 0
+    return {"emulate_caw": 1, "emulate_3pc": 1, "emulate_tpu": discards,
+            "emulate_tpws": discards}
 
 
 def _target_state(root: Any, iqn: str) -> TargetState | None:

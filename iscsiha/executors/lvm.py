@@ -13,6 +13,8 @@ ZEROOUT_BYTES_PER_S = 20e6  # a slow disk's worst, for the timeout only
 _BYTES = ["--noheadings", "--units", "b", "--nosuffix"]
 # Marks the LVs the cluster made: its volumes, exported or not, on every box.
 TAG = "iscsiha"
+# Marks the LVs under the targets' reservations volumes (no volume of the model).
+RESERVATIONS_TAG = "iscsiha-reservations"
 
 
 class Lvm:
@@ -45,26 +47,26 @@ class Lvm:
                                       "a volume group on this box", result.stderr.strip())
         return _numbers(result.stdout, fields.count(",") + 1, f"vgs {vg}")
 
-    def create(self, vg: str, name: str, size: int) -> None:
+    def create(self, vg: str, name: str, size: int, tag: str = TAG) -> None:
         """A new LV, zeroed whole: DRBD skips the initial sync on the grounds that both
         boxes' copies are identical, and reused extents hold each box's own old bytes
         (other volumes' data and DRBD metadata), which lvcreate's zeroing of the first
         4 KiB leaves. BLKZEROOUT lets the disk write zeroes the fast way if it can."""
         self._runner.run([LVCREATE, "-q", "-y", "-W", "y", "-Z", "y", "-L", f"{size}b",
-                          "--addtag", TAG, "-n", name, "--", vg], timeout=120)
+                          "--addtag", tag, "-n", name, "--", vg], timeout=120)
         self._runner.run([BLKDISCARD, "--zeroout", "--", f"/dev/{vg}/{name}"],
                          timeout=max(120.0, size / ZEROOUT_BYTES_PER_S))
 
-    def tagged(self) -> dict[str, str]:
+    def tagged(self, tag: str = TAG) -> dict[str, str]:
         """LV name -> its volume group, for every LV the cluster made on this box."""
-        result = self._runner.run([LVS, "--noheadings", "-o", "lv_name,vg_name", f"@{TAG}"],
+        result = self._runner.run([LVS, "--noheadings", "-o", "lv_name,vg_name", f"@{tag}"],
                                   check=False)
         if not result.ok:
-            raise IscsihaError.single("lvs-failed", "command", f"lvs @{TAG}",
+            raise IscsihaError.single("lvs-failed", "command", f"lvs @{tag}",
                                       "a listing of this box's LVs", result.stderr.strip())
         rows = [line.split() for line in result.stdout.splitlines() if line.strip()]
         if any(len(row) != 2 for row in rows):
-            raise IscsihaError.single("lvm-output-unexpected", "command", f"lvs @{TAG}",
+            raise IscsihaError.single("lvm-output-unexpected", "command", f"lvs @{tag}",
                                       "lines of an LV name and its volume group",
                                       result.stdout.strip()[:200])
         return {lv: vg for lv, vg in rows}

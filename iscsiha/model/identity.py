@@ -9,6 +9,7 @@ running cluster's CIB) and only new ones are allocated.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ DRBD_MINOR_MAX = (1 << 20) - 1  # DRBD's MINORMASK
 DRBD_PORT_FIRST = 7789  # DRBD's customary first port
 DRBD_PORT_LAST = 7999
 DRBD_VOLUME_MAX = 65535  # drbd.conf(5): volume numbers 0 to 65535
+# The volume of a target's resource that holds its LUNs' SCSI reservations (LIO's
+# APTPL files), so they move with the target: the last number, never a LUN's. The
+# 8.4.11 module refuses 65535 ("requested volume id out of range", measured in the lab).
+RESERVATIONS_VOLUME = DRBD_VOLUME_MAX - 1
+RESERVATIONS_SIZE = 8 << 20  # bytes: an ext4 of a few APTPL files, each under 1 KiB per key
 
 # Fixed forever: changing it would change every LUN's serial and WWN, and
 # multipath on the hypervisors would see new disks.
@@ -43,10 +49,23 @@ class DrbdSlot:
 
 @dataclass(frozen=True)
 class DrbdResource:
-    """A target's DRBD resource: its port and its volumes (volume name -> slot)."""
+    """A target's DRBD resource: its port, its volumes (volume name -> slot), and the
+    minor of its reservations volume (None for a target made before there was one)."""
 
     port: int
     volumes: Mapping[str, DrbdSlot] = field(default_factory=dict)
+    reservations: int | None = None
+
+    @property
+    def reservations_slot(self) -> DrbdSlot | None:
+        if self.reservations is None:
+            return None
+        return DrbdSlot(RESERVATIONS_VOLUME, self.reservations)
+
+
+def reservations_lv(target: str) -> str:
+    """The LV under a target's reservations volume: a '.' no volume name may hold."""
+    return f"{target}.pr"
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,8 @@ def allocate_drbd(config: Config, previous: Mapping[str, DrbdResource] | None = 
     # and drbdadm refuses every command while two files claim one minor or port.
     used_minors = set(minors.values()) | {slot.minor for res in previous.values()
                                           for slot in res.volumes.values()}
+    used_minors |= {res.reservations for res in previous.values()
+                    if res.reservations is not None}
     used_ports = set(ports.values()) | {res.port for res in previous.values()}
     out: dict[str, DrbdResource] = {}
     for target in config.targets:
@@ -93,11 +114,19 @@ def allocate_drbd(config: Config, previous: Mapping[str, DrbdResource] | None = 
                                                   "drbd-minors-exhausted", "volumes",
                                                   f"{lun.volume} gets no DRBD minor")
             if lun.volume not in numbers:
-                numbers[lun.volume] = _lowest_free(used_numbers, 0, DRBD_VOLUME_MAX,
+                numbers[lun.volume] = _lowest_free(used_numbers, 0, RESERVATIONS_VOLUME - 1,
                                                    "drbd-volumes-exhausted", target.name,
                                                    f"{lun.volume} gets no DRBD volume number")
             slots[lun.volume] = DrbdSlot(numbers[lun.volume], minors[lun.volume])
-        out[target.name] = DrbdResource(ports[target.name], slots)
+        out[target.name] = DrbdResource(ports[target.name], slots,
+                                        previous.get(target.name, DrbdResource(0)).reservations)
+    # A new target gets its reservations volume (after every LUN's minor); a running
+    # one made before there was one keeps running without (re-creating it adds one).
+    for target in config.targets:
+        if target.name not in previous:
+            out[target.name] = dataclasses.replace(out[target.name], reservations=_lowest_free(
+                used_minors, 0, DRBD_MINOR_MAX, "drbd-minors-exhausted", "targets",
+                f"{target.name} gets no DRBD minor for its reservations"))
     return out
 
 

@@ -85,13 +85,17 @@ class TargetParams:
     initiators: tuple[str, ...]
     allow_any_initiator: bool
     auth: AuthParams
+    reservations: str | None = None  # /dev/drbdN holding the LUNs' SCSI reservations
 
     def to_params(self) -> list[tuple[str, str]]:
-        return [("iqn", self.iqn), ("portals", encode_portals(self.portals)),
-                ("luns", " ".join(str(lun) for lun in self.luns)),
-                ("initiators", " ".join(self.initiators)),
-                ("allow_any_initiator", "true" if self.allow_any_initiator else "false"),
-                *self.auth.to_params()]
+        params = [("iqn", self.iqn), ("portals", encode_portals(self.portals)),
+                  ("luns", " ".join(str(lun) for lun in self.luns)),
+                  ("initiators", " ".join(self.initiators)),
+                  ("allow_any_initiator", "true" if self.allow_any_initiator else "false"),
+                  *self.auth.to_params()]
+        if self.reservations is not None:
+            params.append(("reservations", self.reservations))
+        return params
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> TargetParams:
@@ -108,9 +112,12 @@ class TargetParams:
         allow_any = allow in _TRUE
         if not initiators and not allow_any:
             raise _bad("initiators", "", "initiator names, or allow_any_initiator=true")
+        reservations = params.get("reservations") or None
+        if reservations is not None and not _device_ok(reservations):
+            raise _bad("reservations", reservations, "a path under /dev (/dev/drbdN)")
         return cls(iqn, decode_portals(params.get("portals", "")),
                    decode_luns(params.get("luns", "")), initiators, allow_any,
-                   AuthParams.from_params(params))
+                   AuthParams.from_params(params), reservations)
 
 
 def encode_portals(portals: tuple[PortalParam, ...]) -> str:

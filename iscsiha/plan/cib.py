@@ -49,6 +49,7 @@ from iscsiha.plan.agent_params import (
 # next plan keeps them: META_VOLUMES is "VOLUME:NUMBER:MINOR ..." (names hold no ':').
 META_PORT = "iscsiha-drbd-port"
 META_VOLUMES = "iscsiha-drbd-volumes"
+META_RESERVATIONS = "iscsiha-drbd-reservations"  # the reservations volume's minor
 
 PREFERRED_SCORE = 100
 NODE_ACTION_LIMIT = 32
@@ -243,8 +244,26 @@ class _PreviousDrbd:
         else:
             self._ports[port] = where
         volumes = self.volumes(where, meta.get(META_VOLUMES, ""))
-        if not problem and name is not None and port is not None and volumes is not None:
-            self.found.setdefault(name, DrbdResource(port, volumes))
+        reservations, ok = self.reservations(where, meta.get(META_RESERVATIONS))
+        if (not problem and name is not None and port is not None and volumes is not None
+                and ok):
+            self.found.setdefault(name, DrbdResource(port, volumes, reservations))
+
+    def reservations(self, where: str, text: str | None) -> tuple[int | None, bool]:
+        """The reservations volume's minor (None: a target made before it existed)."""
+        if text is None:
+            return None, True
+        field = f"{where} {META_RESERVATIONS}"
+        minor = names.parse_decimal(text, 0, DRBD_MINOR_MAX)
+        if minor is None:
+            self.bad(field, text, f"a minor {names.DRBD_MINOR_ALLOWED}")
+            return None, False
+        if minor in self._minors:
+            self.bad(field, text, "each minor once in the CIB",
+                     f"the minor is also in {self._minors[minor]}")
+            return None, False
+        self._minors[minor] = where
+        return minor, True
 
     def volumes(self, where: str, text: str) -> dict[str, DrbdSlot] | None:
         field = f"{where} {META_VOLUMES}"
@@ -394,8 +413,10 @@ def _drbd_clone(resources: ET.Element, target: str, res: DrbdResource) -> None:
         ("drbd_resource", target), ("ignore_missing_notifications", "true")])
     volumes = " ".join(f"{name}:{slot.number}:{slot.minor}"
                        for name, slot in sorted(res.volumes.items()))
-    _nvset(prim, "meta_attributes", f"{rsc}-meta",
-           [(META_PORT, str(res.port)), (META_VOLUMES, volumes)])
+    meta = [(META_PORT, str(res.port)), (META_VOLUMES, volumes)]
+    if res.reservations is not None:
+        meta.append((META_RESERVATIONS, str(res.reservations)))
+    _nvset(prim, "meta_attributes", f"{rsc}-meta", meta)
     _ops(prim, rsc, DRBD_OPS)
 
 
@@ -424,6 +445,7 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
         initiators=target.initiators,
         allow_any_initiator=target.allow_any_initiator,
         auth=_auth_params(target.auth),
+        reservations=slot.device if (slot := res.reservations_slot) else None,
     )
     lio = _primitive(group, f"{gid}-lio", "ocf", "target", "iscsiha", params.to_params())
     _ops(lio, f"{gid}-lio", AGENT_OPS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from iscsiha.model.identity import DrbdResource
+from iscsiha.model.identity import DrbdResource, reservations_lv
 from iscsiha.model.types import Config, NetworkRole, Target
 
 FOLDER = "/etc/drbd.d/"
@@ -24,6 +24,12 @@ def peer_secret(key: bytes, resource: str) -> str:
 
 def resource_path(target: str) -> str:
     return f"{FOLDER}{target}.res"
+
+
+def reservations_vg(config: Config, target: Target) -> str:
+    """The volume group of the target's reservations LV: its first LUN's."""
+    first = min(target.luns, key=lambda lun: lun.number)
+    return config.volume(first.volume).volume_group
 
 
 def resource_file(config: Config, target: Target, res: DrbdResource, key: bytes | None) -> str:
@@ -92,6 +98,17 @@ def resource_file(config: Config, target: Target, res: DrbdResource, key: bytes 
             f"    volume {slot.number} {{",
             f"        device    {slot.device} minor {slot.minor};",
             f"        disk      {config.volume(name).lv_path};",
+            "        meta-disk internal;",
+            "    }",
+        ]
+    # The LUNs' SCSI reservations (docs/reservations.md): written with each PR OUT,
+    # so they are on both disks before the initiator hears the command is done.
+    if (pr := res.reservations_slot) is not None:
+        lines += [
+            f"    volume {pr.number} {{",
+            f"        device    {pr.device} minor {pr.minor};",
+            f"        disk      /dev/{reservations_vg(config, target)}/"
+            f"{reservations_lv(target.name)};",
             "        meta-disk internal;",
             "    }",
         ]

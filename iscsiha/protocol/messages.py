@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from iscsiha.model import names
+from iscsiha.model.identity import RESERVATIONS_VOLUME
 from iscsiha.model.journal_time import SINCE_ALLOWED, journal_since
 from iscsiha.model.load import VOLUME_SIZE_MAX
 from iscsiha.model.names import LUN_MAX
@@ -33,7 +34,8 @@ def _ok(problem: Callable[[Any], str | None]) -> Callable[[Any], bool]:
 def _ref(s: str) -> bool:
     name, slash, number = s.partition("/")
     return (names.object_name_problem(name) is None and slash == "/"
-            and names.parse_decimal(number, 0, LUN_MAX) is not None)
+            and (names.parse_decimal(number, 0, LUN_MAX) is not None
+                 or number == str(RESERVATIONS_VOLUME)))
 
 
 # A volume or target name (an LV, a DRBD resource, a CIB id).
@@ -42,7 +44,8 @@ Name = Annotated[str, Check(names.OBJECT_NAME_ALLOWED, _ok(names.object_name_pro
 LvmName = Annotated[str, Check(names.VG_NAME_ALLOWED, _ok(names.vg_name_problem))]
 NodeName = Annotated[str, Check(names.NODE_NAME_ALLOWED, _ok(names.node_name_problem))]
 # RESOURCE/NUMBER: one volume of a target's DRBD resource.
-VolumeRef = Annotated[str, Check(f"TARGET/NUMBER, NUMBER 0 to {LUN_MAX}", _ref)]
+VolumeRef = Annotated[str, Check(f"TARGET/NUMBER, NUMBER 0 to {LUN_MAX} or "
+                                 f"{RESERVATIONS_VOLUME} (the reservations)", _ref)]
 Minor = Annotated[int, Check(names.DRBD_MINOR_ALLOWED, _ok(names.drbd_minor_problem))]
 Port = Annotated[int, Check(names.DRBD_PORT_ALLOWED, _ok(names.drbd_port_problem))]
 VolumeNumber = Annotated[int, Check(names.LUN_ALLOWED, _ok(names.lun_problem))]
@@ -150,6 +153,7 @@ class Slots:
 
     port: Port
     volumes: dict[Name, tuple[VolumeNumber, Minor]]
+    reservations: Minor | None = None  # the reservations volume's minor
 
 
 @dataclass(frozen=True)

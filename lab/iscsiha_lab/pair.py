@@ -67,8 +67,9 @@ def _applied(result: GuestResult) -> None:
 def converge(lab: Lab, data: dict[str, Any], box: str = "san-a") -> None:
     """Apply ``data`` on ``box``, deleting whatever volumes earlier runs left: targets
     first (a volume still exported is never deleted), then the volumes."""
+    # The cluster's volumes only (tagged): not the targets' reservations LVs.
     out = lab.exec(box, ["lvs", "--noheadings", "--units", "m", "--nosuffix",
-                         "-o", "lv_name,lv_size", "data"]).check().out
+                         "-o", "lv_name,lv_size", "@iscsiha"]).check().out
     wanted = {v["name"] for v in data["volumes"]}
     extra = {name: f"{float(size):.0f}M" for name, size in
              (line.split() for line in out.splitlines() if line.strip()) if name not in wanted}

@@ -59,6 +59,7 @@ class Node:
     name: str
     root: Path
     lvs: dict[str, int] = field(default_factory=dict)  # "vg/name" -> size
+    tags: dict[str, str] = field(default_factory=dict)  # "vg/name" -> its tag, if not iscsiha
     metadata: set[str] = field(default_factory=set)  # RES/NUMBER with DRBD metadata
     # Resources up -> their volumes (number -> minor), as the file said at up or adjust.
     kernel: dict[str, dict[int, int]] = field(default_factory=dict)
@@ -102,18 +103,22 @@ class Node:
         if tool == "vgs":
             return f"  {VG_FREE} {EXTENT}\n", 0
         if tool == "lvs" and name.startswith("@"):
-            return "".join(f"  {lv.split('/')[1]} {lv.split('/')[0]}\n" for lv in self.lvs), 0
+            return "".join(f"  {lv.split('/')[1]} {lv.split('/')[0]}\n" for lv in self.lvs
+                           if self.tags.get(lv, "iscsiha") == name[1:]), 0
         if tool == "lvs":
             return (f"  {self.lvs[name]}\n", 0) if name in self.lvs else ("not found", 5)
         if tool == "lvcreate":
             size = int(argv[argv.index("-L") + 1].removesuffix("b"))
-            self.lvs[f"{name}/{argv[argv.index('-n') + 1]}"] = size
+            lv = f"{name}/{argv[argv.index('-n') + 1]}"
+            self.lvs[lv] = size
+            self.tags[lv] = argv[argv.index("--addtag") + 1]
             return "", 0
         if tool == "lvextend":
             self.lvs[name] = int(argv[argv.index("-L") + 1].removesuffix("b"))
             return "", 0
         if tool == "lvremove":
             del self.lvs[name]
+            self.tags.pop(name, None)
             return "", 0
         if tool == "blkdiscard":
             return "", 0

@@ -57,8 +57,10 @@ class FakeLio:
     def target_state(self, iqn: str) -> TargetState | None:
         return self.state
 
-    def apply_target(self, spec: TargetParams, secrets: Secrets) -> None:
-        self.calls.append(f"apply {spec.iqn} secret={secrets.chap}")
+    def apply_target(self, spec: TargetParams, secrets: Secrets,
+                     reservations: str | None = None) -> None:
+        self.calls.append(f"apply {spec.iqn} secret={secrets.chap}"
+                          + (f" reservations={reservations}" if reservations else ""))
         self.state = TargetState(True, frozenset((str(p.address), p.port) for p in spec.portals),
                                  {lun.number: lun.device for lun in spec.luns},
                                  frozenset(spec.initiators))
@@ -115,6 +117,24 @@ class FakeHandover:
         return 0
 
 
+class FakeStore:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+        self.mounts: set[str] = set()
+
+    def mounted(self, device: str) -> bool:
+        return device in self.mounts
+
+    def mount(self, device: str) -> str:
+        self.calls.append(f"mount {device}")
+        self.mounts.add(device)
+        return f"/run/pr/{device[5:]}"
+
+    def unmount(self, device: str) -> None:
+        self.calls.append(f"unmount {device}")
+        self.mounts.discard(device)
+
+
 CONNECTION = Connection(ip_address("10.30.0.100"), 3260, ip_address("10.30.0.7"), 51000)
 
 
@@ -122,7 +142,37 @@ def _agent() -> tuple[TargetAgent, FakeLio, FakePortBlock]:
     lio = FakeLio()
     block = FakePortBlock(lio.calls)
     return TargetAgent(lio, block, FakeAddresses, FakeHandover(lio.calls),  # type: ignore[arg-type]
-                       lambda portals: [CONNECTION]), lio, block
+                       FakeStore(lio.calls), lambda portals: [CONNECTION]), lio, block  # type: ignore[arg-type]
+
+
+def test_reservations_are_mounted_before_the_luns_and_unmounted_after_them() -> None:
+    agent, lio, _ = _agent()
+    params = {**PARAMS, "reservations": "/dev/null"}
+    assert agent.start(params) == Rc.SUCCESS
+    assert lio.calls[:2] == ["mount /dev/null",
+                             "apply iqn.2026-11.com.example:san.vm secret=hv-Secret-0001 "
+                             "reservations=/run/pr/null"]
+    assert agent.monitor(params) == Rc.SUCCESS
+    lio.calls.clear()
+    assert agent.stop(params) == Rc.SUCCESS
+    assert lio.calls.index("unmount /dev/null") > next(
+        i for i, c in enumerate(lio.calls) if c.startswith("remove"))
+
+
+def test_a_target_whose_reservations_store_is_gone_fails_its_monitor() -> None:
+    agent, _, _ = _agent()
+    params = {**PARAMS, "reservations": "/dev/null"}
+    agent.start(params)
+    agent._store.unmount("/dev/null")  # type: ignore[attr-defined]
+    with pytest.raises(AgentError, match="reservations store /dev/null is not mounted"):
+        agent.monitor(params)
+
+
+def test_a_missing_reservations_device_fails_the_start_before_anything_changes() -> None:
+    agent, lio, _ = _agent()
+    with pytest.raises(AgentError, match=r"/dev/drbd999 \(the reservations\) is missing"):
+        agent.start({**PARAMS, "reservations": "/dev/drbd999"})
+    assert lio.calls == []
 
 
 def test_start_applies_all_luns_then_unblocks_and_is_idempotent() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError
+from iscsiha.model.identity import RESERVATIONS_SIZE as PR
 from iscsiha.plan.agent_params import decode_luns
 from iscsiha.plan.cib import nvpairs
 from tests.unit.apply_fakes import World, desired
@@ -61,8 +62,9 @@ def test_a_new_volume_no_target_exports_is_an_lv_on_both_boxes_and_nothing_else(
     changes = world.apply(VM_SPARE)
     assert [v.name for v in changes.create] == ["spare"] and not changes.cib_changed
     for node in world.nodes:
-        assert node.lvs == {"data/vmstore": GIB, "data/spare": GIB}
-        assert node.file("drbd.d/vm.res") == vm_file and node.metadata == {"vm/0"}
+        assert node.lvs == {"data/vmstore": GIB, "data/spare": GIB, "data/vm.pr": PR}
+        assert node.file("drbd.d/vm.res") == vm_file
+        assert node.metadata == {"vm/0", "vm/65534"}
         assert node.file("desired.toml") == VM_SPARE
     assert world.pacemaker.cib == cib
 
@@ -76,12 +78,16 @@ def test_a_new_target_is_prepared_on_both_boxes_left_down_and_added_to_the_cib(
     changes = world.apply(text)
     assert [v.name for v in changes.create] == ["backup"] and changes.cib_changed
     for node in world.nodes:
-        assert node.lvs == {"data/vmstore": GIB, "data/backup": 2 * GIB}
-        assert node.metadata == {"vm/0", "backup/0"}
-        assert disks(node.file("drbd.d/backup.res")) == ["/dev/data/backup"]
+        # Each target's reservations LV, made with its resource file.
+        assert node.lvs == {"data/vmstore": GIB, "data/backup": 2 * GIB, "data/vm.pr": PR,
+                            "data/backup.pr": PR}
+        assert node.metadata == {"vm/0", "vm/65534", "backup/0", "backup/65534"}
+        assert disks(node.file("drbd.d/backup.res")) == ["/dev/data/backup",
+                                                         "/dev/data/backup.pr"]
         assert node.file("drbd.d/vm.res") == vm_file  # the running target is left alone
         assert set(node.kernel) == {"vm"}  # backup is Pacemaker's to start
-    assert 1 in world.a.in_sync  # backup's volume declared in sync: no initial full sync
+    # backup's volumes (minors after vm's two) declared in sync: no initial full sync.
+    assert {2, 3} <= world.a.in_sync
     assert exported(world.pacemaker.cib, "backup") == ["backup"]
     assert exported(world.pacemaker.cib, "vm") == ["vmstore"]
 
@@ -92,13 +98,14 @@ def test_a_lun_joining_a_running_target_joins_its_drbd_resource_under_maintenanc
     changes = world.apply(VM_DB)
     assert [v.name for v in changes.create] == ["db"]
     for node in world.nodes:
-        assert node.lvs == {"data/vmstore": GIB, "data/db": GIB}
-        assert node.metadata == {"vm/0", "vm/1"}
-        assert node.kernel["vm"] == {0: 0, 1: 1}  # the running resource took the volume
+        assert node.lvs == {"data/vmstore": GIB, "data/db": GIB, "data/vm.pr": PR}
+        assert node.metadata == {"vm/0", "vm/1", "vm/65534"}
+        # The running resource took the volume.
+        assert node.kernel["vm"] == {0: 0, 65534: 1, 1: 2}
         assert node.file("desired.toml") == VM_DB
     # Promoted alone where the target runs, the other volume's role left to Pacemaker.
     assert world.a.roles == {"vm/1": "Primary"} and world.b.roles == {}
-    assert 1 in world.a.in_sync
+    assert 2 in world.a.in_sync
     assert exported(world.pacemaker.cib, "vm") == ["vmstore", "db"]
     # Pacemaker was kept off the clone while its resource changed, and has it back.
     metas = [clone_meta(cib, "vm") or {} for cib in world.pacemaker.history]
@@ -125,9 +132,10 @@ def test_a_lun_leaving_a_running_target_is_demoted_and_dropped_from_its_resource
     changes = world.apply(text)
     assert changes.delete == () and changes.cib_changed
     for node in world.nodes:
-        assert node.kernel["vm"] == {0: 0}
-        assert disks(node.file("drbd.d/vm.res")) == ["/dev/data/vmstore"]
-        assert node.lvs == {"data/vmstore": GIB, "data/db": GIB}  # the volume stays
+        assert node.kernel["vm"] == {0: 0, 65534: 2}
+        assert disks(node.file("drbd.d/vm.res")) == ["/dev/data/vmstore", "/dev/data/vm.pr"]
+        # The volume stays.
+        assert node.lvs == {"data/vmstore": GIB, "data/db": GIB, "data/vm.pr": PR}
     assert world.a.roles == {"vm/1": "Secondary"} and world.b.roles == {}
     assert exported(world.pacemaker.cib, "vm") == ["vmstore"]
     assert "maintenance" not in (clone_meta(world.pacemaker.cib, "vm") or {})
@@ -138,7 +146,7 @@ def test_deleting_a_volume_removes_its_lv_on_both_boxes(world: World) -> None:
     changes = world.apply(VM, deletes=["spare"])
     assert changes.delete == ("spare",)
     for node in world.nodes:
-        assert node.lvs == {"data/vmstore": GIB}
+        assert node.lvs == {"data/vmstore": GIB, "data/vm.pr": PR}
         assert node.file("desired.toml") == VM
 
 
@@ -157,7 +165,8 @@ def test_deleting_a_target_stops_it_then_drops_it_from_the_cib_and_both_boxes(
     for node in world.nodes:
         assert set(node.kernel) == {"vm"}
         assert node.file("drbd.d/backup.res") is None
-        assert node.lvs == {"data/vmstore": GIB, "data/backup": GIB}  # its volume stays
+        # Its volume stays; its reservations LV goes with its resource.
+        assert node.lvs == {"data/vmstore": GIB, "data/backup": GIB, "data/vm.pr": PR}
 
 
 def test_growing_a_volume_grows_both_lvs_and_drbd_once(world: World) -> None:
@@ -166,7 +175,7 @@ def test_growing_a_volume_grows_both_lvs_and_drbd_once(world: World) -> None:
     changes = world.apply(desired({"vmstore": "2G"}, {"vm": ["vmstore"]}))
     assert [(v.name, v.size) for v in changes.grow] == [("vmstore", 2 * GIB)]
     for node in world.nodes:
-        assert node.lvs == {"data/vmstore": 2 * GIB}
+        assert node.lvs == {"data/vmstore": 2 * GIB, "data/vm.pr": PR}
     # DRBD grows from one box; the peer follows over the connection.
     assert world.a.resized == {"vm/0"} and world.b.resized == set()
     assert world.pacemaker.cib == cib
@@ -184,7 +193,7 @@ def test_a_failure_before_the_cib_patch_removes_the_new_volumes_and_resources_on
     assert report.code == "command-failed" and "failed on san-b" in str(report.message)
     assert world.pacemaker.cib == cib
     for node in world.nodes:
-        assert node.lvs == {"data/vmstore": GIB}
+        assert node.lvs == {"data/vmstore": GIB, "data/vm.pr": PR}  # backup.pr undone too
         assert node.file("drbd.d/backup.res") is None and set(node.kernel) == {"vm"}
         assert node.file("desired.toml") == VM
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from iscsiha.errors import IscsihaError
+from iscsiha.model.identity import RESERVATIONS_SIZE
 from tests.unit.apply_fakes import World, desired
 
 
@@ -27,8 +28,9 @@ def test_a_new_volume_and_target_reach_both_boxes_and_the_cib(world: World) -> N
     changes = world.apply(DESIRED)
     assert [v.name for v in changes.create] == ["vmstore"] and changes.cib_changed
     for node in world.nodes:
-        assert node.lvs == {"data/vmstore": 1 << 30}
-        assert node.metadata == {"vm/0"} and node.kernel == {}  # left down for Pacemaker
+        assert node.lvs == {"data/vmstore": 1 << 30, "data/vm.pr": RESERVATIONS_SIZE}
+        # Left down for Pacemaker.
+        assert node.metadata == {"vm/0", "vm/65534"} and node.kernel == {}
         res = node.root / "drbd.d/vm.res"
         assert os.stat(res).st_mode & 0o777 == 0o600
         assert re.search(r"device +/dev/drbd0 minor 0;", res.read_text())

@@ -98,7 +98,8 @@ def test_plan_keeps_minors_from_a_previous_cib(tmp_path: Path) -> None:
                  "volume 1 {\n        device    /dev/drbd1 minor 1;\n"
                  "        disk      /dev/data/db;"):
         assert kept in before and kept in after
-    assert ("volume 2 {\n        device    /dev/drbd3 minor 3;\n"
+    # The next minor after the LUNs' and both targets' reservations volumes.
+    assert ("volume 2 {\n        device    /dev/drbd5 minor 5;\n"
             "        disk      /dev/data/new;") in after
 
 

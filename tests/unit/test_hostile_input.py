@@ -333,7 +333,7 @@ def _agent(kind: str) -> tuple[Any, Any, dict[str, str]]:
     none = cast(Any, None)  # validate-all touches no executor
     if kind == "address":
         return lambda: AddressAgent(none, none, none), ADDRESS_SPEC, ADDRESS
-    return lambda: TargetAgent(none, none, none, none), TARGET_SPEC, TARGET
+    return lambda: TargetAgent(none, none, none, none, none), TARGET_SPEC, TARGET
 
 
 @pytest.mark.parametrize(("kind", "changes"), [c[1:] for c in AGENT_CASES],

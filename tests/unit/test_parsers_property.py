@@ -367,7 +367,7 @@ def test_agent_validate_all_succeeds_or_refuses_as_not_configured(kind: str,
 
     def make() -> Any:
         return AddressAgent(none, none, none) if kind == "address" else TargetAgent(
-            none, none, none, none)
+            none, none, none, none, none)
 
     err = io.StringIO()
     rc = run(make, spec, ["agent", "validate-all"], env, io.StringIO(), err)

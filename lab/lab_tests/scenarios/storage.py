@@ -34,7 +34,9 @@ def cib_epoch(lab: Lab) -> str:
 
 
 def lvs(lab: Lab, box: str) -> str:
-    return lab.exec(box, ["lvs", "--noheadings", "-o", "lv_name,lv_size", "data"]).check().out
+    """The cluster's volumes (tagged), not the targets' reservations LVs."""
+    return lab.exec(box, ["lvs", "--noheadings", "-o", "lv_name,lv_size", "@iscsiha"]
+                    ).check().out
 
 
 def with_volume_size(data: dict[str, Any], volume: str, size: str) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def test_apply_makes_replicated_volumes_without_a_full_sync(
         names = {line.split()[0] for line in lvs(lab, box).splitlines()}
         assert {"solo", *(f"disk{i}" for i in range(8))} <= names
         drbd = lab.exec(box, ["cat", "/proc/drbd"]).check().out
-        assert drbd.count("ds:UpToDate/UpToDate") == 9, drbd
+        # The LUNs' volumes and each target's reservations volume.
+        assert drbd.count("ds:UpToDate/UpToDate") == 9 + len(applied[0]["targets"]), drbd
         # Skipped initial sync: nothing was sent at creation beyond the tests' own writes.
         assert "sync'ed" not in drbd
 
