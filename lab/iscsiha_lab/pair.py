@@ -135,8 +135,9 @@ class DrbdView:
 
 
 def drbd(lab: Lab, box: str) -> dict[str, DrbdView]:
-    script = "; ".join(f"echo {v} $(drbdadm role {v}) $(drbdadm cstate {v}) "
-                       f"$(drbdadm dstate {v})" for v in TARGETS)
+    # Volume 0, the LUN: the resource also holds the target's reservations volume.
+    script = "; ".join(f"echo {v} $(drbdadm role {v}/0) $(drbdadm cstate {v}/0) "
+                       f"$(drbdadm dstate {v}/0)" for v in TARGETS)
     views = {}
     for line in (ask(lab, box, ["sh", "-c", script]) or "").splitlines():
         words = line.split()
@@ -212,8 +213,8 @@ def fenced_after(lab: Lab, node: str, before: str) -> Callable[[], bool]:
 
 def data_digests(lab: Lab, volume: str) -> set[str]:
     """sha256 of the replicated bytes on each box, read past any cache."""
-    sizes = [lab.exec(box, ["sh", "-c", f"drbdadm role {volume} | grep -q ^Primary && "
-                                        f"blockdev --getsize64 $(drbdadm sh-dev {volume})"
+    sizes = [lab.exec(box, ["sh", "-c", f"drbdadm role {volume}/0 | grep -q ^Primary && "
+                                        f"blockdev --getsize64 $(drbdadm sh-dev {volume}/0)"
                                         " || true"]).out.strip() for box in BOXES]
     (size,) = [s for s in sizes if s]
     return {lab.exec(box, ["sh", "-c", f"dd if=/dev/data/{volume} iflag=direct bs=1M "

@@ -1,9 +1,10 @@
 """SCSI-3 persistent reservations from an initiator, as a Windows or Linux cluster
 uses them, kept across a planned move and a power cut (docs/reservations.md).
 
-Two sessions of the lab's initiator (two iSCSI interfaces: two I_T nexuses, as two
-cluster nodes would be) register a key each, the first reserves; after each move the
-new box must report the same keys, holder and type, a third, unregistered session
+Two sessions of the lab's initiator under two initiator names (two iSCSI interfaces,
+each with its own name, as two cluster nodes would be: LIO keeps a registration per
+initiator name and LUN) register a key each, the first reserves; after each move the
+new box must report the same keys, holder and type, a third, unregistered initiator
 must get RESERVATION CONFLICT on a write, and a preempt must work.
 """
 
@@ -17,6 +18,8 @@ from iscsiha_lab.initiator import Initiator, iqn, wait_for
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import (
     TARGETS,
+    converge,
+    failover_desired,
     fence_history,
     fenced_after,
     logout_all,
@@ -31,6 +34,7 @@ pytestmark = pytest.mark.lab
 TARGET = iqn("alpha")
 PORTAL = TARGETS["alpha"][0]
 IFACES = ("pr1", "pr2", "pr3")  # two registered nodes, one stranger
+NAMES = {"pr2": "iqn.2026-12.org.example:node2", "pr3": "iqn.2026-12.org.example:stranger"}
 KEY_A, KEY_B = "0xa1", "0xb2"
 WE_RO = "5"  # Write Exclusive, Registrants Only: what Windows clusters take
 
@@ -41,16 +45,28 @@ def disks(lab: Lab) -> Iterator[dict[str, str]]:
     initiator = Initiator(lab)
     prepare(lab, initiator)
     logout_all(initiator)
+    data = failover_desired(lab, initiator.iqn)
+    for target in data["targets"]:
+        if target["name"] == "alpha":
+            target["initiators"] = [initiator.iqn, *NAMES.values()]
+    converge(lab, data)
+    wait_healthy(lab, "alpha open to the other nodes' names")
     found: dict[str, str] = {}
     try:
         for iface in IFACES:
             initiator.run("iscsiadm", "-m", "iface", "-I", iface, "-o", "new")
+            if iface in NAMES:
+                initiator.run("iscsiadm", "-m", "iface", "-I", iface, "-o", "update",
+                              "-n", "iface.initiatorname", "-v", NAMES[iface])
             initiator.configure(TARGET, PORTAL, iface=iface)
             before = _iscsi_disks(initiator)
             initiator.run(*initiator.node(TARGET, PORTAL), "-I", iface, "--login")
             wait_for(f"{iface}'s disk",
                      lambda seen=before: bool(_iscsi_disks(initiator) - seen), 60)
             (found[iface],) = _iscsi_disks(initiator) - before
+        # From a clean LUN: what an earlier run left is kept too (that is the point).
+        _sg(lab, "--out", "--register-ignore", f"--param-sark={KEY_A}", found["pr1"])
+        _sg(lab, "--out", "--clear", f"--param-rk={KEY_A}", found["pr1"])
         yield found
     finally:
         logout_all(initiator)
@@ -84,9 +100,12 @@ def _state(lab: Lab, disk: str) -> tuple[list[str], str]:
 
 
 def _write(lab: Lab, disk: str) -> str:
+    """"reservation conflict" when the write was refused for one: the block layer
+    reports that SCSI status as EBADE ("Invalid exchange")."""
     result = lab.exec("initiator", ["sg_dd", "if=/dev/zero", f"of={disk}", "bs=512",
                                     "count=1", "seek=2048", "oflag=direct"], timeout=60)
-    return result.out + result.err
+    text = result.out + result.err
+    return "reservation conflict" if "Invalid exchange" in text else text
 
 
 def test_two_keys_and_a_reservation_are_taken_and_a_stranger_cannot_write(

@@ -49,9 +49,10 @@ def _sh(lab: Lab, box: str, script: str, timeout: float = 120) -> str:
 
 def _drbd(lab: Lab, box: str) -> tuple[str, str, str]:
     """(role, connection, disks) of the volume on ``box``; "?" where drbdadm says nothing."""
-    words = lab.exec(box, ["sh", "-c", f"echo $(drbdadm role {VOLUME}) "
-                                       f"$(drbdadm cstate {VOLUME}) "
-                                       f"$(drbdadm dstate {VOLUME})"]).out.split()
+    # Volume 0, the LUN: the resource also holds the target's reservations volume.
+    words = lab.exec(box, ["sh", "-c", f"echo $(drbdadm role {VOLUME}/0) "
+                                       f"$(drbdadm cstate {VOLUME}/0) "
+                                       f"$(drbdadm dstate {VOLUME}/0)"]).out.split()
     if len(words) != 3:
         return "?", "?", "?"
     return words[0].split("/")[0], words[1], words[2]
@@ -104,7 +105,7 @@ def _make_split_brain(lab: Lab) -> SplitBrain:
         _sh(lab, box, f"drbdadm disk-options --fencing=dont-care {VOLUME}")
     # The Secondary may still wait for its peer; 8.4 refuses to disconnect a StandAlone one.
     for box in (keep, gone):
-        _sh(lab, box, f'[ "$(drbdadm cstate {VOLUME})" = StandAlone ] || '
+        _sh(lab, box, f'[ "$(drbdadm cstate {VOLUME}/0)" = StandAlone ] || '
                       f"drbdadm disconnect {VOLUME}")
     wait_for("both sides StandAlone",
              lambda: all(_drbd(lab, box)[1] == "StandAlone" for box in BOXES), timeout=30)
@@ -125,7 +126,7 @@ def _make_split_brain(lab: Lab) -> SplitBrain:
     # The side that lost the connection first may still wait for its peer: as DRBD leaves
     # both after a split brain found at once, and as the checks below expect.
     for box in BOXES:
-        _sh(lab, box, f'[ "$(drbdadm cstate {VOLUME})" = StandAlone ] || '
+        _sh(lab, box, f'[ "$(drbdadm cstate {VOLUME}/0)" = StandAlone ] || '
                       f"drbdadm disconnect {VOLUME}")
     # As after a real split brain: Pacemaker manages the volume, the Primary is promoted.
     _pacemaker(lab, managed=True)

@@ -26,8 +26,8 @@ BLOCKS = 4  # 4 KiB blocks of garbage: DRBD verifies in 4 KiB blocks
 
 
 def in_sync(lab: Lab) -> bool:
-    out = lab.exec(PRIMARY, ["sh", "-c", f"drbdadm role {TARGET}; drbdadm cstate {TARGET}; "
-                                         f"drbdadm dstate {TARGET}"]).out.split()
+    out = lab.exec(PRIMARY, ["sh", "-c", f"drbdadm role {TARGET}/0; drbdadm cstate {TARGET}/0; "
+                                         f"drbdadm dstate {TARGET}/0"]).out.split()
     return out == ["Primary/Secondary", "Connected", "UpToDate/UpToDate"]
 
 
