@@ -93,7 +93,7 @@ def _desired(lab: Lab) -> dict[str, Any]:
 def _make_split_brain(lab: Lab) -> SplitBrain:
     (keep,) = [box for box in BOXES if _drbd(lab, box)[0] == "Primary"]
     (gone,) = [box for box in BOXES if box != keep]
-    minor = int(_sh(lab, keep, f"drbdadm sh-minor {VOLUME}"))
+    minor = int(_sh(lab, keep, f"drbdadm sh-minor {VOLUME}/0"))
     device = f"/dev/drbd{minor}"
     size = int(_sh(lab, keep, f"blockdev --getsize64 {device}"))  # only a Primary opens it
     before = sum(_split_lines(lab, box, minor) for box in BOXES)
