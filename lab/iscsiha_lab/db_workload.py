@@ -181,13 +181,24 @@ def run(mount: str, state_path: str, seconds: float, stop_file: str,
             "committed": state.committed, "seconds": round(end - start, 3)}
 
 
+def unreadable(why: str, committed: int, floor: int) -> dict[str, Any]:
+    """The check's figures for a database that cannot be read: every committed row missing."""
+    return {"integrity": why, "present": 0, "missing": max(0, committed - floor + 1),
+            "missing_first": [], "bad_checksums": 0, "beyond_committed": 0, "total_ok": False}
+
+
 def verify(path: str, committed: int, floor: int) -> dict[str, Any]:
     """Integrity check, every row floor..committed present with its checksum right, and
     the running total equal to the rows'."""
     if not os.path.exists(path):
-        return {"integrity": f"no database at {path}", "present": 0,
-                "missing": max(0, committed - floor + 1), "missing_first": [],
-                "bad_checksums": 0, "beyond_committed": 0, "total_ok": False}
+        return unreadable(f"no database at {path}", committed, floor)
+    try:
+        return _verify(path, committed, floor)
+    except sqlite3.Error as exc:  # "database disk image is malformed", and the like
+        return unreadable(f"{path}: {exc}", committed, floor)
+
+
+def _verify(path: str, committed: int, floor: int) -> dict[str, Any]:
     db = sqlite3.connect(path, isolation_level=None, timeout=30)
     try:
         found = [row[0] for row in db.execute("PRAGMA integrity_check")]

@@ -130,6 +130,13 @@ def test_without_a_database_every_committed_row_is_missing(mount: Path) -> None:
     assert checked["missing"] == 12 and "no database" in str(checked["integrity"])
 
 
+def test_a_database_that_is_not_one_fails_its_integrity_check(mount: Path) -> None:
+    (mount.parent / "state").write_text("3 1\n")
+    (mount / w.DB_NAME).write_bytes(b"SQLite format 3\0" + b"\xff" * 4096)
+    checked = _check(mount)
+    assert checked["integrity"] != "ok" and checked["missing"] == 3
+
+
 def test_main_prints_one_json_line_or_what_failed(mount: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     state = str(mount.parent / "state")
