@@ -89,16 +89,20 @@ class Workload:
         assert self._thread is not None
         self._thread.join(timeout=300)
         run = dict(self.result) or {"failed": "db_workload run returned nothing"}
-        try:
-            disk = device(self.initiator)
-        except IscsihaError as exc:
-            return {**run, "check_failed": str(exc)}
-        checked = _script(self.initiator, ["check", "--mount", MOUNT, "--state", STATE,
-                                           "--device", disk], timeout=600)
-        if "failed" in checked:
-            checked = {"check_failed": checked.pop("failed")}
         # The check's count of committed rows is read from the state file; the run's too.
-        return {**run, **checked}
+        return {**run, **check(self.initiator)}
+
+
+def check(initiator: Initiator) -> dict[str, Any]:
+    """Unmount, e2fsck, mount, and verify the database: the check's figures, or
+    {"check_failed": why}."""
+    try:
+        disk = device(initiator)
+    except IscsihaError as exc:
+        return {"check_failed": str(exc)}
+    checked = _script(initiator, ["check", "--mount", MOUNT, "--state", STATE,
+                                  "--device", disk], timeout=600)
+    return {"check_failed": checked["failed"]} if "failed" in checked else checked
 
 
 def problems(db: dict[str, Any]) -> list[str]:

@@ -12,11 +12,12 @@ figures print with pytest -s.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from iscsiha_lab import faults, timeline
+from iscsiha_lab import db_load, faults, timeline
 from iscsiha_lab.initiator import Initiator
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import logout_all, prepare
@@ -120,3 +121,23 @@ def test_cut_of_both_cluster_links_on_the_active_box_leaves_one_serving_side(
 def test_cut_storage_network_on_the_active_box_moves_its_targets(
         lab: Lab, pair: tuple[Initiator, list[str]]) -> None:
     _run(lab, pair, "storage network cut")
+
+
+# Last in file order: it leaves the database one row short (the next prepare makes a new one).
+def test_the_database_check_on_the_lun_finds_a_committed_transaction_that_is_gone(
+        lab: Lab, pair: tuple[Initiator, list[str]]) -> None:
+    initiator, _ = pair
+    load = db_load.Workload(initiator)
+    load.start()
+    time.sleep(10)
+    before = load.stop()
+    assert db_load.problems(before) == [] and before["fsck_clean"] is True
+    initiator.run("python3", "-c", "import sqlite3; db = sqlite3.connect("
+                  f"'{db_load.MOUNT}/workload.sqlite', isolation_level=None); "
+                  "db.execute('DELETE FROM tx WHERE n = 2'); db.close()")
+    after = db_load.check(initiator)
+    assert after["fsck_clean"] is True and after["integrity"] == "ok"
+    assert after["missing"] == 1 and after["missing_first"] == [2]
+    assert after["total_ok"] is False
+    assert "1 committed transactions missing (first [2])" in "; ".join(
+        db_load.problems(after))
