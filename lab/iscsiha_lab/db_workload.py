@@ -25,6 +25,7 @@ application saw committed could roll back without any fault of the storage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -159,7 +160,8 @@ def run(mount: str, state_path: str, seconds: float, stop_file: str,
                 if len(error_text) < TEXT_LIMIT:
                     error_text.append(f"{path} transaction {n}: {exc}")
                 if db is not None:
-                    db.close()
+                    with contextlib.suppress(sqlite3.Error):  # the error is counted already
+                        db.close()
                 db = None  # reopened, and n taken anew, on the next round
                 time.sleep(0.5)
                 continue
