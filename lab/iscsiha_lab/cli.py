@@ -120,8 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fence", action="store_true", help="skip the fence off/on cycle")
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("soak", help="inject random faults under the write verifier (JSON "
-                                    "counts); takes the running lab's desired state over")
+    p = sub.add_parser("soak", help="inject random faults under the write verifier and a "
+                                    "database on ext4 (JSON counts); takes the running "
+                                    "lab's desired state over")
     p.add_argument("--faults", type=int, default=50, help="how many (default 50)")
     p.add_argument("--seed", type=int, default=None, help="repeat a run's sequence")
     p.add_argument("--max-minutes", type=float, default=150.0,

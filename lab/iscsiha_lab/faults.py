@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iscsiha.errors import IscsihaError
-from iscsiha_lab import timeline
+from iscsiha_lab import db_load, timeline
 from iscsiha_lab.initiator import Initiator, wait_for
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import (
     DESIRED,
     RECOVERY,
     TARGETS,
+    VOLUME_MIB,
     CheckFailed,
     clocks,
     fence_constraints,
@@ -43,45 +44,59 @@ from iscsiha_lab.pair import (
 )
 
 PROBE_SECONDS = 900  # the verifier's own bound; a scenario stops it long before
-RESYNC_LIMIT_KIB = 32 * 1024  # a volume's size: a full resync would reach it
+# A volume's size: its full resync would reach it.
+RESYNC_LIMIT_KIB = {volume: mib * 1024 for volume, mib in VOLUME_MIB.items()}
 
 
 @dataclass
 class Load:
-    """The acknowledged-write verifier, running on the initiator until stopped."""
+    """The acknowledged-write verifier and the database workload, running on the
+    initiator until stopped."""
 
     initiator: Initiator
     disks: list[str]
     stop_file: str = "/tmp/failover-probe.stop"
     result: dict[str, Any] = field(default_factory=dict)
     _thread: threading.Thread | None = None
+    db: db_load.Workload | None = None
 
     def start(self) -> None:
         self.initiator.run("rm", "-f", self.stop_file)
+        self.db = db_load.Workload(self.initiator)
+        self.db.start()
         self._thread = threading.Thread(target=lambda: self.result.update(
             self.initiator.probe(self.disks, PROBE_SECONDS, self.stop_file)), daemon=True)
         self._thread.start()
         time.sleep(5)  # writes flowing before the fault
 
     def stop(self) -> dict[str, Any]:
+        """The verifier's figures, with the workload's (run, then checked) under "db"."""
         time.sleep(5)  # and after the recovery
         self.initiator.run("touch", self.stop_file)
-        assert self._thread is not None
+        assert self._thread is not None and self.db is not None
         self._thread.join(timeout=300)
+        db = self.db.stop()
         if not self.result:
-            raise CheckFailed("the verifier returned nothing")
+            raise CheckFailed(f"the verifier returned nothing (the database workload: {db})")
+        self.result["db"] = db
         return self.result
 
 
 def verify(result: dict[str, Any]) -> None:
-    """0 I/O errors, 0 acknowledged writes lost or unreadable, and writes did flow."""
+    """0 I/O errors, 0 acknowledged writes lost or unreadable, and writes did flow; the
+    database workload: no errors, e2fsck clean, integrity ok, every committed transaction
+    there with its checksum, the running total whole."""
+    found = []
     if result["errors"] or result["lost"] or result.get("unreadable", 0):
-        raise CheckFailed(f"{result['errors']} I/O errors, {result['lost']} acknowledged "
-                          f"writes lost {result.get('lost_kinds', {})}, "
-                          f"{result.get('unreadable', 0)} unreadable: "
-                          f"{result['error_text']}")
+        found.append(f"{result['errors']} I/O errors, {result['lost']} acknowledged "
+                     f"writes lost {result.get('lost_kinds', {})}, "
+                     f"{result.get('unreadable', 0)} unreadable: {result['error_text']}")
     if result["writes"] <= 100:
-        raise CheckFailed(f"only {result['writes']} writes completed")
+        found.append(f"only {result['writes']} writes completed")
+    found += [f"the filesystem and database workload: {p}"
+              for p in db_load.problems(result["db"])]
+    if found:
+        raise CheckFailed("; ".join(found))
 
 
 def planned_move(lab: Lab) -> dict[str, Any]:
@@ -138,12 +153,16 @@ def power_cut(lab: Lab) -> dict[str, Any]:
     wait_for("`iscsiha status` healthy (exit 0) on both boxes", lambda: all(
         (status_of(lab, box) or {}).get("exit_code") == 0 for box in (active, survivor)),
         timeout=120)
+    synced = resync_kib(lab, survivor)
+    by_volume = {v: kib - synced_before.get(v, 0) for v, kib in synced.items()
+                 if kib != synced_before.get(v, 0)}
     figures = {"written_away_kib": written_kib(lab, survivor) - before,
-               "resynced_kib": resync_kib(lab, survivor) - synced_before, "fault_at": fault_at,
-               "status_while_alone": alone["health"]}
-    if not 0 < figures["resynced_kib"] < RESYNC_LIMIT_KIB:
-        raise CheckFailed(f"resynced {figures['resynced_kib']} KiB: expected only what "
-                          f"changed, more than 0 and under {RESYNC_LIMIT_KIB}")
+               "resynced_kib": sum(by_volume.values()), "resynced_kib_by_volume": by_volume,
+               "fault_at": fault_at, "status_while_alone": alone["health"]}
+    if not figures["resynced_kib"] > 0 or not all(
+            kib < RESYNC_LIMIT_KIB.get(v, 0) for v, kib in by_volume.items()):
+        raise CheckFailed(f"resynced {by_volume} KiB by volume: expected only what changed, "
+                          f"more than 0 in all and each under its size {RESYNC_LIMIT_KIB}")
     # Manual failback stays; automatic failback went home once its box was back
     # (healthy() waits for that).
     if target_on(lab, "alpha") != survivor:

@@ -28,7 +28,7 @@ SUITE = "trixie"
 PACKAGES = (
     "systemd", "systemd-sysv", "udev", "dbus", "kmod", "iproute2", "ethtool", "iputils-ping",
     "procps", "python3", "open-iscsi", "multipath-tools", "sg3-utils", "fio", "iperf3",
-    "netcat-openbsd", "lsscsi",
+    "netcat-openbsd", "lsscsi", "e2fsprogs",
 )
 IMAGE_SIZE = "2G"
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))

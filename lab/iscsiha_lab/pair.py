@@ -12,6 +12,7 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model.toml_dump import dumps
+from iscsiha_lab import db_load
 from iscsiha_lab.desired import cluster_data
 from iscsiha_lab.guest import GuestResult
 from iscsiha_lab.initiator import MUTUAL, Initiator, iqn, wait_for
@@ -22,6 +23,13 @@ DESIRED = "/root/desired.toml"
 # alpha fails back by hand, beta on its own: both policies under every fault.
 TARGETS = {"alpha": ("10.99.30.110", "san-a", "manual"),
            "beta": ("10.99.30.111", "san-b", "auto")}
+# Every replicated volume, in MiB: each target's LUN 0 (the block verifier's) and the
+# database workload's LUN 1 of alpha.
+VOLUME_MIB = {**{name: 32 for name in TARGETS}, db_load.VOLUME: db_load.SIZE_MIB}
+# Each volume as DRBD names it, RESOURCE/NUMBER: numbered in LUN order in its target's
+# resource, which also holds the target's reservations volume.
+VOLUME_REF = {**{name: f"{name}/0" for name in TARGETS},
+              db_load.VOLUME: f"{db_load.TARGET}/{db_load.LUN}"}
 RECOVERY = 420.0  # a fenced box reboots, rejoins and resyncs within this
 
 # What docs/failover.md recommends for Linux initiators.
@@ -50,13 +58,17 @@ def iscsiha(lab: Lab, *argv: str, box: str = "san-a", timeout: float = 600) -> G
 
 def failover_desired(lab: Lab, initiator_iqn: str) -> dict[str, Any]:
     data = cluster_data(lab)
-    data["volumes"] = [{"name": name, "size": "32M"} for name in TARGETS]
+    data["volumes"] = [{"name": name, "size": f"{mib}M"} for name, mib in VOLUME_MIB.items()]
     data["targets"] = [
         {"name": name, "iqn": iqn(name), "portals": [portal], "preferred_node": node,
          "failback": failback, "initiators": [initiator_iqn], "auth": MUTUAL,
-         "luns": [{"lun": 0, "volume": name}]}
+         "luns": [{"lun": 0, "volume": name}, *_db_luns(name)]}
         for name, (portal, node, failback) in TARGETS.items()]
     return data
+
+
+def _db_luns(target: str) -> list[dict[str, Any]]:
+    return [{"lun": db_load.LUN, "volume": db_load.VOLUME}] if target == db_load.TARGET else []
 
 
 def _applied(result: GuestResult) -> None:
@@ -135,9 +147,8 @@ class DrbdView:
 
 
 def drbd(lab: Lab, box: str) -> dict[str, DrbdView]:
-    # Volume 0, the LUN: the resource also holds the target's reservations volume.
-    script = "; ".join(f"echo {v} $(drbdadm role {v}/0) $(drbdadm cstate {v}/0) "
-                       f"$(drbdadm dstate {v}/0)" for v in TARGETS)
+    script = "; ".join(f"echo {v} $(drbdadm role {ref}) $(drbdadm cstate {ref}) "
+                       f"$(drbdadm dstate {ref})" for v, ref in VOLUME_REF.items())
     views = {}
     for line in (ask(lab, box, ["sh", "-c", script]) or "").splitlines():
         words = line.split()
@@ -162,7 +173,7 @@ def unhealthy(lab: Lab) -> str:
     if up != set(BOXES):
         return f"online on both boxes' view: {sorted(up)}"
     views = [drbd(lab, box) for box in BOXES]
-    for volume in TARGETS:
+    for volume in VOLUME_MIB:
         pair = [v.get(volume) for v in views]
         if any(p is None or p.connection != "Connected" or p.disks != "UpToDate/UpToDate"
                for p in pair) or sorted(p.role for p in pair if p) != ["Primary", "Secondary"]:
@@ -213,8 +224,9 @@ def fenced_after(lab: Lab, node: str, before: str) -> Callable[[], bool]:
 
 def data_digests(lab: Lab, volume: str) -> set[str]:
     """sha256 of the replicated bytes on each box, read past any cache."""
-    sizes = [lab.exec(box, ["sh", "-c", f"drbdadm role {volume}/0 | grep -q ^Primary && "
-                                        f"blockdev --getsize64 $(drbdadm sh-dev {volume}/0)"
+    ref = VOLUME_REF[volume]
+    sizes = [lab.exec(box, ["sh", "-c", f"drbdadm role {ref} | grep -q ^Primary && "
+                                        f"blockdev --getsize64 $(drbdadm sh-dev {ref})"
                                         " || true"]).out.strip() for box in BOXES]
     (size,) = [s for s in sizes if s]
     return {lab.exec(box, ["sh", "-c", f"dd if=/dev/data/{volume} iflag=direct bs=1M "
@@ -245,7 +257,7 @@ def recovered(lab: Lab, since: dict[str, int], timeout: float = RECOVERY) -> Non
     brains = split_brains(lab, since)
     if brains:
         raise CheckFailed(f"split brain: {brains}")
-    for volume in TARGETS:
+    for volume in VOLUME_MIB:
         if len(data_digests(lab, volume)) != 1:
             raise CheckFailed(f"{volume}: the two boxes hold different data")
 
@@ -256,10 +268,17 @@ def written_kib(lab: Lab, box: str) -> int:
     return sum(int(n) for n in re.findall(r"\bdw:(\d+)", out))
 
 
-def resync_kib(lab: Lab, box: str) -> int:
-    """KiB the resyncs from this box sent since it booted ("will sync N KB")."""
-    out = kernel_log(lab, box, "as SyncSource")
-    return sum(int(n) for n in re.findall(r"will sync (\d+) KB", out))
+def resync_kib(lab: Lab, box: str) -> dict[str, int]:
+    """KiB the resyncs from this box sent since it booted ("drbd VOLUME/0 ...: Began
+    resync as SyncSource (will sync N KB"), by volume ("?" for a line naming none)."""
+    sent: dict[str, int] = {}
+    for line in kernel_log(lab, box, "as SyncSource").splitlines():
+        found = re.search(r"will sync (\d+) KB", line)
+        if found:
+            volume = re.search(r"\bdrbd ([^/\s]+)/\d+ ", line)
+            key = volume[1] if volume else "?"
+            sent[key] = sent.get(key, 0) + int(found[1])
+    return sent
 
 
 def kernel_log(lab: Lab, box: str, text: str, since: int | None = None) -> str:
@@ -279,7 +298,8 @@ def login_all(initiator: Initiator) -> list[str]:
         for key, value in INITIATOR_SETTINGS.items():
             initiator.run(*initiator.node(iqn(name), portal), "-o", "update", "-n", key,
                           "-v", value)
-        disks += initiator.login(iqn(name), portal, 1)
+        luns = 1 + len(_db_luns(name))
+        disks += initiator.login(iqn(name), portal, luns)[:1]  # LUN 0: the block verifier's
     return disks
 
 
@@ -294,14 +314,18 @@ def set_standby(lab: Lab, node: str, on: bool) -> None:
 
 def prepare(lab: Lab, initiator: Initiator) -> list[str]:
     """The pair converged on the failover state, healthy, every target home, the
-    initiator logged in to all; its disks."""
+    initiator logged in to all with a new filesystem mounted for the database workload;
+    the block verifier's disks."""
     converge(lab, failover_desired(lab, initiator.iqn))
     wait_healthy(lab, "the pair healthy")
     for name, (_, preferred, _) in TARGETS.items():
         if target_on(lab, name) != preferred:
             move(lab, name, preferred)
-    return login_all(initiator)
+    disks = login_all(initiator)
+    db_load.prepare(initiator)
+    return disks
 
 
 def logout_all(initiator: Initiator) -> None:
+    db_load.release(initiator)
     initiator.try_run("sh", "-c", "iscsiadm -m node --logoutall=all; iscsiadm -m node -o delete")

@@ -1,4 +1,5 @@
-"""The soak's tally: counts of faults survived and of verified writes, stop at a failure."""
+"""The soak's tally: counts of faults survived, of verified writes and of committed
+transactions, stop at a failure."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             err = CheckFailed("alpha is not running anywhere")
             err.add_note("the verifier during x: {}")
             raise err
+        db = {"commits": 300, "errors": 0, "missing": 0, "bad_checksums": 0,
+              "fsck_clean": True, "committed": 300 * len(ran), "pause_s": 10.0 * len(ran)}
         return {"writes": 1000, "checked": 512, "lost": 0, "errors": 0, "unreadable": 0,
-                "max_gap_s": float(len(ran))}
+                "max_gap_s": float(len(ran)), "db": db}
 
     monkeypatch.setattr(faults, "run", run)
     monkeypatch.setattr(soak, "Initiator", lambda lab: object())
@@ -37,6 +40,9 @@ def test_soak_counts_survived_faults_and_stops_at_the_first_failure(
     assert tally["acknowledged_writes"] == 3000 and tally["blocks_verified"] == 3 * 512
     assert tally["lost"] == 0 and tally["io_errors"] == 0
     assert tally["max_pause_s"] == 3.0 and tally["median_pause_s"] == 2.0
+    assert tally["db_commits"] == 900 and tally["db_committed"] == 900
+    assert tally["db_missing"] == tally["db_errors"] == tally["fsck_unclean"] == 0
+    assert tally["db_max_pause_s"] == 30.0
     assert tally["failure"]["fault"] == 4
     assert tally["failure"]["scenario"] == scripted[3]
     assert "not running" in tally["failure"]["error"]
