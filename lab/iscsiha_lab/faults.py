@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iscsiha.errors import IscsihaError
+from iscsiha.model.identity import RESERVATIONS_SIZE, RESERVATIONS_VOLUME
 from iscsiha_lab import db_load, timeline
 from iscsiha_lab.initiator import Initiator, wait_for
 from iscsiha_lab.lab import Lab
@@ -45,7 +46,8 @@ from iscsiha_lab.pair import (
 
 PROBE_SECONDS = 900  # the verifier's own bound; a scenario stops it long before
 # A volume's size: its full resync would reach it.
-RESYNC_LIMIT_KIB = {volume: mib * 1024 for volume, mib in VOLUME_MIB.items()}
+RESYNC_LIMIT_KIB = {volume: mib * 1024 for volume, mib in VOLUME_MIB.items()} | {
+    f"{target}/{RESERVATIONS_VOLUME}": RESERVATIONS_SIZE // 1024 for target in TARGETS}
 
 
 @dataclass

@@ -269,14 +269,16 @@ def written_kib(lab: Lab, box: str) -> int:
 
 
 def resync_kib(lab: Lab, box: str) -> dict[str, int]:
-    """KiB the resyncs from this box sent since it booted ("drbd VOLUME/0 ...: Began
-    resync as SyncSource (will sync N KB"), by volume ("?" for a line naming none)."""
+    """KiB the resyncs from this box sent since it booted ("drbd RESOURCE/NUMBER ...:
+    Began resync as SyncSource (will sync N KB"), by volume name (a reservations volume
+    by its RESOURCE/NUMBER; "?" for a line naming none)."""
+    names = {ref: volume for volume, ref in VOLUME_REF.items()}
     sent: dict[str, int] = {}
     for line in kernel_log(lab, box, "as SyncSource").splitlines():
         found = re.search(r"will sync (\d+) KB", line)
         if found:
-            volume = re.search(r"\bdrbd ([^/\s]+)/\d+ ", line)
-            key = volume[1] if volume else "?"
+            volume = re.search(r"\bdrbd ([^/\s]+/\d+) ", line)
+            key = names.get(volume[1], volume[1]) if volume else "?"
             sent[key] = sent.get(key, 0) + int(found[1])
     return sent
 

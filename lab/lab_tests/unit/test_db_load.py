@@ -78,11 +78,13 @@ def test_resync_is_summed_per_volume_from_the_kernel_log(
         monkeypatch: pytest.MonkeyPatch) -> None:
     log = ("Dec 07 01:00:00 san-b kernel: drbd alpha/0 drbd1 san-a: Began resync as "
            "SyncSource (will sync 4096 KB [1024 bits set]).\n"
-           "Dec 07 01:00:01 san-b kernel: drbd alphadb/0 drbd3 san-a: Began resync as "
+           "Dec 07 01:00:01 san-b kernel: drbd alpha/1 drbd3 san-a: Began resync as "
            "SyncSource (will sync 12288 KB [3072 bits set]).\n"
+           "Dec 07 01:00:01 san-b kernel: drbd alpha/65534 drbd2 san-a: Began resync as "
+           "SyncSource (will sync 16 KB [4 bits set]).\n"
            "Dec 07 01:20:00 san-b kernel: drbd alpha/0 drbd1 san-a: Began resync as "
            "SyncSource (will sync 512 KB [128 bits set]).\n"
            "Dec 07 01:20:01 san-b kernel: Began resync as SyncSource (will sync 8 KB [2]).\n")
     monkeypatch.setattr(pair, "kernel_log", lambda lab, box, text: log)
     assert pair.resync_kib(object(), "san-b") == {  # type: ignore[arg-type]
-        "alpha": 4608, "alphadb": 12288, "?": 8}
+        "alpha": 4608, "alphadb": 12288, "alpha/65534": 16, "?": 8}
