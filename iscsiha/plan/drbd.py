@@ -26,6 +26,33 @@ def resource_path(target: str) -> str:
     return f"{FOLDER}{target}.res"
 
 
+# Resync in 64 KiB pieces: LVM's thin pool chunk for pools up to about 15 TiB, and the
+# kernel raises it to the disk's discard granularity (a pool's larger chunk) if needed.
+RS_DISCARD_GRANULARITY = 64 * 1024
+
+
+def _thin_disk(config: Config, res: DrbdResource) -> list[str]:
+    """The disk options that keep thin volumes thin on both boxes, for a resource with
+    any thin volume (drbd.conf(5) for 8.4; both are in the in-kernel module since Linux
+    4.8, LINBIT's commits "drbd: when receiving P_TRIM, zero-out partial unaligned
+    chunks" and "drbd: Introduce new disk config option rs-discard-granularity").
+    A thick volume beside them loses nothing: DRBD zeroes instead where its disk does
+    not discard."""
+    if not any(config.volume(name).pool for name in res.volumes):
+        return []
+    return [
+        # dm-thin ignores a discard of part of a chunk, so it cannot promise zeroes and
+        # DRBD would turn discards off; with this DRBD discards whole chunks and writes
+        # zeroes to the unaligned ends, so a guest's TRIM (UNMAP, WRITE SAME with unmap)
+        # frees the chunks on both boxes and both copies still read the same.
+        "        discard-zeroes-if-aligned yes;",
+        # A resync sends a piece that reads all zeroes as "deallocated" and the target
+        # box discards it instead of writing it: a resync does not fill the thin volume
+        # on the box that returns (0, DRBD's default, copies every block).
+        f"        rs-discard-granularity {RS_DISCARD_GRANULARITY};",
+    ]
+
+
 def resource_file(config: Config, target: Target, res: DrbdResource, key: bytes | None) -> str:
     """A target's resource, its LUNs' volumes in it; identical on both boxes (drbdadm
     picks its 'on' section by uname).
@@ -70,6 +97,7 @@ def resource_file(config: Config, target: Target, res: DrbdResource, key: bytes 
         # calls the helper): I/O goes on through the peer, and the helper raises
         # the alert.
         "        on-io-error call-local-io-error;",
+        *_thin_disk(config, res),
         "    }",
         # Each handler also raises its alert (iscsiha-alert event, in the background:
         # DRBD waits for its handlers, and fence-peer holds I/O until it returns).
