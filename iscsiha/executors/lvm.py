@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from iscsiha.errors import IscsihaError
-from iscsiha.executors.runner import Runner
+from iscsiha.executors.runner import CommandResult
 from iscsiha.model.names import SIZE_MAX, parse_decimal, vg_name_problem
 
 LVS, VGS = "/usr/sbin/lvs", "/usr/sbin/vgs"
@@ -42,8 +42,15 @@ class LvRow:
         return self.segtype == THIN_POOL
 
 
+class RunsCommands(Protocol):
+    """What Lvm needs of executors.runner.Runner."""
+
+    def run(self, argv: list[str], *, input: str | None = None, check: bool = True,
+            timeout: float | None = 60.0) -> CommandResult: ...
+
+
 class Lvm:
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: RunsCommands) -> None:
         self._runner = runner
 
     def size(self, vg: str, name: str) -> int | None:
