@@ -166,3 +166,21 @@ def test_thin_volumes_in_whole_extents_must_fit_a_pool_without_overcommit(
     over = replace(over, volumes=tuple(replace(v, size=v.size * 4 if v.pool else v.size)
                                        for v in over.volumes))
     assert check_pools(over, over.volumes, facts()).create
+
+
+def test_the_dry_run_says_which_pool_is_made_or_grown_and_which_volume_is_thin(
+        world: World) -> None:
+    from iscsiha.commands.apply import check
+    from iscsiha.commands.apply_preview import preview
+
+    def dry_run(text: str) -> list[str]:
+        return preview(check(world.env, load_data(tomllib.loads(text)), frozenset(),
+                             lambda _: None))
+
+    assert dry_run(thin_desired(db="2G"))[:3] == [
+        "thin pool thin: create, 4G in data on both boxes",
+        "volume vmstore: create, 1G in data on both boxes",
+        "volume db: create, 2G thin in pool thin on both boxes"]
+    world.apply(thin_desired(db="2G"))
+    assert dry_run(thin_desired("5G", db="2G"))[0] == "thin pool thin: grow to 5G"
+    assert all(node.lvs["data/thin"] == 4 * GIB for node in world.nodes)  # nothing changed

@@ -130,3 +130,12 @@ def test_pools_is_a_list_of_tables(example: dict[str, Any]) -> None:
     assert [(r.code, r.field) for r in refused(example)] == [("wrong-type", "pools")]
     example["pools"] = ["thin"]
     assert [(r.code, r.field) for r in refused(example)] == [("wrong-type", "pools[0]")]
+
+
+def test_a_pool_reads_exactly_its_schema_keys(example: dict[str, Any]) -> None:
+    from iscsiha.model.fields import POOL_KEYS
+
+    data = with_pool(example)
+    data["pools"][0]["zero"] = True
+    (report,) = refused(data)
+    assert (report.code, report.allowed) == ("unknown-key", ", ".join(sorted(POOL_KEYS)))
