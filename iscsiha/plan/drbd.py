@@ -33,11 +33,13 @@ RS_DISCARD_GRANULARITY = 64 * 1024
 
 def _thin_disk(config: Config, res: DrbdResource) -> list[str]:
     """The disk options that keep thin volumes thin on both boxes, for a resource with
-    any thin volume (drbd.conf(5) for 8.4; both are in the in-kernel module since Linux
-    4.8, LINBIT's commits "drbd: when receiving P_TRIM, zero-out partial unaligned
-    chunks" and "drbd: Introduce new disk config option rs-discard-granularity").
-    A thick volume beside them loses nothing: DRBD zeroes instead where its disk does
-    not discard."""
+    any thin volume. Both are disk options of the in-kernel 8.4 module since Linux 4.8
+    (drbd.conf(5) for 8.4; LINBIT's commits dd4f699da674 "drbd: when receiving P_TRIM,
+    zero-out partial unaligned chunks", a5ca66c41941 "drbd: Introduce new disk config
+    option rs-discard-granularity", 92d94ae66aeb "drbd: Create the protocol feature
+    THIN_RESYNC"); rs-discard-granularity is off (0) by default, at most 1 MiB, and
+    turned off by the kernel on a disk that cannot discard. A thick volume beside thin
+    ones loses nothing: DRBD writes zeroes where its disk does not discard."""
     if not any(config.volume(name).pool for name in res.volumes):
         return []
     return [

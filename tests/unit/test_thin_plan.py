@@ -3,17 +3,14 @@ files; a resource with thin volumes gets DRBD's discard options, one without doe
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-import pytest
 
 from iscsiha.cli.main import main
 from iscsiha.model.load import load_text
 from iscsiha.plan.drbd import resource_file
 from iscsiha.plan.plan import make_plan
 from tests.conftest import EXAMPLE
-from tests.unit.test_plan_golden import _files
+from tests.unit.test_plan_golden import _files, matches_golden
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "thin"
 THIN_TEXT = EXAMPLE.read_text() + "\n" + (EXAMPLE.parent / "thin.toml").read_text()
@@ -25,15 +22,7 @@ def test_the_thin_example_plans_to_its_golden_files(tmp_path: Path) -> None:
     desired = tmp_path / "thin.toml"
     desired.write_text(THIN_TEXT)
     assert main(["plan", str(desired), "--output-dir", str(tmp_path / "out")]) == 0
-    got = _files(tmp_path / "out")
-    if os.environ.get("UPDATE_GOLDEN"):
-        for rel, text in got.items():
-            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
-            (GOLDEN / rel).write_text(text)
-        pytest.skip("golden files rewritten; review the diff")
-    assert sorted(got) == sorted(_files(GOLDEN))
-    for rel, text in got.items():
-        assert text == (GOLDEN / rel).read_text(), f"{rel} differs from its golden file"
+    matches_golden(_files(tmp_path / "out"), GOLDEN)
 
 
 def test_only_a_resource_with_thin_volumes_gets_the_discard_options() -> None:
