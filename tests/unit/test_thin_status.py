@@ -131,3 +131,22 @@ def test_the_pool_usage_step_answers_from_lvs() -> None:
     box = Box(cast(Any, Lvs("{]")))
     ok, out = serve(box, "pool-usage", "{}")
     assert not ok and "lvm-output-unexpected" in out
+
+
+@pytest.mark.parametrize("kind, data", [
+    (m.Volumes, {"volumes": [["db", "data", 1 << 30]], "thin": [["db", "--force"]]}),
+    (m.Volumes, {"volumes": [["db", "data", 1 << 30]], "thin": [["db"]]}),
+    (m.Volumes, {"volumes": [["db", "data", 1 << 30]], "thin": {"db": "thin"}}),
+    (m.Facts, {"vgs": {}, "lvs": {}, "tagged": {}, "drbd": {}, "thin": [["db", "a b"]]}),
+    (m.Facts, {"vgs": {}, "lvs": {}, "tagged": {}, "drbd": {}, "pools": [{}]}),
+])
+def test_hostile_thin_fields_from_the_peer_are_refused(kind: type, data: Any) -> None:
+    with pytest.raises(IscsihaError) as exc:
+        codec.decode(kind, data)
+    assert exc.value.reports[0].code == "peer-message-refused"
+
+
+def test_facts_and_volumes_without_the_thin_fields_still_decode() -> None:
+    facts = codec.decode(m.Facts, {"vgs": {}, "lvs": {}, "tagged": {}, "drbd": {}})
+    assert facts.pools == () and facts.thin == ()
+    assert codec.decode(m.Volumes, {"volumes": []}).thin == ()
