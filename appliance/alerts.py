@@ -113,7 +113,7 @@ class AlertsNode(ConsoleNode):
         if to is not None:
             recipient[TO] = [a for a in to.split(",") if a]
         if starttls is not None:
-            recipient[STARTTLS] = _yes_no("starttls", starttls)
+            recipient[STARTTLS] = yes_no("starttls", starttls)
         wanted = kind == "snmp" or (kind == "email" and user is not None)
         if secret is not None or wanted:
             recipient[_SECRET_KEY.get(kind, "secret")] = secret or self.state.ask_secret(
@@ -185,7 +185,7 @@ class AlertsNode(ConsoleNode):
         self.say(f"volume group alert at {percent} %")
 
 
-def _yes_no(name: str, text: str) -> bool:
+def yes_no(name: str, text: str) -> bool:
     if text.lower() in ("yes", "y", "true"):
         return True
     if text.lower() in ("no", "n", "false"):

@@ -27,6 +27,7 @@ from iscsiha.model.fields import (
     MUTUAL_SECRET,
     MUTUAL_USER,
     NAME,
+    POOL,
     PORTALS,
     PREFERRED_NODE,
     SECRET,
@@ -93,12 +94,15 @@ def portal_key(text: str) -> str:
 
 # -- volumes ----------------------------------------------------------------------------
 
-def create_volume(name: str, size: str, volume_group: str | None) -> Edit:
+def create_volume(name: str, size: str, volume_group: str | None,
+                  pool: str | None = None) -> Edit:
     def edit(data: Data) -> None:
         _absent(data, VOLUMES, name, "volume")
         volume: dict[str, Any] = {NAME: name, SIZE: size}
         if volume_group is not None:
             volume[VOLUME_GROUP] = volume_group
+        if pool is not None:
+            volume[POOL] = pool
         data.setdefault(VOLUMES, []).append(volume)
     return edit
 

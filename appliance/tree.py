@@ -16,6 +16,7 @@ from iscsiha.console.cluster import ClusterNode
 from iscsiha.console.completion import matching, sizes, volume_names
 from iscsiha.console.edits import find, named, tables
 from iscsiha.console.files import read_text, write_secret
+from iscsiha.console.pools import PoolsNode, pool_names
 from iscsiha.console.state import State, parse
 from iscsiha.console.targets import TargetsNode
 from iscsiha.errors import IscsihaError
@@ -28,6 +29,7 @@ from iscsiha.model.fields import (
     NAME,
     NETWORKS,
     NODES,
+    POOL,
     ROLE,
     SIZE,
     SUBNET,
@@ -45,6 +47,7 @@ class RootNode(ConsoleNode):
         ClusterNode(self, state)
         NodesNode(self, state)
         VolumesNode(self, state)
+        PoolsNode(self, state)
         TargetsNode(self, state)
         NetworksNode(self, state)
         BoxNode(self, state)
@@ -381,7 +384,8 @@ class VolumesNode(ConsoleNode):
                     for v in tables(self.state.data_or_empty(), VOLUMES))
         return f"{count(len(self.children), 'volume')}, {names.format_size(total)}", None
 
-    def ui_command_create(self, name: str, size: str, volume_group: str | None = None) -> None:
+    def ui_command_create(self, name: str, size: str, volume_group: str | None = None,
+                          pool: str | None = None) -> None:
         """
         Creates a volume: an LVM logical volume of that size on both boxes,
         mirrored by DRBD. It is applied to the cluster at once; export it with
@@ -403,16 +407,22 @@ class VolumesNode(ConsoleNode):
         ------------
         The LVM volume group on both boxes; default the cluster's volume_group.
 
+        pool
+        ----
+        A thin pool (/pools): the volume is a thin volume of it, in its volume
+        group, taking space only as it is written. A volume stays thin or thick.
+
         EXAMPLE
         =======
         create name=db size=100G
+        create name=vdi size=200G pool=thin
 
         SEE ALSO
         ========
         delete /volumes/NAME resize
         """
-        self.state.change(edits.create_volume(name, size, volume_group))
-        self.say(f"created volume {name} ({size})")
+        self.state.change(edits.create_volume(name, size, volume_group, pool))
+        self.say(f"created {'thin ' if pool else ''}volume {name} ({size})")
 
     def ui_complete_create(self, parameters: dict[str, str], text: str,
                            current_param: str) -> list[str]:
@@ -424,6 +434,8 @@ class VolumesNode(ConsoleNode):
                       if v.get(VOLUME_GROUP)}
             groups.add(str(data.get(CLUSTER, {}).get(VOLUME_GROUP, DEFAULT_VOLUME_GROUP)))
             return matching(groups, text)
+        if current_param == "pool":
+            return matching(pool_names(self.state), text)
         return []
 
     def ui_command_delete(self, name: str, confirm: str | None = None) -> None:
@@ -474,6 +486,9 @@ class VolumeNode(ConsoleNode):
                                        "Its size (change it with resize).", writable=False)
         self.define_config_group_param("volume", VOLUME_GROUP, "string",
                                        "Its LVM volume group on both boxes.", writable=False)
+        self.define_config_group_param("volume", POOL, "string",
+                                       "Its thin pool; empty for a thick volume.",
+                                       writable=False)
 
     def ui_getgroup_volume(self, param: str) -> Any:
         data = self.state.data_or_empty()
@@ -485,8 +500,10 @@ class VolumeNode(ConsoleNode):
 
     def summary(self) -> Summary:
         size = str(self.ui_getgroup_volume(SIZE))
+        pool = self.ui_getgroup_volume(POOL)
         users = edits.exported_by(self.state.data_or_empty(), self.name)
-        text = f"{size}, {'; '.join(users) if users else 'not exported'}"
+        text = (f"{size}{f' thin in pool {pool}' if pool else ''}, "
+                f"{'; '.join(users) if users else 'not exported'}")
         status = self.state.status_or_none()
         if status is None:
             return text, None

@@ -62,6 +62,15 @@ def render(state: ClusterStatus | None) -> str:
     metric(out, "volume_resync_ratio", "a running resync's progress, 0 to 1",
            [({"volume": n}, d.synced_percent / 100) for n, d in local
             if d.synced_percent is not None])
+    pools = [({"pool": p.name, "volume_group": p.volume_group, "node": p.node}, p)
+             for p in state.pools]
+    metric(out, "pool_size_bytes", "a thin pool's data space on the node",
+           [(labels, p.size) for labels, p in pools])
+    metric(out, "pool_data_percent", "how much of a thin pool's data space is used, 0 to 100",
+           [(labels, p.data_percent) for labels, p in pools if p.data_percent is not None])
+    metric(out, "pool_metadata_percent", "how much of a thin pool's metadata space is used",
+           [(labels, p.metadata_percent) for labels, p in pools
+            if p.metadata_percent is not None])
     return "".join(out)
 
 

@@ -105,6 +105,11 @@ def as_json(state: ClusterStatus) -> dict[str, Any]:
             "roles": [{"node": node, "role": role} for node, role in v.roles],
             "replication": None if v.drbd is None else _drbd(v.drbd),
         } for v in state.volumes],
+        "pools": [{
+            "name": p.name, "volume_group": p.volume_group, "node": p.node,
+            "size_bytes": p.size, "data_percent": p.data_percent,
+            "metadata_percent": p.metadata_percent,
+        } for p in state.pools],
     }
 
 

@@ -15,6 +15,7 @@ from iscsiha.commands.targets import ClusterStatus, Fencing, TargetStatus, Volum
 from iscsiha.commands.timeline import Source, TimelineReport
 from iscsiha.errors import PARTLY_APPLIED, Report, Secret
 from iscsiha.failover import LOGIN_AHEAD, LOOK_AHEAD, TargetTimeline
+from iscsiha.model.names import format_size
 from iscsiha.plan.cib import drbd_clone_id
 from iscsiha.protocol.codec import shown
 
@@ -70,7 +71,15 @@ def status_lines(state: ClusterStatus) -> list[str]:
     for v in state.volumes:
         roles = ", ".join(f"{role} on {node}" for node, role in v.roles) or "stopped"
         lines.append(f"volume  {v.name:<24} {roles}{replication_text(v, ', ')}")
+    for p in state.pools:
+        lines.append(f"pool    {p.name:<24} on {p.node:<10} {p.volume_group}, "
+                     f"{format_size(p.size)}: data {_percent(p.data_percent)}, "
+                     f"metadata {_percent(p.metadata_percent)}")
     return lines
+
+
+def _percent(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}%"
 
 
 def fencing_text(fencing: Fencing) -> str:

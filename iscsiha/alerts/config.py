@@ -17,7 +17,7 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError
 from iscsiha.model import names
-from iscsiha.model.alerts import alerts_data, load_alerts_data
+from iscsiha.model.alerts import VG_FILL_MAX, VG_FILL_MIN, alerts_data, load_alerts_data
 from iscsiha.model.load import DEFAULT_VOLUME_GROUP
 from iscsiha.model.types import NO_ALERTS, Alerts, Config
 
@@ -29,6 +29,7 @@ NODES = "nodes"
 ALERTS = "alerts"
 VOLUME_GROUPS = "volume_groups"
 VOLUME_GROUPS_MAX = 64
+POOLS = "pools"  # [[VG, POOL, fill alert percent], ...]; absent in files of before pools
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class AlertSettings:
     nodes: tuple[str, ...]  # the pair, in the desired state's order; () before a cluster
     alerts: Alerts
     volume_groups: tuple[str, ...] = (DEFAULT_VOLUME_GROUP,)  # what check-space watches
+    pools: tuple[tuple[str, str, int], ...] = ()  # (VG, pool, fill alert percent), too
 
 
 NONE = AlertSettings((), NO_ALERTS)
@@ -43,9 +45,10 @@ NONE = AlertSettings((), NO_ALERTS)
 
 def file_text(config: Config) -> str:
     groups = sorted({v.volume_group for v in config.volumes} or {DEFAULT_VOLUME_GROUP})
+    pools = [[p.volume_group, p.name, p.fill_alert_percent] for p in config.pools]
     return json.dumps({NODES: [n.name for n in config.cluster.nodes],
-                       ALERTS: alerts_data(config.alerts), VOLUME_GROUPS: groups},
-                      indent=2, sort_keys=True) + "\n"
+                       ALERTS: alerts_data(config.alerts), VOLUME_GROUPS: groups,
+                       POOLS: pools}, indent=2, sort_keys=True) + "\n"
 
 
 def read(path: str, read_bytes: Callable[[str], bytes | None]) -> AlertSettings:
@@ -62,7 +65,7 @@ def read(path: str, read_bytes: Callable[[str], bytes | None]) -> AlertSettings:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise IscsihaError.single("bad-alerts-file", path, str(exc)[:200],
                                   "JSON as `iscsiha apply` writes it") from None
-    if not isinstance(data, dict) or set(data) != {NODES, ALERTS, VOLUME_GROUPS} \
+    if not isinstance(data, dict) or set(data) - {POOLS} != {NODES, ALERTS, VOLUME_GROUPS} \
             or not isinstance(data[ALERTS], dict):
         raise IscsihaError.single("bad-alerts-file", path, sorted(data)[:8]
                                   if isinstance(data, dict) else type(data).__name__,
@@ -79,4 +82,18 @@ def read(path: str, read_bytes: Callable[[str], bytes | None]) -> AlertSettings:
                                   str(groups)[:200], f"1 to {VOLUME_GROUPS_MAX} "
                                   f"volume group names ({names.VG_NAME_ALLOWED})")
     return AlertSettings(tuple(nodes), load_alerts_data(data[ALERTS], f"{path}: {ALERTS}"),
-                         tuple(groups))
+                         tuple(groups), _pools(data.get(POOLS, []), path))
+
+
+def _pools(pools: Any, path: str) -> tuple[tuple[str, str, int], ...]:
+    def ok(p: Any) -> bool:
+        return (isinstance(p, list) and len(p) == 3 and names.vg_name_problem(p[0]) is None
+                and names.object_name_problem(p[1]) is None and type(p[2]) is int
+                and VG_FILL_MIN <= p[2] <= VG_FILL_MAX)
+
+    if not isinstance(pools, list) or len(pools) > VOLUME_GROUPS_MAX \
+            or not all(ok(p) for p in pools):
+        raise IscsihaError.single("bad-alerts-file", f"{path}: {POOLS}", str(pools)[:200],
+                                  f"at most {VOLUME_GROUPS_MAX} [VOLUME_GROUP, POOL, PERCENT] "
+                                  f"with PERCENT {VG_FILL_MIN} to {VG_FILL_MAX}")
+    return tuple((vg, pool, percent) for vg, pool, percent in pools)

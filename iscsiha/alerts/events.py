@@ -59,6 +59,12 @@ KINDS: dict[str, Kind] = {
                        ("vg", "percent")),
     "vg-ok": Kind(Severity.INFO, "volume group {vg} on {box} is back under the threshold "
                   "({percent}% full)", ("vg", "percent")),
+    # A thin pool's fill is the more used of its data and metadata space: either one
+    # full makes every thin volume's new writes fail.
+    "pool-filling": Kind(Severity.WARNING, "thin pool {pool} in {vg} on {box} is {percent}% "
+                         "full", ("pool", "vg", "percent")),
+    "pool-ok": Kind(Severity.INFO, "thin pool {pool} in {vg} on {box} is back under the "
+                    "threshold ({percent}% full)", ("pool", "vg", "percent")),
 }
 
 DETAIL_KEYS_MAX = 16
@@ -124,6 +130,7 @@ def _value_problem(details: Mapping[str, str]) -> str | None:
     """The values that name things are checked as the model checks those names."""
     for key, check in (("resource", names.object_name_problem),
                        ("target", names.object_name_problem),
+                       ("pool", names.object_name_problem),
                        ("node", names.node_name_problem),
                        ("vg", names.vg_name_problem)):
         if key in details and (problem := check(details[key])):

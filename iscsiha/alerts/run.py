@@ -38,6 +38,7 @@ class World:
     hostname: Callable[[], str] = socket.gethostname
     settings_path: str = config.PATH
     space_state_path: str = space.STATE_PATH
+    pool_state_path: str = space.POOL_STATE_PATH
     read_bytes: Callable[[str], bytes | None] = files.read
     journal: Callable[[Event], None] = send.journal
     senders: Mapping[RecipientKind, send.Sender] | None = None  # None: the real ones
@@ -128,12 +129,46 @@ def check_space(world: World) -> int:
     was = space.read_state(world.space_state_path, world.read_bytes)
     found, state = space.crossings(was, used, settings.alerts.vg_fill_percent)
     events = [make_event(c.kind, world.hostname(), pacemaker.now_iso(),
-                         {"vg": c.vg, "percent": str(c.percent),
+                         {"vg": c.key, "percent": str(c.percent),
                           "threshold": str(settings.alerts.vg_fill_percent)})
               for c in found]
     if events:
         status = max(status, _deliver(events, world))
     # Groups not read this time keep their last state.
     files.write_if_changed(world.space_state_path, space.state_text({**was, **state}).encode(),
+                           space.STATE_MODE)
+    if settings.pools:
+        status = max(status, _check_pools(settings, lvm, world))
+    return status
+
+
+def _check_pools(settings: config.AlertSettings, lvm: Lvm, world: World) -> int:
+    """Each thin pool of the settings against its own threshold (space.crossings)."""
+    try:
+        rows = {f"{r.vg}/{r.name}": r for r in lvm.pools()}
+    except IscsihaError as exc:
+        say(format_reports(exc.reports))
+        return 1
+    status = 0
+    thresholds = {f"{vg}/{pool}": percent for vg, pool, percent in settings.pools}
+    used = {}
+    for key in thresholds:
+        row = rows.get(key)
+        if row is None:  # not made yet (an apply under way), or removed by hand
+            say(f"thin pool {key} is not on this box")
+            status = 1
+            continue
+        used[key] = space.pool_percent(row.data_percent, row.metadata_percent)
+    was = space.read_state(world.pool_state_path, world.read_bytes, space.pool_key_ok)
+    found, state = space.crossings(was, used, thresholds, ("pool-filling", "pool-ok"))
+    events = [make_event(c.kind, world.hostname(), pacemaker.now_iso(),
+                         {"vg": c.key.split("/")[0], "pool": c.key.split("/")[1],
+                          "percent": str(c.percent), "threshold": str(thresholds[c.key]),
+                          "data_percent": f"{rows[c.key].data_percent or 0:.1f}",
+                          "metadata_percent": f"{rows[c.key].metadata_percent or 0:.1f}"})
+              for c in found]
+    if events:
+        status = max(status, _deliver(events, world))
+    files.write_if_changed(world.pool_state_path, space.state_text({**was, **state}).encode(),
                            space.STATE_MODE)
     return status

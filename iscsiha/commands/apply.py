@@ -35,12 +35,13 @@ from iscsiha.commands.apply_checks import (
     exported_volumes,
 )
 from iscsiha.commands.apply_losses import Loss, losses, secret_resource
+from iscsiha.commands.apply_pools import NO_POOL_CHANGES, PoolChanges, check_pools
 from iscsiha.commands.cluster_env import Boxes, Cib, ClusterEnv, Files
 from iscsiha.commands.node_steps import SECRETS_DIR
 from iscsiha.commands.targets import clone_roles
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.model.identity import DrbdResource
-from iscsiha.model.types import Config, Volume
+from iscsiha.model.types import Config, Pool, Volume
 from iscsiha.plan.cib import drbd_clone_id, previous_drbd, secret_parameters, target_group_id
 from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.drbd import resource_path
@@ -75,6 +76,7 @@ class Checked:
     change: Delta
     grow: tuple[Volume, ...]
     secrets_changed: frozenset[str] = frozenset()  # resources whose CHAP secret changes
+    pools: PoolChanges = NO_POOL_CHANGES  # thin pools to create or grow
 
     @property
     def losses(self) -> tuple[Loss, ...]:
@@ -92,18 +94,18 @@ def check(env: ClusterEnv, config: Config, confirmed_deletes: frozenset[str],
     progress(f"checking both boxes ({', '.join(boxes.names)})")
     running = {v: slot.minor for t, res in previous.items() if t in plan.drbd
                for v, slot in res.volumes.items() if v in plan.drbd[t].volumes}
+    lvs = [(v.name, v.volume_group) for v in config.volumes]
+    lvs += [(p.name, p.volume_group) for p in config.pools]  # a name taken outside the cluster
     facts = boxes.on_both(m.FACTS, m.FactsRequest(
-        vgs=tuple(sorted({v.volume_group for v in config.volumes})),
-        volumes=tuple((v.name, v.volume_group) for v in config.volumes),
-        drbd=running,
-    ))
+        vgs=tuple(sorted({vg for _, vg in lvs})), volumes=tuple(lvs), drbd=running))
     known = {name for f in facts.values() for name in f.tagged}
     change = delta(config, previous, known)
     check_deletes(change.delete, confirmed_deletes, exported_volumes(live))
     check_reshapes(config, previous, change)
-    grow = check_facts(config, change.create, set(running), facts)
+    pools = check_pools(config, change.create, facts)
+    grow = check_facts(config, change.create, set(running), facts, pools.need)
     return Checked(live, previous, plan, facts, change, tuple(grow),
-                   _secrets_changed(env.files, config, previous))
+                   _secrets_changed(env.files, config, previous), pools)
 
 
 def _secrets_changed(store: Files, config: Config, running: Mapping[str, object]
@@ -132,6 +134,7 @@ def apply(env: ClusterEnv, config: Config, text: str, confirmed_deletes: frozens
     change, grow = checked.change, checked.grow
 
     try:
+        _pools(boxes, checked.pools, progress)
         if change.create:
             progress(f"creating {len(change.create)} volume(s) on both boxes: "
                      f"{', '.join(v.name for v in change.create)}")
@@ -315,7 +318,24 @@ def _drbd_files(text: str, plan: Plan, targets: list[str]) -> m.DrbdFiles:
 
 
 def _volumes(volumes: tuple[Volume, ...]) -> m.Volumes:
-    return m.Volumes(tuple((v.name, v.volume_group, v.size) for v in volumes))
+    return m.Volumes(tuple((v.name, v.volume_group, v.size) for v in volumes),
+                     tuple((v.name, v.pool) for v in volumes if v.pool is not None))
+
+
+def _pools(boxes: Boxes, pools: PoolChanges, progress: Progress) -> None:
+    """Thin pools made and grown on both boxes before any volume goes into them; one
+    made here stays if the apply fails later (empty, and the next apply uses it)."""
+    def sizes(of: tuple[Pool, ...]) -> m.Volumes:
+        return m.Volumes(tuple((p.name, p.volume_group, p.size) for p in of))
+
+    if pools.create:
+        progress(f"creating thin pool(s) on both boxes: "
+                 f"{', '.join(p.name for p in pools.create)}")
+        boxes.on_both(m.CREATE_POOLS, sizes(pools.create))
+    if pools.grow:
+        progress("growing thin pool(s) "
+                 + ", ".join(f"{p.name} to {p.size} bytes" for p in pools.grow))
+        boxes.on_both(m.GROW_VOLUMES, sizes(pools.grow))
 
 
 def _undo(boxes: Boxes, change: Delta, cause: IscsihaError) -> None:

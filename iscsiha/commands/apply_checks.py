@@ -124,14 +124,17 @@ def check_deletes(delete: tuple[str, ...], confirmed: frozenset[str],
 
 
 def check_facts(config: Config, create: tuple[Volume, ...], running: set[str],
-                facts: Mapping[str, Facts]) -> tuple[Volume, ...]:
+                facts: Mapping[str, Facts],
+                pool_need: Mapping[str, Mapping[str, int]] | None = None
+                ) -> tuple[Volume, ...]:
     """Space, names and sizes on both boxes; the volumes to grow. ``running``: the
     volumes a running target exports before and after this apply (only those grow,
-    as DRBD moves its metadata to the disk's new end)."""
+    as DRBD moves its metadata to the disk's new end). ``pool_need``: node -> volume
+    group -> bytes thin pools take (apply_pools); thin volumes take none of it."""
     reports: list[Report] = []
     grow: dict[str, Volume] = {}
     for node, f in facts.items():
-        need: dict[str, int] = {}
+        need: dict[str, int] = dict((pool_need or {}).get(node, {}))
         for v in config.volumes:
             free, extent = f.vgs[v.volume_group]
             size = -(-v.size // extent) * extent  # LVM rounds up to whole extents
@@ -141,7 +144,8 @@ def check_facts(config: Config, create: tuple[Volume, ...], running: set[str],
                     reports.append(Report(
                         "volume-exists", "volume", v.name, "a name no LV on either box has",
                         f"{node} already has {v.lv_path} outside the cluster"))
-                need[v.volume_group] = need.get(v.volume_group, 0) + size
+                if v.pool is None:
+                    need[v.volume_group] = need.get(v.volume_group, 0) + size
             elif current is None or f.tagged.get(v.name) != v.volume_group:
                 reports.append(Report("volume-missing", "volume", v.name,
                                       "an LV of the cluster on both boxes",
@@ -153,7 +157,8 @@ def check_facts(config: Config, create: tuple[Volume, ...], running: set[str],
                     "shrinking would cut off data; make a new, smaller volume instead"))
             elif current < size:
                 grow[v.name] = v
-                need[v.volume_group] = need.get(v.volume_group, 0) + size - current
+                if v.pool is None:
+                    need[v.volume_group] = need.get(v.volume_group, 0) + size - current
                 if v.name not in running:
                     reports.append(Report(
                         "volume-not-exported", "volume", v.name,

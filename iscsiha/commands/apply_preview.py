@@ -16,8 +16,12 @@ NO_CHANGE = "nothing to change: the cluster already runs this desired state"
 
 def preview(checked: Checked) -> list[str]:
     c = checked.change
-    lines = [f"volume {v.name}: create, {format_size(v.size)} in {v.volume_group} on both boxes"
-             for v in c.create]
+    lines = [f"thin pool {p.name}: create, {format_size(p.size)} in {p.volume_group} on both "
+             "boxes" for p in checked.pools.create]
+    lines += [f"thin pool {p.name}: grow to {format_size(p.size)}" for p in checked.pools.grow]
+    lines += [f"volume {v.name}: create, {format_size(v.size)} "
+              + (f"thin in pool {v.pool}" if v.pool else f"in {v.volume_group}")
+              + " on both boxes" for v in c.create]
     lines += [f"volume {v.name}: grow to {format_size(v.size)}" for v in checked.grow]
     lines += [f"volume {name}: DELETE with its data on both boxes" for name in c.delete]
     was, will = target_facts(checked.live), target_facts(checked.plan.cib)

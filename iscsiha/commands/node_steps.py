@@ -27,7 +27,7 @@ from iscsiha.executors import files, journal
 from iscsiha.executors.audit_log import AUDIT_DIR, AuditLog
 from iscsiha.executors.drbd import DOWN, UNCONFIGURED, Drbd, DrbdDetail
 from iscsiha.executors.lio import Lio, refused_initiators
-from iscsiha.executors.lvm import RESERVATIONS_TAG, Lvm
+from iscsiha.executors.lvm import RESERVATIONS_TAG, Lvm, LvRow
 from iscsiha.executors.runner import Runner
 from iscsiha.model.identity import (
     RESERVATIONS_SIZE,
@@ -84,20 +84,46 @@ def facts(box: Box, req: m.FactsRequest) -> m.Facts:
     """What apply checks before changing anything: the cluster's LVs (tagged), LV
     sizes, VG space, and exported volumes' DRBD states (volume -> minor)."""
     proc = box.drbd.proc()
+    rows = box.lvm.cluster_lvs()
     return m.Facts(
         vgs={vg: box.lvm.free_and_extent(vg) for vg in req.vgs},
         lvs={name: box.lvm.size(vg, name) for name, vg in req.volumes},
-        tagged=box.lvm.tagged(),
+        tagged={row.name: row.vg for row in rows if not row.is_pool},
         drbd={name: m.DiskState(d.role, d.connection, d.disk, d.peer_disk)
               for name, minor in req.drbd.items()
-              for d in [proc.get(minor, UNCONFIGURED)]})
+              for d in [proc.get(minor, UNCONFIGURED)]},
+        pools=_pool_facts(rows),
+        thin=tuple((row.name, row.pool) for row in rows if row.pool))
+
+
+def _pool_facts(rows: list[LvRow]) -> tuple[m.PoolFacts, ...]:
+    return tuple(m.PoolFacts(r.name, r.vg, r.size, r.data_percent, r.metadata_percent)
+                 for r in rows if r.is_pool)
 
 
 def create_volumes(box: Box, req: m.Volumes) -> m.Nothing:
     """The LVs alone: DRBD metadata comes when a target first exports one."""
+    pool_of = dict(req.thin)
     for name, vg, size in req.volumes:
-        box.lvm.create(vg, name, size)
+        if name in pool_of:
+            box.lvm.create_thin(vg, pool_of[name], name, size)
+        else:
+            box.lvm.create(vg, name, size)
     return m.Nothing()
+
+
+def create_pools(box: Box, req: m.Volumes) -> m.Nothing:
+    """Thin pools (name, volume group, size) this box lacks; one it has is left as is."""
+    have = {(row.name, row.vg) for row in box.lvm.pools()}
+    for name, vg, size in req.volumes:
+        if (name, vg) not in have:
+            box.lvm.create_pool(vg, name, size)
+    return m.Nothing()
+
+
+def pool_usage(box: Box, req: m.Nothing) -> m.Pools:
+    """The cluster's thin pools on this box and how full they are."""
+    return m.Pools(_pool_facts(box.lvm.pools()))
 
 
 def drbd_metadata(box: Box, req: m.Refs) -> m.Refs:
@@ -223,7 +249,8 @@ def write_drbd_files(box: Box, req: m.DrbdFiles) -> m.Paths:
     resources = _checked_allocation(config, req.resources)
     targets = {t.name: t for t in config.targets}
     written = []
-    made = box.lvm.tagged(RESERVATIONS_TAG)
+    wanted = any(res.reservations is not None for res in resources.values())
+    made = box.lvm.tagged(RESERVATIONS_TAG) if wanted else {}
     for name, res in resources.items():
         lv = reservations_lv(name)
         if res.reservations is not None and lv not in made:
@@ -426,6 +453,8 @@ Handler = tuple[m.Step[Any, Any], Callable[[Box, Any], Any]]
 _HANDLERS: list[Handler] = [
     (m.FACTS, facts),
     (m.CREATE_VOLUMES, create_volumes),
+    (m.CREATE_POOLS, create_pools),
+    (m.POOL_USAGE, pool_usage),
     (m.DRBD_METADATA, drbd_metadata),
     (m.UP, up),
     (m.SYNC_NEW, sync_new),

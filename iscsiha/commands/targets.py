@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -9,6 +10,7 @@ from dataclasses import dataclass, replace
 from iscsiha.commands.cluster_env import Cib, ClusterEnv
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import ProcDevice
+from iscsiha.executors.lvm import Lvm
 from iscsiha.model.names import check_timeout
 from iscsiha.plan.cib import nvpairs, previous_drbd
 from iscsiha.protocol import messages as m
@@ -39,6 +41,18 @@ class VolumeStatus:
 
 
 @dataclass(frozen=True)
+class PoolStatus:
+    """A thin pool on one box (each box has its own; they fill alike)."""
+
+    name: str
+    volume_group: str
+    node: str
+    size: int  # bytes of data space
+    data_percent: float | None
+    metadata_percent: float | None
+
+
+@dataclass(frozen=True)
 class Fencing:
     enabled: bool  # stonith-enabled
     devices: tuple[tuple[str, str | None], ...]  # (device, the node running it or None)
@@ -58,6 +72,7 @@ class ClusterStatus:
     quorate: bool | None = None  # None: no DC elected yet
     fencing: Fencing | None = None
     standby: frozenset[str] = frozenset()  # nodes in standby: they run no resource
+    pools: tuple[PoolStatus, ...] = ()  # thin pools, per box that could tell
 
 
 def clone_roles(clone: ET.Element) -> tuple[tuple[str, str], ...]:
@@ -118,10 +133,34 @@ def live_status(env: ClusterEnv, sessions: bool = True) -> ClusterStatus:
     except IscsihaError:
         proc = None  # no DRBD module loaded on this box
     boxes = env.boxes
-    if boxes is None or not sessions:
+    if boxes is None:
         return status(env.pacemaker, proc)
-    return status(env.pacemaker, proc, lambda node, iqns: boxes.call(
+    if not sessions:
+        return replace(status(env.pacemaker, proc), pools=pool_usage(env, boxes.here))
+    state = status(env.pacemaker, proc, lambda node, iqns: boxes.call(
         node, m.TARGET_SESSIONS, m.Iqns(tuple(iqns)), timeout=SESSIONS_TIMEOUT).sessions)
+    return replace(state, pools=pool_usage(env, boxes.here, [n for n in boxes.names
+                                                              if n != boxes.here]))
+
+
+def pool_usage(env: ClusterEnv, here: str, peers: Sequence[str] = ()
+               ) -> tuple[PoolStatus, ...]:
+    """This box's thin pools (read here), and the ``peers``' (asked, as sessions are).
+    A box that cannot tell (down, lvs failing) is left out: the status shows what
+    could be asked."""
+    out: list[PoolStatus] = []
+    with contextlib.suppress(IscsihaError):
+        out += [PoolStatus(p.name, p.vg, here, p.size, p.data_percent, p.metadata_percent)
+                for p in Lvm(env.runner).pools()]
+    for node in peers:
+        try:
+            reply = env.both_boxes().call(node, m.POOL_USAGE, m.Nothing(),
+                                          timeout=SESSIONS_TIMEOUT)
+        except IscsihaError:
+            continue
+        out += [PoolStatus(p.name, p.volume_group, node, p.size, p.data_percent,
+                           p.metadata_percent) for p in reply.pools]
+    return tuple(out)
 
 
 def _fencing(cib: ET.Element, mon: ET.Element) -> Fencing:

@@ -29,6 +29,7 @@ VOLUMES = "volumes"
 TARGETS = "targets"
 DISCOVERY_AUTH = "discovery_auth"
 ALERTS = "alerts"
+POOLS = "pools"  # LVM thin pools
 
 NAME = "name"  # of the cluster, a network, node, volume or target
 VOLUME_GROUP = "volume_group"  # the cluster's default, or one volume's own
@@ -75,16 +76,21 @@ URL = "url"
 TOKEN = "token"
 MAINTENANCE = "maintenance"
 VERIFY = "verify"  # maintenance's: how often DRBD online verify runs
+POOL = "pool"  # a volume's: the thin pool it is a thin volume of
+OVERCOMMIT = "overcommit"  # a pool's: its thin volumes may add up to more than it
+FILL_ALERT_PERCENT = "fill_alert_percent"  # a pool's: data or metadata use that alerts
 
 # Each table's keys: the whole schema. Tests hold the loader to exactly these.
-TOP_KEYS = (CLUSTER, NETWORKS, NODES, VOLUMES, TARGETS, DISCOVERY_AUTH, ALERTS, MAINTENANCE)
+TOP_KEYS = (CLUSTER, NETWORKS, NODES, VOLUMES, TARGETS, DISCOVERY_AUTH, ALERTS, MAINTENANCE,
+            POOLS)
 MAINTENANCE_KEYS = (VERIFY,)
 CLUSTER_KEYS = (NAME, TIEBREAKER, VOLUME_GROUP)
 NETWORK_KEYS = (NAME, ROLE, SUBNET, PING, MTU)
 NODE_KEYS = (NAME, ADDRESSES, BMC, LINKS, BONDS)
 BOND_KEYS = (MEMBERS, MODE)
 BMC_KEYS = (ADDRESS, USER, PASSWORD, CIPHER)
-VOLUME_KEYS = (NAME, SIZE, VOLUME_GROUP, DRBD_MINOR)
+VOLUME_KEYS = (NAME, SIZE, VOLUME_GROUP, DRBD_MINOR, POOL)
+POOL_KEYS = (NAME, VOLUME_GROUP, SIZE, OVERCOMMIT, FILL_ALERT_PERCENT)
 TARGET_KEYS = (NAME, IQN, PORTALS, LUNS, INITIATORS, ALLOW_ANY_INITIATOR, AUTH,
                PREFERRED_NODE, FAILBACK, DRBD_PORT)
 LUN_KEYS = (LUN, VOLUME)

@@ -39,6 +39,7 @@ from iscsiha.model.fields import (
     NODES,
     PASSWORD,
     PING,
+    POOLS,
     PORTALS,
     PREFERRED_NODE,
     ROLE,
@@ -58,6 +59,7 @@ from iscsiha.model.fields import (
 )
 from iscsiha.model.identity import DRBD_MINOR_MAX, DRBD_PORT_FIRST, DRBD_PORT_LAST
 from iscsiha.model.links import read_links
+from iscsiha.model.pools import check_pools, read_pools, volume_pool
 from iscsiha.model.types import (
     DEFAULT_MTU,
     ISCSI_PORT,
@@ -77,6 +79,7 @@ from iscsiha.model.types import (
     Network,
     NetworkRole,
     Node,
+    Pool,
     Portal,
     Target,
     VerifySchedule,
@@ -143,8 +146,13 @@ class _Reader:
                 VOLUME_GROUP, lambda s: _vg_ok(s), names.VG_NAME_ALLOWED, required=False
             ) or DEFAULT_VOLUME_GROUP
             cluster_t.finish()
+        pool_tables = top.tables(POOLS, required=False)
+        pools = read_pools(pool_tables, default_vg, self.size)
+        pool_names = {n for t in pool_tables if isinstance(n := t.data.get(NAME), str)}
         volume_tables = top.tables(VOLUMES, required=False)
-        volumes = self.volumes(volume_tables, default_vg)
+        volumes = self.volumes(volume_tables, default_vg, pool_names,
+                               {p.name: p for p in pools})
+        check_pools(pools, volumes, self.p)
         volume_names = {n for t in volume_tables if isinstance(n := t.data.get(NAME), str)}
         node_names = {n for t in node_tables if isinstance(n := t.data.get(NAME), str)}
         targets = self.targets(top.tables(TARGETS, required=False), networks, nodes,
@@ -154,10 +162,10 @@ class _Reader:
         maintenance = self.maintenance(top.table(MAINTENANCE, required=False))
         top.finish()
         if cluster is None or len(volumes) != len(volume_tables) or None in targets \
-                or alerts is None:
+                or alerts is None or len(pools) != len(pool_tables):
             return None
         return Config(cluster, tuple(volumes), tuple(t for t in targets if t is not None),
-                      alerts, maintenance)
+                      alerts, maintenance, tuple(pools))
 
     def maintenance(self, t: Table | None) -> Maintenance:
         if t is None:
@@ -299,7 +307,8 @@ class _Reader:
 
     # -- volumes ----------------------------------------------------------------------
 
-    def volumes(self, tables: list[Table], default_vg: str) -> list[Volume]:
+    def volumes(self, tables: list[Table], default_vg: str, pool_names: set[str],
+                pools: dict[str, Pool]) -> list[Volume]:
         out = []
         for t in tables:
             name = t.text(NAME, _object_name_ok, names.OBJECT_NAME_ALLOWED, code="bad-name")
@@ -307,11 +316,15 @@ class _Reader:
             vg = t.text(VOLUME_GROUP, _vg_ok, names.VG_NAME_ALLOWED, required=False,
                         code="bad-name")
             minor = t.integer(DRBD_MINOR, 0, DRBD_MINOR_MAX, required=False)
-            bad_optional = any(t.data.get(k) is not None and v is None for k, v in
-                               ((VOLUME_GROUP, vg), (DRBD_MINOR, minor)))
+            pool_ok, pool = volume_pool(t, pool_names, pools)
+            bad_optional = not pool_ok or any(
+                t.data.get(k) is not None and v is None for k, v in
+                ((VOLUME_GROUP, vg), (DRBD_MINOR, minor)))
             t.finish()
             if name is not None and size is not None and not bad_optional:
-                out.append(Volume(name, size, vg or default_vg, minor))
+                group = pool.volume_group if pool is not None else vg or default_vg
+                out.append(Volume(name, size, group, minor,
+                                  pool.name if pool is not None else None))
         self._unique(((t.child(NAME), t.data.get(NAME)) for t in tables), "volume name")
         self._unique(((t.child(DRBD_MINOR), t.data.get(DRBD_MINOR)) for t in tables),
                      "DRBD minor")

@@ -116,10 +116,27 @@ class Volume:
     size: int  # bytes
     volume_group: str
     drbd_minor: int | None = None  # pinned by the admin; otherwise allocated
+    pool: str | None = None  # a thin volume of this pool (in volume_group); None: thick
 
     @property
     def lv_path(self) -> str:
         return f"/dev/{self.volume_group}/{self.name}"
+
+
+DEFAULT_POOL_FILL_PERCENT = 80
+
+
+@dataclass(frozen=True)
+class Pool:
+    """An LVM thin pool, the same on both boxes; its thin volumes take space as written."""
+
+    name: str
+    volume_group: str
+    size: int  # bytes of data space
+    # Allow the thin volumes' sizes to add up to more than the pool: a guest that fills
+    # its disk then finds the pool full (writes fail) before its disk is.
+    overcommit: bool = False
+    fill_alert_percent: int = DEFAULT_POOL_FILL_PERCENT
 
 
 @dataclass(frozen=True)
@@ -239,6 +256,10 @@ class Config:
     targets: tuple[Target, ...]
     alerts: Alerts = NO_ALERTS
     maintenance: Maintenance = Maintenance()
+    pools: tuple[Pool, ...] = ()
 
     def volume(self, name: str) -> Volume:
         return next(v for v in self.volumes if v.name == name)
+
+    def thin_volumes(self, pool: str) -> tuple[Volume, ...]:
+        return tuple(v for v in self.volumes if v.pool == pool)

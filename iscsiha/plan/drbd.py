@@ -32,6 +32,35 @@ def reservations_vg(config: Config, target: Target) -> str:
     return config.volume(first.volume).volume_group
 
 
+# Resync in 64 KiB pieces: LVM's thin pool chunk for pools up to about 15 TiB, and the
+# kernel raises it to the disk's discard granularity (a pool's larger chunk) if needed.
+RS_DISCARD_GRANULARITY = 64 * 1024
+
+
+def _thin_disk(config: Config, res: DrbdResource) -> list[str]:
+    """The disk options that keep thin volumes thin on both boxes, for a resource with
+    any thin volume. Both are disk options of the in-kernel 8.4 module since Linux 4.8
+    (drbd.conf(5) for 8.4; LINBIT's commits dd4f699da674 "drbd: when receiving P_TRIM,
+    zero-out partial unaligned chunks", a5ca66c41941 "drbd: Introduce new disk config
+    option rs-discard-granularity", 92d94ae66aeb "drbd: Create the protocol feature
+    THIN_RESYNC"); rs-discard-granularity is off (0) by default, at most 1 MiB, and
+    turned off by the kernel on a disk that cannot discard. A thick volume beside thin
+    ones loses nothing: DRBD writes zeroes where its disk does not discard."""
+    if not any(config.volume(name).pool for name in res.volumes):
+        return []
+    return [
+        # dm-thin ignores a discard of part of a chunk, so it cannot promise zeroes and
+        # DRBD would turn discards off; with this DRBD discards whole chunks and writes
+        # zeroes to the unaligned ends, so a guest's TRIM (UNMAP, WRITE SAME with unmap)
+        # frees the chunks on both boxes and both copies still read the same.
+        "        discard-zeroes-if-aligned yes;",
+        # A resync sends a piece that reads all zeroes as "deallocated" and the target
+        # box discards it instead of writing it: a resync does not fill the thin volume
+        # on the box that returns (0, DRBD's default, copies every block).
+        f"        rs-discard-granularity {RS_DISCARD_GRANULARITY};",
+    ]
+
+
 def resource_file(config: Config, target: Target, res: DrbdResource, key: bytes | None) -> str:
     """A target's resource, its LUNs' volumes in it; identical on both boxes (drbdadm
     picks its 'on' section by uname).
@@ -76,6 +105,7 @@ def resource_file(config: Config, target: Target, res: DrbdResource, key: bytes 
         # calls the helper): I/O goes on through the peer, and the helper raises
         # the alert.
         "        on-io-error call-local-io-error;",
+        *_thin_disk(config, res),
         "    }",
         # Each handler also raises its alert (iscsiha-alert event, in the background:
         # DRBD waits for its handlers, and fence-peer holds I/O until it returns).

@@ -104,16 +104,35 @@ class DiskState:
 
 
 @dataclass(frozen=True)
+class PoolFacts:
+    """One of the cluster's thin pools on a box, as lvs reports it."""
+
+    name: LvmName
+    volume_group: LvmName
+    size: Count  # bytes of data space
+    data_percent: Percent | None
+    metadata_percent: Percent | None
+
+
+@dataclass(frozen=True)
 class Facts:
     vgs: dict[LvmName, tuple[Count, Bytes]]  # volume group -> (free bytes, extent size)
     lvs: dict[Name, Count | None]  # volume -> its LV's size, None when it has none
     tagged: dict[LvmName, LvmName]  # the cluster's LVs on this box -> their volume group
     drbd: dict[Name, DiskState]
+    pools: tuple[PoolFacts, ...] = ()  # the cluster's thin pools on this box
+    thin: tuple[tuple[LvmName, LvmName], ...] = ()  # its thin volumes: (name, pool)
 
 
 @dataclass(frozen=True)
 class Volumes:
     volumes: tuple[tuple[Name, LvmName, Bytes], ...]  # (name, volume group, size)
+    thin: tuple[tuple[Name, Name], ...] = ()  # (volume, its pool) of the thin ones
+
+
+@dataclass(frozen=True)
+class Pools:
+    pools: tuple[PoolFacts, ...]
 
 
 @dataclass(frozen=True)
@@ -303,6 +322,8 @@ class SupportPart:
 
 FACTS = Step("facts", FactsRequest, Facts)
 CREATE_VOLUMES = Step("create-volumes", Volumes, Nothing)
+CREATE_POOLS = Step("create-pools", Volumes, Nothing)  # (pool, volume group, size)
+POOL_USAGE = Step("pool-usage", Nothing, Pools)
 DRBD_METADATA = Step("drbd-metadata", Refs, Refs)  # reply: those given metadata
 UP = Step("up", Resources, Nothing)
 SYNC_NEW = Step("sync-new", SyncNew, Refs)  # reply: those declared in sync

@@ -45,7 +45,8 @@ def lab_config(topology: Topology, bmc_password: Secret) -> Config:
 
 def cluster_data(lab: Lab) -> dict[str, Any]:
     """The cluster part of the desired state on the boxes (the first that answers): what
-    `cluster init` wrote, without the volumes and targets earlier tests applied."""
+    `cluster init` wrote, without the volumes, thin pools and targets earlier tests
+    applied."""
     problems = []
     for node in lab.topology.appliances:
         try:
@@ -55,7 +56,7 @@ def cluster_data(lab: Lab) -> dict[str, Any]:
             continue
         if found.ok:
             data = tomllib.loads(found.out)
-            return {k: v for k, v in data.items() if k not in ("volumes", "targets")}
+            return {k: v for k, v in data.items() if k not in ("volumes", "targets", "pools")}
         problems.append(f"{node.name}: {found.err.strip()}")
     raise IscsihaError.single("no-desired-state", "file", DESIRED_PATH,
                               "the desired state `cluster init/join` wrote on a box",

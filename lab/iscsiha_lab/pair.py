@@ -79,21 +79,36 @@ def _applied(result: GuestResult) -> None:
 def converge(lab: Lab, data: dict[str, Any], box: str = "san-a") -> None:
     """Apply ``data`` on ``box``, deleting whatever volumes earlier runs left: targets
     first (a volume still exported is never deleted), then the volumes."""
-    # The cluster's volumes only (tagged): not the targets' reservations LVs.
-    out = lab.exec(box, ["lvs", "--noheadings", "--units", "m", "--nosuffix",
-                         "-o", "lv_name,lv_size", "@iscsiha"]).check().out
+    # The cluster's LVs only (tagged): not the targets' reservations LVs.
+    out = lab.exec(box, ["lvs", "--noheadings", "--units", "m", "--nosuffix", "--separator",
+                         ",", "-o", "lv_name,lv_size,segtype,pool_lv", "@iscsiha"]).check().out
+    rows = [[field.strip() for field in line.split(",")] for line in out.splitlines()
+            if line.strip()]
     wanted = {v["name"] for v in data["volumes"]}
-    extra = {name: f"{float(size):.0f}M" for name, size in
-             (line.split() for line in out.splitlines() if line.strip()) if name not in wanted}
+    pools = {name: f"{float(size):.0f}M" for name, size, segtype, _ in rows
+             if segtype == "thin-pool"}
+    # A thin pool is no volume: a thin one left over is kept in its pool until deleted.
+    extra = {name: {"name": name, "size": f"{float(size):.0f}M",
+                    **({"pool": pool} if pool else {})}
+             for name, size, segtype, pool in rows
+             if name not in wanted and segtype != "thin-pool"}
     # apply waits up to twice 120 + 30 s per deleted volume for the cluster to settle;
     # creating volumes takes longer the more there are.
     timeout = 600.0 + 60.0 * len(extra) + 30.0 * len(data["volumes"])
+    deletes = [arg for name in extra for arg in ("--delete", name)]
     if extra:
-        keep = dict(data, volumes=[*data["volumes"],
-                                   *({"name": n, "size": s} for n, s in extra.items())])
+        known = {p["name"] for p in data.get("pools", [])}
+        needed = {v["pool"] for v in extra.values() if "pool" in v} - known
+        keep = dict(data, volumes=[*data["volumes"], *extra.values()])
+        if needed:
+            keep["pools"] = [*data.get("pools", []), *(
+                {"name": p, "size": pools[p], "overcommit": True} for p in sorted(needed))]
         _applied(apply(lab, keep, box=box, timeout=timeout))
-    _applied(apply(lab, data, *(arg for name in extra for arg in ("--delete", name)),
-                   box=box, timeout=timeout))
+        if needed:  # the thin volumes go while their pools are still in the desired state
+            _applied(apply(lab, dict(keep, volumes=data["volumes"]), *deletes, box=box,
+                           timeout=timeout))
+            deletes = []
+    _applied(apply(lab, data, *deletes, box=box, timeout=timeout))
 
 
 def ask(lab: Lab, box: str, argv: list[str], timeout: float = 30) -> str | None:

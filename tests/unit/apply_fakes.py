@@ -4,6 +4,7 @@ in a temporary folder, and a CIB held here."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -60,6 +61,8 @@ class Node:
     root: Path
     lvs: dict[str, int] = field(default_factory=dict)  # "vg/name" -> size
     tags: dict[str, str] = field(default_factory=dict)  # "vg/name" -> its tag, if not iscsiha
+    pools: set[str] = field(default_factory=set)  # "vg/name" of LVs in lvs that are pools
+    thin: dict[str, str] = field(default_factory=dict)  # "vg/name" -> its pool
     metadata: set[str] = field(default_factory=set)  # RES/NUMBER with DRBD metadata
     # Resources up -> their volumes (number -> minor), as the file said at up or adjust.
     kernel: dict[str, dict[int, int]] = field(default_factory=dict)
@@ -103,14 +106,17 @@ class Node:
         if tool == "vgs":
             return f"  {VG_FREE} {EXTENT}\n", 0
         if tool == "lvs" and name.startswith("@"):
-            return "".join(f"  {lv.split('/')[1]} {lv.split('/')[0]}\n" for lv in self.lvs
-                           if self.tags.get(lv, "iscsiha") == name[1:]), 0
+            return self._report(name[1:]), 0
         if tool == "lvs":
             return (f"  {self.lvs[name]}\n", 0) if name in self.lvs else ("not found", 5)
         if tool == "lvcreate":
-            size = int(argv[argv.index("-L") + 1].removesuffix("b"))
+            size_flag = "-V" if "-V" in argv else "-L"
             lv = f"{name}/{argv[argv.index('-n') + 1]}"
-            self.lvs[lv] = size
+            self.lvs[lv] = int(argv[argv.index(size_flag) + 1].removesuffix("b"))
+            if "thin-pool" in argv:
+                self.pools.add(lv)
+            if "--thinpool" in argv:
+                self.thin[lv] = argv[argv.index("--thinpool") + 1]
             self.tags[lv] = argv[argv.index("--addtag") + 1]
             return "", 0
         if tool == "lvextend":
@@ -119,11 +125,27 @@ class Node:
         if tool == "lvremove":
             del self.lvs[name]
             self.tags.pop(name, None)
+            self.thin.pop(name, None)
             return "", 0
         if tool == "blkdiscard":
             return "", 0
         assert tool == "drbdadm", argv
         return self._drbdadm(argv[1:-2], name)
+
+    def _report(self, tag: str) -> str:
+        """lvs --reportformat json of the LVs tagged ``tag``; pools 12.5% full."""
+        rows = []
+        for lv, size in self.lvs.items():
+            if self.tags.get(lv, "iscsiha") != tag:
+                continue
+            vg, name = lv.split("/")
+            pool = lv in self.pools
+            rows.append({"lv_name": name, "vg_name": vg, "lv_size": str(size),
+                         "segtype": "thin-pool" if pool else "thin" if lv in self.thin
+                         else "linear", "pool_lv": self.thin.get(lv, ""),
+                         "data_percent": "12.50" if pool else "",
+                         "metadata_percent": "3.00" if pool else ""})
+        return json.dumps({"report": [{"lv": rows}]})
 
     def _drbdadm(self, command: list[str], name: str) -> tuple[str, int]:
         res, _, number = name.partition("/")

@@ -14,7 +14,7 @@ from iscsiha.commands.cluster_env import Boxes, real_env
 from iscsiha.commands.targets import live_status
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.drbd import ProcDevice, parse_proc_drbd
-from iscsiha.executors.runner import Runner
+from iscsiha.executors.runner import CommandResult, Runner
 from iscsiha.model.load import load_data
 from tests.conftest import EXAMPLE
 from tests.unit.env_fakes import Untouchable, fake_env
@@ -59,6 +59,15 @@ def test_status_without_sessions_asks_no_box() -> None:
         def proc(self) -> dict[int, ProcDevice]:
             return parse_proc_drbd(RESYNC)
 
-    env = fake_env(FakePacemaker(mon()), cast(Boxes, Untouchable("boxes")), drbd=Drbd())
+    class Lvs:  # this box's thin pools are read here, asking no box
+        def run(self, argv: list[str], **_: object) -> CommandResult:
+            assert argv[0] == "/usr/sbin/lvs"
+            return CommandResult(tuple(argv), 0, '{"report": [{"lv": []}]}', "", 0.0)
+
+    class NoCalls(Untouchable):
+        here = "san-a"  # its name only, to label its pools
+
+    env = fake_env(FakePacemaker(mon()), cast(Boxes, NoCalls("boxes")), drbd=Drbd(),
+                   runner=Lvs())
     state = live_status(env, sessions=False)
     assert state.targets[0].sessions is None and state.volumes[0].drbd is not None

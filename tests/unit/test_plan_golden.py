@@ -22,17 +22,22 @@ def _files(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_example_plans_to_the_golden_files(tmp_path: Path) -> None:
-    assert main(["plan", str(EXAMPLE), "--output-dir", str(tmp_path)]) == 0
-    got = _files(tmp_path)
+def matches_golden(got: dict[str, str], golden: Path) -> None:
+    """``got`` (relative path -> text) is what ``golden`` holds; rewritten instead with
+    UPDATE_GOLDEN=1."""
     if os.environ.get("UPDATE_GOLDEN"):
         for rel, text in got.items():
-            (GOLDEN / rel).parent.mkdir(parents=True, exist_ok=True)
-            (GOLDEN / rel).write_text(text)
+            (golden / rel).parent.mkdir(parents=True, exist_ok=True)
+            (golden / rel).write_text(text)
         pytest.skip("golden files rewritten; review the diff")
-    assert sorted(got) == sorted(_files(GOLDEN))
+    assert sorted(got) == sorted(_files(golden))
     for rel, text in got.items():
-        assert text == (GOLDEN / rel).read_text(), f"{rel} differs from its golden file"
+        assert text == (golden / rel).read_text(), f"{rel} differs from its golden file"
+
+
+def test_example_plans_to_the_golden_files(tmp_path: Path) -> None:
+    assert main(["plan", str(EXAMPLE), "--output-dir", str(tmp_path)]) == 0
+    matches_golden(_files(tmp_path), GOLDEN)
 
 
 def test_both_nodes_get_identical_files(tmp_path: Path) -> None:
