@@ -152,9 +152,9 @@ class _Bench:
             "settings": as_dict(self.o.settings), "region_mib": self.o.region_mib}}
         runs: list[dict[str, dict[str, dict[str, Any]]]] = []
         aborted = None
+        self.initiator = Initiator(self.lab)
+        self.preflight()  # refused before anything changed: the CLI's error, not "aborted"
         try:
-            self.initiator = Initiator(self.lab)
-            self.preflight()
             report["lab"] = self.facts()
             self.setup()
             report["in_force"] = self.in_force()
@@ -204,6 +204,8 @@ class _Bench:
         lines = (ask(self.lab, BOXES[0], ["sh", "-c", query]) or "").splitlines()
         return {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "kernel": lines[0] if lines else None,
+                "drbd_module": (ask(self.lab, BOXES[0], ["head", "-1", "/proc/drbd"])
+                                or "").strip(),
                 "packages": dict(line.split("=", 1) for line in lines[1:] if "=" in line),
                 "initiator_fio": (ask(self.lab, self.initiator_name(), ["fio", "--version"])
                                   or "").strip(),
@@ -212,7 +214,10 @@ class _Bench:
     def setup(self) -> None:
         assert self.initiator is not None
         text = ask(self.lab, BOXES[0], ["cat", DESIRED_PATH], timeout=60)
-        found = tomllib.loads(text) if text else None
+        try:
+            found = tomllib.loads(text) if text else None
+        except tomllib.TOMLDecodeError as exc:
+            raise CheckFailed(f"{BOXES[0]}: {DESIRED_PATH} is not TOML: {exc}") from exc
         if not isinstance(found, dict):
             raise CheckFailed(f"no desired state in {DESIRED_PATH} on {BOXES[0]}")
         self.found = without_bench(found)

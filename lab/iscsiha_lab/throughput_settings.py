@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from iscsiha.errors import IscsihaError, Report
+from iscsiha.executors.lio import TPG_TAG
 
 # name -> (lowest, highest): DRBD 8.4's own limits (drbdsetup refuses the rest anyway).
 DRBD_NET = {"max-buffers": (32, 131072), "max-epoch-size": (1, 20000),
@@ -107,7 +108,7 @@ def drbd_commands(settings: Settings, resource: str) -> list[list[str]]:
 
 
 def tpg_dir(iqn: str) -> str:
-    return f"/sys/kernel/config/target/iscsi/{iqn}/tpgt_1/param"
+    return f"/sys/kernel/config/target/iscsi/{iqn}/tpgt_{TPG_TAG}/param"
 
 
 def drbd_shown(show: str, names: Mapping[str, object]) -> dict[str, str | None]:
