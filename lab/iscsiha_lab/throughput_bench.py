@@ -22,6 +22,7 @@ from typing import Any
 
 from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.errors import IscsihaError, Report
+from iscsiha_lab.failover_bench import wait_until
 from iscsiha_lab.guest import GuestResult
 from iscsiha_lab.initiator import HV_SECRET, Initiator, iqn
 from iscsiha_lab.lab import Lab
@@ -399,20 +400,8 @@ class _Bench:
         return self.lab.exec(node, argv, timeout=timeout).check()
 
     def wait(self, what: str, check: Callable[[], tuple[bool, str]], timeout: float) -> None:
-        started = told = time.monotonic()
-        while True:
-            ok, seen = check()
-            now = time.monotonic()
-            if ok:
-                return
-            if now - started > timeout:
-                raise CheckFailed(f"timed out after {timeout:.0f} s waiting for {what}: "
-                                  f"last seen: {seen}")
-            if now - told >= 60:
-                told = now
-                self.progress(f"throughput-bench: {now - started:.0f} s waiting for {what}: "
-                              f"{seen}")
-            time.sleep(2)
+        wait_until(what, check, timeout,
+                   lambda line: self.progress(f"throughput-bench: {line}"))
 
 
 def _mib(text: str) -> float:
