@@ -135,10 +135,18 @@ def test_the_share_of_a_measurement_during_the_resync() -> None:
 
 def test_goals_are_judged_on_the_medians_and_unknown_without_figures() -> None:
     summary = summarize([_run(100, 100, 85)])
-    resync = {"during": {"seq-write-1m": {"of_normal": 0.4},
-                         "seq-read-1m": {"of_normal": None}}}
+    resync = {"during": {"seq-write-1m": {"of_normal": 0.4, "share_during_resync": 1.0},
+                         "seq-read-1m": {"of_normal": None, "share_during_resync": 1.0}}}
     assert goals(summary, resync) == {
         "seq-write-1m lun/drbd >= 0.8": None, "seq-read-1m lun/drbd >= 0.8": True,
         "seq-write-1m during resync >= 0.5 of normal": False,
         "seq-read-1m during resync >= 0.5 of normal": None}
     assert goals(summarize([_run(100, 100, 79)]), None)["seq-read-1m lun/drbd >= 0.8"] is False
+
+
+def test_a_resync_figure_taken_mostly_after_the_resync_judges_no_goal() -> None:
+    resync = {"during": {"seq-write-1m": {"of_normal": 0.9, "share_during_resync": 0.5},
+                         "seq-read-1m": {"of_normal": 0.3, "share_during_resync": 0.9}}}
+    judged = goals(summarize([]), resync)
+    assert judged["seq-write-1m during resync >= 0.5 of normal"] is None
+    assert judged["seq-read-1m during resync >= 0.5 of normal"] is False
