@@ -25,6 +25,7 @@ from iscsiha_lab import (
     initiator_root,
     lio_bench,
     soak,
+    throughput_bench,
 )
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.paths import LabImages, LabPaths
@@ -156,6 +157,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=3, help="runs of each (default 3)")
     p.set_defaults(func=_lio_bench)
 
+    p = sub.add_parser("throughput-bench", help="fio through the LUN, the DRBD device and a "
+                       "box-local LV, each as a ratio to the LV, and the LUN during a resync "
+                       "(JSON); adds and removes a bench volume and target")
+    p.add_argument("--runs", type=int, default=3, help="runs of every test (default 3)")
+    p.add_argument("--runtime", type=int, default=10, help="seconds per fio test (default 10)")
+    p.add_argument("--size-mib", type=int, default=512,
+                   help="bench volume and scratch LV size (default 512)")
+    p.add_argument("--no-resync", dest="resync", action="store_false",
+                   help="skip the run during a resync")
+    p.add_argument("--fill-mib", type=int, default=None, help="MiB written through the LUN "
+                   "while the peer is away, resynced after (default: the bench region)")
+    p.add_argument("--resync-timeout", type=int, default=600,
+                   help="seconds the resync may take (default 600)")
+    p.add_argument("--label", default="default", help="the variant's name, in the JSON")
+    p.add_argument("--drbd", default="", help="e.g. max-buffers=8000,al-extents=3389 "
+                   "(docs/throughput.md lists the names)")
+    p.add_argument("--iscsi", default="", help="LIO TPG parameters, e.g. "
+                   "MaxBurstLength=1048576")
+    p.add_argument("--initiator", default="", help="open-iscsi node settings, e.g. "
+                   "node.session.cmds_max=128")
+    p.set_defaults(func=_throughput_bench)
+
     p = sub.add_parser("console-setup", help="on a lab up with --no-cluster: form the cluster "
                        "and export a volume to the initiator with console commands only, "
                        "printing each one")
@@ -286,6 +309,15 @@ def _lio_bench(lab: Lab, args: argparse.Namespace) -> int:
                              progress)
     print(json.dumps(report, indent=2))
     return EXIT_OK
+
+
+def _throughput_bench(lab: Lab, args: argparse.Namespace) -> int:
+    options = throughput_bench.parse_options(
+        args.runs, args.runtime, args.size_mib, args.resync, args.fill_mib,
+        args.resync_timeout, args.label, args.drbd, args.iscsi, args.initiator)
+    report = throughput_bench.bench(lab, options, progress)
+    print(json.dumps(report, indent=2))
+    return EXIT_OK if report["aborted"] is None else EXIT_REFUSED
 
 
 def _console_setup(lab: Lab, args: argparse.Namespace) -> int:

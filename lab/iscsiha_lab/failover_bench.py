@@ -588,19 +588,24 @@ class _Bench:
         return result.check() if check else result
 
     def wait(self, what: str, check: Callable[[], tuple[bool, str]], timeout: float) -> None:
-        """Until ``check`` says yes, at most ``timeout`` seconds (plus one check); what it
-        sees goes to stderr every minute, so a long wait is not a silent one."""
-        started = time.monotonic()
-        told = started
-        while True:
-            ok, seen = check()
-            now = time.monotonic()
-            if ok:
-                return
-            if now - started > timeout:
-                raise CheckFailed(f"timed out after {timeout:.0f} s waiting for {what}: "
-                                  f"last seen: {seen}")
-            if now - told >= 60:
-                told = now
-                self.progress(f"failover-bench: {now - started:.0f} s waiting for {what}: {seen}")
-            time.sleep(2)
+        wait_until(what, check, timeout, lambda line: self.progress(f"failover-bench: {line}"))
+
+
+def wait_until(what: str, check: Callable[[], tuple[bool, str]], timeout: float,
+               progress: Progress) -> None:
+    """Until ``check`` says yes, at most ``timeout`` seconds (plus one check); what it
+    sees goes to ``progress`` every minute, so a long wait is not a silent one."""
+    started = time.monotonic()
+    told = started
+    while True:
+        ok, seen = check()
+        now = time.monotonic()
+        if ok:
+            return
+        if now - started > timeout:
+            raise CheckFailed(f"timed out after {timeout:.0f} s waiting for {what}: "
+                              f"last seen: {seen}")
+        if now - told >= 60:
+            told = now
+            progress(f"{now - started:.0f} s waiting for {what}: {seen}")
+        time.sleep(2)
