@@ -63,6 +63,8 @@ from iscsiha_lab.throughput_settings import (
 
 Progress = Callable[[str], None]
 NAME = "tput"  # the bench volume, its target and its DRBD resource
+# Its LUN as DRBD names it: volume 0 of the resource, which also holds the reservations.
+VOLUME = f"{NAME}/0"
 IQN = iqn(NAME)
 PORTAL = "10.99.30.125"  # on the storage network, apart from the lab tests' portals
 SCRATCH = "tputlocal"  # the box-local LV, in the data volume group
@@ -246,8 +248,8 @@ class _Bench:
         if where is None:
             return False, f"target {NAME} not running"
         self.primary = where
-        states = {box: (ask(self.lab, box, ["sh", "-c", f"drbdadm cstate {NAME}; drbdadm "
-                                                        f"dstate {NAME}"]) or "").split()
+        states = {box: (ask(self.lab, box, ["sh", "-c", f"drbdadm cstate {VOLUME}; drbdadm "
+                                                        f"dstate {VOLUME}"]) or "").split()
                   for box in BOXES}
         ok = all(s == ["Connected", "UpToDate/UpToDate"] for s in states.values())
         return ok, f"served on {where}; DRBD {states}"
@@ -284,7 +286,7 @@ class _Bench:
     def one_run(self, n: int) -> dict[str, dict[str, dict[str, Any]]]:
         devices = {"lv": (self.primary, f"/dev/data/{SCRATCH}"),
                    "drbd": (self.primary, self.box(self.primary, [
-                       "drbdadm", "sh-dev", NAME]).out.strip()),
+                       "drbdadm", "sh-dev", VOLUME]).out.strip()),
                    "lun": (self.initiator_name(), self.lun or "")}
         run: dict[str, dict[str, dict[str, Any]]] = {}
         for place in PLACES:
@@ -319,7 +321,7 @@ class _Bench:
         """The Secondary disconnects, ``fill_mib`` MiB are written through the LUN, it
         reconnects; the LUN's sequential write and read measured during the resync."""
         secondary, lun = other(self.primary), self.lun or ""
-        before_kib = resync_kib(self.lab, self.primary)
+        before_kib = sum(resync_kib(self.lab, self.primary).values())
         self.progress(f"throughput-bench: resync: {secondary} disconnects {NAME}")
         self.box(secondary, ["drbdadm", "disconnect", NAME])
         out: dict[str, Any] = {"secondary": secondary, "fill_mib": self.o.fill_mib}
@@ -357,10 +359,10 @@ class _Bench:
             not fence_constraints(self.lab, self.primary), "constraints left"), 120)
         return out | {"during": during, "resync_s": watch.done_s,
                       "saw_sync_source": watch.saw_sync,
-                      "resynced_kib": resync_kib(self.lab, self.primary) - before_kib}
+                      "resynced_kib": sum(resync_kib(self.lab, self.primary).values()) - before_kib}
 
     def cstate_is(self, states: tuple[str, ...]) -> tuple[bool, str]:
-        seen = (ask(self.lab, self.primary, ["drbdadm", "cstate", NAME]) or "").strip()
+        seen = (ask(self.lab, self.primary, ["drbdadm", "cstate", VOLUME]) or "").strip()
         return seen in states, f"cstate {seen}"
 
     # -- after ------------------------------------------------------------------------
@@ -375,7 +377,7 @@ class _Bench:
                             f"iscsiadm -m node -T {IQN} -p {PORTAL} -o delete")))
         for box in BOXES:
             steps.append((f"{box}: connect", partial(self.lab.exec, box, [
-                "sh", "-c", f"drbdadm cstate {NAME} | grep -q StandAlone && drbdadm "
+                "sh", "-c", f"drbdadm cstate {VOLUME} | grep -q StandAlone && drbdadm "
                             f"connect {NAME}; true"])))
             steps.append((f"{box}: lvremove", partial(self.lab.exec, box, [
                 "lvremove", "-q", "-y", f"data/{SCRATCH}"])))
@@ -426,7 +428,7 @@ class _SyncWatch(threading.Thread):
         deadline = self.since + self.bench.o.resync_timeout_s
         while time.monotonic() < deadline:
             seen = (ask(self.bench.lab, self.bench.primary, ["sh", "-c", f"drbdadm cstate "
-                        f"{NAME}; drbdadm dstate {NAME}"]) or "").split()
+                        f"{VOLUME}; drbdadm dstate {VOLUME}"]) or "").split()
             self.saw_sync |= bool(seen) and seen[0].startswith("Sync")
             if seen == ["Connected", "UpToDate/UpToDate"]:
                 self.done_s = round(time.monotonic() - self.since, 1)
