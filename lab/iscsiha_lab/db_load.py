@@ -111,8 +111,8 @@ def problems(db: dict[str, Any]) -> list[str]:
     found = [f"{key}: {db[key]}" for key in ("failed", "check_failed") if key in db]
     if found:
         return found
-    if db["errors"]:
-        found.append(f"{db['errors']} errors: {db['error_text']}")
+    if db.get("errors"):  # a check alone has no run, and no errors of one
+        found.append(f"{db['errors']} errors: {db.get('error_text')}")
     if not db.get("fsck_clean"):
         found.append(f"e2fsck -fn not clean: {db.get('fsck_output', '')}")
     if db.get("mount_error"):

@@ -75,9 +75,10 @@ def disks(lab: Lab) -> Iterator[dict[str, str]]:
 
 
 def _iscsi_disks(initiator: Initiator) -> set[str]:
-    out = initiator.try_run("lsblk", "-dno", "NAME,TRAN").out
-    return {f"/dev/{name}" for name, *tran in (line.split() for line in out.splitlines())
-            if tran == ["iscsi"]}
+    """The initiator's iSCSI disks of LUN 0 (alpha's other LUN is the database's)."""
+    out = initiator.try_run("lsblk", "-dno", "NAME,TRAN,HCTL").out
+    return {f"/dev/{name}" for name, *rest in (line.split() for line in out.splitlines())
+            if len(rest) == 2 and rest[0] == "iscsi" and rest[1].endswith(":0")}
 
 
 def _sg(lab: Lab, *argv: str) -> str:

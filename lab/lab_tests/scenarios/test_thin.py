@@ -50,7 +50,9 @@ def data_percent(lab: Lab, box: str) -> float:
 
 
 def in_sync(lab: Lab) -> bool:
-    out = lab.exec(PRIMARY, ["sh", "-c", f"drbdadm cstate {TARGET}; drbdadm dstate {TARGET}"]
+    # Volume 0, the LUN: the resource also holds the target's reservations volume.
+    out = lab.exec(PRIMARY, ["sh", "-c", f"drbdadm cstate {TARGET}/0; "
+                                         f"drbdadm dstate {TARGET}/0"]
                    ).out.split()
     return out == ["Connected", "UpToDate/UpToDate"]
 
