@@ -40,11 +40,11 @@ from iscsiha.commands.cluster_env import Boxes, Cib, ClusterEnv, Files
 from iscsiha.commands.node_steps import SECRETS_DIR
 from iscsiha.commands.targets import clone_roles
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
-from iscsiha.model.identity import DrbdResource
+from iscsiha.model.identity import RESERVATIONS_SIZE, DrbdResource
 from iscsiha.model.types import Config, Pool, Volume
 from iscsiha.plan.cib import drbd_clone_id, previous_drbd, secret_parameters, target_group_id
 from iscsiha.plan.cib_merge import merge
-from iscsiha.plan.drbd import resource_path
+from iscsiha.plan.drbd import reservations_vg, resource_path
 from iscsiha.plan.plan import Plan, make_plan
 from iscsiha.protocol import messages as m
 
@@ -103,9 +103,23 @@ def check(env: ClusterEnv, config: Config, confirmed_deletes: frozenset[str],
     check_deletes(change.delete, confirmed_deletes, exported_volumes(live))
     check_reshapes(config, previous, change)
     pools = check_pools(config, change.create, facts)
-    grow = check_facts(config, change.create, set(running), facts, pools.need)
+    grow = check_facts(config, change.create, set(running), facts,
+                       _with_reservations(pools.need, config, change.new_targets, facts))
     return Checked(live, previous, plan, facts, change, tuple(grow),
                    _secrets_changed(env.files, config, previous), pools)
+
+
+def _with_reservations(need: Mapping[str, Mapping[str, int]], config: Config,
+                       new_targets: tuple[str, ...], facts: Mapping[str, m.Facts]
+                       ) -> dict[str, dict[str, int]]:
+    """``need`` (node -> volume group -> bytes) plus the new targets' reservations LVs."""
+    targets = {t.name: t for t in config.targets}
+    out = {node: dict(need.get(node, {})) for node in facts}
+    for name in new_targets:
+        vg = reservations_vg(config, targets[name])
+        for vgs in out.values():
+            vgs[vg] = vgs.get(vg, 0) + RESERVATIONS_SIZE
+    return out
 
 
 def _secrets_changed(store: Files, config: Config, running: Mapping[str, object]

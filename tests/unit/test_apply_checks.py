@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from iscsiha.commands.apply import _keep_stopped, _patch, _promoted_on
+from iscsiha.commands.apply import _keep_stopped, _patch, _promoted_on, _with_reservations
 from iscsiha.commands.apply_checks import (
     before_joining,
     check_deletes,
@@ -21,6 +21,7 @@ from iscsiha.commands.apply_checks import (
 )
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.pacemaker import Pacemaker
+from iscsiha.model.identity import RESERVATIONS_SIZE
 from iscsiha.model.load import load_data
 from iscsiha.plan.cib_merge import merge
 from iscsiha.plan.peer_ssh import authorized_keys
@@ -237,3 +238,17 @@ def test_the_promoted_box_of_a_clone_is_read_from_crm_mon() -> None:
     assert _promoted_on(mon, "drbd-vm-clone") == "san-b"
     assert _promoted_on(mon, "drbd-db-clone") is None
     assert _promoted_on(mon, "drbd-gone-clone") is None
+
+
+def test_a_new_target_s_reservations_lv_counts_against_its_volume_group(
+        example: dict[str, Any]) -> None:
+    config = load_data(example)
+    facts = _facts(example, {"vmstore": None, "db": None, "backup": None})
+    need = _with_reservations({}, config, ("vm", "backup"), facts)
+    assert need == {node: {"data": 2 * RESERVATIONS_SIZE} for node in facts}
+    # Exactly the volumes' space free, none for the reservations: refused, before anything.
+    sizes = sum(-(-v.size // EXTENT) * EXTENT for v in config.volumes)
+    with pytest.raises(IscsihaError) as exc:
+        check_facts(config, config.volumes, set(),
+                    _facts(example, {v.name: None for v in config.volumes}, free=sizes), need)
+    assert _codes(exc) == ["no-space", "no-space"]
