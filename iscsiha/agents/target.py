@@ -119,7 +119,6 @@ class TargetAgent:
         self._handover.keep(self._connections(_endpoints(spec)))
         return Rc.SUCCESS
 
-
     def _differences(self, spec: TargetParams, state: TargetState | None) -> list[str]:
         problems = _differences(spec, state)
         if spec.reservations is not None and not self._store.mounted(spec.reservations):
