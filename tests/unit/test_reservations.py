@@ -11,6 +11,7 @@ import pytest
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.aptpl import registrations
+from iscsiha.executors.lio import _attributes
 from iscsiha.executors.reservations import MKFS, MOUNT, ReservationStore
 from iscsiha.executors.runner import CommandResult
 
@@ -94,3 +95,12 @@ def test_a_volume_holding_anything_else_is_never_formatted(
     with pytest.raises(IscsihaError, match="holds"):
         _store(tmp_path, runner).mount(str(device))
     assert MKFS not in [c[0] for c in runner.calls]
+
+
+@pytest.mark.parametrize("unmap,discards", [("8192\n", 1), ("0\n", 0), ("garbage\n", 0)])
+def test_vaai_attributes_are_set_and_unmap_only_where_the_device_discards(
+        tmp_path: Path, unmap: str, discards: int) -> None:
+    (tmp_path / "attrib").mkdir()
+    (tmp_path / "attrib/max_unmap_lba_count").write_text(unmap)
+    assert _attributes(str(tmp_path)) == {"emulate_caw": 1, "emulate_3pc": 1,
+                                          "emulate_tpu": discards, "emulate_tpws": discards}
