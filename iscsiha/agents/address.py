@@ -1,8 +1,10 @@
-"""ocf:iscsiha:address: a target's floating portal address, port blocked until ready.
+"""ocf:iscsiha:address: a target's floating portal addresses, ports blocked until ready.
 
-start blocks the portal's port, adds the address on the interface that holds
-this box's own address in the same subnet, and announces it (gratuitous ARP).
-The target agent unblocks the port once its LUNs are up.
+start blocks each portal's port, adds its address on the interface that holds this
+box's own address in the same subnet, and announces it (gratuitous ARP). The target
+agent unblocks the ports once its LUNs are up. One resource holds all of a target's
+portals (one per storage network: its initiators' paths), so a move adds and removes
+them in one operation each way rather than one after another in the target's group.
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ SPEC = AgentSpec(
     longdesc=("Adds a floating address for an iSCSI portal on the interface in its subnet, "
               "with the portal's TCP port blocked until the target agent is ready."),
     params=(
-        Param("ip", "Floating address", "The IPv4 or IPv6 address initiators log in to.",
-              required=True, unique=True),
-        Param("cidr_netmask", "Prefix length", "The prefix length of the storage network.",
-              kind="integer", required=True),
-        Param("port", "iSCSI port", "The portal's TCP port, blocked until the target is up.",
-              kind="integer", default="3260"),
+        Param("ip", "Floating addresses",
+              "The IPv4 or IPv6 addresses initiators log in to, space-separated: one per "
+              "storage network.", required=True, unique=True),
+        Param("cidr_netmask", "Prefix lengths",
+              "The prefix length of each address's storage network, space-separated in the "
+              "order of ip (one value: the same for all).", required=True),
+        Param("port", "iSCSI ports",
+              "Each portal's TCP port, blocked until the target is up, in the order of ip "
+              "(one value: the same for all).", default="3260"),
     ),
 )
 
@@ -52,17 +57,21 @@ class AddressAgent:
         _parse(params)
 
     def start(self, params: Params) -> Rc:
-        address, prefix, port = _parse(params)
+        portals = _parse(params)
+        added = []
         with self._addresses() as addrs:
-            try:
-                ifname = addrs.interface_in(ip_interface(f"{address}/{prefix}").network)
-            except IscsihaError as exc:
-                # This box lacks the storage network: let Pacemaker run it on the other.
-                raise AgentError(Rc.ERR_INSTALLED, str(exc)) from exc
-            self._portblock.block(address, port, ifname)
-            addrs.add(address, prefix, ifname)
-        if isinstance(address, IPv4Address):
-            self._announce(address, ifname)
+            for address, prefix, port in portals:
+                try:
+                    ifname = addrs.interface_in(ip_interface(f"{address}/{prefix}").network)
+                except IscsihaError as exc:
+                    # This box lacks a storage network: let Pacemaker run it on the other.
+                    raise AgentError(Rc.ERR_INSTALLED, str(exc)) from exc
+                self._portblock.block(address, port, ifname)
+                addrs.add(address, prefix, ifname)
+                added.append((address, ifname))
+        for address, ifname in added:
+            if isinstance(address, IPv4Address):
+                self._announce(address, ifname)
         return Rc.SUCCESS
 
     def _announce(self, address: IPv4Address, ifname: str) -> None:
@@ -79,34 +88,72 @@ class AddressAgent:
             print(f"address: gratuitous ARP for {address} not sent: {exc}", file=sys.stderr)
 
     def stop(self, params: Params) -> Rc:
-        address, prefix, port = _parse(params)
+        portals = _parse(params)
         with self._addresses() as addrs:
-            holder = addrs.holder(address)
-            if holder is not None:
-                addrs.remove(address, prefix, holder)
-        self._portblock.unblock(address, port)
+            for address, prefix, _ in portals:
+                holder = addrs.holder(address)
+                if holder is not None:
+                    addrs.remove(address, prefix, holder)
+        for address, _, port in portals:
+            self._portblock.unblock(address, port)
         return Rc.SUCCESS
 
     def monitor(self, params: Params) -> Rc:
-        address, _, _ = _parse(params)
+        portals = _parse(params)
         with self._addresses() as addrs:
-            return Rc.SUCCESS if addrs.holder(address) else Rc.NOT_RUNNING
+            missing = [str(a) for a, _, _ in portals if addrs.holder(a) is None]
+        if len(missing) == len(portals):
+            return Rc.NOT_RUNNING
+        if missing:
+            # Half a portal set is a failure Pacemaker recovers (stop, then start).
+            raise AgentError(Rc.ERR_GENERIC, f"address {' '.join(missing)} is missing")
+        return Rc.SUCCESS
 
 
-def _parse(params: Params) -> tuple[IPAddress, int, int]:
-    address = parse_ip(params.get("ip", ""))
-    if address is None:
-        raise AgentError(Rc.ERR_CONFIGURED,
-                         f"ip={params.get('ip', '')[:60]!r}: not an IP address (without a zone)")
-    prefix = parse_decimal(params.get("cidr_netmask", ""), 1, address.max_prefixlen)
-    if prefix is None:
-        raise AgentError(Rc.ERR_CONFIGURED, f"cidr_netmask={params.get('cidr_netmask')!r:.60}: "
-                         f"allowed 1 to {address.max_prefixlen}")
-    port = parse_decimal(params.get("port", "3260"), 1, 65535)
-    if port is None:
-        raise AgentError(Rc.ERR_CONFIGURED,
-                         f"port={params.get('port')!r:.60}: allowed 1 to 65535")
-    return address, prefix, port
+MAX_PORTALS = 8
+
+
+def _parse(params: Params) -> list[tuple[IPAddress, int, int]]:
+    """(address, prefix length, port) of each portal."""
+    texts = params.get("ip", "").split()
+    if not 1 <= len(texts) <= MAX_PORTALS:
+        raise AgentError(Rc.ERR_CONFIGURED, f"ip={params.get('ip', '')[:60]!r}: allowed 1 to "
+                         f"{MAX_PORTALS} addresses, space-separated")
+    addresses = []
+    for text in texts:
+        address = parse_ip(text)
+        if address is None:
+            raise AgentError(Rc.ERR_CONFIGURED,
+                             f"ip={text[:60]!r}: not an IP address (without a zone)")
+        addresses.append(address)
+    if len(set(addresses)) != len(addresses):
+        raise AgentError(Rc.ERR_CONFIGURED, f"ip={params.get('ip', '')[:60]!r}: an address "
+                         "appears twice")
+    prefixes = [parse_decimal(p, 1, a.max_prefixlen) for p, a in zip(
+        _each(params, "cidr_netmask", "", len(addresses)), addresses, strict=True)]
+    ports = [parse_decimal(p, 1, 65535)
+             for p in _each(params, "port", "3260", len(addresses))]
+    portals = []
+    for address, prefix, port in zip(addresses, prefixes, ports, strict=True):
+        if prefix is None:
+            raise AgentError(Rc.ERR_CONFIGURED, f"cidr_netmask={params.get('cidr_netmask')!r:.60}"
+                             f": allowed 1 to {address.max_prefixlen} for {address}")
+        if port is None:
+            raise AgentError(Rc.ERR_CONFIGURED,
+                             f"port={params.get('port')!r:.60}: allowed 1 to 65535")
+        portals.append((address, prefix, port))
+    return portals
+
+
+def _each(params: Params, name: str, default: str, count: int) -> list[str]:
+    """A parameter's value for each of ``count`` addresses: one per address, or one for all."""
+    values = params.get(name, default).split() or [""]
+    if len(values) == 1:
+        return values * count
+    if len(values) != count:
+        raise AgentError(Rc.ERR_CONFIGURED, f"{name}={params.get(name)!r:.60}: allowed one "
+                         f"value, or one per address ({count})")
+    return values
 
 
 def dispatch(argv: list[str], environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:

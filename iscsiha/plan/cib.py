@@ -427,14 +427,15 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
     _nvset(group, "meta_attributes", f"{gid}-meta",
            [("resource-stickiness", str(STICKINESS[target.failback])),
             ("priority", str(TARGET_PRIORITY))])
-    for i, portal in enumerate(target.portals):
-        net = config.cluster.network(portal.network)
-        rsc = f"{gid}-ip{i}"
-        prim = _primitive(group, rsc, "ocf", "address", "iscsiha",
-                          [("ip", str(portal.address)),
-                           ("cidr_netmask", str(net.subnet.prefixlen)),
-                           ("port", str(portal.port))])
-        _ops(prim, rsc, AGENT_OPS)
+    # All portals in one resource, so a move adds them at once; named ip0 as when a
+    # target had one, which keeps a running one-portal target's resource as it was.
+    rsc = f"{gid}-ip0"
+    prim = _primitive(group, rsc, "ocf", "address", "iscsiha", [
+        ("ip", " ".join(str(p.address) for p in target.portals)),
+        ("cidr_netmask", _same_or_each(str(config.cluster.network(p.network).subnet.prefixlen)
+                                       for p in target.portals)),
+        ("port", _same_or_each(str(p.port) for p in target.portals))])
+    _ops(prim, rsc, AGENT_OPS)
     params = TargetParams(
         iqn=target.iqn,
         portals=tuple(PortalParam(p.address, p.port) for p in target.portals),
@@ -452,18 +453,10 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
 
     ET.SubElement(constraints, "rsc_location", id=f"{gid}-prefers-{target.preferred_node}",
                   rsc=gid, node=target.preferred_node, score=str(PREFERRED_SCORE))
-    pinged = {config.cluster.network(p.network) for p in target.portals}
-    for net in sorted((n for n in pinged if n.ping), key=lambda n: n.name):
-        # Finite, so when both boxes lose the hosts (the switch reboots) the target
-        # stays where it is instead of stopping everywhere.
-        loc = ET.SubElement(constraints, "rsc_location", id=f"{gid}-needs-{net.name}", rsc=gid)
-        rule = ET.SubElement(loc, "rule", {"id": f"{gid}-needs-{net.name}-rule",
-                                           "score": str(NO_PING_SCORE), "boolean-op": "or"})
-        ET.SubElement(rule, "expression", id=f"{gid}-needs-{net.name}-undefined",
-                      attribute=ping_attribute(net), operation="not_defined")
-        ET.SubElement(rule, "expression", id=f"{gid}-needs-{net.name}-zero",
-                      attribute=ping_attribute(net), operation="lt", value="1",
-                      type="integer")
+    pinged = sorted({config.cluster.network(p.network) for p in target.portals
+                     if config.cluster.network(p.network).ping}, key=lambda n: n.name)
+    if pinged:
+        _needs_storage(constraints, gid, pinged)
     if discovery:
         # No target answers before discovery is protected on its box.
         ET.SubElement(constraints, "rsc_order", id=f"{gid}-after-discovery",
@@ -471,6 +464,41 @@ def _target_group(resources: ET.Element, constraints: ET.Element, config: Config
     # Only the target waits for the promotion (and stops before the demotion): its
     # addresses, port blocked, move in parallel with DRBD (docs/failover.md).
     with_promoted_drbd(constraints, gid, target.name, then=lio.get("id", ""))
+
+
+def _same_or_each(values: Iterable[str]) -> str:
+    """One value when all portals share it (as a one-portal target always did), else each."""
+    listed = list(values)
+    return listed[0] if len(set(listed)) == 1 else " ".join(listed)
+
+
+def _needs_storage(constraints: ET.Element, gid: str, nets: list[Network]) -> None:
+    """The target leaves a box that reaches none of its portals' ping hosts. With portals
+    on several storage networks (multipath), losing some of them costs the initiators a
+    path, not the target a move: their other paths carry the I/O without a pause."""
+    # Finite, so when both boxes lose the hosts (the switch reboots) the target stays
+    # where it is instead of stopping everywhere.
+    name = f"{gid}-needs-{nets[0].name}" if len(nets) == 1 else f"{gid}-needs-storage-path"
+    loc = ET.SubElement(constraints, "rsc_location", id=name, rsc=gid)
+    if len(nets) == 1:
+        outer = ET.SubElement(loc, "rule", {"id": f"{name}-rule", "score": str(NO_PING_SCORE),
+                                            "boolean-op": "or"})
+        _unreached(outer, name, nets[0])
+        return
+    outer = ET.SubElement(loc, "rule", {"id": f"{name}-rule", "score": str(NO_PING_SCORE),
+                                        "boolean-op": "and"})
+    for net in nets:
+        prefix = f"{name}-{net.name}"
+        _unreached(ET.SubElement(outer, "rule", {"id": f"{prefix}-rule", "boolean-op": "or"}),
+                   prefix, net)
+
+
+def _unreached(rule: ET.Element, prefix: str, net: Network) -> None:
+    """True where the box's ping of ``net`` reached no host (or has not reported yet)."""
+    ET.SubElement(rule, "expression", id=f"{prefix}-undefined",
+                  attribute=ping_attribute(net), operation="not_defined")
+    ET.SubElement(rule, "expression", id=f"{prefix}-zero",
+                  attribute=ping_attribute(net), operation="lt", value="1", type="integer")
 
 
 def with_promoted_drbd(constraints: ET.Element, gid: str, target: str,

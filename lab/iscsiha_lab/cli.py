@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     for verb, text in (("cut", "disconnect a network (for every node, or one)"),
                        ("heal", "reconnect a network (for every node, or one)")):
         p = sub.add_parser(verb, help=text)
-        p.add_argument("link", help="mgmt, link0, link1, repl or storage")
+        p.add_argument("link", help="mgmt, link0, link1, repl, storage or storage2")
         p.add_argument("node", nargs="?")
         p.set_defaults(func=_links, op=verb)
 

@@ -39,7 +39,7 @@ def init_params(topology: Topology) -> list[Param]:
     """What `cluster init` is given for the lab, by parameter name, in the order the
     console's `/cluster init` and the CLI share (secrets excluded: they go on stdin)."""
     first, peer = topology.appliances
-    storage = topology.network_with(NetworkRole.STORAGE)[0].name
+    storage = [n.name for n in topology.network_with(NetworkRole.STORAGE)]
     networks: list[Param] = []
     for net in topology.networks:
         if net.role is not NetworkRole.MANAGEMENT:
@@ -47,8 +47,10 @@ def init_params(topology: Topology) -> list[Param]:
             networks.append((net.name, f"{net.subnet},{here},{there}"))
     return [
         ("name", topology.cluster_name), ("peer", peer.name), *networks,
-        # The storage network has no switch to ping in the lab; the initiators stand in.
-        ("ping", [str(topology.address(n, storage)) for n in topology.initiators]),
+        # The storage networks have no switch to ping in the lab; the initiators stand in
+        # (each address goes to the network it lies in).
+        ("ping", [str(topology.address(n, net)) for net in storage for n in topology.initiators
+                  if net in n.networks]),
         ("bmc", str(topology.bmc_address(first))), ("peer_bmc", str(topology.bmc_address(peer))),
         ("bmc_user", topology.bmc_user),
         ("bmc_cipher", BMC_CIPHER),

@@ -25,11 +25,13 @@ RUN_SECONDS = 900  # the workload's own bound; a scenario stops it long before
 
 
 def device(initiator: Initiator) -> str:
-    disks = initiator.disks(iqn(TARGET))
-    if LUN not in disks:
-        raise IscsihaError.single("lun-missing", "initiator disks", sorted(disks),
+    """The database LUN's device: its multipath map where there is one."""
+    found = initiator.lun_device(iqn(TARGET), LUN)
+    if found is None:
+        raise IscsihaError.single("lun-missing", "initiator disks",
+                                  sorted(initiator.disks(iqn(TARGET))),
                                   f"LUN {LUN} of {TARGET} attached", "the database's LUN")
-    return f"/dev/{disks[LUN]}"
+    return found
 
 
 def prepare(initiator: Initiator) -> None:

@@ -284,18 +284,46 @@ def cluster_links_cut(lab: Lab) -> dict[str, Any]:
     return {"fenced": fenced, "fault_at": fault_at}
 
 
+STORAGE_NETWORKS = ("storage", "storage2")
+PATH_CUT_S = 40.0  # how long one path stays cut: well past a move's 5 s and ping's dampening
+
+
 def storage_cut(lab: Lab) -> dict[str, Any]:
-    """The active box loses its storage network: its targets move to the box that still
-    reaches the ping hosts."""
+    """The active box loses both its storage networks: its targets move to the box that
+    still reaches the ping hosts, and the initiator finds both paths there."""
     active = _active(lab)
     fault_at = time.time()
-    lab.links("cut", "storage", active)
+    for network in STORAGE_NETWORKS:
+        lab.links("cut", network, active)
     try:
         wait_for(f"alpha off {active}", lambda: target_on(lab, "alpha") == other(active))
     finally:
-        lab.links("heal", "storage", active)
+        for network in STORAGE_NETWORKS:
+            lab.links("heal", network, active)
     wait_healthy(lab, "healthy")
     return {"fault_at": fault_at}
+
+
+def storage_path_cut(lab: Lab, initiator: Initiator) -> dict[str, Any]:
+    """The active box loses one storage network: the initiator loses a path, not I/O, and
+    no target moves (the box still reaches the other network's ping hosts)."""
+    active = _active(lab)
+    before = {t: target_on(lab, t) for t in TARGETS}
+    fault_at = time.time()
+    lab.links("cut", STORAGE_NETWORKS[0], active)
+    try:
+        wait_for("a path of alpha failed at the initiator",
+                 lambda: "failed" in initiator.multipath_paths(), timeout=60)
+        failed_after = round(time.time() - fault_at, 1)
+        time.sleep(PATH_CUT_S)
+        during = {t: target_on(lab, t) for t in TARGETS}
+    finally:
+        lab.links("heal", STORAGE_NETWORKS[0], active)
+    if during != before:
+        raise CheckFailed(f"a target moved for the loss of one path: {before} -> {during}")
+    wait_for("every path active again at the initiator",
+             lambda: "failed" not in initiator.multipath_paths(), timeout=120)
+    return {"fault_at": fault_at, "path_failed_after_s": failed_after, "stayed_on": during}
 
 
 def _active(lab: Lab) -> str:
@@ -306,15 +334,25 @@ def _active(lab: Lab) -> str:
     return box
 
 
-SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {
-    "planned move": planned_move,
-    "standby and back": standby_and_back,
-    "power cut": power_cut,
-    "power cut with its BMC": power_cut_with_bmc,
-    "freeze": freeze,
-    "replication link cut": replication_cut,
-    "both cluster links cut": cluster_links_cut,
-    "storage network cut": storage_cut,
+Scenario = Callable[[Lab, Initiator], dict[str, Any]]
+
+
+def _on_the_pair(scenario: Callable[[Lab], dict[str, Any]]) -> Scenario:
+    """A scenario that looks only at the boxes."""
+    return lambda lab, _initiator: scenario(lab)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    **{name: _on_the_pair(scenario) for name, scenario in (
+        ("planned move", planned_move),
+        ("standby and back", standby_and_back),
+        ("power cut", power_cut),
+        ("power cut with its BMC", power_cut_with_bmc),
+        ("freeze", freeze),
+        ("replication link cut", replication_cut),
+        ("both cluster links cut", cluster_links_cut),
+        ("storage network cut", storage_cut))},
+    "one storage path cut": storage_path_cut,
 }
 
 
@@ -326,7 +364,7 @@ def run(lab: Lab, initiator: Initiator, disks: list[str], scenario: str) -> dict
     load.start()
     started, started_at = time.monotonic(), time.time()
     try:
-        extra = SCENARIOS[scenario](lab)
+        extra = SCENARIOS[scenario](lab, initiator)
     except BaseException as exc:
         probe = load.stop()
         exc.add_note(f"the verifier during {scenario}: {json.dumps(probe)}")

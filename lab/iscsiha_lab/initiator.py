@@ -14,6 +14,37 @@ from iscsiha_lab.lab import Lab
 
 PROBE = (Path(__file__).resolve().parent / "io_probe.py").read_text()
 HV_SECRET, SAN_SECRET = "hv-Secret-0001", "san-Secret-0001"
+# docs/initiators.md's dm-multipath settings for the appliance, as the lab applies them.
+MULTIPATH_CONF = """\
+defaults {
+    user_friendly_names no
+    find_multipaths greedy
+    polling_interval 1
+}
+blacklist {
+    device {
+        vendor ".*"
+        product ".*"
+    }
+}
+blacklist_exceptions {
+    device {
+        vendor "LIO-ORG"
+        product ".*"
+    }
+}
+devices {
+    device {
+        vendor "LIO-ORG"
+        product ".*"
+        path_grouping_policy multibus
+        path_selector "service-time 0"
+        path_checker tur
+        failback immediate
+        no_path_retry 180
+    }
+}
+"""
 MUTUAL = {"mode": "mutual-chap", "user": "hv", "secret": HV_SECRET, "mutual_user": "san",
           "mutual_secret": SAN_SECRET}
 
@@ -65,26 +96,74 @@ class Initiator:
 
         def complete() -> bool:
             disks.clear()
-            disks.update(self.disks(target))
+            disks.update(self.disks(target, portal))
             return sorted(disks) == list(range(luns)) and all(
                 self.try_run("test", "-b", f"/dev/{d}").ok for d in disks.values())
 
         wait_for(f"{luns} disks of {target}", complete, timeout=60)
         return [f"/dev/{disks[i]}" for i in range(luns)]
 
-    def disks(self, target: str) -> dict[int, str]:
-        """LUN number -> disk name, for the session with ``target``."""
+    def disks(self, target: str, portal: str | None = None) -> dict[int, str]:
+        """LUN number -> disk name, for the session with ``target`` (through ``portal``,
+        an address, where there are several paths)."""
         disks: dict[int, str] = {}
-        lun, inside = None, False
+        lun, inside, in_target = None, False, False
         for line in self.try_run("iscsiadm", "-m", "session", "-P", "3").out.splitlines():
             line = line.strip()
             if line.startswith("Target:"):
-                inside = line.split()[1] == target
+                in_target = inside = line.split()[1] == target
+            elif in_target and portal is not None and line.startswith("Current Portal:"):
+                inside = line.split()[2].split(":")[0] == portal
             elif inside and line.startswith("scsi") and "Lun:" in line:
                 lun = int(line.split("Lun:")[1].split()[0])
             elif inside and lun is not None and "Attached scsi disk" in line:
                 disks[lun] = line.split("Attached scsi disk")[1].split()[0]
         return disks
+
+    def multipath_on(self) -> None:
+        """dm-multipath as docs/initiators.md recommends, with a map for every path of the
+        appliance's LUNs. Only while the failover scenarios run: it would claim the disks
+        other lab tests use one path at a time (and the three sessions of one LUN the
+        reservations test logs in, each its own initiator)."""
+        self.run("sh", "-c", f"cat > /etc/multipath.conf <<'EOF'\n{MULTIPATH_CONF}EOF")
+        self.run("systemctl", "restart", "multipathd")
+
+    def multipath_off(self) -> None:
+        """Every map flushed (their disks logged out first) and multipathd stopped."""
+        self.try_run("systemctl", "stop", "multipathd.socket", "multipathd")
+        self.try_run("multipath", "-F")
+        self.try_run("rm", "-f", "/etc/multipath.conf", "/etc/multipath/wwids")
+
+    def multipath_device(self, disks: list[str]) -> str:
+        """The dm-multipath device that holds every one of ``disks`` (sdX: one LUN's paths),
+        once multipathd has mapped them all."""
+        names = [d.removeprefix("/dev/") for d in disks]
+        holders: set[str] = set()
+
+        def mapped() -> bool:
+            holders.clear()
+            holders.update(self.try_run("ls", f"/sys/block/{d}/holders").out.strip()
+                           for d in names)
+            return len(holders) == 1 and next(iter(holders)).startswith("dm-")
+
+        wait_for(f"one multipath map for {', '.join(names)}", mapped, timeout=60)
+        return self.mapped_device(next(iter(holders)))
+
+    def multipath_paths(self) -> str:
+        """`multipath -ll`: every map with each path's state (active/failed)."""
+        return self.try_run("multipath", "-ll").out
+
+    def mapped_device(self, dm: str) -> str:
+        return "/dev/mapper/" + self.run("cat", f"/sys/block/{dm}/dm/name").strip()
+
+    def lun_device(self, target: str, lun: int) -> str | None:
+        """Where a filesystem on ``target``'s LUN is used: its multipath map, or its one
+        disk where multipath holds none; None when the LUN is not attached."""
+        disk = self.disks(target).get(lun)
+        if disk is None:
+            return None
+        holder = self.try_run("ls", f"/sys/block/{disk}/holders").out.strip()
+        return self.mapped_device(holder) if holder.startswith("dm-") else f"/dev/{disk}"
 
     def write_and_read_back(self, disk: str, mib: int = 4) -> None:
         """A random pattern written through the LUN reads back identical (direct I/O)."""

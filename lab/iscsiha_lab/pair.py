@@ -20,9 +20,10 @@ from iscsiha_lab.lab import Lab
 
 BOXES = ("san-a", "san-b")
 DESIRED = "/root/desired.toml"
-# alpha fails back by hand, beta on its own: both policies under every fault.
-TARGETS = {"alpha": ("10.99.30.110", "san-a", "manual"),
-           "beta": ("10.99.30.111", "san-b", "auto")}
+# alpha fails back by hand, beta on its own: both policies under every fault. Each has
+# a portal on both storage networks: the initiator reaches its LUNs by two paths.
+TARGETS = {"alpha": (("10.99.30.110", "10.99.31.110"), "san-a", "manual"),
+           "beta": (("10.99.30.111", "10.99.31.111"), "san-b", "auto")}
 # Every replicated volume, in MiB: each target's LUN 0 (the block verifier's) and the
 # database workload's LUN 1 of alpha.
 VOLUME_MIB = {**{name: 32 for name in TARGETS}, db_load.VOLUME: db_load.SIZE_MIB}
@@ -32,11 +33,13 @@ VOLUME_REF = {**{name: f"{name}/0" for name in TARGETS},
               db_load.VOLUME: f"{db_load.TARGET}/{db_load.LUN}"}
 RECOVERY = 420.0  # a fenced box reboots, rejoins and resyncs within this
 
-# What docs/failover.md recommends for Linux initiators.
+# What docs/initiators.md recommends for Linux initiators with dm-multipath: a path that
+# stops answering is failed to multipath within seconds, which sends the I/O down the
+# other path; while no path works (a failover) multipath queues it (no_path_retry).
 INITIATOR_SETTINGS = {
-    "node.session.timeo.replacement_timeout": "180",
-    "node.conn[0].timeo.noop_out_interval": "5",
-    "node.conn[0].timeo.noop_out_timeout": "10",
+    "node.session.timeo.replacement_timeout": "5",
+    "node.conn[0].timeo.noop_out_interval": "3",
+    "node.conn[0].timeo.noop_out_timeout": "5",
     "node.session.iscsi.DefaultTime2Wait": "0",
 }
 
@@ -60,10 +63,10 @@ def failover_desired(lab: Lab, initiator_iqn: str) -> dict[str, Any]:
     data = cluster_data(lab)
     data["volumes"] = [{"name": name, "size": f"{mib}M"} for name, mib in VOLUME_MIB.items()]
     data["targets"] = [
-        {"name": name, "iqn": iqn(name), "portals": [portal], "preferred_node": node,
+        {"name": name, "iqn": iqn(name), "portals": list(portals), "preferred_node": node,
          "failback": failback, "initiators": [initiator_iqn], "auth": MUTUAL,
          "luns": [{"lun": 0, "volume": name}, *_db_luns(name)]}
-        for name, (portal, node, failback) in TARGETS.items()]
+        for name, (portals, node, failback) in TARGETS.items()]
     return data
 
 
@@ -309,15 +312,23 @@ def kernel_log(lab: Lab, box: str, text: str, since: int | None = None) -> str:
 
 
 def login_all(initiator: Initiator) -> list[str]:
-    disks = []
-    for name, (portal, _, _) in TARGETS.items():
-        initiator.configure(iqn(name), portal)
-        for key, value in INITIATOR_SETTINGS.items():
-            initiator.run(*initiator.node(iqn(name), portal), "-o", "update", "-n", key,
-                          "-v", value)
-        luns = 1 + len(_db_luns(name))
-        disks += initiator.login(iqn(name), portal, luns)[:1]  # LUN 0: the block verifier's
-    return disks
+    """Every target through both its portals, under dm-multipath; the block verifier's
+    devices (each target's LUN 0, its multipath map)."""
+    initiator.multipath_on()
+    devices = []
+    for name, (portals, _, _) in TARGETS.items():
+        paths = []
+        for portal in portals:
+            initiator.configure(iqn(name), portal)
+            for key, value in INITIATOR_SETTINGS.items():
+                initiator.run(*initiator.node(iqn(name), portal), "-o", "update", "-n", key,
+                              "-v", value)
+            paths.append(initiator.login(iqn(name), portal, 1 + len(_db_luns(name))))
+        for lun in range(1 + len(_db_luns(name))):
+            device = initiator.multipath_device([disks[lun] for disks in paths])
+            if lun == 0:  # the block verifier's
+                devices.append(device)
+    return devices
 
 
 def move(lab: Lab, target: str, node: str) -> None:
@@ -345,4 +356,5 @@ def prepare(lab: Lab, initiator: Initiator) -> list[str]:
 
 def logout_all(initiator: Initiator) -> None:
     db_load.release(initiator)
+    initiator.multipath_off()
     initiator.try_run("sh", "-c", "iscsiadm -m node --logoutall=all; iscsiadm -m node -o delete")

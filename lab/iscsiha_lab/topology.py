@@ -1,6 +1,6 @@
 """What the lab is made of: nodes, networks and addresses. Pure data, no side effects.
 
-The network names follow examples/two-node.toml (link0, link1, repl, storage) so
+The network names follow examples/multipath.toml (link0, link1, repl, storage, storage2) so
 that a desired state written for the lab reads like one for real boxes; ``mgmt``
 is the management network where the tiebreaker (corosync-qnetd) and the BMCs
 live, as on real sites. Every address is inside 10.99.0.0/16 and exists only in
@@ -172,7 +172,8 @@ class Topology:
 
 
 def default_topology() -> Topology:
-    """Two appliance nodes with every network of the model, and one initiator on storage."""
+    """Two appliance nodes with every network of the model, and one initiator on both
+    storage networks."""
     base = "10.99.{}.0/24"
     networks = (
         LabNetwork("mgmt", NetworkRole.MANAGEMENT, IPv4Network(base.format(0)), "mg"),
@@ -180,6 +181,8 @@ def default_topology() -> Topology:
         LabNetwork("link1", NetworkRole.CLUSTER, IPv4Network(base.format(11)), "l1"),
         LabNetwork("repl", NetworkRole.REPLICATION, IPv4Network(base.format(20)), "re"),
         LabNetwork("storage", NetworkRole.STORAGE, IPv4Network(base.format(30)), "st"),
+        # The second path (dm-multipath): last, so the other links keep their vecN.
+        LabNetwork("storage2", NetworkRole.STORAGE, IPv4Network(base.format(31)), "s2"),
     )
     appliance_networks = tuple(n.name for n in networks)
     nodes = (
@@ -187,7 +190,7 @@ def default_topology() -> Topology:
                 nodeid=1, bmc_octet=21),
         LabNode("san-b", NodeRole.APPLIANCE, 12, appliance_networks, 768, 2048,
                 nodeid=2, bmc_octet=22),
-        LabNode("initiator", NodeRole.INITIATOR, 31, ("storage",), 512, 0),
+        LabNode("initiator", NodeRole.INITIATOR, 31, ("storage", "storage2"), 512, 0),
     )
     return Topology(
         cluster_name="iscsiha-lab",

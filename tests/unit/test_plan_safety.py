@@ -3,6 +3,7 @@ authentication, storage reachability."""
 
 from __future__ import annotations
 
+import tomllib
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -10,6 +11,7 @@ from iscsiha.model.load import load_data
 from iscsiha.plan.cib import nvpairs
 from iscsiha.plan.drbd import UNKNOWN_SECRET, peer_secret
 from iscsiha.plan.plan import make_plan
+from tests.conftest import ROOT
 
 KEY = b"k" * 128
 
@@ -100,3 +102,28 @@ def test_without_ping_hosts_there_is_no_reachability_rule(example: dict[str, Any
     del example["networks"][3]["ping"]
     cib = make_plan(load_data(example)).cib
     assert "ping-storage" not in cib and "needs-storage" not in cib
+
+
+def _needs_storage_rule(cib: str, target: str) -> ET.Element:
+    rule = ET.fromstring(cib).find(f".//rsc_location[@rsc='target-{target}']/rule")
+    assert rule is not None
+    return rule
+
+
+def test_a_multipath_target_leaves_a_box_only_when_it_reaches_none_of_its_networks() -> None:
+    data = tomllib.loads((ROOT / "examples" / "multipath.toml").read_text())
+    cib = make_plan(load_data(data)).cib
+    rule = _needs_storage_rule(cib, "vm")
+    assert rule.get("boolean-op") == "and" and int(rule.get("score", "0")) < -1000
+    per_network = {(sub.get("boolean-op"), *sorted({e.get("attribute") for e in sub}))
+                   for sub in rule.findall("rule")}
+    assert per_network == {("or", "ping-storage"), ("or", "ping-storage2")}
+    assert "ping-storage2-clone" in cib
+
+
+def test_a_target_with_one_portal_of_two_networks_needs_only_its_own() -> None:
+    multipath = tomllib.loads((ROOT / "examples" / "multipath.toml").read_text())
+    multipath["targets"][1]["portals"] = ["10.31.0.101"]
+    rule = _needs_storage_rule(make_plan(load_data(multipath)).cib, "backup")
+    assert rule.get("boolean-op") == "or"
+    assert {e.get("attribute") for e in rule.iter("expression")} == {"ping-storage2"}

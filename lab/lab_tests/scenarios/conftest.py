@@ -35,7 +35,7 @@ PYTHONPATH = os.pathsep.join([str(REPO / "lab"), str(REPO)])
 # (they fence and split an unconfigured cluster), the failover scenarios last.
 ORDER = ("test_agents_in_lab", "test_executors_on_a_box", "test_lab", "test_storage_path",
          "test_thin", "test_split_brain", "test_peer_channel", "test_audit", "test_failover",
-         "test_reservations", "test_alerts", "test_support_bundle", "test_verify",
+         "test_reservations", "test_vaai", "test_alerts", "test_support_bundle", "test_verify",
          "test_throughput_bench", "test_console")
 
 

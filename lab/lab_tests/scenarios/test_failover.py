@@ -118,9 +118,17 @@ def test_cut_of_both_cluster_links_on_the_active_box_leaves_one_serving_side(
     assert len(_run(lab, pair, "both cluster links cut")["fenced"]) == 1
 
 
-def test_cut_storage_network_on_the_active_box_moves_its_targets(
+def test_cut_of_both_storage_networks_on_the_active_box_moves_its_targets(
         lab: Lab, pair: tuple[Initiator, list[str]]) -> None:
     _run(lab, pair, "storage network cut")
+
+
+def test_cut_of_one_storage_network_loses_a_path_not_io_and_moves_nothing(
+        lab: Lab, pair: tuple[Initiator, list[str]]) -> None:
+    result = _run(lab, pair, "one storage path cut")
+    # Multipath sent the I/O down the other path: a short pause, not a failover's.
+    assert result["stayed_on"]["alpha"] is not None
+    assert result["path_failed_after_s"] < 30
 
 
 # Last in file order: it leaves the database one row short (the next prepare makes a new one).

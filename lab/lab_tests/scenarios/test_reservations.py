@@ -32,7 +32,7 @@ from iscsiha_lab.pair import (
 
 pytestmark = pytest.mark.lab
 TARGET = iqn("alpha")
-PORTAL = TARGETS["alpha"][0]
+PORTAL = TARGETS["alpha"][0][0]  # one path: each iface is its own initiator here
 IFACES = ("pr1", "pr2", "pr3")  # two registered nodes, one stranger
 NAMES = {"pr2": "iqn.2026-12.org.example:node2", "pr3": "iqn.2026-12.org.example:stranger"}
 KEY_A, KEY_B = "0xa1", "0xb2"

@@ -49,18 +49,18 @@ def test_interface_names_fit_linux_limits_and_are_unique() -> None:
     assert max(len(n) for n in names) <= IFNAME_MAX
 
 
-def test_appliances_have_every_network_and_the_initiator_only_storage() -> None:
+def test_appliances_have_every_network_and_the_initiator_both_storage_paths() -> None:
     for node in TOPOLOGY.appliances:
         assert set(node.networks) == {n.name for n in TOPOLOGY.networks}
-    assert TOPOLOGY.initiators[0].networks == ("storage",)
+    assert TOPOLOGY.initiators[0].networks == ("storage", "storage2")
 
 
 @pytest.mark.parametrize(
     ("lookup", "value", "allowed"),
     [
         (lambda: TOPOLOGY.node("nosuch"), "nosuch", "san-a, san-b, initiator"),
-        (lambda: TOPOLOGY.network("eth0"), "eth0", "mgmt, link0, link1, repl, storage"),
-        (lambda: TOPOLOGY.tap(TOPOLOGY.node("initiator"), "repl"), "repl", "storage"),
+        (lambda: TOPOLOGY.network("eth0"), "eth0", "mgmt, link0, link1, repl, storage, storage2"),
+        (lambda: TOPOLOGY.tap(TOPOLOGY.node("initiator"), "repl"), "repl", "storage, storage2"),
         (lambda: TOPOLOGY.bmc_address(TOPOLOGY.node("initiator")), "initiator", "san-a, san-b"),
     ],
 )
@@ -259,7 +259,7 @@ def test_cli_names_a_bad_node_and_the_allowed_ones(tmp_path: Path) -> None:
 def test_cli_names_a_bad_link(tmp_path: Path) -> None:
     done = run_cli(tmp_path, "cut", "eth9")
     assert done.returncode == 1
-    assert "'eth9'" in done.stderr and "mgmt, link0, link1, repl, storage" in done.stderr
+    assert "'eth9'" in done.stderr and "mgmt, link0, link1, repl, storage, storage2" in done.stderr
 
 
 def test_cli_without_a_lab_says_so(tmp_path: Path) -> None:
@@ -304,7 +304,7 @@ def test_the_product_sets_the_appliances_links_and_the_lab_only_management() -> 
     topology = default_topology()
     first, peer = topology.appliances
     names = [i.network.name for i in topology.product_interfaces(first)]
-    assert names == ["link0", "link1", "repl", "storage"]
+    assert names == ["link0", "link1", "repl", "storage", "storage2"]
     assert all(not topology.product_interfaces(n) for n in topology.initiators)
     lines = box_networks.console_lines(topology, peer)
     assert lines[0] == "/box/networks add name=link0 link=vec1 address=10.99.10.12/24"
