@@ -37,6 +37,9 @@ def reservations_vg(config: Config, target: Target) -> str:
 RS_DISCARD_GRANULARITY = 64 * 1024
 
 
+RESYNC_MIN_RATE = "10M"
+
+
 def _thin_disk(config: Config, res: DrbdResource) -> list[str]:
     """The disk options that keep thin volumes thin on both boxes, for a resource with
     any thin volume. Both are disk options of the in-kernel 8.4 module since Linux 4.8
@@ -105,6 +108,12 @@ def resource_file(config: Config, target: Target, res: DrbdResource, key: bytes 
         # calls the helper): I/O goes on through the peer, and the helper raises
         # the alert.
         "        on-io-error call-local-io-error;",
+        # While the volume is written, DRBD lets those writes pre-empt a resync down to
+        # c-min-rate; at its default of 250 KiB/s a busy volume's resync crawls (the lab's
+        # database volume: 16 MiB in over a minute; a real box's activity log can cover
+        # GiBs). 10 MiB/s keeps a resync going under load and leaves the rest to the
+        # writes (docs/throughput.md).
+        f"        c-min-rate {RESYNC_MIN_RATE};",
         *_thin_disk(config, res),
         "    }",
         # Each handler also raises its alert (iscsiha-alert event, in the background:
