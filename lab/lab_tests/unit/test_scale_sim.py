@@ -20,6 +20,7 @@ from iscsiha_lab.scale_sim import (
     pacemaker_version,
     parse_graph,
     repeat,
+    reusable,
     spread,
 )
 
@@ -194,3 +195,12 @@ def test_box_counts_are_read_or_refused() -> None:
     with pytest.raises(IscsihaError) as caught:
         box_counts("2,four")
     assert caught.value.reports[0].field == "--boxes"
+
+
+def test_a_kept_settled_cib_is_reused_only_beside_the_same_planned_cib(tmp_path: Path) -> None:
+    planned = whole_cib(FOUR_BOXES)
+    (tmp_path / "planned.xml").write_text(planned)
+    (tmp_path / "settled.xml").write_bytes(b"<cib/>")
+    assert reusable(tmp_path, planned) == b"<cib/>"
+    assert reusable(tmp_path, whole_cib(ClusterShape(4, 3, probe_pair_only=False))) is None
+    assert reusable(tmp_path / "missing", planned) is None
