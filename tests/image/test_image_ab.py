@@ -1,17 +1,18 @@
 """A/B roots under qemu with the image's own GRUB, BIOS and UEFI (docs/upgrade.md).
 
-One qemu run per firmware, four boots, driven on the serial console as an admin would
+One qemu run per firmware, six boots, driven on the serial console as an admin would
 (its root shell: console `shell`), with the upgrade artifacts on a second disk:
 
 1. slot a (as flashed): `iscsiha upgrade stage` refuses a truncated artifact, then
    writes the next build's root into slot b and arms one trial; reboot;
 2. GRUB uses the try up (save_env on the ESP) and boots b (`iscsiha.slot=b`);
-   iscsiha-boot-good.service finds the box healthy and marks b good; then a root
-   that cannot start (the flashed build's, without an init) is staged into slot a;
-   reboot;
-3. GRUB tries a once: the kernel finds no init and reboots (panic=);
-4. GRUB, the try used up, boots the good slot b again by itself; status says the
-   trial of a failed.
+   iscsiha-boot-good.service finds the box healthy and marks b good; a root whose
+   self check fails is staged into slot a; reboot;
+3. GRUB tries a once: it boots, is not healthy, and iscsiha-boot-good reboots it;
+4. GRUB, the try used up, boots the good slot b by itself; a root that cannot start
+   (no init) is staged into slot a; reboot;
+5. GRUB tries a once: the initramfs finds no init and reboots (panic=);
+6. b again, by itself; status says the trial of a failed.
 
 Needs, besides the built image (image/out), a root artifact of another build: the
 same source built with another SOURCE_DATE_EPOCH has another root UUID, e.g.
@@ -80,32 +81,43 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _changed_root(source: Path, dest: Path, debugfs_commands: str) -> None:
+    """A copy of ``source`` changed with debugfs, with its own checksum and manifest."""
+    _copy_with_sidecars(source, dest)
+    done = subprocess.run(["debugfs", "-w", "-f", "-", str(dest)], input=debugfs_commands,
+                          capture_output=True, text=True, check=False)
+    # debugfs exits 0 whatever fails; each failure is a line on stderr besides its banner.
+    problems = [ln for ln in done.stderr.splitlines() if not ln.startswith("debugfs ")]
+    assert done.returncode == 0 and not problems, done.stderr
+    digest = _sha256(dest)
+    Path(f"{dest}.sha256").write_text(f"{digest}  {dest.name}\n")
+    manifest = json.loads(Path(f"{dest}.json").read_text())
+    Path(f"{dest}.json").write_text(json.dumps({**manifest, "sha256": digest}))
+
+
 def _work_disk(work: Path) -> Path:
-    """An ext4 disk holding the next build's artifact, a root that cannot start and a
-    truncated artifact, each with its checksum file and manifest."""
+    """An ext4 disk holding, each with its checksum file and manifest: the next build's
+    root, the flashed build's root with a self check that fails, the same without an
+    init, and a truncated artifact."""
     files = work / "files"
     files.mkdir()
     _copy_with_sidecars(NEXT, files / "next-root.img")
-    # The flashed build's root without an init: the kernel and the initramfs start,
-    # find nothing to run and panic (initramfs-tools honours panic=).
-    broken = files / "broken-root.img"
-    _copy_with_sidecars(ROOT_IMG, broken)
-    done = subprocess.run(["debugfs", "-w", "-R", "rm /usr/lib/systemd/systemd", str(broken)],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0 and "rror" not in done.stderr, done.stderr
-    done = subprocess.run(["debugfs", "-w", "-R", "rm /usr/bin/sh", str(broken)],
-                          capture_output=True, text=True, check=False)
-    assert done.returncode == 0 and "rror" not in done.stderr, done.stderr
-    digest = _sha256(broken)
-    Path(f"{broken}.sha256").write_text(f"{digest}  {broken.name}\n")
-    manifest = json.loads(Path(f"{broken}.json").read_text())
-    Path(f"{broken}.json").write_text(json.dumps({**manifest, "sha256": digest}))
+    # Boots to multi-user, but iscsiha-selfcheck.service fails: not healthy.
+    dropin = work / "fail.conf"
+    dropin.write_text("[Service]\nExecStart=\nExecStart=/usr/bin/false\n")
+    _changed_root(ROOT_IMG, files / "unhealthy-root.img",
+                  "mkdir /etc/systemd/system/iscsiha-selfcheck.service.d\n"
+                  f"write {dropin} /etc/systemd/system/iscsiha-selfcheck.service.d/fail.conf\n")
+    # The kernel and the initramfs start, find no init and panic (initramfs-tools
+    # honours panic=); /bin/sh would be taken as init, so it goes too.
+    _changed_root(ROOT_IMG, files / "broken-root.img",
+                  "rm /usr/lib/systemd/systemd\nrm /usr/bin/sh\n")
     short = files / "short-root.img"
     _copy_with_sidecars(NEXT, short)
     os.truncate(short, 64 * MIB)
     disk = work / "work.img"
     with open(disk, "wb") as f:
-        f.truncate(8 << 30)
+        f.truncate(12 << 30)
     subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(files), str(disk)],
                    check=True, capture_output=True)
     shutil.rmtree(files)
@@ -121,11 +133,11 @@ class Shell:
 
     def open(self, first_login: bool) -> None:
         if first_login:
-            _login(self.serial, [("New password for admin:", PASSWORD),
-                                 ("Type it again:", PASSWORD)])
+            start = _login(self.serial, [("New password for admin:", PASSWORD),
+                                         ("Type it again:", PASSWORD)])
         else:
-            _login(self.serial, [("Password:", PASSWORD)])
-        start = self.serial.wait_for(r"/> ", STEP_TIMEOUT).end()
+            start = _login(self.serial, [("Password:", PASSWORD)])
+        start += self.serial.wait_for(r"/> ", STEP_TIMEOUT, since=start).end()
         self.serial.type("shell")
         self.serial.wait_for(r"root@\S+:\S*# ", STEP_TIMEOUT, since=start)
 
@@ -170,66 +182,75 @@ def test_a_staged_root_boots_on_trial_is_marked_good_and_a_broken_one_falls_back
     else:
         argv = ["-machine", "pc", *argv]
     times: dict[str, float] = {}
-    started = time.monotonic()
-    deadline = 4 * BOOT_TIMEOUT + 2 * STAGE_TIMEOUT  # qemu ends then, whatever happens here
+    deadline = 6 * BOOT_TIMEOUT + 3 * STAGE_TIMEOUT  # qemu ends then, whatever happens here
     qemu = subprocess.Popen(["timeout", "--kill-after=10", str(deadline),
                              "qemu-system-x86_64", *argv],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     outputs: dict[str, tuple[int, str]] = {}
+
+    def boot(name: str, *patterns: str) -> None:
+        """Wait for each pattern in turn, from the last mark on."""
+        t0 = time.monotonic()
+        for pattern in patterns:
+            serial.wait_for(pattern, BOOT_TIMEOUT, since=mark)
+        times[name] = time.monotonic() - t0
+
+    def stage(name: str, image: str) -> None:
+        t0 = time.monotonic()
+        outputs[name] = shell.run(f"iscsiha upgrade stage /mnt/{image}", STAGE_TIMEOUT)
+        times[name] = time.monotonic() - t0
+
     try:
         serial = _connect(serial_sock, qemu)
         shell = Shell(serial)
-        # Boot 1: slot a, as flashed.
-        serial.wait_for(r"iscsiha boot: slot a \(good a, trial , tries 0\)", BOOT_TIMEOUT)
-        serial.wait_for(r"login:", BOOT_TIMEOUT)
-        times["boot 1 (a)"] = time.monotonic() - started
+        mark = 0
+        boot("boot 1 (a, as flashed)", r"iscsiha boot: slot a \(good a, trial , tries 0\)",
+             r"iscsiha upgrade: booted slot a is the good slot", r"login:")
         shell.open(first_login=True)
         shell.run("mount -o ro /dev/vdb /mnt")
         outputs["status 1"] = shell.run("iscsiha upgrade status")
         outputs["short"] = shell.run("iscsiha upgrade stage /mnt/short-root.img")
-        t0 = time.monotonic()
-        outputs["stage b"] = shell.run("iscsiha upgrade stage /mnt/next-root.img",
-                                       STAGE_TIMEOUT)
-        times["stage into b"] = time.monotonic() - t0
+        stage("stage next into b", "next-root.img")
         outputs["status 2"] = shell.run("iscsiha upgrade status")
         mark = len(serial.snapshot())
-        shell.serial.type("umount /mnt; systemctl reboot")
-        # Boot 2: the trial of b, marked good once healthy.
-        t0 = time.monotonic()
-        serial.wait_for(r"iscsiha boot: trial of slot b", BOOT_TIMEOUT, since=mark)
-        serial.wait_for(r"Command line: .*iscsiha\.slot=b", BOOT_TIMEOUT, since=mark)
-        serial.wait_for(r"iscsiha upgrade: slot b is healthy and now the good slot",
-                        BOOT_TIMEOUT, since=mark)
-        serial.wait_for(r"login:", BOOT_TIMEOUT, since=mark)
-        times["boot 2 (b, trial)"] = time.monotonic() - t0
+        serial.type("umount /mnt; systemctl reboot")
+        boot("boot 2 (b on trial)", r"iscsiha boot: trial of slot b",
+             r"(?i)command line: .*iscsiha\.slot=b",
+             r"iscsiha upgrade: slot b is healthy and now the good slot", r"login:")
         shell.open(first_login=True)  # b is a root of its own: admin has no password yet
         shell.run("mount -o ro /dev/vdb /mnt")
         outputs["status 3"] = shell.run("iscsiha upgrade status")
-        outputs["stage a"] = shell.run("iscsiha upgrade stage /mnt/broken-root.img",
-                                       STAGE_TIMEOUT)
+        stage("stage unhealthy into a", "unhealthy-root.img")
         mark = len(serial.snapshot())
-        shell.serial.type("umount /mnt; systemctl reboot")
-        # Boot 3: the trial of a, which cannot start.
-        t0 = time.monotonic()
-        serial.wait_for(r"iscsiha boot: trial of slot a", BOOT_TIMEOUT, since=mark)
-        serial.wait_for(r"Command line: .*iscsiha\.slot=a", BOOT_TIMEOUT, since=mark)
-        serial.wait_for(r"Rebooting automatically due to panic= boot argument", BOOT_TIMEOUT,
-                        since=mark)
-        times["boot 3 (a, broken)"] = time.monotonic() - t0
+        serial.type("umount /mnt; systemctl reboot")
+        boot("boot 3 (a on trial, unhealthy)", r"iscsiha boot: trial of slot a",
+             r"(?i)command line: .*iscsiha\.slot=a",
+             r"iscsiha upgrade: trial of slot a NOT healthy: iscsiha-selfcheck\.service is "
+             r"failed, not active",
+             r"iscsiha upgrade: rebooting: GRUB boots the good slot b again")
         mark = len(serial.snapshot())
-        # Boot 4: back on b by itself.
-        t0 = time.monotonic()
-        serial.wait_for(r"iscsiha boot: slot b \(good b, trial a, tries 0\)", BOOT_TIMEOUT,
-                        since=mark)
-        serial.wait_for(r"iscsiha upgrade: booted slot b is the good slot", BOOT_TIMEOUT,
-                        since=mark)
-        serial.wait_for(r"login:", BOOT_TIMEOUT, since=mark)
-        times["boot 4 (b)"] = time.monotonic() - t0
+        boot("boot 4 (b, by itself)", r"iscsiha boot: slot b \(good b, trial a, tries 0\)",
+             r"iscsiha upgrade: booted slot b is the good slot", r"login:")
         shell.open(first_login=False)
+        outputs["failed 4"] = shell.run("systemctl --failed --no-legend --plain; "
+                                        "journalctl -b -u lvm2-monitor --no-pager | tail -n 8")
+        shell.run("mount -o ro /dev/vdb /mnt")
         outputs["status 4"] = shell.run("iscsiha upgrade status")
-        outputs["cmdline 4"] = shell.run("cat /proc/cmdline")
-        shell.serial.type("systemctl poweroff")
+        stage("stage broken into a", "broken-root.img")
+        mark = len(serial.snapshot())
+        serial.type("umount /mnt; systemctl reboot")
+        boot("boot 5 (a on trial, no init)", r"iscsiha boot: trial of slot a",
+             r"(?i)command line: .*iscsiha\.slot=a",
+             r"Rebooting automatically due to panic= boot argument")
+        mark = len(serial.snapshot())
+        boot("boot 6 (b, by itself)", r"iscsiha boot: slot b \(good b, trial a, tries 0\)",
+             r"iscsiha upgrade: booted slot b is the good slot", r"login:")
+        shell.open(first_login=False)
+        outputs["status 5"] = shell.run("iscsiha upgrade status")
+        outputs["cmdline"] = shell.run("cat /proc/cmdline")
+        outputs["failed 6"] = shell.run("systemctl --failed --no-legend --plain")
+        serial.type("systemctl poweroff")
         qemu.wait(timeout=STEP_TIMEOUT)
     finally:
         if qemu.poll() is None:
@@ -244,6 +265,8 @@ def test_a_staged_root_boots_on_trial_is_marked_good_and_a_broken_one_falls_back
     disk.unlink()
     work.unlink()
     print(f"{firmware}: " + ", ".join(f"{what} {secs:.0f} s" for what, secs in times.items()))
+    for name in ("failed 4", "failed 6"):
+        print(f"  {name}: {outputs[name][1]!r}")
     for line in text.splitlines():
         if re.search(r"iscsiha boot:|Command line:|iscsiha upgrade:|No init found|"
                      r"Rebooting automatically|^staged |^trial ", line):
@@ -253,17 +276,20 @@ def test_a_staged_root_boots_on_trial_is_marked_good_and_a_broken_one_falls_back
     assert rc == 0 and "GOOD, BOOTED" in out and "trial   none armed" in out, out
     rc, out = outputs["short"]
     assert rc == 1 and "[wrong-size]" in out, out
-    rc, out = outputs["stage b"]
-    assert rc == 0 and "in slot b (root-b)" in out, out
-    assert "read back: 100%" in out, out
+    rc, out = outputs["stage next into b"]
+    assert rc == 0 and "in slot b (root-b)" in out and "read back: 100%" in out, out
     rc, out = outputs["status 2"]
     assert "slot b armed: the next boot tries it once" in out, out
-    rc, out = outputs["status 3"]
-    assert re.search(r"slot b  root-b \S+  GOOD, BOOTED", out), out
-    rc, out = outputs["stage a"]
-    assert rc == 0 and "in slot a (root-a)" in out, out
-    rc, out = outputs["status 4"]
-    assert re.search(r"slot b  root-b \S+  GOOD, BOOTED", out), out
-    assert "the trial of slot a failed" in out, out
-    assert "iscsiha.slot=b" in outputs["cmdline 4"][1]
-    assert "Failed to start" not in text, [ln for ln in text.splitlines() if "Failed to" in ln]
+    for name in ("status 3", "status 4", "status 5"):
+        rc, out = outputs[name]
+        assert re.search(r"slot b  root-b \S+  GOOD, BOOTED", out), out
+    for name in ("stage unhealthy into a", "stage broken into a"):
+        rc, out = outputs[name]
+        assert rc == 0 and "in slot a (root-a)" in out, out
+    assert "the trial of slot a failed" in outputs["status 4"][1]
+    assert "the trial of slot a failed" in outputs["status 5"][1]
+    assert "iscsiha.slot=b" in outputs["cmdline"][1]
+    # Only the unhealthy root's self check failed, and with it that boot's health check.
+    # (systemd shortens the unit's name on the console: "iscsiha-selfcheck.…")
+    failed = set(re.findall(r"Failed to start ([\w@-]+)", text))
+    assert failed <= {"iscsiha-selfcheck", "iscsiha-boot-good"}, failed
