@@ -18,6 +18,7 @@ from iscsiha import __version__, metrics
 from iscsiha.cli import audit as audit_cli
 from iscsiha.cli import cluster as cluster_cli
 from iscsiha.cli import network as network_cli
+from iscsiha.cli import upgrade as upgrade_cli
 from iscsiha.cli.confirm import NOT_CONFIRMED, approve_losses
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import config as config_cmd
@@ -216,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     cluster_cli.add_parser(sub)  # cluster init / join / token
     audit_cli.add_parser(sub)
     network_cli.add_parser(sub)  # this box's networks
+    upgrade_cli.add_parser(sub)  # this box's root slots A and B
     return parser
 
 

@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from iscsiha.errors import IscsihaError
+
 
 @contextmanager
 def exclusive(path: str) -> Iterator[None]:
@@ -15,4 +17,17 @@ def exclusive(path: str) -> Iterator[None]:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def exclusive_or_refuse(path: str, what: str) -> Iterator[None]:
+    """Like ``exclusive``, but refused at once when another process holds the lock."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise IscsihaError.single("busy", "lock", path, f"no other {what} running",
+                                      "another one holds it") from exc
         yield

@@ -78,6 +78,10 @@ class Systemd:
         props = self._dbus.Interface(self._bus.get_object(_BUS_NAME, path), _PROPERTIES)
         return str(props.Get(_UNIT, "ActiveState"))
 
+    def reboot(self) -> None:
+        """A clean reboot (what `systemctl reboot` queues); returns once it is queued."""
+        self._call("StartUnit", "reboot.target", "replace-irreversibly")
+
     def unit_file_state(self, unit: str) -> str:
         return str(self._call("GetUnitFileState", unit))
 

@@ -1,0 +1,95 @@
+"""`iscsiha upgrade`: this box's A/B root slots (docs/upgrade.md).
+
+Box-local: stage a new root into the standby slot and arm one trial boot of it, show
+the slots, cancel an armed trial, and mark the booted trial good once it is healthy
+(what iscsiha-boot-good.service runs at boot). The pair's rolling upgrade builds on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from iscsiha.commands import upgrade_boot, upgrade_stage, upgrade_status
+from iscsiha.commands.upgrade_env import real_env
+from iscsiha.executors.systemd import Systemd
+
+EXIT_OK, EXIT_REFUSED = 0, 1
+DISK_HELP = ("work on this whole disk (a spare boot disk, or an image on a loop device) "
+             "instead of the one the box runs from")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("upgrade", help="this box's root slots A and B: stage a new root, "
+                                       "its trial boot, status (docs/upgrade.md)")
+    usub = p.add_subparsers(required=True, metavar="ACTION")
+    s = usub.add_parser("stage", help="check FILE (FILE.sha256, FILE.json), write it to the "
+                                      "standby root slot, read it back and arm one trial "
+                                      "boot of it")
+    s.add_argument("file", help="the root image from image/build (iscsiha-root.img)")
+    s.add_argument("--disk", metavar="DEVICE", help=DISK_HELP)
+    # The record goes in this box's audit log; a spare disk's staging is not this box's.
+    s.set_defaults(func=_stage, audited=lambda a: a.disk is None)
+    s = usub.add_parser("status", help="the slots: booted, good, the trial armed or how the "
+                                       "last one ended, each slot's version")
+    s.add_argument("--json", action="store_true", help="the same as JSON")
+    s.add_argument("--disk", metavar="DEVICE", help=DISK_HELP)
+    s.set_defaults(func=_status)
+    s = usub.add_parser("cancel", help="disarm the armed trial boot: the next boot takes the "
+                                       "good slot")
+    s.add_argument("--disk", metavar="DEVICE", help=DISK_HELP)
+    s.set_defaults(func=_cancel, audited=lambda a: a.disk is None)
+    s = usub.add_parser("mark-good", help="mark the booted trial slot good if the box is "
+                                          "healthy (iscsiha-boot-good.service runs it)")
+    s.add_argument("--reboot-if-unhealthy", action="store_true",
+                   help="reboot a trial that is not healthy, so GRUB boots the good slot")
+    s.set_defaults(func=_mark_good)
+
+
+def _say(message: str) -> None:
+    print(f"iscsiha upgrade: {message}", file=sys.stderr, flush=True)
+
+
+def _stage(args: argparse.Namespace) -> int:
+    staged = upgrade_stage.stage(real_env(args.disk), args.file, _say)
+    r = staged.manifest.release
+    print(f"staged iscsiha {r.version} (commit {r.commit}, root {r.root_uuid}) in slot "
+          f"{staged.slot} ({staged.partition}) in {staged.seconds:.0f} s; the next boot tries "
+          f"it once, and it stays only if iscsiha-boot-good.service marks it good")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    st = upgrade_status.status(real_env(args.disk))
+    if args.json:
+        print(json.dumps(st.as_dict(), indent=2))
+    else:
+        print("\n".join(upgrade_status.status_lines(st)))
+    return EXIT_OK
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    was = upgrade_stage.cancel(real_env(args.disk))
+    print("nothing was armed" if was is None
+          else f"disarmed the trial of slot {was.trial}: the next boot takes slot {was.good}")
+    return EXIT_OK
+
+
+def _mark_good(args: argparse.Namespace) -> int:
+    systemd = Systemd()
+    check = upgrade_boot.mark_good(real_env(), systemd.active_state)
+    if check.outcome == "already-good":
+        print(f"iscsiha upgrade: booted slot {check.booted} is the good slot", flush=True)
+        return EXIT_OK
+    if check.outcome == "marked-good":
+        print(f"iscsiha upgrade: slot {check.booted} is healthy and now the good slot",
+              flush=True)
+        return EXIT_OK
+    print(f"iscsiha upgrade: trial of slot {check.booted} NOT healthy: "
+          f"{'; '.join(check.problems)}", flush=True)
+    if args.reboot_if_unhealthy:
+        print(f"iscsiha upgrade: rebooting: GRUB boots the good slot {check.good} again",
+              flush=True)
+        systemd.reboot()
+    return EXIT_REFUSED
