@@ -36,9 +36,11 @@ from iscsiha.errors import IscsihaError, Report, bug_report
 from iscsiha.executors import files
 from iscsiha.executors.drbd import Drbd
 from iscsiha.executors.runner import Runner
+from iscsiha.model.names import parse_decimal
 from iscsiha.model.types import Config
 from iscsiha.plan.peer_ssh import ISCSIHA
 from iscsiha.protocol import codec
+from iscsiha.protocol.version import PROTOCOL_MAX
 from iscsiha.status_report import SCHEMA, Health, as_json, assess
 from iscsiha.views import (
     format_report,
@@ -209,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     # subcommand given help=SUPPRESS as "==SUPPRESS==", and one without help not at all.
     p = sub.add_parser("node")
     p.add_argument("step", choices=[*sorted(node_steps.STEPS), FROM_PEER])
+    p.add_argument("--protocol", default=None)  # checked as the peer's words are
     p.set_defaults(func=_node_step)
 
     p = sub.add_parser("selfcheck", help="load the kernel modules the storage path needs")
@@ -433,27 +436,43 @@ def _typed(volume: str) -> bool:
 def _node_step(args: argparse.Namespace) -> int:
     """A typed request on stdin, its reply (or reports) as JSON on stdout."""
     try:
-        step = _peer_step() if args.step == FROM_PEER else args.step
+        if args.step == FROM_PEER:
+            step, protocol = _peer_step()
+        else:
+            step, protocol = args.step, _protocol(args.protocol)
     except IscsihaError as exc:
         print(codec.reports_json(exc.reports))
         return EXIT_REFUSED
     ok, out = node_steps.serve(node_steps.Box(Runner()), step,
-                               sys.stdin.buffer.read(codec.MESSAGE_BYTES_MAX + 1))
+                               sys.stdin.buffer.read(codec.MESSAGE_BYTES_MAX + 1), protocol)
     print(out)
     return EXIT_OK if ok else EXIT_REFUSED
 
 
-def _peer_step() -> str:
-    """The step the peer asked for over SSH (the cluster key forces this command)."""
+def _protocol(word: str | None) -> int | None:
+    if word is None:
+        return None
+    number = parse_decimal(word, 0, PROTOCOL_MAX)
+    if number is None:
+        raise IscsihaError.single("peer-protocol", "--protocol", word,
+                                  f"a whole number 0 to {PROTOCOL_MAX}")
+    return number
+
+
+def _peer_step() -> tuple[str, int | None]:
+    """The step the peer asked for over SSH (the cluster key forces this command), and
+    the protocol its request is written in."""
     asked = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     try:
         words = shlex.split(asked)
     except ValueError:
         words = []
-    if len(words) == 3 and words[:2] == [ISCSIHA, "node"] and words[2] in node_steps.STEPS:
-        return words[2]
+    if (len(words) in (3, 5) and words[:2] == [ISCSIHA, "node"]
+            and words[2] in node_steps.STEPS and words[3:4] in ([], ["--protocol"])):
+        return words[2], _protocol(words[4] if len(words) == 5 else None)
     raise IscsihaError.single("peer-command-refused", "command", asked,
-                              f"{ISCSIHA} node STEP, STEP one of {', '.join(node_steps.STEPS)}")
+                              f"{ISCSIHA} node STEP [--protocol N], STEP one of "
+                              f"{', '.join(node_steps.STEPS)}")
 
 
 def _selfcheck(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from iscsiha import audit
+from iscsiha import __version__, audit
 from iscsiha.alerts import config as alert_settings
 from iscsiha.commands import support_bundle
 from iscsiha.errors import IscsihaError, Report
@@ -43,6 +43,7 @@ from iscsiha.plan.cib import secret_parameters
 from iscsiha.plan.drbd import AUTHKEY_PATH, FOLDER, reservations_vg, resource_file
 from iscsiha.protocol import codec
 from iscsiha.protocol import messages as m
+from iscsiha.protocol.version import THIS_BUILD, Speaks
 
 SECRETS_DIR = "/var/lib/pacemaker/lrm/secrets"  # where Pacemaker resolves lrm:// values
 DESIRED_PATH = "/etc/iscsiha/desired.toml"
@@ -58,6 +59,7 @@ class Box:
     desired_path: str = DESIRED_PATH
     drbd_dir: str = FOLDER
     audit_dir: str = AUDIT_DIR
+    speaks: Speaks = THIS_BUILD  # tests give a box another build's protocols
     hostname: Callable[[], str] = socket.gethostname  # the node name (Boxes checks they agree)
     wall_clock: Callable[[], float] = time.time
     alerts_group: str | None = alert_settings.GROUP  # None: the writer's own (tests)
@@ -449,8 +451,13 @@ def audit_copy(box: Box, req: m.AuditCopy) -> m.Nothing:
     return m.Nothing()
 
 
+def hello(box: Box, req: m.Nothing) -> m.Hello:
+    return m.Hello(release=__version__, oldest=box.speaks.oldest, newest=box.speaks.newest)
+
+
 Handler = tuple[m.Step[Any, Any], Callable[[Box, Any], Any]]
 _HANDLERS: list[Handler] = [
+    (m.HELLO, hello),
     (m.FACTS, facts),
     (m.CREATE_VOLUMES, create_volumes),
     (m.CREATE_POOLS, create_pools),
@@ -480,8 +487,10 @@ _HANDLERS: list[Handler] = [
 STEPS: dict[str, Handler] = {step.name: (step, handler) for step, handler in _HANDLERS}
 
 
-def serve(box: Box, step: str, raw: bytes | str) -> tuple[bool, str]:
-    """One request, as `iscsiha node STEP` gets it on stdin: (succeeded, JSON to print).
+def serve(box: Box, step: str, raw: bytes | str, protocol: int | None = None
+          ) -> tuple[bool, str]:
+    """One request, as `iscsiha node STEP --protocol V` gets it on stdin: (succeeded,
+    JSON to print). Without a protocol the request is in this build's own.
 
     Anything wrong with the request is refused before the step runs; the step's own
     refusals go back as reports (secrets shown by length only).
@@ -489,6 +498,9 @@ def serve(box: Box, step: str, raw: bytes | str) -> tuple[bool, str]:
     try:
         if step not in STEPS:
             raise IscsihaError.single("unknown-step", "step", step, ", ".join(STEPS))
+        if step != m.HELLO.name:  # hello is how a peer learns what to write
+            box.speaks.check(box.speaks.newest if protocol is None else protocol,
+                             f"{step} --protocol")
         spec, handler = STEPS[step]
         request = codec.decode(spec.request, codec.loads(raw), step)
         return True, codec.dumps(handler(box, request))

@@ -18,7 +18,8 @@ from iscsiha.executors.runner import Runner
 from iscsiha.model.types import IPAddress
 from iscsiha.plan.peer_ssh import ISCSIHA, KEY, KNOWN_HOSTS
 from iscsiha.protocol import codec
-from iscsiha.protocol.messages import Step
+from iscsiha.protocol.messages import HELLO, Hello, Nothing, Step
+from iscsiha.protocol.version import THIS_BUILD, Speaks
 
 SSH = "/usr/bin/ssh"
 Q = TypeVar("Q")
@@ -29,9 +30,11 @@ class Boxes:
     """The two boxes by node name; ``addresses`` are where each is reached over SSH."""
 
     def __init__(self, runner: Runner, addresses: Mapping[str, IPAddress],
-                 here: str | None = None) -> None:
+                 here: str | None = None, speaks: Speaks | None = None) -> None:
         self._runner = runner
         self._addresses = dict(addresses)
+        self.speaks = speaks or THIS_BUILD
+        self._hellos: dict[str, Hello] = {}
         self.here = here or socket.gethostname()
         if self.here not in self._addresses:
             raise IscsihaError.single(
@@ -42,9 +45,26 @@ class Boxes:
     def names(self) -> list[str]:
         return list(self._addresses)
 
+    def hello(self, node: str) -> Hello:
+        """What ``node`` runs (asked once): its release and the protocols it serves."""
+        if node not in self._hellos:
+            self._hellos[node] = self._run(node, HELLO, Nothing(), None, 60.0)
+        return self._hellos[node]
+
     def call(self, node: str, step: Step[Q, R], request: Q, timeout: float = 300.0) -> R:
-        """Run ``iscsiha node STEP`` on ``node``; its reply, decoded and checked."""
+        """Run ``iscsiha node STEP`` on ``node``, in the newest protocol both boxes
+        serve; its reply, decoded and checked."""
+        protocol = None  # this box: its own
+        if node != self.here:
+            peer = self.hello(node)
+            protocol = self.speaks.common(Speaks(peer.oldest, peer.newest), node, peer.release)
+        return self._run(node, step, request, protocol, timeout)
+
+    def _run(self, node: str, step: Step[Q, R], request: Q, protocol: int | None,
+             timeout: float) -> R:
         argv = [ISCSIHA, "node", step.name]
+        if protocol is not None:
+            argv += ["--protocol", str(protocol)]
         if node != self.here:
             argv = [SSH, "-i", KEY, "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
                     "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",

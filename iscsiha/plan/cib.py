@@ -44,6 +44,7 @@ from iscsiha.plan.agent_params import (
     PortalParam,
     TargetParams,
 )
+from iscsiha.plan.cib_merge import CIB_LAYOUT, CIB_LAYOUT_OPTION
 
 # Our DRBD primitives record their port and each volume's number and minor, so the
 # next plan keeps them: META_VOLUMES is "VOLUME:NUMBER:MINOR ..." (names hold no ':').
@@ -93,6 +94,8 @@ def configuration(config: Config, drbd: Mapping[str, DrbdResource]) -> ET.Elemen
     root = ET.Element("configuration")
     tiebreaker = config.cluster.tiebreaker is not None
     options = [
+        # Which release's layout this is (iscsiha.plan.cib_merge refuses to go back).
+        (CIB_LAYOUT_OPTION, str(CIB_LAYOUT)),
         ("stonith-enabled", "true"), ("no-quorum-policy", "stop"),
         # A fenced box stays off until the admin powers it on: a box that failed
         # once is not trusted to rejoin on its own (no fence loops), and a box

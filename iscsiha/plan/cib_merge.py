@@ -19,6 +19,13 @@ from iscsiha.model.names import parse_decimal
 
 OWNED_SECTIONS = ("resources", "constraints", "fencing-topology", "alerts")
 OWNED_PROPERTY_SET = "iscsiha-options"
+# The layout of the sections above, an option in our property set. A release that
+# changes what its agents read from the CIB raises it; an older release's apply then
+# refuses to overwrite that layout, so a pair halfway through a rolling upgrade is
+# changed from the upgraded box only (docs/upgrade.md). A CIB without it predates it.
+CIB_LAYOUT_OPTION = "iscsiha-cib-layout"
+CIB_LAYOUT = 1
+CIB_LAYOUT_MAX = 999
 # Id prefixes of constraints placed by crm-fence-peer.sh (drbd-utils) and crm_resource.
 FOREIGN_CONSTRAINTS = ("drbd-fence-by-handler-", "cli-prefer-", "cli-ban-")
 _RESOURCE_TAGS = ("primitive", "group", "clone", "bundle")
@@ -36,6 +43,7 @@ def merge(live_cib: str, fragment: str) -> str:
     configuration = cib.find("configuration")
     if cib.tag != "cib" or configuration is None:
         raise IscsihaError.single("bad-cib", "CIB", cib.tag, "a <cib> with <configuration>")
+    _check_layout(configuration)
     before = _canonical(configuration)
     for section in OWNED_SECTIONS:
         old = configuration.find(section)
@@ -62,6 +70,30 @@ def merge(live_cib: str, fragment: str) -> str:
     cib.set("epoch", next_epoch(cib))
     cib.set("num_updates", "0")
     return ET.tostring(cib, encoding="unicode")
+
+
+def live_layout(configuration: ET.Element) -> int | None:
+    """The layout the live CIB was written in; None when it predates the option."""
+    values = [nv.get("value", "") for nv in configuration.iterfind(
+        f"crm_config/cluster_property_set[@id='{OWNED_PROPERTY_SET}']/nvpair"
+        f"[@name='{CIB_LAYOUT_OPTION}']")]
+    if not values:
+        return None
+    layout = parse_decimal(values[0], 0, CIB_LAYOUT_MAX) if len(values) == 1 else None
+    if layout is None:
+        raise IscsihaError.single("bad-cib", f"CIB option {CIB_LAYOUT_OPTION}", bounded(values),
+                                  f"one whole number 0 to {CIB_LAYOUT_MAX}")
+    return layout
+
+
+def _check_layout(configuration: ET.Element) -> None:
+    layout = live_layout(configuration)
+    if layout is not None and layout > CIB_LAYOUT:
+        raise IscsihaError.single(
+            "cib-layout-newer", f"CIB option {CIB_LAYOUT_OPTION}", str(layout),
+            f"layout {CIB_LAYOUT} or older (what this release writes)",
+            "a newer release wrote the cluster's configuration: change it from the "
+            "upgraded box, or finish the upgrade; nothing was changed")
 
 
 def next_epoch(cib: ET.Element) -> str:

@@ -20,6 +20,7 @@ from iscsiha.model.journal_time import SINCE_ALLOWED, journal_since
 from iscsiha.model.load import VOLUME_SIZE_MAX
 from iscsiha.model.names import LUN_MAX
 from iscsiha.protocol.codec import Check, Text, printable
+from iscsiha.protocol.version import PROTOCOL_MAX
 from iscsiha.timeline import PHASE_MAX, WALL_MAX
 
 DESIRED_BYTES_MAX = 8 * 1024 * 1024
@@ -320,6 +321,23 @@ class SupportPart:
     archive: Archive  # redacted by the box that made it, and again by the one receiving it
 
 
+# -- versions (iscsiha.protocol.version): these two never change ---------------------
+
+ProtocolNumber = Annotated[int, Check(f"0 to {PROTOCOL_MAX}", lambda n: 0 <= n <= PROTOCOL_MAX)]
+Release = Annotated[str, Check("a release number of 1 to 40 characters (0-9 a-z . + ~ -)",
+                               lambda s: re.fullmatch(r"[0-9a-z.+~-]{1,40}", s) is not None)]
+
+
+@dataclass(frozen=True)
+class Hello:
+    """What the box runs: its release and the peer protocols it serves."""
+
+    release: Release
+    oldest: ProtocolNumber
+    newest: ProtocolNumber
+
+
+HELLO = Step("hello", Nothing, Hello)
 FACTS = Step("facts", FactsRequest, Facts)
 CREATE_VOLUMES = Step("create-volumes", Volumes, Nothing)
 CREATE_POOLS = Step("create-pools", Volumes, Nothing)  # (pool, volume group, size)

@@ -11,7 +11,7 @@ import pytest
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.runner import Runner
 from iscsiha.model.load import load_text
-from iscsiha.plan.cib_merge import merge
+from iscsiha.plan.cib_merge import CIB_LAYOUT, CIB_LAYOUT_OPTION, merge
 from iscsiha.plan.plan import make_plan
 from tests.conftest import EXAMPLE, skip_or_fail
 
@@ -154,3 +154,32 @@ def test_crm_verify_accepts_the_merged_cib_and_crm_diff_makes_a_patch(tmp_path: 
     again = Runner().run([crm_diff, "--original", str(tmp_path / "new.xml"),
                           "--new", str(tmp_path / "again.xml")], check=False)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def _with_layout(value: str) -> str:
+    return LIVE.replace("</crm_config>", f"""<cluster_property_set id="iscsiha-options">
+  <nvpair id="iscsiha-options-{CIB_LAYOUT_OPTION}" name="{CIB_LAYOUT_OPTION}" value="{value}"/>
+</cluster_property_set></crm_config>""")
+
+
+def test_the_plan_says_its_layout_and_a_cib_of_the_same_or_an_older_one_is_merged() -> None:
+    for live in (LIVE, _with_layout("0"), _with_layout(str(CIB_LAYOUT))):
+        (value,) = [nv.get("value") for nv in _merged(live).iterfind(
+            f".//cluster_property_set[@id='iscsiha-options']/nvpair[@name='{CIB_LAYOUT_OPTION}']")]
+        assert value == str(CIB_LAYOUT)
+
+
+def test_a_cib_a_newer_release_laid_out_is_not_overwritten() -> None:
+    live = _with_layout(str(CIB_LAYOUT + 1))
+    with pytest.raises(IscsihaError) as refused:
+        merge(live, _fragment())
+    (report,) = refused.value.reports
+    assert (report.code, report.value) == ("cib-layout-newer", str(CIB_LAYOUT + 1))
+
+
+@pytest.mark.parametrize("value", ["", "one", "-1", "1000", "1 ", "0x2"])
+def test_a_garbled_layout_in_the_live_cib_is_refused_naming_it(value: str) -> None:
+    with pytest.raises(IscsihaError) as refused:
+        merge(_with_layout(value), _fragment())
+    (report,) = refused.value.reports
+    assert report.code == "bad-cib" and CIB_LAYOUT_OPTION in report.field

@@ -28,6 +28,7 @@ from iscsiha.model.journal_time import journal_since
 from iscsiha.plan.drbd import AUTHKEY_PATH, peer_secret
 from iscsiha.protocol import codec
 from iscsiha.protocol import messages as m
+from iscsiha.protocol.version import THIS_BUILD, Speaks
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "two-node.toml"
 MODEL_SECRETS = ("bmc-a-secret", "bmc-b-secret", "disc0very-Secret", "hv-Secret-0001",
@@ -85,6 +86,7 @@ class FakeBox:
     drbd_dir: str
     hostname: Callable[[], str]
     wall_clock: Callable[[], float] = lambda: 1_765_000_000.0
+    speaks: Speaks = THIS_BUILD
 
 
 def make_box(root: Path, node: str, desired: str | None = None) -> FakeBox:

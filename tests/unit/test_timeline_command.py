@@ -21,8 +21,10 @@ from iscsiha.executors import journal, peers
 from iscsiha.executors.runner import CommandResult, Runner
 from iscsiha.protocol import codec
 from iscsiha.protocol import messages as m
+from iscsiha.protocol.version import CURRENT
 from iscsiha.timeline import SOURCES
 from tests.unit.env_fakes import fake_env
+from tests.unit.peer_wire import hello_reply
 
 T0 = 1_796_553_100.0
 IQNS = {"alpha": "iqn.2026-11.com.example:alpha"}
@@ -60,7 +62,10 @@ class FakeRunner:
         self.calls.append(list(argv))
         if argv[0] == journal.JOURNALCTL:
             return CommandResult(tuple(argv), 0, self.journal, "", 0.1)
-        assert argv[0] == peers.SSH and argv[-1] == "/usr/bin/iscsiha node journal-events"
+        assert argv[0] == peers.SSH
+        if argv[-1] == "/usr/bin/iscsiha node hello":
+            return CommandResult(tuple(argv), 0, hello_reply(), "", 0.1)
+        assert argv[-1] == f"/usr/bin/iscsiha node journal-events --protocol {CURRENT}"
         return CommandResult(tuple(argv), self.peer_rc, self.peer_out, self.peer_err, 0.1)
 
 

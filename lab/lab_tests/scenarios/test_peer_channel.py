@@ -1,6 +1,6 @@
 """The peer channel as an attacker holding the cluster SSH key would use it: forged
 requests from san-a to san-b over the real forced command, each refused with a report
-and nothing written or run on san-b."""
+and nothing written or run on san-b; and the versions two releases talk by."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import json
 import pytest
 from iscsiha_lab.lab import Lab
 
+from iscsiha import __version__
 from iscsiha.plan.peer_ssh import KEY, KNOWN_HOSTS
+from iscsiha.protocol.version import CURRENT, OLDEST
 
 pytestmark = pytest.mark.lab
 # What a forged request could have changed on the other box: root's and the cluster's
@@ -29,6 +31,10 @@ FORGED = [
     ("up", {"resources": ["-c/tmp/x.conf"]}),
     ("drbd-role", {"role": "primary", "volumes": ["vm\n/0"]}),
     ("up", "{not json"),
+    # A release this box does not talk to, and garbage where the protocol goes.
+    (f"up --protocol {CURRENT + 1}", {"resources": ["alpha"]}),
+    ("up --protocol x", {"resources": ["alpha"]}),
+    ("up --protocol 1 --force", {"resources": ["alpha"]}),
 ]
 
 
@@ -58,3 +64,11 @@ def test_a_well_formed_request_still_works_over_the_same_channel(lab: Lab) -> No
     code, out = _to_san_b(lab, "seen-initiators", {})
     assert code == 0, out
     assert isinstance(json.loads(out)["iqns"], list)
+
+
+def test_the_other_box_says_its_release_and_protocols_over_the_same_channel(lab: Lab) -> None:
+    code, out = _to_san_b(lab, "hello", {})
+    assert code == 0, out
+    assert json.loads(out) == {"release": __version__, "oldest": OLDEST, "newest": CURRENT}
+    code, out = _to_san_b(lab, f"seen-initiators --protocol {CURRENT}", {})
+    assert code == 0, out
