@@ -252,6 +252,21 @@ def _kib(kib: int) -> str:
 
 # -- forming the cluster ------------------------------------------------------------------
 
+def replace_lines(result: InitResult) -> list[str]:
+    """What `cluster replace` tells the admin: the token for the new box."""
+    until = time.strftime("%H:%M", time.localtime(result.expires))
+    return [
+        f"cluster {result.cluster}: {result.peer} is in standby; {result.node} waits for the "
+        f"box that replaces it until {until}.",
+        "The join token (it works once; keep it to yourself: it lets a box join this "
+        "cluster):",
+        f"    {result.token}",
+        f"On the new box, as flashed, named {result.peer} and with its addresses, run "
+        "`iscsiha cluster join` and give the token: it makes every volume anew and DRBD "
+        f"copies them in full from {result.node}.",
+    ]
+
+
 def init_lines(result: InitResult) -> list[str]:
     """What `cluster init` (and the console's) tells the admin: where to take the token."""
     until = time.strftime("%H:%M", time.localtime(result.expires))

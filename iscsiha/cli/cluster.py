@@ -10,7 +10,7 @@ import argparse
 import getpass
 import sys
 
-from iscsiha.commands import bootstrap
+from iscsiha.commands import bootstrap, replace
 from iscsiha.commands.bootstrap_params import (
     NETWORK_ALLOWED,
     NETWORKS,
@@ -18,10 +18,15 @@ from iscsiha.commands.bootstrap_params import (
     InitRequest,
     cli_name,
 )
+from iscsiha.commands.bootstrap_steps import this_and_other
+from iscsiha.commands.cluster_env import real_env
+from iscsiha.commands.node_steps import DESIRED_PATH
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
 from iscsiha.errors import IscsihaError, Secret
+from iscsiha.executors import files
 from iscsiha.executors.runner import Runner
-from iscsiha.views import init_lines
+from iscsiha.model.load import load_text
+from iscsiha.views import init_lines, replace_lines
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 STDIN = "-"  # the one value a secret's argument may have: read it from stdin
@@ -87,6 +92,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                       "has not joined (the old one stops working)")
     t.set_defaults(func=_token, audited=True)
 
+    r = csub.add_parser(
+        "replace", help="on the box that stays: a join token for the box that replaces a "
+                        "dead one (same name and addresses, empty disks)",
+        description="Checks that NODE is gone (not online in Pacemaker), puts it in "
+                    "standby and prints a one-time token. On the new box, as flashed and "
+                    "with NODE's host name and addresses, `iscsiha cluster join` joins "
+                    "with it, makes every volume anew and DRBD copies them in full from "
+                    "this box (docs/replace.md).")
+    r.add_argument("node", help="the dead box's name")
+    r.set_defaults(func=_replace, audited=True)
+
+    b = csub.add_parser(
+        "rebuild", help="on a box that replaced a dead one: make its missing volumes and "
+                        "resync (what `cluster join` does after `cluster replace`; run it "
+                        "again after a failure)")
+    b.add_argument("--wait", type=float, default=replace.RESYNC_WAIT, metavar="SECONDS",
+                   help="show the resync's progress this long at most (default "
+                        f"{replace.RESYNC_WAIT:.0f}; 0: do not wait)")
+    b.set_defaults(func=_rebuild, audited=True)
+
     # What the join unit runs, not the admin: hidden by having no help= (help=SUPPRESS
     # would list it as "==SUPPRESS==").
     s = csub.add_parser("serve-join")
@@ -144,10 +169,30 @@ def _join(args: argparse.Namespace) -> int:
             "is a secret and never an argument (argv shows in ps, sudo's log and the "
             "shell's history); nothing was done")
     token = read_secret("join token (not echoed): ")
-    config = bootstrap.join(bootstrap.host_env(), token, _progress)
-    first, me = config.cluster.nodes
+    env = bootstrap.host_env()
+    config = bootstrap.join(env, token, _progress)
+    me, first = this_and_other(config, env.hostname())
     print(f"{me.name} joined cluster {config.cluster.name} with {first.name}; "
           "`iscsiha status` shows both boxes.")
+    return EXIT_OK
+
+
+def _replace(args: argparse.Namespace) -> int:
+    result = replace.replace(bootstrap.host_env(), args.node, _progress)
+    print("\n".join(replace_lines(result)))
+    return EXIT_OK
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    if not 0 <= args.wait <= replace.RESYNC_WAIT_MAX:
+        raise IscsihaError.single("bad-wait", "--wait", args.wait,
+                                  f"0 to {replace.RESYNC_WAIT_MAX:.0f} seconds")
+    text = files.read_text(DESIRED_PATH)
+    config = load_text(text, DESIRED_PATH)
+    env = real_env(Runner(), config)
+    replace.rebuild(env, config, text, _progress)
+    state = replace.wait_resynced(env, config, args.wait, _progress)
+    print(replace.resync_line(state))
     return EXIT_OK
 
 

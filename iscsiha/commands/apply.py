@@ -152,11 +152,11 @@ def apply(env: ClusterEnv, config: Config, text: str, confirmed_deletes: frozens
         if change.create:
             progress(f"creating {len(change.create)} volume(s) on both boxes: "
                      f"{', '.join(v.name for v in change.create)}")
-            boxes.on_both(m.CREATE_VOLUMES, _volumes(change.create))
+            boxes.on_both(m.CREATE_VOLUMES, volumes_request(change.create))
         boxes.on_both(m.WRITE_SECRETS, m.DesiredState(text))
         steady = [t for t in plan.drbd if t not in change.reshaped]
         progress("writing DRBD resource files on both boxes")
-        written = boxes.on_both(m.WRITE_DRBD_FILES, _drbd_files(text, plan, steady))
+        written = boxes.on_both(m.WRITE_DRBD_FILES, drbd_files(text, plan, steady))
         rewritten = {path for w in written.values() for path in w.paths}
         adjusted = sorted(t for t in steady if t not in change.new_targets
                           and resource_path(t) in rewritten)
@@ -188,7 +188,7 @@ def apply(env: ClusterEnv, config: Config, text: str, confirmed_deletes: frozens
             boxes.on_both(m.REMOVE_RESOURCES, m.Resources(change.gone_targets))
         if grow:
             progress(f"growing {', '.join(f'{v.name} to {v.size} bytes' for v in grow)}")
-            boxes.on_both(m.GROW_VOLUMES, _volumes(grow))
+            boxes.on_both(m.GROW_VOLUMES, volumes_request(grow))
             slots = plan.slots
             boxes.call(boxes.here, m.DRBD_RESIZE, m.Refs(tuple(
                 f"{_target_of(plan, v.name)}/{slots[v.name].number}" for v in grow)))
@@ -210,7 +210,7 @@ def _prepare(plan: Plan, boxes: Boxes, targets: tuple[str, ...], progress: Progr
     """New targets' resources: metadata, up on both boxes, never-written volumes
     declared in sync (no initial full sync), then down for Pacemaker to start."""
     progress(f"preparing the DRBD resources of {', '.join(targets)} on both boxes")
-    volumes = _volume_refs(plan.drbd, targets)
+    volumes = volume_refs(plan.drbd, targets)
     boxes.on_both(m.DRBD_METADATA, m.Refs(tuple(ref for ref, _ in volumes)))
     boxes.on_both(m.UP, m.Resources(targets))
     boxes.call(boxes.here, m.SYNC_NEW, m.SyncNew(tuple(volumes)))
@@ -234,7 +234,7 @@ def _reshape(plan: Plan, text: str, pacemaker: Cib, boxes: Boxes, change: Delta,
         moves = [f"{', '.join(vs)} {what}"
                  for vs, what in ((joining, "joining"), (leaving, "leaving")) if vs]
         progress(f"{target}: DRBD resource file with {'; '.join(moves)}")
-        boxes.on_both(m.WRITE_DRBD_FILES, _drbd_files(text, plan, [target]))
+        boxes.on_both(m.WRITE_DRBD_FILES, drbd_files(text, plan, [target]))
         slots = plan.drbd[target].volumes
         new = tuple((f"{target}/{slots[v].number}", slots[v].minor) for v in joining)
         refs = m.Refs(tuple(ref for ref, _ in new))
@@ -261,7 +261,7 @@ def _promoted_on(status_xml: str, clone: str) -> str | None:
                  for node, role in clone_roles(el) if role == "Promoted"), None)
 
 
-def _volume_refs(drbd: Mapping[str, DrbdResource], targets: tuple[str, ...]
+def volume_refs(drbd: Mapping[str, DrbdResource], targets: tuple[str, ...]
                  ) -> list[tuple[str, int]]:
     """[RES/NUMBER, minor] of every volume of ``targets``' resources, the reservations
     volume included."""
@@ -324,14 +324,14 @@ def _keep_stopped(fragment: str, live: str, targets: tuple[str, ...]) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def _drbd_files(text: str, plan: Plan, targets: list[str]) -> m.DrbdFiles:
+def drbd_files(text: str, plan: Plan, targets: list[str]) -> m.DrbdFiles:
     """``targets``' resource files, for each box to render from ``text`` itself."""
     return m.DrbdFiles(text, {t: m.Slots(plan.drbd[t].port, {
         v: (slot.number, slot.minor) for v, slot in plan.drbd[t].volumes.items()},
         plan.drbd[t].reservations) for t in targets})
 
 
-def _volumes(volumes: tuple[Volume, ...]) -> m.Volumes:
+def volumes_request(volumes: tuple[Volume, ...]) -> m.Volumes:
     return m.Volumes(tuple((v.name, v.volume_group, v.size) for v in volumes),
                      tuple((v.name, v.pool) for v in volumes if v.pool is not None))
 

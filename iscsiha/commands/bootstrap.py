@@ -43,7 +43,14 @@ from iscsiha.commands.bootstrap_params import (
 from iscsiha.commands.cluster_env import real_env
 from iscsiha.commands.join_token import JoinToken
 from iscsiha.commands.node_steps import DESIRED_PATH
-from iscsiha.commands.tiebreaker import BUNDLE, CA_PATH, Tiebreaker, enrol_first, enrol_peer
+from iscsiha.commands.tiebreaker import (
+    BUNDLE,
+    CA_PATH,
+    PEER_BUNDLE,
+    Tiebreaker,
+    enrol_first,
+    enrol_peer,
+)
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report, Secret
 from iscsiha.executors import files, join_channel
 from iscsiha.executors.join_channel import Channel, HandshakeFailed
@@ -106,7 +113,7 @@ def init(env: HostEnv, request: InitRequest, tiebreaker: Tiebreaker | None,
         progress("setting the cluster properties")
         steps.set_properties(env, config)
         progress(f"waiting for {peer.name} on {pending.address} port {pending.port}")
-        _open_join(env, tx, pending)
+        open_join(env, tx, pending)
     except IscsihaError as exc:
         raise steps.undone(exc, tx, "this box") from exc
     tx.commit()
@@ -131,7 +138,7 @@ def reissue(env: HostEnv, progress: Progress) -> InitResult:
         env.systemd.stop(JOIN_UNIT)
     tx = Transaction(env.root)
     try:
-        _open_join(env, tx, pending)
+        open_join(env, tx, pending)
     except IscsihaError as exc:
         raise steps.undone(exc, tx, "this box") from exc
     tx.commit()
@@ -140,17 +147,17 @@ def reissue(env: HostEnv, progress: Progress) -> InitResult:
 
 def _result(config: Config, pending: PendingJoin) -> InitResult:
     first, peer = config.cluster.nodes
-    return InitResult(_token(pending), config.cluster.name, first.name, peer.name,
+    return InitResult(token_of(pending), config.cluster.name, first.name, peer.name,
                       pending.expires, config.cluster.tiebreaker)
 
 
-def _open_join(env: HostEnv, tx: Transaction, pending: PendingJoin) -> None:
+def open_join(env: HostEnv, tx: Transaction, pending: PendingJoin) -> None:
     tx.write(JOIN_STATE, pending.dump(), 0o600)
     tx.on_undo(f"stop {JOIN_UNIT}", lambda: steps.stop_if_running(env, JOIN_UNIT))
     env.start_listener(env)
 
 
-def _token(pending: PendingJoin) -> str:
+def token_of(pending: PendingJoin) -> str:
     return join_token.encode(JoinToken(pending.address, pending.port, pending.secret))
 
 
@@ -179,13 +186,13 @@ def serve_join(env: HostEnv, log: Callable[[str], None]) -> bool:
     """Run by the join unit: serve the offer until the peer joined or the token expired."""
     pending = steps.pending(env)
     config = steps.installed_config(env)
-    offer = _offer(env, config)
+    offer = _offer(env, config, pending.replacing)
     deadline = time.monotonic() + max(0.0, pending.expires - env.clock())
     listener = join_channel.listen(pending.address, pending.port)
     try:
         log(f"waiting for {pending.peer} on {pending.address} port {pending.port}")
         return join_exchange.serve(listener, env.security, pending.secret, offer,
-                                   lambda hello: _hello_problems(config, hello),
+                                   lambda hello: _hello_problems(pending.peer, hello),
                                    lambda hello: _record_peer(env, config, hello), deadline,
                                    log)
     finally:
@@ -193,7 +200,7 @@ def serve_join(env: HostEnv, log: Callable[[str], None]) -> bool:
         files.remove(env.path(JOIN_STATE))
 
 
-def _offer(env: HostEnv, config: Config) -> join_exchange.Offer:
+def _offer(env: HostEnv, config: Config, replacing: bool) -> join_exchange.Offer:
     def need(path: str) -> bytes:
         data = files.read(env.path(path))
         if not data:
@@ -209,17 +216,19 @@ def _offer(env: HostEnv, config: Config) -> join_exchange.Offer:
         ssh_key=need(peer_ssh.KEY), ssh_public=need(f"{peer_ssh.KEY}.pub").decode(),
         host_key=steps.own_host_key(env),
         qdevice_ca=need(CA_PATH) if tiebreaker else None,
-        qdevice_p12=need(BUNDLE) if tiebreaker else None)
+        # The first box's bundle; the second box kept its copy (a box that stays after
+        # `cluster replace` may be either).
+        qdevice_p12=(files.read(env.path(BUNDLE)) or need(PEER_BUNDLE)) if tiebreaker else None,
+        replacing=replacing)
 
 
-def _hello_problems(config: Config, hello: join_exchange.Hello) -> list[Report]:
+def _hello_problems(peer: str, hello: join_exchange.Hello) -> list[Report]:
     """Whether the box saying hello is the peer this cluster waits for, with a usable
     host key: checked before the offer (the cluster's keys) is sent."""
-    peer = config.cluster.nodes[1]
     problems = []
-    if hello.hostname != peer.name:
+    if hello.hostname != peer:
         problems.append(Report("wrong-host-name", "joining box", hello.hostname,
-                               f"{peer.name} (the peer `cluster init` was given)",
+                               f"{peer} (the box the token was issued for)",
                                "is not the box this cluster waits for: nothing secret was "
                                "sent; set its host name or join from the right box"))
     key = peer_ssh.public_key_problem(hello.host_key)
@@ -231,12 +240,12 @@ def _hello_problems(config: Config, hello: join_exchange.Hello) -> list[Report]:
 
 def _record_peer(env: HostEnv, config: Config, hello: join_exchange.Hello) -> None:
     """The joiner's SSH host key, so this box's apply may reach it."""
-    first, peer = config.cluster.nodes
+    here, peer = steps.this_and_other(config, env.hostname())
     steps.check_host_key(hello.host_key, peer.name)
     tx = Transaction(env.root)
     try:
         tx.write(peer_ssh.KNOWN_HOSTS, steps.known_hosts(
-            config, [(first, steps.own_host_key(env)), (peer, hello.host_key)]), 0o644)
+            config, [(here, steps.own_host_key(env)), (peer, hello.host_key)]), 0o644)
     except IscsihaError as exc:
         raise steps.undone(exc, tx, "the first box") from exc
     tx.commit()
@@ -271,7 +280,7 @@ def join(env: HostEnv, text: str, progress: Progress) -> Config:
         _set_up_joiner(env, channel, config, offer, host_key, progress)
     finally:
         channel.close()
-    _finish(env, config, offer.desired, progress)
+    _finish(env, config, offer.desired, offer.replacing, progress)
     return config
 
 
@@ -283,9 +292,9 @@ def _joining(channel: Channel, env: HostEnv, offer: join_exchange.Offer,
     except IscsihaError as exc:
         join_exchange.refuse(channel, exc.reports)
         raise
-    first, me = config.cluster.nodes
+    me, first = steps.this_and_other(config, hostname)
     problems = [p for p in [hostname_problem(hostname, me, "hostname",
-                                             f"the peer `cluster init` was given on "
+                                             f"the box the token was issued for on "
                                              f"{first.name}")] if p]
     held = env.addresses()
     problems += address_problems(config, me, held, lambda net: f"{me.name} {net}")
@@ -304,7 +313,7 @@ def _joining(channel: Channel, env: HostEnv, offer: join_exchange.Offer,
 
 def _set_up_joiner(env: HostEnv, channel: Channel, config: Config,
                    offer: join_exchange.Offer, host_key: str, progress: Progress) -> None:
-    first, me = config.cluster.nodes
+    me, first = steps.this_and_other(config, env.hostname())
     steps.check_host_key(offer.host_key, first.name)
     peer_ssh.checked_key(offer.ssh_public, "the cluster SSH public key in the offer")
     tx = Transaction(env.root)
@@ -326,25 +335,33 @@ def _set_up_joiner(env: HostEnv, channel: Channel, config: Config,
     tx.commit()
 
 
-def _finish(env: HostEnv, config: Config, text: str, progress: Progress) -> None:
-    """Both boxes members, then the desired state applied (fencing and its secrets)."""
+def _finish(env: HostEnv, config: Config, text: str, replacing: bool,
+            progress: Progress) -> None:
+    """Both boxes members, then the desired state applied (fencing and its secrets), or
+    on a box that replaces a dead one, its volumes made anew."""
     names = {n.name for n in config.cluster.nodes}
     try:
         progress(f"waiting for Pacemaker to see {' and '.join(sorted(names))} online")
         steps.wait(env, MEMBERS_TIMEOUT, lambda: steps.all_online(env, names),
                    "cluster-not-formed", "nodes", sorted(names), "both online in Pacemaker")
+        if replacing:
+            env.rebuild(config, text, progress)
+            return
         progress("applying the desired state (fencing devices, their secrets)")
         env.apply(config, text, progress)
     except IscsihaError as exc:
+        finish = (f"`iscsiha cluster rebuild` on {env.hostname()}" if replacing
+                  else f"`iscsiha apply {env.desired_path}` on either box")
         raise IscsihaError([*exc.reports, Report(
-            PARTLY_APPLIED, "cluster join", config.cluster.name, "apply run again",
-            f"both boxes are set up and in the cluster; finish with `iscsiha apply "
-            f"{env.desired_path}` on either box")]) from exc
+            PARTLY_APPLIED, "cluster join", config.cluster.name,
+            "rebuild run again" if replacing else "apply run again",
+            f"both boxes are set up and in the cluster; finish with {finish}")]) from exc
 
 
 def host_env(runner: Runner | None = None, desired_path: str = DESIRED_PATH) -> HostEnv:
     """The box itself: its ClusterEnv (the CIB, apply's), D-Bus, netlink, TLS-PSK."""
     from iscsiha.commands import apply as apply_cmd
+    from iscsiha.commands import replace
     from iscsiha.executors.addresses import Addresses
     from iscsiha.executors.join_channel import TlsPsk
     from iscsiha.executors.systemd import Systemd
@@ -359,6 +376,12 @@ def host_env(runner: Runner | None = None, desired_path: str = DESIRED_PATH) -> 
     def apply(config: Config, text: str, progress: Progress) -> Changes:
         return apply_cmd.apply(real_env(runner, config), config, text, frozenset(), progress)
 
+    def rebuild(config: Config, text: str, progress: Progress) -> None:
+        cluster = real_env(runner, config)
+        replace.rebuild(cluster, config, text, progress)
+        replace.wait_resynced(cluster, config, replace.RESYNC_WAIT, progress)
+
     return HostEnv(runner=env.runner, systemd=Systemd(), cib=env.pacemaker,
                    security=TlsPsk(), addresses=addresses, hostname=socket.gethostname,
-                   apply=apply, start_listener=start_join_unit, desired_path=desired_path)
+                   apply=apply, rebuild=rebuild, start_listener=start_join_unit,
+                   desired_path=desired_path)

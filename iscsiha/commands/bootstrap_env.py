@@ -38,6 +38,10 @@ CIB_TIMEOUT = 120.0
 SERVICE_STATE = ("/var/lib/corosync", "/var/lib/pacemaker/cib")
 
 
+class BootstrapCib(Cib, Protocol):
+    def standby(self, node: str, on: bool) -> None: ...
+
+
 class ServiceManager(Protocol):
     """executors.systemd.Systemd, as bootstrap uses it."""
 
@@ -61,12 +65,14 @@ class ServiceManager(Protocol):
 class HostEnv:
     runner: RunsCommands
     systemd: ServiceManager
-    cib: Cib
+    cib: BootstrapCib
     security: Security
     addresses: Callable[[], list[HeldAddress]]
     hostname: Callable[[], str]
     # The final `apply` of the desired state, once both boxes are members.
     apply: Callable[[Config, str, Progress], Changes]
+    # Instead, on a box that replaces a dead one: its volumes made anew (commands.replace).
+    rebuild: Callable[[Config, str, Progress], None]
     start_listener: Callable[[HostEnv], None]
     root: Path = Path("/")
     desired_path: str = DESIRED_PATH
@@ -98,14 +104,16 @@ class PendingJoin:
     port: int
     expires: float
     peer: str
+    replacing: bool = False  # `cluster replace`: the peer comes back with empty disks
 
     def dump(self) -> bytes:
         return json.dumps({"secret": self.secret.hex(), "address": str(self.address),
                            "port": self.port, "expires": self.expires,
-                           "peer": self.peer}).encode()
+                           "peer": self.peer, "replacing": self.replacing}).encode()
 
     @classmethod
     def load(cls, data: bytes) -> PendingJoin:
         raw = json.loads(data)
         return cls(bytes.fromhex(raw["secret"]), ipaddress.ip_address(raw["address"]),
-                   int(raw["port"]), float(raw["expires"]), str(raw["peer"]))
+                   int(raw["port"]), float(raw["expires"]), str(raw["peer"]),
+                   raw.get("replacing") is True)

@@ -206,9 +206,17 @@ def wait(env: HostEnv, timeout: float, done: Callable[[], bool], code: str, fiel
         env.sleep(1.0)
 
 
-def listen_address(config: Config) -> IPAddress:
+def listen_address(config: Config, node: str | None = None) -> IPAddress:
+    """Where a join waits: ``node``'s (default the first box's) first cluster link."""
     link = config.cluster.networks_with(NetworkRole.CLUSTER)[0]
-    return config.cluster.nodes[0].address_on(link.name)
+    box = next((n for n in config.cluster.nodes if n.name == node), config.cluster.nodes[0])
+    return box.address_on(link.name)
+
+
+def this_and_other(config: Config, name: str) -> tuple[Node, Node]:
+    """The box named ``name`` and the other one (the second box when neither is)."""
+    first, second = config.cluster.nodes
+    return (first, second) if name == first.name else (second, first)
 
 
 def pending(env: HostEnv) -> PendingJoin:

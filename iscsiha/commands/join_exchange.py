@@ -72,13 +72,14 @@ class Offer:
     host_key: str  # the first box's SSH host key
     qdevice_ca: bytes | None = None
     qdevice_p12: bytes | None = field(default=None, repr=False)
+    replacing: bool = False  # the joiner replaces a dead box: its volumes are made anew
 
     def message(self) -> dict[str, Any]:
         return {"type": "offer", "version": self.version, "desired": self.desired,
                 "corosync_conf": self.corosync_conf, "authkey": _b64(self.authkey),
                 "ssh_key": _b64(self.ssh_key), "ssh_public": self.ssh_public,
                 "host_key": self.host_key, "qdevice_ca": _b64(self.qdevice_ca),
-                "qdevice_p12": _b64(self.qdevice_p12)}
+                "qdevice_p12": _b64(self.qdevice_p12), "replacing": self.replacing}
 
     @classmethod
     def read(cls, message: dict[str, Any], peer: str) -> Offer:
@@ -88,7 +89,11 @@ class Offer:
         authkey = _bytes(message, "authkey", peer)
         ssh_key = _bytes(message, "ssh_key", peer)
         assert authkey is not None and ssh_key is not None  # _bytes checks required keys
-        return cls(authkey=authkey, ssh_key=ssh_key,
+        replacing = message.get("replacing", False)
+        if not isinstance(replacing, bool):
+            raise IscsihaError.single("bad-message", f"{peer} replacing",
+                                      type(replacing).__name__, "true or false")
+        return cls(authkey=authkey, ssh_key=ssh_key, replacing=replacing,
                    qdevice_ca=_bytes(message, "qdevice_ca", peer, required=False),
                    qdevice_p12=_bytes(message, "qdevice_p12", peer, required=False), **text)
 

@@ -29,9 +29,12 @@ def console_lines(topology: Topology, node: LabNode) -> list[str]:
 
 
 def configure(channel: Callable[[str], GuestChannel], topology: Topology,
-              progress: Callable[[str], None]) -> None:
-    """Set, apply and confirm (from a second call, as from a new session) on each box."""
+              progress: Callable[[str], None], only: str | None = None) -> None:
+    """Set, apply and confirm (from a second call, as from a new session) on each box, or
+    on the box named ``only``."""
     for node in topology.appliances:
+        if only is not None and node.name != only:
+            continue
         progress(f"networks: iscsiha network set/apply/confirm on {node.name}")
         for argv in [*cli_argvs(topology, node), ["iscsiha", "network", "confirm"]]:
             result = channel(node.name).run(argv, timeout=TIMEOUT)

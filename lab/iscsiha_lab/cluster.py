@@ -20,6 +20,8 @@ from iscsiha_lab.topology import NetworkRole, Topology
 # `cluster init` prints the token alone on an indented line.
 TOKEN = re.compile(r"^\s+(ISJ1-[A-Z2-7-]+)\s*$", re.MULTILINE)
 BOOTSTRAP_TIMEOUT = 900.0
+# The join of a box that replaces a dead one waits for its volumes to resync too.
+REPLACE_TIMEOUT = 1800.0
 # ipmi_sim (openipmi 2.0.33) has no SHA-256 suites: ipmitool tries 17 first and each
 # call then waits 14 s for its retries (measured: 14.7 s against 0.9 s for a status
 # call, three calls per fence). Suite 3 at once, for the product's fence devices too.
@@ -92,6 +94,26 @@ def form(lab: LabAccess, progress: Callable[[str], None]) -> None:
     _ran(lab.channel(peer).run(["iscsiha", "cluster", "join", "-"],
                                input=f"{found.group(1)}\n", timeout=BOOTSTRAP_TIMEOUT),
          "iscsiha cluster join")
+
+
+def replace(lab: LabAccess, dead: str, progress: Callable[[str], None]) -> GuestResult:
+    """A new box in ``dead``'s place, the way an admin puts one there: its addresses, then
+    `cluster replace` on the box that stays and `cluster join` with its token on the new
+    one (which rebuilds its volumes and shows the resync). The join's result."""
+    box_networks.configure(lab.channel, lab.topology, progress, only=dead)
+    (stays,) = (n.name for n in lab.topology.appliances if n.name != dead)
+    progress(f"cluster: iscsiha cluster replace {dead} on {stays}")
+    issued = _ran(lab.channel(stays).run(["iscsiha", "cluster", "replace", dead],
+                                         timeout=BOOTSTRAP_TIMEOUT), "iscsiha cluster replace")
+    found = TOKEN.search(issued.out)
+    if found is None:
+        raise IscsihaError.single("no-join-token", "command",
+                                  f"{stays}: iscsiha cluster replace {dead}",
+                                  "the token (ISJ1-...) alone on a line", issued.out[-500:])
+    progress(f"cluster: iscsiha cluster join on the new {dead}")
+    return _ran(lab.channel(dead).run(["iscsiha", "cluster", "join", "-"],
+                                      input=f"{found.group(1)}\n", timeout=REPLACE_TIMEOUT),
+                "iscsiha cluster join")
 
 
 def quorum_status(channel: GuestChannel) -> GuestResult:

@@ -374,6 +374,11 @@ class Lab:
         self.topology.node(name)
         return self.request({"op": op, "node": name})
 
+    def wipe(self, name: str) -> dict[str, Any]:
+        """A powered-off box's disks made blank, as a new box's (its next boot is a first)."""
+        self.topology.node(name)
+        return self.request({"op": "wipe", "node": name})
+
     def links(self, op: str, link: str, node: str | None) -> dict[str, Any]:
         self.topology.network(link)
         if node is not None:

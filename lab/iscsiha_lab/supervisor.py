@@ -265,6 +265,22 @@ class Supervisor:
         log.info("%s: powered off", name)
         return {"power": "off", "changed": True}
 
+    def wipe(self, name: str) -> dict[str, Any]:
+        """A powered-off box's disks as a new box's: the root back to the image (its copy
+        on write dropped), the data disk all zeros."""
+        node = self.topology.node(name)
+        if self._running(name) is not None:
+            raise IscsihaError.single("node-on", "node", name, "a powered-off node",
+                                      "is running: power it off first")
+        node_dir = self.paths.node_dir(name)
+        (node_dir / "root.cow").unlink(missing_ok=True)  # UML makes a new one at boot
+        if node.data_disk_mib:
+            with (node_dir / "data.img").open("r+b") as disk:
+                disk.truncate(0)
+                disk.truncate(node.data_disk_mib * 1024 * 1024)  # sparse zeros
+        log.info("%s: disks wiped", name)
+        return {"power": "off", "wiped": True}
+
     def _signal_node(self, name: str, sig: signal.Signals) -> dict[str, Any]:
         self.topology.node(name)
         proc = self._running(name)
@@ -315,6 +331,7 @@ class Supervisor:
             "power-on": lambda: self.power_on(node),
             "power-off": lambda: self.power_off(node),
             "power-state": lambda: self._power_state(node),
+            "wipe": lambda: self.wipe(node),
             "freeze": lambda: self._signal_node(node, signal.SIGSTOP),
             "thaw": lambda: self._signal_node(node, signal.SIGCONT),
             "bmc-off": lambda: self.bmc_power(node, on=False),

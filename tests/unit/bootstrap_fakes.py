@@ -160,6 +160,7 @@ class FakeCib(Pacemaker):
     status_not_ready: int = 0  # crm_mon calls that fail first (cannot connect yet)
     moves_after_read: int = 0  # reads after which Pacemaker bumps the version itself
     version: int = 3
+    standby_calls: list[tuple[str, bool]] = field(default_factory=list)
 
     def query(self) -> str:
         if self.not_ready:
@@ -182,6 +183,9 @@ class FakeCib(Pacemaker):
 
     def wait(self, timeout: float) -> None:
         pass
+
+    def standby(self, node: str, on: bool) -> None:
+        self.standby_calls.append((node, on))
 
     def status(self) -> str:
         if self.status_not_ready:
@@ -246,6 +250,7 @@ class Box:
         self.cib = FakeCib()
         self.runner = FakeRunner(root)
         self.applied: list[Config] = []
+        self.rebuilt: list[Config] = []
         self.apply_error: IscsihaError | None = None
         self.progress: list[str] = []
         self.listener: list[str] = []
@@ -260,6 +265,7 @@ class Box:
         self.env = HostEnv(
             runner=self.runner, systemd=self.systemd, cib=self.cib, security=KeyCheck(),
             addresses=lambda: list(self.held), hostname=lambda: self.name, apply=self._apply,
+            rebuild=lambda config, text, progress: self.rebuilt.append(config),
             start_listener=lambda env: self.listener.append("started"), root=root,
             join_port=port, sleep=lambda _seconds: None)
 

@@ -310,7 +310,7 @@ def test_the_wrong_box_cannot_join(a: Box, b: Box) -> None:
     assert server.wait() is False
     # The first box refuses it from its hello, before the offer with the cluster's keys.
     assert codes(error) == [("wrong-host-name", "joining box")]
-    assert error.reports[0].allowed == "san-b (the peer `cluster init` was given)"
+    assert error.reports[0].allowed == "san-b (the box the token was issued for)"
     assert any("refused before anything secret was sent" in line for line in server.log)
     assert not (b.root / AUTHKEY_PATH.lstrip("/")).exists()
 

@@ -36,7 +36,7 @@ PYTHONPATH = os.pathsep.join([str(REPO / "lab"), str(REPO)])
 ORDER = ("test_agents_in_lab", "test_executors_on_a_box", "test_lab", "test_storage_path",
          "test_thin", "test_split_brain", "test_peer_channel", "test_audit", "test_failover",
          "test_reservations", "test_vaai", "test_alerts", "test_support_bundle", "test_verify",
-         "test_throughput_bench", "test_console")
+         "test_replace_box", "test_throughput_bench", "test_console")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
