@@ -56,9 +56,6 @@ def replace(env: HostEnv, node: str, progress: Progress) -> InitResult:
             "box-online", "node", node, "a box that is gone (off, fenced or unplugged)",
             "is online in Pacemaker: replacing it would make its volumes anew while it "
             "serves them; power it off first")
-    progress(f"{node}: standby on, so that Pacemaker starts nothing there before its "
-             "volumes are made again")
-    env.cib.standby(node, True)
     pending = PendingJoin(env.random(join_token.SECRET_BYTES),
                           steps.listen_address(config, here), env.join_port,
                           env.clock() + JOIN_TTL, node, replacing=True)
@@ -67,6 +64,10 @@ def replace(env: HostEnv, node: str, progress: Progress) -> InitResult:
         env.systemd.stop(JOIN_UNIT)
     tx = Transaction(env.root)
     try:
+        progress(f"{node}: standby on, so that Pacemaker starts nothing there before its "
+                 "volumes are made again")
+        env.cib.standby(node, True)
+        tx.on_undo(f"standby off for {node}", lambda: env.cib.standby(node, False))
         open_join(env, tx, pending)
     except IscsihaError as exc:
         raise steps.undone(exc, tx, "this box") from exc

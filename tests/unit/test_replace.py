@@ -95,6 +95,22 @@ def test_replace_refuses_this_box_an_unknown_one_and_a_box_still_online(
     assert not (a.root / bootstrap_env.JOIN_STATE.lstrip("/")).exists()
 
 
+def test_a_listener_that_cannot_start_leaves_the_dead_box_as_it_was(
+        pair: tuple[Box, Box, int]) -> None:
+    a, _, _ = pair
+    a.cib.online = {"san-a"}
+
+    def cannot_listen(env: object) -> None:
+        raise IscsihaError.single("unit-state", "unit", "iscsiha-join.service",
+                                  "reaching active", "is failed")
+
+    a.env.start_listener = cannot_listen
+    assert refused_codes(replace.replace, a.env, "san-b", a.progress.append) == [
+        ("unit-state", "iscsiha-join.service")]
+    assert a.cib.standby_calls == [("san-b", True), ("san-b", False)]
+    assert not (a.root / bootstrap_env.JOIN_STATE.lstrip("/")).exists()
+
+
 def test_a_box_of_another_name_cannot_take_the_dead_one_s_place(
         tmp_path: Path, pair: tuple[Box, Box, int]) -> None:
     a, _, port = pair
