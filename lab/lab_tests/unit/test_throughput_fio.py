@@ -139,6 +139,7 @@ def test_goals_are_judged_on_the_medians_and_unknown_without_figures() -> None:
                          "seq-read-1m": {"of_normal": None, "share_during_resync": 1.0}}}
     assert goals(summary, resync) == {
         "seq-write-1m lun/drbd >= 0.8": None, "seq-read-1m lun/drbd >= 0.8": True,
+        "seq-write-1m-qd8 lun/drbd >= 0.8": None, "seq-read-1m-qd8 lun/drbd >= 0.8": None,
         "seq-write-1m during resync >= 0.5 of normal": False,
         "seq-read-1m during resync >= 0.5 of normal": None}
     assert goals(summarize([_run(100, 100, 79)]), None)["seq-read-1m lun/drbd >= 0.8"] is False
