@@ -70,6 +70,7 @@ class FakeBackend:
     shells: int = 0
     inits: list[tuple[InitRequest, TiebreakerAccess]] = field(default_factory=list)
     joins: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
     bootstrap_error: IscsihaError | None = None
     addresses: list[HeldAddress] = field(default_factory=list)
     timeline_report: TimelineReport = field(default_factory=lambda: TimelineReport(None, ()))
@@ -138,6 +139,12 @@ class FakeBackend:
         if self.bootstrap_error is not None:
             raise self.bootstrap_error
         return load_text(EXAMPLE.read_text())
+
+    def replace_box(self, node: str, progress: Progress) -> InitResult:
+        self.replaced.append(node)
+        if self.bootstrap_error is not None:
+            raise self.bootstrap_error
+        return InitResult(TOKEN, "san", "san-a", node, 1_800_000_000.0, None)
 
     def root_shell(self) -> int:
         self.shells += 1

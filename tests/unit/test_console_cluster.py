@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from iscsiha.commands import bootstrap
+from iscsiha.commands import bootstrap, replace
 from iscsiha.commands.bootstrap_env import InitResult
 from iscsiha.commands.bootstrap_params import InitRequest
 from iscsiha.commands.tiebreaker import TiebreakerAccess
@@ -109,7 +109,8 @@ def test_a_refused_init_prints_the_reports_and_exits_1(h: Harness) -> None:
     assert h.out.getvalue() == ""
 
 
-def test_join_reports_the_pair(h: Harness) -> None:
+def test_join_reports_the_pair(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(h.backend, "hostname", lambda: "san-b")
     h.secrets.append(TOKEN)
     assert h.run("/cluster join token=-") == 0
     assert h.backend.joins == [TOKEN]
@@ -148,6 +149,17 @@ def test_one_shot_mode_without_a_line_on_stdin_is_refused(
                 backend=h.backend, preferences_dir=str(h.tmp / "prefs")) == 1
     assert "secret-missing" in capsys.readouterr().err
     assert h.backend.joins == []
+
+
+def test_replace_puts_the_dead_box_in_standby_and_prints_the_token(h: Harness) -> None:
+    assert h.run("/cluster replace node=san-b") == 0, h.err.getvalue()
+    assert h.backend.replaced == ["san-b"]
+    out = h.out.getvalue()
+    assert "san-b is in standby" in out and TOKEN in out and "`iscsiha cluster join`" in out
+    h.backend.bootstrap_error = IscsihaError.single("box-online", "node", "san-b",
+                                                    "a box that is gone", "is online")
+    assert h.run("/cluster replace node=san-b") == 1
+    assert "box-online" in h.err.getvalue()
 
 
 def test_help_explains_init_and_join(h: Harness) -> None:
@@ -211,6 +223,10 @@ class BoxBackend(FakeBackend):
         assert self.box is not None
         return bootstrap.join(self.box.env, token, progress)
 
+    def replace_box(self, node: str, progress: Progress) -> InitResult:
+        assert self.box is not None
+        return replace.replace(self.box.env, node, progress)
+
     def hostname(self) -> str:
         assert self.box is not None
         return self.box.name
@@ -246,3 +262,30 @@ def test_two_consoles_form_the_pair(tmp_path: Path) -> None:
     assert server.wait() is True
     assert second.out.getvalue() == "san-b joined cluster san with san-a\n"
     assert second.run("ls /nodes") == 0 and "san-a" in second.out.getvalue()
+
+
+def test_a_console_replaces_the_dead_box_and_the_new_one_rebuilds(tmp_path: Path) -> None:
+    port = free_port()
+    a, b = Box(tmp_path / "a", "san-a", 1, port), Box(tmp_path / "b", "san-b", 2, port)
+    first, second = console_on(a, tmp_path / "ca"), console_on(b, tmp_path / "cb")
+    first.secrets += ["bmc-a-secret", "bmc-b-secret"]
+    assert first.run(INIT) == 0, first.err.getvalue()
+    token = next(w for w in first.out.getvalue().split() if w.startswith("ISJ1-"))
+    b.cib.online = {"san-a", "san-b"}
+    with Server(a) as server:
+        second.secrets.append(token)
+        assert second.run("/cluster join") == 0, second.err.getvalue()
+    assert server.wait() is True
+
+    a.cib.online = {"san-a"}  # san-b died
+    assert first.run("/cluster replace node=san-b") == 0, first.err.getvalue()
+    token = next(w for w in first.out.getvalue().split() if w.startswith("ISJ1-"))
+    new = Box(tmp_path / "new-b", "san-b", 2, port)
+    new.cib.online = {"san-a", "san-b"}
+    third = console_on(new, tmp_path / "cn")
+    with Server(a) as server:
+        third.secrets.append(token)
+        assert third.run("/cluster join") == 0, third.err.getvalue()
+    assert server.wait() is True
+    assert third.out.getvalue() == "san-b joined cluster san with san-a\n"
+    assert [c.cluster.name for c in new.rebuilt] == ["san"] and new.applied == []
