@@ -16,7 +16,7 @@ from pathlib import Path
 from iscsiha.audit import Record
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import audit as audit_cmd
-from iscsiha.commands import bootstrap, node_steps, support_bundle
+from iscsiha.commands import bootstrap, node_steps, replace, support_bundle
 from iscsiha.commands import network as network_cmd
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
@@ -114,6 +114,10 @@ class ClusterBackend:
     def join_cluster(self, token: str, progress: Progress) -> Config:
         return bootstrap.join(bootstrap.host_env(self.runner, str(self.desired)), token,
                               progress)
+
+    def replace_box(self, node: str, progress: Progress) -> InitResult:
+        return replace.replace(bootstrap.host_env(self.runner, str(self.desired)), node,
+                               progress)
 
     def audit(self, since: datetime | None) -> list[Record | None]:
         """This box's audit log from ``since`` on (None: a line that cannot be read)."""

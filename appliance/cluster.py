@@ -8,6 +8,7 @@ from contextlib import suppress
 from typing import Any
 
 from iscsiha.commands.bootstrap_params import NETWORKS, InitRequest
+from iscsiha.commands.bootstrap_steps import this_and_other
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.console.base import ConsoleNode, Summary
 from iscsiha.console.completion import matching
@@ -15,7 +16,7 @@ from iscsiha.console.state import State
 from iscsiha.console.targets import AuthNode
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.model.fields import CLUSTER, NAME, TIEBREAKER, VOLUME_GROUP
-from iscsiha.views import init_lines
+from iscsiha.views import init_lines, replace_lines
 
 _NETWORK_NAMES = [name for name, _ in NETWORKS]
 
@@ -255,11 +256,48 @@ class ClusterNode(ConsoleNode):
         """
         token = token or self.state.ask_secret("join token (not echoed): ")
         config = self.state.backend.join_cluster(Secret(token), self.state.progress)
-        first, me = config.cluster.nodes
+        me, first = this_and_other(config, self.state.backend.hostname())
         self.say(f"{me.name} joined cluster {config.cluster.name} with {first.name}")
 
     def ui_complete_join(self, parameters: dict[str, str], text: str,
                          current_param: str) -> list[str]:
         if current_param == "token":
             return matching(["-"], text)
+        return []
+
+    def ui_command_replace(self, node: str) -> None:
+        """
+        On the box that stays, when the other box is dead for good: puts
+        it in standby and prints a one-time token for the new box that
+        takes its place (the same name and addresses, empty disks). On the
+        new box, `/cluster join` with that token joins the cluster, makes
+        every volume anew and DRBD copies them in full from this box
+        (docs/replace.md). Refused while that box is online.
+
+        PARAMETERS
+        ==========
+
+        node
+        ----
+        The dead box's name (the other box of this cluster).
+
+        EXAMPLE
+        =======
+        replace node=san-b
+
+        SEE ALSO
+        ========
+        join status
+        """
+        result = self.state.backend.replace_box(node, self.state.progress)
+        for line in replace_lines(result):
+            self.say(line)
+
+    def ui_complete_replace(self, parameters: dict[str, str], text: str,
+                            current_param: str) -> list[str]:
+        if current_param == "node":
+            status = self.state.status_or_none()
+            here = self.state.backend.hostname()
+            names = [n for n, _ in status.nodes] if status is not None else []
+            return matching([n for n in names if n != here], text)
         return []
