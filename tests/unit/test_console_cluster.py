@@ -240,13 +240,24 @@ def console_on(box: Box, tmp: Path) -> Harness:
     return harness
 
 
-def test_two_consoles_form_the_pair(tmp_path: Path) -> None:
+def _token(console: Harness) -> str:
+    """The last token the console printed."""
+    return [w for w in console.out.getvalue().split() if w.startswith("ISJ1-")][-1]
+
+
+def _init(tmp_path: Path) -> tuple[Box, Box, Harness, Harness, int]:
+    """san-a set up through its console; san-b's console waiting for the token."""
     port = free_port()
     a, b = Box(tmp_path / "a", "san-a", 1, port), Box(tmp_path / "b", "san-b", 2, port)
     first, second = console_on(a, tmp_path / "ca"), console_on(b, tmp_path / "cb")
     first.secrets += ["bmc-a-secret", "bmc-b-secret"]
     assert first.run(INIT) == 0, first.err.getvalue()
-    token = next(w for w in first.out.getvalue().split() if w.startswith("ISJ1-"))
+    return a, b, first, second, port
+
+
+def test_two_consoles_form_the_pair(tmp_path: Path) -> None:
+    a, b, first, second, _ = _init(tmp_path)
+    token = _token(first)
     assert first.run("ls /nodes") == 0 and "san-b" in first.out.getvalue()
 
     b.held = b.held[:2]  # only link0 is cabled yet
@@ -265,21 +276,16 @@ def test_two_consoles_form_the_pair(tmp_path: Path) -> None:
 
 
 def test_a_console_replaces_the_dead_box_and_the_new_one_rebuilds(tmp_path: Path) -> None:
-    port = free_port()
-    a, b = Box(tmp_path / "a", "san-a", 1, port), Box(tmp_path / "b", "san-b", 2, port)
-    first, second = console_on(a, tmp_path / "ca"), console_on(b, tmp_path / "cb")
-    first.secrets += ["bmc-a-secret", "bmc-b-secret"]
-    assert first.run(INIT) == 0, first.err.getvalue()
-    token = next(w for w in first.out.getvalue().split() if w.startswith("ISJ1-"))
+    a, b, first, second, port = _init(tmp_path)
     b.cib.online = {"san-a", "san-b"}
     with Server(a) as server:
-        second.secrets.append(token)
+        second.secrets.append(_token(first))
         assert second.run("/cluster join") == 0, second.err.getvalue()
     assert server.wait() is True
 
     a.cib.online = {"san-a"}  # san-b died
     assert first.run("/cluster replace node=san-b") == 0, first.err.getvalue()
-    token = next(w for w in first.out.getvalue().split() if w.startswith("ISJ1-"))
+    token = _token(first)
     new = Box(tmp_path / "new-b", "san-b", 2, port)
     new.cib.online = {"san-a", "san-b"}
     third = console_on(new, tmp_path / "cn")
