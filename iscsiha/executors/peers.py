@@ -45,10 +45,10 @@ class Boxes:
     def names(self) -> list[str]:
         return list(self._addresses)
 
-    def hello(self, node: str) -> Hello:
+    def hello(self, node: str, timeout: float = 60.0) -> Hello:
         """What ``node`` runs (asked once): its release and the protocols it serves."""
         if node not in self._hellos:
-            self._hellos[node] = self._run(node, HELLO, Nothing(), None, 60.0)
+            self._hellos[node] = self._run(node, HELLO, Nothing(), None, min(timeout, 60.0))
         return self._hellos[node]
 
     def call(self, node: str, step: Step[Q, R], request: Q, timeout: float = 300.0) -> R:
@@ -56,7 +56,7 @@ class Boxes:
         serve; its reply, decoded and checked."""
         protocol = None  # this box: its own
         if node != self.here:
-            peer = self.hello(node)
+            peer = self.hello(node, timeout)  # a hung peer costs the caller's bound, once
             protocol = self.speaks.common(Speaks(peer.oldest, peer.newest), node, peer.release)
         return self._run(node, step, request, protocol, timeout)
 

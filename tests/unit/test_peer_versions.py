@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,14 @@ from iscsiha import __version__
 from iscsiha.cli import main as cli
 from iscsiha.commands import node_steps
 from iscsiha.errors import IscsihaError
+from iscsiha.executors.peers import Boxes
 from iscsiha.executors.runner import CommandResult
 from iscsiha.model.identity import RESERVATIONS_VOLUME
 from iscsiha.protocol import codec
 from iscsiha.protocol import messages as m
 from iscsiha.protocol.version import CURRENT, OLDEST, Speaks
 from tests.conftest import EXAMPLE
-from tests.unit.peer_wire import Wire, fake_boxes
+from tests.unit.peer_wire import Wire, fake_boxes, hello_reply
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden/protocol"
 DESIRED = EXAMPLE.read_text()
@@ -205,3 +207,23 @@ def test_every_served_protocol_s_pinned_messages_still_decode(protocol: int) -> 
         spec, _ = node_steps.STEPS[step]
         codec.decode(spec.request, messages["request"], f"{step} request")
         codec.decode(spec.reply, messages["reply"], f"{step} reply")
+
+
+def test_the_hello_before_a_step_keeps_within_the_step_s_time_bound() -> None:
+    """`iscsiha status` asks the peer with a short bound: a hung peer must not cost more."""
+    asked: list[tuple[str, float | None]] = []
+
+    class Runner:
+        def run(self, argv: list[str], *, input: str | None = None, check: bool = True,
+                timeout: float | None = 60.0, env: Any = None) -> CommandResult:
+            asked.append((argv[-1], timeout))
+            out = hello_reply() if argv[-1].endswith(" hello") else '{"iqns": []}'
+            return CommandResult(tuple(argv), 0, out, "", 0.0)
+
+    boxes = Boxes(Runner(), {"san-a": ip_address("192.0.2.1"),  # type: ignore[arg-type]
+                             "san-b": ip_address("192.0.2.2")}, "san-a")
+    boxes.call("san-b", m.SEEN_INITIATORS, m.Nothing(), timeout=5.0)
+    boxes.call("san-b", m.SEEN_INITIATORS, m.Nothing(), timeout=5.0)
+    assert asked == [("/usr/bin/iscsiha node hello", 5.0),
+                     (f"/usr/bin/iscsiha node seen-initiators --protocol {CURRENT}", 5.0),
+                     (f"/usr/bin/iscsiha node seen-initiators --protocol {CURRENT}", 5.0)]
