@@ -117,7 +117,7 @@ def test_a_box_of_another_name_cannot_take_the_dead_one_s_place(
     a.cib.online = {"san-a"}
     token = replace.replace(a.env, "san-b", a.progress.append).token
     wrong = new_box(tmp_path, "san-c", 2, port)
-    with Server(a, ttl=2.0) as server, pytest.raises(IscsihaError) as caught:
+    with Server(a, ttl=5.0) as server, pytest.raises(IscsihaError) as caught:
         bootstrap.join(wrong.env, token, wrong.progress.append)
     assert server.wait() is False
     assert caught.value.reports[0].code == "wrong-host-name"
