@@ -238,8 +238,11 @@ def replication_cut(lab: Lab) -> dict[str, Any]:
     fault_at = time.time()
     lab.links("cut", "repl", active)
     try:
-        wait_for("DRBD's fence-peer constraint", lambda: bool(fence_constraints(lab, active)),
-                 timeout=120)
+        # Each target's Primary places its own, at its own pace: a soak once took the
+        # snapshot after beta's and saw alpha's arrive during the apply.
+        wanted = {f"drbd-fence-by-handler-{t}-drbd-{t}-clone" for t in TARGETS}
+        wait_for("DRBD's fence-peer constraint of every target",
+                 lambda: wanted <= set(fence_constraints(lab, active)), timeout=120)
         constraints = fence_constraints(lab, active)
         time.sleep(20)  # writes go on, unreplicated
         if target_on(lab, "alpha") != active:
