@@ -52,6 +52,8 @@ class ClusterManager(Cib, Protocol):
 
     def standby(self, node: str, on: bool) -> None: ...
 
+    def cleanup_node(self, node: str) -> None: ...
+
 
 class Boxes(Protocol):
     """`iscsiha node STEP` on either box (executors.peers.Boxes)."""

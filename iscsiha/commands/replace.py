@@ -114,6 +114,11 @@ def rebuild(env: ClusterEnv, config: Config, text: str, progress: Progress) -> R
         progress(f"fresh DRBD metadata on {len(made.volumes)} volume(s): DRBD copies them "
                  "in full from the other box")
     boxes.call(here, m.WRITE_DESIRED, m.DesiredState(text))
+    # Pacemaker probed this box's resources as it joined, before their CHAP secrets
+    # were here: each target's probe failed ("Unable to load CIB secrets") and would
+    # keep the target off this box for good. Probed again now, they find nothing.
+    progress(f"{here}: clearing the probes that ran before its volumes and secrets existed")
+    env.pacemaker.cleanup_node(here)
     progress(f"{here}: standby off; DRBD starts here and resyncs")
     env.pacemaker.standby(here, False)
     return Rebuilt(tuple(p.name for p in pools) + tuple(v.name for v in volumes),

@@ -113,6 +113,10 @@ class Pacemaker:
         """Drop the constraints ``move`` left; placement follows the configured scores."""
         self._runner.run([CRM_RESOURCE, "--clear", "--resource", resource], env=self._env)
 
+    def cleanup_node(self, node: str) -> None:
+        """Forget the failed operations on ``node``; Pacemaker probes its resources again."""
+        self._runner.run([CRM_RESOURCE, "--cleanup", "--node", node], env=self._env)
+
     def standby(self, node: str, on: bool) -> None:
         """Pacemaker's standby node attribute (permanent: it outlives a reboot)."""
         self._runner.run([CRM_ATTRIBUTE, "--node", node, "--name", "standby",
