@@ -81,6 +81,7 @@ def test_a_box_with_wiped_disks_replaces_the_dead_one_and_gets_every_volume_back
 
     since = int(lab.exec(STAYS, ["date", "+%s"]).check().out)
     joined = cluster.replace(lab, DEAD, print)
+    print(joined.err.strip())  # the join's progress: the rebuild and the resync
     # The join made the volume anew, left standby and showed the resync to its end.
     assert "fresh DRBD metadata" in joined.err, joined.err
     assert re.search(r"resync: (\d+) of \1 volumes in sync, 100\.0%", joined.err), joined.err
