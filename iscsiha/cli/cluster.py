@@ -190,8 +190,8 @@ def _rebuild(args: argparse.Namespace) -> int:
     text = files.read_text(DESIRED_PATH)
     config = load_text(text, DESIRED_PATH)
     env = real_env(Runner(), config)
-    replace.rebuild(env, config, text, _progress)
-    state = replace.wait_resynced(env, config, args.wait, _progress)
+    done = replace.rebuild(env, config, text, _progress)
+    state = replace.wait_resynced(env, done.minors, args.wait, _progress)
     print(replace.resync_line(state))
     return EXIT_OK
 

@@ -378,8 +378,8 @@ def host_env(runner: Runner | None = None, desired_path: str = DESIRED_PATH) -> 
 
     def rebuild(config: Config, text: str, progress: Progress) -> None:
         cluster = real_env(runner, config)
-        replace.rebuild(cluster, config, text, progress)
-        replace.wait_resynced(cluster, config, replace.RESYNC_WAIT, progress)
+        done = replace.rebuild(cluster, config, text, progress)
+        replace.wait_resynced(cluster, done.minors, replace.RESYNC_WAIT, progress)
 
     return HostEnv(runner=env.runner, systemd=Systemd(), cib=env.pacemaker,
                    security=TlsPsk(), addresses=addresses, hostname=socket.gethostname,

@@ -80,6 +80,7 @@ def replace(env: HostEnv, node: str, progress: Progress) -> InitResult:
 class Rebuilt:
     created: tuple[str, ...]  # volumes (and pools) made here
     metadata: tuple[str, ...]  # RES/NUMBER given fresh DRBD metadata
+    minors: tuple[int, ...]  # every volume's DRBD minor, what the resync is watched by
 
 
 def rebuild(env: ClusterEnv, config: Config, text: str, progress: Progress) -> Rebuilt:
@@ -108,8 +109,8 @@ def rebuild(env: ClusterEnv, config: Config, text: str, progress: Progress) -> R
     targets = sorted(plan.drbd)
     progress("writing the DRBD resource files (the cluster's ports and minors)")
     boxes.call(here, m.WRITE_DRBD_FILES, drbd_files(text, plan, targets))
-    refs = m.Refs(tuple(ref for ref, _ in volume_refs(plan.drbd, tuple(targets))))
-    made = boxes.call(here, m.DRBD_METADATA, refs)
+    slots = volume_refs(plan.drbd, tuple(targets))
+    made = boxes.call(here, m.DRBD_METADATA, m.Refs(tuple(ref for ref, _ in slots)))
     if made.volumes:
         progress(f"fresh DRBD metadata on {len(made.volumes)} volume(s): DRBD copies them "
                  "in full from the other box")
@@ -122,7 +123,7 @@ def rebuild(env: ClusterEnv, config: Config, text: str, progress: Progress) -> R
     progress(f"{here}: standby off; DRBD starts here and resyncs")
     env.pacemaker.standby(here, False)
     return Rebuilt(tuple(p.name for p in pools) + tuple(v.name for v in volumes),
-                   made.volumes)
+                   made.volumes, tuple(sorted(minor for _, minor in slots)))
 
 
 def _check_space(facts: m.Facts, pools: tuple[Pool, ...], volumes: tuple[Volume, ...],
@@ -176,14 +177,10 @@ def resync_line(state: Resync) -> str:
     return line
 
 
-def wait_resynced(env: ClusterEnv, config: Config, timeout: float,
+def wait_resynced(env: ClusterEnv, wanted: tuple[int, ...], timeout: float,
                   progress: Progress) -> Resync:
-    """Progress lines until every volume here is UpToDate on both sides, or ``timeout``."""
-    live = env.pacemaker.query()
-    drbd = make_plan(config, previous_drbd(live), env.cluster_key()).drbd
-    wanted = tuple(sorted(slot.minor for res in drbd.values()
-                          for slot in [*res.volumes.values(),
-                                       *filter(None, [res.reservations_slot])]))
+    """Progress lines until the ``wanted`` minors are UpToDate on both sides here, or
+    ``timeout``."""
     deadline = env.clock.monotonic() + timeout
     said = None
     while True:

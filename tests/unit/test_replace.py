@@ -195,6 +195,10 @@ def test_the_rebuild_makes_every_volume_here_gives_fresh_metadata_and_leaves_sta
     files = next(req for _, name, req in steps.calls if name == "write-drbd-files")
     assert sorted(files.resources) == sorted(t.name for t in CONFIG.targets)
     assert set(done.metadata) >= {f"{t.name}/0" for t in CONFIG.targets if t.luns}
+    plan = make_plan(CONFIG)
+    assert done.minors == tuple(sorted(
+        s.minor for res in plan.drbd.values()
+        for s in [*res.volumes.values(), *filter(None, [res.reservations_slot])]))
     # The probes that ran before the secrets were here are forgotten, then standby ends.
     assert cluster.calls == ["cleanup san-b", "standby san-b off"]
 
@@ -241,9 +245,8 @@ def test_waiting_for_the_resync_says_each_change_and_ends_when_all_are_in_sync()
             return rounds.pop(0) if len(rounds) > 1 else rounds[0]
 
     lines: list[str] = []
-    env = fake_env(Cluster(), Steps(), drbd=Drbd(), files=Keys(),  # type: ignore[arg-type]
-                   clock=FakeClock())
-    state = replace.wait_resynced(env, CONFIG, 3600.0, lines.append)
+    env = fake_env(drbd=Drbd(), clock=FakeClock())
+    state = replace.wait_resynced(env, tuple(minors), 3600.0, lines.append)
     assert state.done == len(minors)
     assert lines == [f"resync: 0 of {len(minors)} volumes in sync, 50.0% (it goes on by "
                      "itself; `iscsiha status` shows it)",
