@@ -12,6 +12,7 @@ import pytest
 from iscsiha.errors import IscsihaError
 from iscsiha.model import bootenv
 from iscsiha.model.bootenv import BootEnv
+from tests.conftest import skip_or_fail
 
 UUID_A = "6f2a3c1e-0b7d-5e4f-9a8b-1c2d3e4f5a6b"
 UUID_B = "0d9e8f7a-6b5c-5d4e-8f3a-2b1c0d9e8f7a"
@@ -36,9 +37,9 @@ def test_a_block_reads_its_variables_in_order_skipping_comment_lines() -> None:
         ("iscsiha_good", "b"), ("iscsiha_trial", ""), ("note", "one\\two\nthree")]
 
 
-@pytest.mark.skipif(shutil.which("grub-editenv") is None,
-                    reason="grub-editenv (grub-common) is not installed")
 def test_what_grub_editenv_writes_reads_back(tmp_path: Path) -> None:
+    if shutil.which("grub-editenv") is None:
+        skip_or_fail("grub-editenv is not installed (apt-get install grub-common)")
     path = tmp_path / "grubenv"
     subprocess.run(["grub-editenv", str(path), "create"], check=True)
     subprocess.run(["grub-editenv", str(path), "set", "iscsiha_good=a", "iscsiha_trial=",

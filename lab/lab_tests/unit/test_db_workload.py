@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from iscsiha_lab import db_workload as w
 
+from lab_tests.conftest import skip_or_fail
+
 
 @pytest.fixture
 def mount(tmp_path: Path) -> Path:
@@ -150,9 +152,9 @@ def test_main_prints_one_json_line_or_what_failed(mount: Path,
     assert "'twelve' is not 'COMMITTED FLOOR'" in json.loads(capsys.readouterr().out)["failed"]
 
 
-@pytest.mark.skipif(not shutil.which("mkfs.ext4") or not shutil.which("e2fsck"),
-                    reason="e2fsprogs not installed")
 def test_fsck_is_clean_on_a_new_filesystem_and_not_on_a_damaged_one(tmp_path: Path) -> None:
+    if not shutil.which("mkfs.ext4") or not shutil.which("e2fsck"):
+        skip_or_fail("e2fsprogs is not installed (apt-get install e2fsprogs)")
     image = tmp_path / "fs.img"
     subprocess.run(["mkfs.ext4", "-F", "-q", str(image), "8M"], check=True)
     # A mount point that does not exist: the host is never mounted on, only checked.
