@@ -43,10 +43,13 @@ def lab_config(topology: Topology, bmc_password: Secret) -> Config:
     return load_data(lab_data(topology, bmc_password))
 
 
+APPLIED_BY_TESTS = ("volumes", "targets", "pools", "alerts")
+
+
 def cluster_data(lab: Lab) -> dict[str, Any]:
     """The cluster part of the desired state on the boxes (the first that answers): what
-    `cluster init` wrote, without the volumes, thin pools and targets earlier tests
-    applied."""
+    `cluster init` wrote, without the volumes, thin pools, targets and alert recipients
+    earlier tests applied."""
     problems = []
     for node in lab.topology.appliances:
         try:
@@ -56,7 +59,7 @@ def cluster_data(lab: Lab) -> dict[str, Any]:
             continue
         if found.ok:
             data = tomllib.loads(found.out)
-            return {k: v for k, v in data.items() if k not in ("volumes", "targets", "pools")}
+            return {k: v for k, v in data.items() if k not in APPLIED_BY_TESTS}
         problems.append(f"{node.name}: {found.err.strip()}")
     raise IscsihaError.single("no-desired-state", "file", DESIRED_PATH,
                               "the desired state `cluster init/join` wrote on a box",

@@ -135,6 +135,7 @@ def power_cut(lab: Lab) -> dict[str, Any]:
     it resyncs only what changed while it was away."""
     active = _active(lab)
     survivor = other(active)
+    moved = [t for t in TARGETS if target_on(lab, t) == active]
     before, synced_before = written_kib(lab, survivor), resync_kib(lab, survivor)
     shots = fence_history(lab, active)
     fault_at = time.time()
@@ -160,7 +161,8 @@ def power_cut(lab: Lab) -> dict[str, Any]:
                  if kib != synced_before.get(v, 0)}
     figures = {"written_away_kib": written_kib(lab, survivor) - before,
                "resynced_kib": sum(by_volume.values()), "resynced_kib_by_volume": by_volume,
-               "fault_at": fault_at, "status_while_alone": alone["health"]}
+               "fault_at": fault_at, "status_while_alone": alone["health"],
+               "cut": active, "moved": moved}
     if not figures["resynced_kib"] > 0 or not all(
             kib < RESYNC_LIMIT_KIB.get(v, 0) for v, kib in by_volume.items()):
         raise CheckFailed(f"resynced {by_volume} KiB by volume: expected only what changed, "
@@ -235,6 +237,7 @@ def replication_cut(lab: Lab) -> dict[str, Any]:
     """The replication link breaks: writes go on unreplicated, the stale side may not be
     promoted (DRBD's fence-peer constraint), nothing fails over; healed, it resyncs."""
     active = _active(lab)
+    primaries = {t: target_on(lab, t) for t in TARGETS}
     fault_at = time.time()
     lab.links("cut", "repl", active)
     try:
@@ -259,7 +262,7 @@ def replication_cut(lab: Lab) -> dict[str, Any]:
         lab.links("heal", "repl", active)
     wait_for("resynced, constraint lifted", lambda: healthy(lab) and not fence_constraints(
         lab, active), timeout=RECOVERY)
-    return {"constraints": constraints, "fault_at": fault_at}
+    return {"constraints": constraints, "fault_at": fault_at, "primaries": primaries}
 
 
 def cluster_links_cut(lab: Lab) -> dict[str, Any]:

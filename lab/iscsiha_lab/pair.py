@@ -59,8 +59,13 @@ def iscsiha(lab: Lab, *argv: str, box: str = "san-a", timeout: float = 600) -> G
     return lab.exec(box, ["iscsiha", *argv], timeout=timeout)
 
 
-def failover_desired(lab: Lab, initiator_iqn: str) -> dict[str, Any]:
+def failover_desired(lab: Lab, initiator_iqn: str, alerts_url: str | None = None
+                     ) -> dict[str, Any]:
+    """The failover scenarios' targets; with ``alerts_url``, alerts go to that webhook."""
     data = cluster_data(lab)
+    if alerts_url is not None:
+        data["alerts"] = {"recipients": [{"name": "lab-monitor", "kind": "webhook",
+                                          "url": alerts_url}]}
     data["volumes"] = [{"name": name, "size": f"{mib}M"} for name, mib in VOLUME_MIB.items()]
     data["targets"] = [
         {"name": name, "iqn": iqn(name), "portals": list(portals), "preferred_node": node,
@@ -340,15 +345,20 @@ def set_standby(lab: Lab, node: str, on: bool) -> None:
     _applied(iscsiha(lab, "standby" if on else "unstandby", node, box=other(node)))
 
 
-def prepare(lab: Lab, initiator: Initiator) -> list[str]:
-    """The pair converged on the failover state, healthy, every target home, the
-    initiator logged in to all with a new filesystem mounted for the database workload;
-    the block verifier's disks."""
-    converge(lab, failover_desired(lab, initiator.iqn))
+def settle(lab: Lab, data: dict[str, Any]) -> None:
+    """The pair converged on ``data`` (the failover targets), healthy, every target home."""
+    converge(lab, data)
     wait_healthy(lab, "the pair healthy")
     for name, (_, preferred, _) in TARGETS.items():
         if target_on(lab, name) != preferred:
             move(lab, name, preferred)
+
+
+def prepare(lab: Lab, initiator: Initiator, alerts_url: str | None = None) -> list[str]:
+    """The pair converged on the failover state, healthy, every target home, the
+    initiator logged in to all with a new filesystem mounted for the database workload;
+    the block verifier's disks."""
+    settle(lab, failover_desired(lab, initiator.iqn, alerts_url))
     disks = login_all(initiator)
     db_load.prepare(initiator)
     return disks

@@ -18,14 +18,13 @@ from iscsiha_lab.initiator import Initiator, iqn, wait_for
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import (
     TARGETS,
-    converge,
     failover_desired,
     fence_history,
     fenced_after,
     logout_all,
     move,
     other,
-    prepare,
+    settle,
     target_on,
     wait_healthy,
 )
@@ -43,14 +42,12 @@ WE_RO = "5"  # Write Exclusive, Registrants Only: what Windows clusters take
 def disks(lab: Lab) -> Iterator[dict[str, str]]:
     """iface -> its disk of alpha's LUN 0, each session its own I_T nexus."""
     initiator = Initiator(lab)
-    prepare(lab, initiator)
-    logout_all(initiator)
+    logout_all(initiator)  # what an earlier module may have left logged in
     data = failover_desired(lab, initiator.iqn)
     for target in data["targets"]:
         if target["name"] == "alpha":
             target["initiators"] = [initiator.iqn, *NAMES.values()]
-    converge(lab, data)
-    wait_healthy(lab, "alpha open to the other nodes' names")
+    settle(lab, data)
     found: dict[str, str] = {}
     try:
         for iface in IFACES:
