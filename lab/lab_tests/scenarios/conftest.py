@@ -6,7 +6,8 @@ mmdebstrap...) and the images that `image/build` writes to image/out/
 tests skip and say what is missing; with CI=true they fail instead.
 
 ISCSIHA_LAB_REUSE=1 uses a lab that is already up (`iscsiha-lab up`) and leaves
-it running: for iterating on tests without a boot each time.
+it running: for iterating on tests without a boot each time. test_console then boots
+it again without a cluster when it has one.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
-from iscsiha_lab import processes
-from iscsiha_lab.lab import Lab
+from iscsiha_lab import cluster, processes
+from iscsiha_lab.lab import CLUSTER_TIMEOUT, Lab
 from iscsiha_lab.paths import LabImages, LabPaths
 from iscsiha_lab.state import read_json
 
@@ -31,12 +32,14 @@ REPO = Path(__file__).resolve().parents[3]
 PYTHONPATH = os.pathsep.join([str(REPO / "lab"), str(REPO)])
 
 
-# The lab tests share one lab: the basic ones run before any desired state is applied
-# (they fence and split an unconfigured cluster), the failover scenarios last.
-ORDER = ("test_agents_in_lab", "test_executors_on_a_box", "test_lab", "test_storage_path",
-         "test_thin", "test_split_brain", "test_peer_channel", "test_audit", "test_failover",
-         "test_reservations", "test_vaai", "test_alerts", "test_support_bundle", "test_verify",
-         "test_replace_box", "test_throughput_bench", "test_console")
+# The lab tests share one lab, booted once without a cluster. The console's tests come
+# first: they form the cluster through the console as an admin would (with what the
+# CLI's `cluster init` gets), and every later test uses that cluster. The basic ones run
+# before any desired state is applied (they fence and split an unconfigured cluster).
+ORDER = ("test_console", "test_agents_in_lab", "test_executors_on_a_box", "test_lab",
+         "test_storage_path", "test_thin", "test_split_brain", "test_peer_channel",
+         "test_audit", "test_failover", "test_reservations", "test_vaai",
+         "test_support_bundle", "test_verify", "test_replace_box", "test_throughput_bench")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -130,8 +133,39 @@ def recorded_processes(lab: Lab) -> list[processes.ProcessId]:
     return found
 
 
+def say(message: str) -> None:
+    print(f"lab: {message}", flush=True)
+
+
+def has_cluster(lab: Lab) -> bool:
+    """Whether either box was made a cluster member (a flashed box has no corosync.conf)."""
+    return any(lab.exec(node.name, ["test", "-e", "/etc/corosync/corosync.conf"]).ok
+               for node in lab.topology.appliances)
+
+
 @pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
+def lab(booted: Lab) -> Lab:
+    """The booted lab with its cluster: the one test_console formed through the console
+    when it ran first, else one formed here with the CLI (what `iscsiha-lab up` does).
+    A cluster left half made (a console test failed) is booted away first."""
+    if has_cluster(booted):
+        try:
+            cluster.wait_formed(booted, 120, say)
+            return booted
+        except IscsihaError as exc:
+            say(f"the cluster is not whole, so the lab boots again: {exc}")
+            booted.down(say)
+            booted.up(lab_images(), say)
+            return booted
+    cluster.form(booted, say)
+    cluster.wait_formed(booted, CLUSTER_TIMEOUT, say)
+    return booted
+
+
+@pytest.fixture(scope="session")
+def booted() -> Iterator[Lab]:
+    """The lab, up for the session; its boxes as flashed unless ISCSIHA_LAB_REUSE=1
+    found one running (cluster or not)."""
     lab = Lab(LabPaths.resolve(None))
     if os.environ.get("ISCSIHA_LAB_REUSE") == "1" and lab.supervisor() is not None:
         yield lab
@@ -148,7 +182,7 @@ def lab() -> Iterator[Lab]:
     recorded: list[processes.ProcessId] = []
     try:
         try:
-            lab.up(images, progress=lambda m: print(f"lab: {m}", flush=True))
+            lab.up(images, progress=say, form_cluster=False)
         except IscsihaError as exc:
             pytest.fail(f"the lab did not come up: {exc}")
         recorded = recorded_processes(lab)
@@ -156,7 +190,7 @@ def lab() -> Iterator[Lab]:
     finally:
         recorded += recorded_processes(lab)  # nodes powered on again since, by a test
         try:
-            lab.down(progress=lambda m: print(f"lab: {m}", flush=True))
+            lab.down(progress=say)
         finally:
             signal.signal(signal.SIGTERM, previous)
     left = leftovers(lab, recorded)

@@ -2,26 +2,30 @@
 console commands only (`iscsiha-console LINE`, iscsiha_lab.console_setup); the
 initiator writes and reads through it.
 
-Runs last: it boots the lab again without a cluster (`up --no-cluster`), because
-every other lab test wants the lab's own cluster. With ISCSIHA_LAB_REUSE=1 a
-running lab that has no cluster yet is used as it is.
+Runs first, on the boxes as the session booted them (no cluster), and leaves the
+cluster it formed to every later test, without the demo target. A lab that has a
+cluster already (ISCSIHA_LAB_REUSE=1 on a lab from `iscsiha-lab up`) is booted again
+without one first.
 """
 
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 from iscsiha_lab import console_setup
 from iscsiha_lab.cluster import is_quorate_with_qdevice
+from iscsiha_lab.desired import cluster_data
 from iscsiha_lab.initiator import Initiator, wait_for
 from iscsiha_lab.lab import Lab
-from iscsiha_lab.pair import online, target_on
+from iscsiha_lab.pair import converge, online, target_on
 
 from iscsiha.commands import join_token
-from lab_tests.scenarios.conftest import lab_images
+from iscsiha.errors import IscsihaError
+from lab_tests.scenarios.conftest import has_cluster, lab_images
+from lab_tests.scenarios.conftest import say as conftest_say
 
 FIRST, PEER = "san-a", "san-b"
 LOG: list[str] = []  # what the console printed, for a failure's report
@@ -37,15 +41,18 @@ def active(lab: Lab, box: str, unit: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def fresh(lab: Lab) -> Lab:
-    """The lab's boxes as flashed: booted again, no cluster formed."""
-    state = lab.state()
-    formed = state is None or "cluster_seconds" in state.timings
-    if os.environ.get("ISCSIHA_LAB_REUSE") != "1" or formed:
-        progress = lambda m: print(f"lab: {m}", flush=True)  # noqa: E731
-        lab.down(progress)
-        lab.up(lab_images(), progress, form_cluster=False)
-    return lab
+def fresh(booted: Lab) -> Iterator[Lab]:
+    """The lab's boxes as flashed (booted again if they have a cluster); after the
+    module, the cluster they formed without the demo target."""
+    if has_cluster(booted):
+        booted.down(conftest_say)
+        booted.up(lab_images(), conftest_say, form_cluster=False)
+    yield booted
+    if has_cluster(booted):
+        try:
+            converge(booted, dict(cluster_data(booted), volumes=[], targets=[]))
+        except IscsihaError as exc:  # the next test's lab fixture boots a broken one away
+            say(f"the demo target could not be removed: {exc}")
 
 
 @pytest.fixture(scope="module")
