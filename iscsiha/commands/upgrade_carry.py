@@ -382,10 +382,18 @@ class _Writer:
         self.temps: list[tuple[str, str]] = []  # (temporary, final)
         self.made: list[str] = []  # folders made, in order
         self.dirs: list[Item] = []  # carried folders, for their metadata after the renames
+        self.touched: dict[str, tuple[int, int]] = {}  # folder -> its times before
         self.files = 0
         self.bytes = 0
 
+    def _touch(self, folder: str) -> None:
+        """Note a folder's times before something is made in it, for ``discard``."""
+        if folder not in self.touched:
+            st = os.lstat(folder)
+            self.touched[folder] = (st.st_atime_ns, st.st_mtime_ns)
+
     def _temp(self, final: str) -> str:
+        self._touch(os.path.dirname(final))
         temp = os.path.join(os.path.dirname(final), f"{TEMP_PREFIX}{len(self.temps)}")
         if os.path.lexists(temp):
             os.unlink(temp)
@@ -398,6 +406,7 @@ class _Writer:
             if item.kind == "dir":
                 self.dirs.append(item)
                 if not os.path.lexists(final):
+                    self._touch(os.path.dirname(final))
                     os.mkdir(final, 0o700)
                     self.made.append(final)
             elif item.kind == "link":
@@ -468,19 +477,23 @@ class _Writer:
             here = os.path.join(here, part)
             if not os.path.lexists(here):
                 try:
+                    self._touch(os.path.dirname(here))
                     os.mkdir(here, 0o755)
                 except OSError as exc:
                     raise _failed(rel, exc) from exc
                 self.made.append(here)
 
     def discard(self) -> None:
-        """Take back everything staged: the new root is as it was."""
+        """Take back everything staged: the new root is as it was, times included."""
         for temp, _ in self.temps:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
         for folder in reversed(self.made):
             with contextlib.suppress(OSError):  # not empty: something else wrote there
                 os.rmdir(folder)
+        for folder, times in self.touched.items():
+            with contextlib.suppress(OSError):  # one of those removed just now
+                os.utime(folder, ns=times, follow_symlinks=False)
 
     def swap(self) -> None:
         done = 0
