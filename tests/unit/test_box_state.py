@@ -19,6 +19,7 @@ from iscsiha.executors import networkd
 from iscsiha.model import box_network
 from iscsiha.model.box_state import CARRIED_RECORD, ENTRIES, Kind
 from iscsiha.plan import corosync, drbd, peer_ssh
+from tests.conftest import ROOT
 from tests.unit.fake_roots import (
     DEBIAN_COROSYNC,
     NEW_PASSWD,
@@ -239,3 +240,8 @@ def test_every_path_the_product_writes_is_carried() -> None:
                    or (e.kind is Kind.GLOB and os.path.dirname(path) == e.path)
                    for e in ENTRIES)
     assert [p for p in written if not covered(p)] == []
+
+
+def test_the_docs_list_every_entry() -> None:
+    text = (ROOT / "docs/upgrade.md").read_text()
+    assert [e.path for e in ENTRIES if f"| `{e.path}" not in text] == []
