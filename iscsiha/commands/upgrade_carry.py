@@ -68,9 +68,13 @@ class Carried:
 def carry(old_root: str, new_root: str, progress: Progress,
           now: Callable[[], float] = time.time) -> Carried:
     """Carry ``old_root``'s state into ``new_root`` (a mounted slot)."""
-    new_release = _release(new_root, required=True)
-    assert new_release is not None
-    old_release = _release(old_root, required=False)
+    new_release = _release(new_root)
+    if new_release is None:
+        raise IscsihaError.single(
+            "not-an-iscsiha-root", "root", new_root,
+            f"an iscsiha root filesystem (with {RELEASE_PATH}, which image/build writes)",
+            f"has no {RELEASE_PATH}")
+    old_release = _release(old_root)  # None: a box from before release files
     old_ids, new_ids = _ids(old_root), _ids(new_root)
     accounts.require_users(_text(new_root, accounts.PASSWD), PRODUCT_USERS,
                            _shown(new_root, accounts.PASSWD))
@@ -154,15 +158,10 @@ def _text(root: str, rel: str) -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
-def _release(root: str, required: bool) -> Release | None:
+def _release(root: str) -> Release | None:
     rel = RELEASE_PATH.lstrip("/")
     data = _read(root, rel, 65536)
     if data is None:
-        if required:
-            raise IscsihaError.single(
-                "not-an-iscsiha-root", "root", root,
-                f"an iscsiha root filesystem (with {RELEASE_PATH}, which image/build writes)",
-                f"has no {RELEASE_PATH}")
         return None
     return parse_release(data.decode("utf-8", errors="replace"), _shown(root, rel))
 
