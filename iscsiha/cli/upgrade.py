@@ -25,10 +25,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                        "its trial boot, status (docs/upgrade.md)")
     usub = p.add_subparsers(required=True, metavar="ACTION")
     s = usub.add_parser("stage", help="check FILE (FILE.sha256, FILE.json), write it to the "
-                                      "standby root slot, read it back and arm one trial "
-                                      "boot of it")
+                                      "standby root slot, read it back, carry this box's "
+                                      "state into it and arm one trial boot of it")
     s.add_argument("file", help="the root image from image/build (iscsiha-root.img)")
-    s.add_argument("--disk", metavar="DEVICE", help=DISK_HELP)
+    s.add_argument("--disk", metavar="DEVICE",
+                   help=f"{DISK_HELP}; this box's state is not carried onto it (the disk "
+                        "may go into another box)")
+    s.add_argument("--no-carry", action="store_true",
+                   help="leave the new root as published, without this box's state: it "
+                        "boots like a freshly flashed box (for tests by hand)")
     # The record goes in this box's audit log; a spare disk's staging is not this box's.
     s.set_defaults(func=_stage, audited=lambda a: a.disk is None)
     s = usub.add_parser("status", help="the slots: booted, good, the trial armed or how the "
@@ -52,11 +57,17 @@ def _say(message: str) -> None:
 
 
 def _stage(args: argparse.Namespace) -> int:
-    staged = upgrade_stage.stage(real_env(args.disk), args.file, _say)
+    carry = not args.no_carry and args.disk is None
+    if not carry:
+        _say("this box's state is not carried: the new root boots like a freshly flashed box"
+             + (" (--disk)" if args.disk is not None and not args.no_carry else ""))
+    staged = upgrade_stage.stage(real_env(args.disk), args.file, _say, carry=carry)
     r = staged.manifest.release
+    state = ("without this box's state" if staged.carried is None
+             else f"with this box's state ({staged.carried.files} files)")
     print(f"staged iscsiha {r.version} (commit {r.commit}, root {r.root_uuid}) in slot "
-          f"{staged.slot} ({staged.partition}) in {staged.seconds:.0f} s; the next boot tries "
-          f"it once, and it stays only if iscsiha-boot-good.service marks it good")
+          f"{staged.slot} ({staged.partition}) {state} in {staged.seconds:.0f} s; the next "
+          f"boot tries it once, and it stays only if iscsiha-boot-good.service marks it good")
     return EXIT_OK
 
 

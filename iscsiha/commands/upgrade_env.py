@@ -15,6 +15,7 @@ from iscsiha.errors import IscsihaError, bounded
 from iscsiha.executors.bootenv import EspBootEnv
 from iscsiha.executors.partitions import Disks, Partition, read_at
 from iscsiha.executors.runner import Runner
+from iscsiha.executors.slot_mount import SlotMounts
 from iscsiha.model.bootenv import SLOTS, Slot, partition_name
 from iscsiha.model.root_image import (
     RELEASE_PATH,
@@ -86,6 +87,8 @@ class UpgradeEnv:
     layout: Layout
     booted: Slot | None  # None: --disk, a disk this box did not boot from
     boot_env: EspBootEnv
+    mounts: SlotMounts
+    state_root: str = "/"  # the running root, whose state stage carries into the slot
 
     def node(self, slot: Slot) -> str:
         return self.disks.node(self.layout.slots[slot])
@@ -130,4 +133,4 @@ def real_env(disk_path: str | None = None, disks: Disks | None = None,
             cmdline = f.read(65536)
         booted = root_slot(lay, disks.root_devnum(), cmdline)
     esp = EspBootEnv(runner, disks.node(lay.esp), lay.esp.devnum)
-    return UpgradeEnv(runner, disks, lay, booted, esp)
+    return UpgradeEnv(runner, disks, lay, booted, esp, SlotMounts(runner))

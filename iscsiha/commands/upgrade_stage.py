@@ -11,7 +11,9 @@ In order, each step only once the one before held:
 3. anything armed is disarmed first, so a reboot while the slot is half written
    boots the good slot; then FILE is written, fsynced, and read back from the disk
    (page cache dropped) to the same SHA-256;
-4. only then is the slot armed: its root UUID set, one trial boot.
+4. unless told not to, the slot is mounted and this box's state carried into it
+   (iscsiha.commands.upgrade_carry), flushed and unmounted, whatever happened;
+5. only then is the slot armed: its root UUID set, one trial boot.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from iscsiha.commands import upgrade_carry
+from iscsiha.commands.upgrade_carry import Carried
 from iscsiha.commands.upgrade_env import LOCK, UpgradeEnv
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors import files
@@ -47,6 +51,7 @@ class Staged:
     partition: str
     manifest: Manifest
     seconds: float
+    carried: Carried | None  # None: staged as published (--no-carry)
 
 
 def standby_slot(env: BootEnv, booted: Slot | None) -> Slot:
@@ -103,7 +108,26 @@ def percent(progress: Progress, what: str, total: int) -> Callable[[int], None]:
     return tick
 
 
-def stage(env: UpgradeEnv, path: str, progress: Progress) -> Staged:
+def carry_state(env: UpgradeEnv, slot: Slot, good: Slot, progress: Progress) -> Carried:
+    """Mount the written slot, carry this box's state into it, flush, unmount; an error
+    says the slot is left unarmed."""
+    name = partition_name(slot)
+    progress(f"mounting {name} to carry this box's state into it")
+    try:
+        with env.mounts.mounted(env.node(slot)) as point:
+            carried = upgrade_carry.carry(env.state_root, point, progress)
+    except IscsihaError as exc:
+        raise IscsihaError([*exc.reports, Report(
+            PARTLY_APPLIED, "slot", slot, "",
+            f"{name} holds the new root but not this box's state, and is not armed: the "
+            f"box boots slot {good} as before (stage again once the problem is solved)")]
+        ) from exc
+    progress(f"carried {len(carried.entries)} entries ({carried.files} files, "
+             f"{carried.bytes} bytes) into {name}, flushed and unmounted it")
+    return carried
+
+
+def stage(env: UpgradeEnv, path: str, progress: Progress, carry: bool = True) -> Staged:
     start = time.monotonic()
     manifest = checked_image(path)
     with exclusive_or_refuse(LOCK, "upgrade command"):
@@ -148,8 +172,9 @@ def stage(env: UpgradeEnv, path: str, progress: Progress) -> Staged:
                        f"{partition_name(slot)} was overwritten but is not armed; the box "
                        f"boots slot {current.good} as before"),
             ])
+        carried = carry_state(env, slot, current.good, progress) if carry else None
         env.boot_env.write(bootenv.armed(current, slot, release.root_uuid))
-    return Staged(slot, partition_name(slot), manifest, time.monotonic() - start)
+    return Staged(slot, partition_name(slot), manifest, time.monotonic() - start, carried)
 
 
 def cancel(env: UpgradeEnv) -> BootEnv | None:

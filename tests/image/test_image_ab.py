@@ -4,8 +4,10 @@ One qemu run per firmware, six boots, driven on the serial console as an admin w
 (its root shell: console `shell`), with the upgrade artifacts on a second disk:
 
 1. slot a (as flashed): `iscsiha upgrade stage` refuses a truncated artifact, then
-   writes the next build's root into slot b and arms one trial; reboot;
-2. GRUB uses the try up (save_env on the ESP) and boots b (`iscsiha.slot=b`);
+   writes the next build's root into slot b, carries the box's state into it and arms
+   one trial; reboot;
+2. GRUB uses the try up (save_env on the ESP) and boots b (`iscsiha.slot=b`) as the
+   same box (admin's password and the machine id came along);
    iscsiha-boot-good.service finds the box healthy and marks b good; a root whose
    self check fails is staged into slot a; reboot;
 3. GRUB tries a once: it boots, is not healthy, and iscsiha-boot-good reboots it;
@@ -214,6 +216,7 @@ def test_a_staged_root_boots_on_trial_is_marked_good_and_a_broken_one_falls_back
         shell.open(first_login=True)
         shell.run("mount -o ro /dev/vdb /mnt")
         outputs["status 1"] = shell.run("iscsiha upgrade status")
+        outputs["machine-id a"] = shell.run("cat /etc/machine-id")
         outputs["short"] = shell.run("iscsiha upgrade stage /mnt/short-root.img")
         stage("stage next into b", "next-root.img")
         outputs["status 2"] = shell.run("iscsiha upgrade status")
@@ -222,7 +225,9 @@ def test_a_staged_root_boots_on_trial_is_marked_good_and_a_broken_one_falls_back
         boot("boot 2 (b on trial)", r"iscsiha boot: trial of slot b",
              r"(?i)command line: .*iscsiha\.slot=b",
              r"iscsiha upgrade: slot b is healthy and now the good slot", r"login:")
-        shell.open(first_login=True)  # b is a root of its own: admin has no password yet
+        shell.open(first_login=False)  # admin's password was carried into b
+        outputs["machine-id b"] = shell.run("cat /etc/machine-id")
+        outputs["carried b"] = shell.run("cat /var/lib/iscsiha/carried.json")
         shell.run("mount -o ro /dev/vdb /mnt")
         outputs["status 3"] = shell.run("iscsiha upgrade status")
         stage("stage unhealthy into a", "unhealthy-root.img")
@@ -284,6 +289,11 @@ def test_a_staged_root_boots_on_trial_is_marked_good_and_a_broken_one_falls_back
     assert rc == 1 and "[wrong-size]" in out, out
     rc, out = outputs["stage next into b"]
     assert rc == 0 and "in slot b (root-b)" in out and "read back: 100%" in out, out
+    assert "with this box's state" in out, out
+    machine_id = outputs["machine-id a"][1].split()[-1]
+    assert re.fullmatch(r"[0-9a-f]{32}", machine_id), outputs["machine-id a"]
+    assert outputs["machine-id b"][1].split()[-1] == machine_id, outputs["machine-id b"]
+    assert '"/etc/machine-id"' in outputs["carried b"][1], outputs["carried b"]
     rc, out = outputs["status 2"]
     assert "slot b armed: the next boot tries it once" in out, out
     for name in ("status 3", "status 4", "status 5"):
