@@ -244,7 +244,7 @@ def test_a_staged_root_boots_on_trial_is_marked_good_and_a_broken_one_falls_back
         shell.open(first_login=False)
         # Once (BIOS, one run of four) lvm2-monitor.service had failed here: its journal
         # is printed with the failed units, should that come back.
-        outputs["failed 4"] = shell.run("systemctl --failed --no-legend --plain; "
+        outputs["failed 4"] = shell.run("systemctl --failed --no-legend --plain --no-pager; "
                                         "journalctl -b -u lvm2-monitor --no-pager | tail -n 8")
         shell.run("mount -o ro /dev/vdb /mnt")
         outputs["status 4"] = shell.run("iscsiha upgrade status")
@@ -260,7 +260,7 @@ def test_a_staged_root_boots_on_trial_is_marked_good_and_a_broken_one_falls_back
         shell.open(first_login=False)
         outputs["status 5"] = shell.run("iscsiha upgrade status")
         outputs["cmdline"] = shell.run("cat /proc/cmdline")
-        outputs["failed 6"] = shell.run("systemctl --failed --no-legend --plain")
+        outputs["failed 6"] = shell.run("systemctl --failed --no-legend --plain --no-pager")
         serial.type("systemctl poweroff")
         qemu.wait(timeout=STEP_TIMEOUT)
     finally:
