@@ -27,10 +27,11 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from iscsiha.errors import IscsihaError, Report, clip
+from iscsiha.executors import files
 from iscsiha.model import accounts
 from iscsiha.model.accounts import Ids
 from iscsiha.model.box_state import CARRIED_RECORD, ENTRIES, PRODUCT_USERS, Entry, Kind
@@ -426,24 +427,34 @@ class _Writer:
         except FileNotFoundError:
             return  # removed since the plan (a rotated log, an older CIB copy)
         try:
-            temp = self._temp(final)
-            dst = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                          | os.O_CLOEXEC, 0o600)
-            try:
-                while chunk := os.read(src, 1 << 20):
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(dst, view):]
-                    self.bytes += len(chunk)
-                # chown first: it clears set-id bits, which fchmod then sets.
-                os.fchown(dst, item.uid, item.gid)
-                os.fchmod(dst, item.mode)
-            finally:
-                os.close(dst)
+            temp = self._fill(final, self._counted(src), item.uid, item.gid, item.mode)
             os.utime(temp, ns=item.times_ns, follow_symlinks=False)
             self.files += 1
         finally:
             os.close(src)
+
+    def _counted(self, fd: int) -> Iterator[bytes]:
+        """The file's bytes in chunks, counted as carried."""
+        while chunk := os.read(fd, 1 << 20):
+            self.bytes += len(chunk)
+            yield chunk
+
+    def _fill(self, final: str, chunks: Iterable[bytes], uid: int, gid: int,
+              mode: int) -> str:
+        """A new temporary file for ``final`` holding ``chunks``, with its owner and mode;
+        its name."""
+        temp = self._temp(final)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
+        try:
+            for chunk in chunks:
+                files.write_all(fd, chunk)
+            # chown first: it clears set-id bits, which fchmod then sets.
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        return temp
 
     def stage_bytes(self, rel: str, data: bytes, like: str | None = None,
                     mode: int = 0o644) -> None:
@@ -455,17 +466,7 @@ class _Writer:
             if like is not None:
                 st = os.lstat(like)
                 mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-            temp = self._temp(final)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fchown(fd, uid, gid)
-                os.fchmod(fd, mode)
-            finally:
-                os.close(fd)
+            self._fill(final, (data,), uid, gid, mode)
         except OSError as exc:
             raise _failed(rel, exc) from exc
 

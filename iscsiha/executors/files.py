@@ -8,6 +8,13 @@ import os
 from iscsiha.errors import IscsihaError
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd`` (os.write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     """Write via a temporary file created with ``mode`` (never wider), fsync, rename,
     fsync the folder."""
@@ -21,7 +28,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         os.fchmod(fd, mode)
-        os.write(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from iscsiha.errors import IscsihaError
+from iscsiha.executors import files
 
 CHUNK = 4 << 20
 SECTOR = 512
@@ -207,9 +208,7 @@ def write_image(source: str, size: int, device: str, progress: Progress) -> None
                 if not chunk:
                     raise IscsihaError.single("truncated", "file", source, f"{size} bytes",
                                               f"ended after {done} bytes while being written")
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(dst, view):]
+                files.write_all(dst, chunk)
                 done += len(chunk)
                 progress(done)
         os.fsync(dst)
