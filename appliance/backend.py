@@ -16,7 +16,14 @@ from pathlib import Path
 from iscsiha.audit import Record
 from iscsiha.commands import apply as apply_cmd
 from iscsiha.commands import audit as audit_cmd
-from iscsiha.commands import bootstrap, node_steps, replace, support_bundle
+from iscsiha.commands import (
+    bootstrap,
+    node_steps,
+    replace,
+    support_bundle,
+    upgrade_env,
+    upgrade_pair,
+)
 from iscsiha.commands import network as network_cmd
 from iscsiha.commands import standby as standby_cmd
 from iscsiha.commands import targets as targets_cmd
@@ -30,6 +37,7 @@ from iscsiha.commands.network import NetworkEnv
 from iscsiha.commands.targets import ClusterStatus, TargetStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess, open_tiebreaker
 from iscsiha.commands.timeline import TimelineReport
+from iscsiha.commands.upgrade_pair import PairUpgrade
 from iscsiha.console.files import DESIRED_PATH, read_text, write_secret
 from iscsiha.console.state import Progress
 from iscsiha.errors import IscsihaError
@@ -118,6 +126,9 @@ class ClusterBackend:
     def replace_box(self, node: str, progress: Progress) -> InitResult:
         return replace.replace(bootstrap.host_env(self.runner, str(self.desired)), node,
                                progress)
+
+    def upgrade_pair(self, path: str, progress: Progress) -> PairUpgrade:
+        return upgrade_pair.upgrade_pair(upgrade_env.real_env(), self._env(), path, progress)
 
     def audit(self, since: datetime | None) -> list[Record | None]:
         """This box's audit log from ``since`` on (None: a line that cannot be read)."""

@@ -10,6 +10,7 @@ from typing import Any
 from iscsiha.commands.bootstrap_params import NETWORKS, InitRequest
 from iscsiha.commands.bootstrap_steps import this_and_other
 from iscsiha.commands.tiebreaker import TiebreakerAccess
+from iscsiha.commands.upgrade_pair import summary
 from iscsiha.console.base import ConsoleNode, Summary
 from iscsiha.console.completion import matching
 from iscsiha.console.state import State
@@ -301,3 +302,34 @@ class ClusterNode(ConsoleNode):
             names = [n for n, _ in status.nodes] if status is not None else []
             return matching([n for n in names if n != here], text)
         return []
+
+    def ui_command_upgrade(self, file: str) -> None:
+        """
+        Rolling upgrade of both boxes to a new root image: the other box
+        first, then this one. Each box gets the image in its standby root
+        slot, goes into standby (its targets move to the other box with the
+        pause of a planned move), reboots into the new root and leaves
+        standby once healthy; targets come back as their failback says. A
+        box whose new root does not come up healthy boots its old root
+        again and the upgrade stops with a report (docs/upgrade.md). This
+        box reboots at the end.
+
+        PARAMETERS
+        ==========
+
+        file
+        ----
+        The root image from image/build (iscsiha-root.img), with its
+        .sha256 and .json files beside it.
+
+        EXAMPLE
+        =======
+        upgrade file=/var/tmp/iscsiha-root.img
+
+        SEE ALSO
+        ========
+        status
+        """
+        done = self.state.backend.upgrade_pair(file, self.state.progress)
+        self.say(summary(done))
+

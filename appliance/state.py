@@ -24,6 +24,7 @@ from iscsiha.commands.network import NetworkEnv
 from iscsiha.commands.targets import ClusterStatus, TargetStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.commands.timeline import TimelineReport
+from iscsiha.commands.upgrade_pair import PairUpgrade
 from iscsiha.console.files import Backups
 from iscsiha.errors import IscsihaError
 from iscsiha.model.toml_edit import update
@@ -67,6 +68,8 @@ class Backend(Protocol):
     def join_cluster(self, token: str, progress: Progress) -> Config: ...
 
     def replace_box(self, node: str, progress: Progress) -> InitResult: ...
+
+    def upgrade_pair(self, path: str, progress: Progress) -> PairUpgrade: ...
 
     def root_shell(self) -> int: ...
 

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the request was refused (reports printed), 2 usage erro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -443,8 +444,13 @@ def _node_step(args: argparse.Namespace) -> int:
     except IscsihaError as exc:
         print(codec.reports_json(exc.reports))
         return EXIT_REFUSED
-    ok, out = node_steps.serve(node_steps.Box(Runner()), step,
-                               sys.stdin.buffer.read(codec.MESSAGE_BYTES_MAX + 1), protocol)
+    box = node_steps.Box(Runner())
+    if step in node_steps.STREAMED:  # one request line, then the data the step reads
+        raw = sys.stdin.buffer.readline(codec.MESSAGE_BYTES_MAX + 1)
+        box = dataclasses.replace(box, stream=sys.stdin.buffer)
+    else:
+        raw = sys.stdin.buffer.read(codec.MESSAGE_BYTES_MAX + 1)
+    ok, out = node_steps.serve(box, step, raw, protocol)
     print(out)
     return EXIT_OK if ok else EXIT_REFUSED
 

@@ -2,20 +2,30 @@
 
 Box-local: stage a new root into the standby slot and arm one trial boot of it, show
 the slots, cancel an armed trial, and mark the booted trial good once it is healthy
-(what iscsiha-boot-good.service runs at boot). The pair's rolling upgrade builds on it.
+(what iscsiha-boot-good.service runs at boot); and the pair's rolling upgrade.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 
-from iscsiha.commands import upgrade_boot, upgrade_stage, upgrade_status
+from iscsiha.commands import (
+    cluster_env,
+    upgrade_boot,
+    upgrade_pair,
+    upgrade_resume,
+    upgrade_stage,
+    upgrade_status,
+)
 from iscsiha.commands.upgrade_env import real_env
 from iscsiha.executors.systemd import Systemd
+from iscsiha.model.names import check_timeout
 
 EXIT_OK, EXIT_REFUSED = 0, 1
+RESUME_TIMEOUT = 1200.0  # a box's boot to online in the cluster, with its peer's help
 DISK_HELP = ("work on this whole disk (a spare boot disk, or an image on a loop device) "
              "instead of the one the box runs from")
 
@@ -50,6 +60,35 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--reboot-if-unhealthy", action="store_true",
                    help="reboot a trial that is not healthy, so GRUB boots the good slot")
     s.set_defaults(func=_mark_good)
+    s = usub.add_parser("pair", help="rolling upgrade of both boxes to FILE: the other box "
+                                     "first, then this one; each is staged, put in standby "
+                                     "(its targets move), rebooted into the new root and "
+                                     "brought back")
+    s.add_argument("file", help="the root image from image/build (iscsiha-root.img), with "
+                                "its .sha256 and .json beside it")
+    s.set_defaults(func=_pair, audited=lambda a: True)
+    s = usub.add_parser("resume", help="at boot, finish this box's part of a pair upgrade: "
+                                       "record how it ended, leave standby "
+                                       "(iscsiha-upgrade-resume.service runs it)")
+    s.add_argument("--timeout", type=float, default=RESUME_TIMEOUT,
+                   help="seconds to wait for this box to be online in the cluster "
+                        f"(default {RESUME_TIMEOUT:.0f})")
+    s.set_defaults(func=_resume)
+
+
+def _pair(args: argparse.Namespace) -> int:
+    done = upgrade_pair.upgrade_pair(real_env(), cluster_env.real_env(), args.file, _say)
+    print(upgrade_pair.summary(done))
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    check_timeout(args.timeout)
+    done = upgrade_resume.resume(real_env(), cluster_env.real_env(), socket.gethostname(),
+                                 args.timeout, _say)
+    if done is not None:
+        print(f"iscsiha upgrade: {done.state}: {done.note}", flush=True)
+    return EXIT_OK
 
 
 def _say(message: str) -> None:

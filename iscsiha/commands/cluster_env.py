@@ -68,6 +68,11 @@ class Boxes(Protocol):
 
     def on_both(self, step: Step[Q, R], request: Q) -> dict[str, R]: ...
 
+    def forget(self, node: str) -> None: ...
+
+    def call_feeding(self, node: str, step: Step[Q, R], request: Q, source: str, size: int,
+                     progress: Callable[[int], None], timeout: float) -> R: ...
+
 
 class LocalDrbd(Protocol):
     """This box's DRBD as its kernel shows it (executors.drbd.Drbd)."""

@@ -17,11 +17,12 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from iscsiha import __version__, audit
 from iscsiha.alerts import config as alert_settings
-from iscsiha.commands import support_bundle
+from iscsiha.commands import support_bundle, upgrade_env
+from iscsiha.commands.upgrade_env import UpgradeEnv
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors import files, journal
 from iscsiha.executors.audit_log import AUDIT_DIR, AuditLog
@@ -63,6 +64,8 @@ class Box:
     hostname: Callable[[], str] = socket.gethostname  # the node name (Boxes checks they agree)
     wall_clock: Callable[[], float] = time.time
     alerts_group: str | None = alert_settings.GROUP  # None: the writer's own (tests)
+    stream: BinaryIO | None = None  # stdin after the request line (stage-root)
+    upgrade_env: Callable[[], UpgradeEnv] = upgrade_env.real_env
 
     def resource_path(self, target: str) -> str:
         return os.path.join(self.drbd_dir, f"{target}.res")
@@ -451,6 +454,27 @@ def audit_copy(box: Box, req: m.AuditCopy) -> m.Nothing:
     return m.Nothing()
 
 
+# The upgrade steps are imported when run: their modules reach the status views, which
+# reach the apply command, which imports this module.
+
+def upgrade_state(box: Box, req: m.Nothing) -> m.UpgradeState:
+    from iscsiha.commands import upgrade_steps
+    return upgrade_steps.state(box.upgrade_env())
+
+
+def stage_root(box: Box, req: m.RootImage) -> m.StagedRoot:
+    from iscsiha.commands import upgrade_steps
+    if box.stream is None:
+        raise IscsihaError.single("no-image-stream", "step", m.STAGE_ROOT.name,
+                                  "the image on stdin after the request line")
+    return upgrade_steps.stage_root(box.upgrade_env(), req, box.stream)
+
+
+def reboot(box: Box, req: m.Nothing) -> m.Nothing:
+    from iscsiha.commands import upgrade_steps
+    return upgrade_steps.reboot(box.runner)
+
+
 def hello(box: Box, req: m.Nothing) -> m.Hello:
     return m.Hello(release=__version__, oldest=box.speaks.oldest, newest=box.speaks.newest)
 
@@ -483,7 +507,11 @@ _HANDLERS: list[Handler] = [
     (m.SPLIT_BRAIN_CONNECT, split_brain_connect),
     (m.AUDIT_COPY, audit_copy),
     (m.SUPPORT_PART, support_bundle.part),
+    (m.UPGRADE_STATE, upgrade_state),
+    (m.STAGE_ROOT, stage_root),
+    (m.REBOOT, reboot),
 ]
+STREAMED = frozenset({m.STAGE_ROOT.name})  # their request is one line; data follows
 STEPS: dict[str, Handler] = {step.name: (step, handler) for step, handler in _HANDLERS}
 
 
@@ -498,10 +526,11 @@ def serve(box: Box, step: str, raw: bytes | str, protocol: int | None = None
     try:
         if step not in STEPS:
             raise IscsihaError.single("unknown-step", "step", step, ", ".join(STEPS))
-        if step != m.HELLO.name:  # hello is how a peer learns what to write
-            box.speaks.check(box.speaks.newest if protocol is None else protocol,
-                             f"{step} --protocol")
         spec, handler = STEPS[step]
+        if step != m.HELLO.name:  # hello is how a peer learns what to write
+            written = box.speaks.newest if protocol is None else protocol
+            box.speaks.check(written, f"{step} --protocol")
+            box.speaks.step(step, spec.since, written, "step")
         request = codec.decode(spec.request, codec.loads(raw), step)
         return True, codec.dumps(handler(box, request))
     except IscsihaError as exc:

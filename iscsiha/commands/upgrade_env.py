@@ -9,6 +9,7 @@ a loop device): nothing was booted from it, and only its good slot is protected.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from iscsiha.errors import IscsihaError, bounded
@@ -16,6 +17,7 @@ from iscsiha.executors.bootenv import EspBootEnv
 from iscsiha.executors.partitions import Disks, Partition, read_at
 from iscsiha.executors.runner import Runner
 from iscsiha.executors.slot_mount import SlotMounts
+from iscsiha.model import pair_upgrade
 from iscsiha.model.bootenv import SLOTS, Slot, partition_name
 from iscsiha.model.root_image import (
     RELEASE_PATH,
@@ -89,6 +91,11 @@ class UpgradeEnv:
     boot_env: EspBootEnv
     mounts: SlotMounts
     state_root: str = "/"  # the running root, whose state stage carries into the slot
+
+    @property
+    def record_path(self) -> str:
+        """This box's pair-upgrade record, in the running root."""
+        return os.path.join(self.state_root, pair_upgrade.PATH.lstrip("/"))
 
     def node(self, slot: Slot) -> str:
         return self.disks.node(self.layout.slots[slot])

@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from iscsiha.commands import upgrade_carry
 from iscsiha.commands.upgrade_carry import Carried
@@ -29,8 +30,8 @@ from iscsiha.commands.upgrade_env import LOCK, UpgradeEnv
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError, Report
 from iscsiha.executors import files
 from iscsiha.executors.locks import exclusive_or_refuse
-from iscsiha.executors.partitions import read_at, sha256_of, write_image
-from iscsiha.model import bootenv
+from iscsiha.executors.partitions import read_at, sha256_of, write_image, write_stream
+from iscsiha.model import bootenv, pair_upgrade
 from iscsiha.model.bootenv import BootEnv, Slot, other, partition_name
 from iscsiha.model.root_image import (
     SUPERBLOCK_OFFSET,
@@ -127,54 +128,102 @@ def carry_state(env: UpgradeEnv, slot: Slot, good: Slot, progress: Progress) -> 
     return carried
 
 
-def stage(env: UpgradeEnv, path: str, progress: Progress, carry: bool = True) -> Staged:
+# Writes the image to the device, reporting bytes done; returns the SHA-256 of what it
+# wrote when it hashed as it went (a stream read once), None when it was checked before.
+Writer = Callable[[str, Callable[[int], None]], "str | None"]
+
+
+def stage(env: UpgradeEnv, path: str, progress: Progress, carry: bool = True,
+          record_from: str | None = None) -> Staged:
+    """Stage the image file at ``path``; ``record_from`` (the release this box runs) also
+    records the stage as this box's part of a pair upgrade (iscsiha.model.pair_upgrade)."""
     start = time.monotonic()
     manifest = checked_image(path)
     with exclusive_or_refuse(LOCK, "upgrade command"):
-        current = env.boot_env.read()
-        slot = standby_slot(current, env.booted)
-        part = env.layout.slots[slot]
-        good_fs = env.filesystem(current.good)
+        current, slot = _target(env, manifest, path)
         release = manifest.release
-        if manifest.size > part.size:
-            raise IscsihaError.single("image-too-big", "file", path,
-                                      f"at most the {part.size} bytes of "
-                                      f"{partition_name(slot)}", f"is {manifest.size} bytes")
-        if release.root_uuid in (current.uuid(current.good), good_fs.uuid if good_fs else None):
-            raise IscsihaError.single(
-                "same-root-uuid", "file", path,
-                f"a root filesystem UUID other than the good slot {current.good}'s",
-                f"holds {release.root_uuid}, as slot {current.good} does: it is the build "
-                "this box runs (a new build has a new UUID: image/build derives it from "
-                "SOURCE_DATE_EPOCH)")
         progress(f"checking {path} ({manifest.size} bytes, iscsiha {release.version}, "
                  f"commit {release.commit})")
         digest = sha256_of(path, manifest.size, percent(progress, "checksum", manifest.size))
         if digest != manifest.sha256:
             raise IscsihaError.single("corrupt-image", "file", path,
                                       f"SHA-256 {manifest.sha256}", f"has SHA-256 {digest}")
-        if current != bootenv.disarmed(current):
-            progress(f"disarming the trial of slot {current.trial} first")
-            current = bootenv.disarmed(current)
-            env.boot_env.write(current)
-        device = env.node(slot)
-        progress(f"writing {partition_name(slot)} ({device})")
-        write_image(path, manifest.size, device,
-                    percent(progress, f"writing {partition_name(slot)}", manifest.size))
-        progress(f"reading {partition_name(slot)} back")
-        back = sha256_of(device, manifest.size,
-                         percent(progress, "read back", manifest.size), uncached=True)
-        if back != manifest.sha256:
-            raise IscsihaError([
-                Report("read-back-mismatch", "partition", device, f"SHA-256 {manifest.sha256}",
-                       f"reads back as {back}: the disk did not keep what was written"),
-                Report(PARTLY_APPLIED, "slot", slot, "",
-                       f"{partition_name(slot)} was overwritten but is not armed; the box "
-                       f"boots slot {current.good} as before"),
-            ])
-        carried = carry_state(env, slot, current.good, progress) if carry else None
-        env.boot_env.write(bootenv.armed(current, slot, release.root_uuid))
-    return Staged(slot, partition_name(slot), manifest, time.monotonic() - start, carried)
+
+        def write(device: str, tick: Callable[[int], None]) -> str | None:
+            write_image(path, manifest.size, device, tick)
+            return None
+        return _write_and_arm(env, current, slot, manifest, write, progress, carry,
+                              record_from, start)
+
+
+def stage_stream(env: UpgradeEnv, manifest: Manifest, stream: BinaryIO, progress: Progress,
+                 record_from: str | None = None) -> Staged:
+    """Stage an image arriving on ``stream`` (the other box sends it: stage-root), hashed
+    as it is written, then read back like a file's."""
+    start = time.monotonic()
+    with exclusive_or_refuse(LOCK, "upgrade command"):
+        current, slot = _target(env, manifest, "the image sent")
+
+        def write(device: str, tick: Callable[[int], None]) -> str | None:
+            return write_stream(stream, manifest.size, device, tick)
+        return _write_and_arm(env, current, slot, manifest, write, progress, True,
+                              record_from, start)
+
+
+def _target(env: UpgradeEnv, manifest: Manifest, what: str) -> tuple[BootEnv, Slot]:
+    """The boot environment and the slot to write, once nothing refuses the image."""
+    current = env.boot_env.read()
+    slot = standby_slot(current, env.booted)
+    part = env.layout.slots[slot]
+    good_fs = env.filesystem(current.good)
+    release = manifest.release
+    if manifest.size > part.size:
+        raise IscsihaError.single("image-too-big", "file", what,
+                                  f"at most the {part.size} bytes of "
+                                  f"{partition_name(slot)}", f"is {manifest.size} bytes")
+    if release.root_uuid in (current.uuid(current.good), good_fs.uuid if good_fs else None):
+        raise IscsihaError.single(
+            "same-root-uuid", "file", what,
+            f"a root filesystem UUID other than the good slot {current.good}'s",
+            f"holds {release.root_uuid}, as slot {current.good} does: it is the build "
+            "this box runs (a new build has a new UUID: image/build derives it from "
+            "SOURCE_DATE_EPOCH)")
+    return current, slot
+
+
+def _write_and_arm(env: UpgradeEnv, current: BootEnv, slot: Slot, manifest: Manifest,
+                   write: Writer, progress: Progress, carry: bool, record_from: str | None,
+                   start: float) -> Staged:
+    release = manifest.release
+    if current != bootenv.disarmed(current):
+        progress(f"disarming the trial of slot {current.trial} first")
+        current = bootenv.disarmed(current)
+        env.boot_env.write(current)
+    device = env.node(slot)
+    name = partition_name(slot)
+    not_armed = Report(PARTLY_APPLIED, "slot", slot, "",
+                       f"{name} was overwritten but is not armed; the box boots slot "
+                       f"{current.good} as before")
+    progress(f"writing {name} ({device})")
+    sent = write(device, percent(progress, f"writing {name}", manifest.size))
+    if sent is not None and sent != manifest.sha256:
+        raise IscsihaError([Report("corrupt-image", "image", "the image sent",
+                                   f"SHA-256 {manifest.sha256}", f"arrived as {sent}"),
+                            not_armed])
+    progress(f"reading {name} back")
+    back = sha256_of(device, manifest.size, percent(progress, "read back", manifest.size),
+                     uncached=True)
+    if back != manifest.sha256:
+        raise IscsihaError([
+            Report("read-back-mismatch", "partition", device, f"SHA-256 {manifest.sha256}",
+                   f"reads back as {back}: the disk did not keep what was written"),
+            not_armed])
+    if record_from is not None:  # before the carry: the new root holds it too
+        files.write_atomic(env.record_path, pair_upgrade.record_json(
+            pair_upgrade.Record("staged", slot, release, record_from)).encode(), 0o600)
+    carried = carry_state(env, slot, current.good, progress) if carry else None
+    env.boot_env.write(bootenv.armed(current, slot, release.root_uuid))
+    return Staged(slot, name, manifest, time.monotonic() - start, carried)
 
 
 def cancel(env: UpgradeEnv) -> BootEnv | None:

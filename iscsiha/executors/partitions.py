@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
@@ -188,8 +189,47 @@ def sha256_of(path: str, size: int, progress: Progress, *, uncached: bool = Fals
     return digest.hexdigest()
 
 
+def write_stream(stream: BinaryIO, size: int, device: str, progress: Progress) -> str:
+    """Copy exactly ``size`` bytes from ``stream`` to the start of ``device``, then fsync;
+    the SHA-256 of what was written (the caller does not arm a slot whose image came
+    short or different)."""
+    digest = hashlib.sha256()
+
+    def hashed() -> Iterator[bytes]:
+        for chunk in _chunks(stream.read, size, "the image sent"):
+            digest.update(chunk)
+            yield chunk
+    _write_chunks(hashed(), size, device, progress)
+    return digest.hexdigest()
+
+
 def write_image(source: str, size: int, device: str, progress: Progress) -> None:
-    """Copy the first ``size`` bytes of ``source`` to the start of ``device``, then fsync.
+    """Copy the first ``size`` bytes of ``source`` to the start of ``device``, then fsync."""
+    try:
+        with open(source, "rb", buffering=0) as src:
+            _write_chunks(_chunks(src.read, size, source), size, device, progress)
+    except OSError as exc:
+        raise IscsihaError.single("unreadable", "file", source, "a file root may read",
+                                  exc.strerror or str(exc)) from exc
+
+
+def _chunks(read: Callable[[int], bytes], size: int, source: str) -> Iterator[bytes]:
+    done = 0
+    while done < size:
+        try:
+            chunk = read(min(CHUNK, size - done))
+        except OSError as exc:  # not the device's write error
+            raise IscsihaError.single("unreadable", "file", source, "a file root may read",
+                                      exc.strerror or str(exc)) from exc
+        if not chunk:
+            raise IscsihaError.single("truncated", "file", source, f"{size} bytes",
+                                      f"ended after {done} bytes while being written")
+        done += len(chunk)
+        yield chunk
+
+
+def _write_chunks(chunks: Iterator[bytes], size: int, device: str, progress: Progress) -> None:
+    """Write ``chunks`` (``size`` bytes in all) to the start of ``device``, then fsync.
 
     The device is opened with O_EXCL: the kernel refuses that while the partition is
     mounted or held (device mapper, md), so a slot in use is never written.
@@ -202,15 +242,10 @@ def write_image(source: str, size: int, device: str, progress: Progress) -> None
                                   exc.strerror or str(exc)) from exc
     done = 0
     try:
-        with open(source, "rb", buffering=0) as src:
-            while done < size:
-                chunk = src.read(min(CHUNK, size - done))
-                if not chunk:
-                    raise IscsihaError.single("truncated", "file", source, f"{size} bytes",
-                                              f"ended after {done} bytes while being written")
-                files.write_all(dst, chunk)
-                done += len(chunk)
-                progress(done)
+        for chunk in chunks:
+            files.write_all(dst, chunk)
+            done += len(chunk)
+            progress(done)
         os.fsync(dst)
     except OSError as exc:
         raise IscsihaError.single("write-failed", "partition", device,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import shlex
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from iscsiha.errors import IscsihaError, Report
-from iscsiha.executors.runner import Runner
+from iscsiha.executors.runner import CommandResult, Runner
 from iscsiha.model.types import IPAddress
 from iscsiha.plan.peer_ssh import ISCSIHA, KEY, KNOWN_HOSTS
 from iscsiha.protocol import codec
@@ -51,6 +51,11 @@ class Boxes:
             self._hellos[node] = self._run(node, HELLO, Nothing(), None, min(timeout, 60.0))
         return self._hellos[node]
 
+    def forget(self, node: str) -> None:
+        """Ask ``node`` what it runs again before the next step (it rebooted, maybe into
+        another release)."""
+        self._hellos.pop(node, None)
+
     def call(self, node: str, step: Step[Q, R], request: Q, timeout: float = 300.0) -> R:
         """Run ``iscsiha node STEP`` on ``node``, in the newest protocol both boxes
         serve; its reply, decoded and checked."""
@@ -58,20 +63,44 @@ class Boxes:
         if node != self.here:
             peer = self.hello(node, timeout)  # a hung peer costs the caller's bound, once
             protocol = self.speaks.common(Speaks(peer.oldest, peer.newest), node, peer.release)
+            self.speaks.step(step.name, step.since, protocol, f"node {node} (iscsiha "
+                             f"{peer.release})")
         return self._run(node, step, request, protocol, timeout)
 
-    def _run(self, node: str, step: Step[Q, R], request: Q, protocol: int | None,
-             timeout: float) -> R:
+    def call_feeding(self, node: str, step: Step[Q, R], request: Q, source: str, size: int,
+                     progress: Callable[[int], None], timeout: float) -> R:
+        """A step on the other box whose request line is followed on its stdin by the
+        first ``size`` bytes of ``source`` (iscsiha.executors.runner.Runner.feed)."""
+        peer = self.hello(node, timeout)
+        protocol = self.speaks.common(Speaks(peer.oldest, peer.newest), node, peer.release)
+        self.speaks.step(step.name, step.since, protocol, f"node {node} (iscsiha "
+                         f"{peer.release})")
+        # Keepalives: a peer that dies mid-stream ends SSH, and with it the sending.
+        argv = self._argv(node, step, protocol, ["-o", "ServerAliveInterval=15",
+                                                 "-o", "ServerAliveCountMax=4"])
+        header = (codec.dumps(request) + "\n").encode()
+        result = self._runner.feed(argv, header, source, size, progress, timeout)
+        return self._reply(node, step, result)
+
+    def _argv(self, node: str, step: Step[Q, R], protocol: int | None,
+              ssh_options: Sequence[str] = ()) -> list[str]:
         argv = [ISCSIHA, "node", step.name]
         if protocol is not None:
             argv += ["--protocol", str(protocol)]
         if node != self.here:
             argv = [SSH, "-i", KEY, "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
                     "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-                    "-o", "ConnectTimeout=10", f"root@{self._addresses[node]}",
+                    "-o", "ConnectTimeout=10", *ssh_options, f"root@{self._addresses[node]}",
                     shlex.join(argv)]
-        result = self._runner.run(argv, input=codec.dumps(request), check=False,
-                                  timeout=timeout)
+        return argv
+
+    def _run(self, node: str, step: Step[Q, R], request: Q, protocol: int | None,
+             timeout: float) -> R:
+        result = self._runner.run(self._argv(node, step, protocol), input=codec.dumps(request),
+                                  check=False, timeout=timeout)
+        return self._reply(node, step, result)
+
+    def _reply(self, node: str, step: Step[Q, R], result: CommandResult) -> R:
         if result.returncode == 0:
             return codec.decode(step.reply, codec.loads(result.stdout, f"{node} {step.name}"),
                                 f"{node} {step.name} reply")

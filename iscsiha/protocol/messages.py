@@ -75,11 +75,13 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class Step(Generic[Q, R]):
-    """A step's name with its request and reply types."""
+    """A step's name with its request and reply types, and the first protocol that has it
+    (a box serving only older ones does not know the step)."""
 
     name: str
     request: type[Q]
     reply: type[R]
+    since: int = 1
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,55 @@ class Hello:
     newest: ProtocolNumber
 
 
+# -- the pair's rolling upgrade (iscsiha.commands.upgrade_pair), protocol 2 -----------
+
+SlotWord = Literal["a", "b"]
+TrialWord = Literal["none", "armed", "on-trial", "failed"]
+RecordState = Literal["none", "staged", "upgraded", "rolled-back"]
+Sha256 = Annotated[str, Check("64 lowercase hex digits",
+                              lambda s: re.fullmatch(r"[0-9a-f]{64}", s) is not None)]
+Uuid = Annotated[str, Check("a UUID (8-4-4-4-12 lowercase hex digits)", lambda s: re.fullmatch(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", s) is not None)]
+Word = Annotated[str, Check("1 to 64 characters (A-Z a-z 0-9 . + ~ _ -)", lambda s: re.fullmatch(
+    r"[A-Za-z0-9][A-Za-z0-9.+~_-]{0,63}", s) is not None)]
+ImageBytes = Annotated[int, Check("1 byte to 64 GiB", lambda n: 1 <= n <= 64 << 30)]
+Note = Annotated[str, Check("printable text of at most 2000 characters",
+                            lambda s: len(s) <= 2000 and printable(s))]
+
+
+@dataclass(frozen=True)
+class RootImage:
+    """A root image's manifest (iscsiha.model.root_image): its bytes follow the request
+    line on the stage-root step's stdin."""
+
+    version: Word
+    commit: Word
+    root_uuid: Uuid
+    size: ImageBytes
+    sha256: Sha256
+
+
+@dataclass(frozen=True)
+class StagedRoot:
+    slot: SlotWord
+    seconds: Seconds
+
+
+@dataclass(frozen=True)
+class UpgradeState:
+    """A box's slots and where its part of a pair upgrade stands."""
+
+    release: Release
+    booted: SlotWord | None  # None: the box did not boot through the A/B logic
+    good: SlotWord
+    good_root: Uuid | None  # the good slot's root filesystem (None: unreadable)
+    trial: TrialWord
+    record: RecordState  # this box's pair-upgrade record; none: no upgrade recorded
+    record_to: Word | None  # the version the recorded upgrade goes to
+    record_left_standby: bool  # its resume service took the box out of standby
+    record_note: Note  # what the box says about its part ("" while rebooting)
+
+
 HELLO = Step("hello", Nothing, Hello)
 FACTS = Step("facts", FactsRequest, Facts)
 CREATE_VOLUMES = Step("create-volumes", Volumes, Nothing)
@@ -363,3 +414,6 @@ SPLIT_BRAIN_DISCARD = Step("split-brain-discard", SplitBrainSide, Commands)
 SPLIT_BRAIN_CONNECT = Step("split-brain-connect", SplitBrainSide, Commands)
 AUDIT_COPY = Step("audit-copy", AuditCopy, Nothing)
 SUPPORT_PART = Step("support-part", SupportRequest, SupportPart)
+UPGRADE_STATE = Step("upgrade-state", Nothing, UpgradeState, since=2)
+STAGE_ROOT = Step("stage-root", RootImage, StagedRoot, since=2)  # the image streams after
+REBOOT = Step("reboot", Nothing, Nothing, since=2)

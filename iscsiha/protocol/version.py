@@ -10,7 +10,12 @@ the two protocols.
 A build that changes a step's request or reply raises CURRENT, keeps reading and
 writing the previous protocol's form of that step, and sets OLDEST to CURRENT - 1:
 then N and N+1 talk both ways, and N+2 refuses N (upgrade one release at a time).
+A build may also add a step: it raises CURRENT and gives the step that protocol as
+its ``since``; a box refuses a step newer than the protocol a request names, and a
+caller refuses to ask a peer for one before sending anything.
 tests/unit/test_peer_versions.py pins the messages of every protocol still served.
+
+Protocol 2 adds the rolling upgrade's steps (upgrade-state, stage-root, reboot).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 
 from iscsiha.errors import IscsihaError
 
-CURRENT = 1
+CURRENT = 2
 OLDEST = 1
 PROTOCOL_MAX = 999  # what a request may name at all; a larger number is garbage
 
@@ -54,6 +59,14 @@ class Speaks:
                 peer.allowed, f"a release that shares a protocol with this box's "
                 f"{self.allowed}", "upgrade one release at a time")
         return protocol
+
+    def step(self, name: str, since: int, protocol: int, where: str) -> None:
+        """Refuse a step that ``protocol`` does not have (added in protocol ``since``)."""
+        if protocol < since:
+            raise IscsihaError.single(
+                "peer-step-unknown", where, name, f"a step of protocol {protocol} or older",
+                f"{name} came with protocol {since}: the box speaking {protocol} runs an "
+                "older release (upgrade that box by hand: iscsiha upgrade stage, reboot)")
 
 
 THIS_BUILD = Speaks()
