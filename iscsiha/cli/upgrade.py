@@ -11,6 +11,7 @@ import argparse
 import json
 import socket
 import sys
+import time
 
 from iscsiha.commands import (
     cluster_env,
@@ -77,7 +78,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _pair(args: argparse.Namespace) -> int:
-    done = upgrade_pair.upgrade_pair(real_env(), cluster_env.real_env(), args.file, _say)
+    start = time.monotonic()
+
+    def say(message: str) -> None:  # it runs for many minutes: each line says when
+        _say(f"[{time.monotonic() - start:5.0f} s] {message}")
+    done = upgrade_pair.upgrade_pair(real_env(), cluster_env.real_env(), args.file, say)
     print(upgrade_pair.summary(done))
     return EXIT_OK
 

@@ -74,15 +74,16 @@ class Workload:
     """The database workload on the initiator, running until stopped, then checked."""
 
     initiator: Initiator
+    seconds: int = RUN_SECONDS
     result: dict[str, Any] = field(default_factory=dict)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.initiator.run("rm", "-f", STOP_FILE)
-        argv = ["run", "--mount", MOUNT, "--state", STATE, "--seconds", str(RUN_SECONDS),
+        argv = ["run", "--mount", MOUNT, "--state", STATE, "--seconds", str(self.seconds),
                 "--stop-file", STOP_FILE]
         self._thread = threading.Thread(target=lambda: self.result.update(
-            _script(self.initiator, argv, RUN_SECONDS + 120)), daemon=True)
+            _script(self.initiator, argv, self.seconds + 120)), daemon=True)
         self._thread.start()
 
     def stop(self) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class Load:
 
     initiator: Initiator
     disks: list[str]
+    seconds: int = PROBE_SECONDS
     stop_file: str = "/tmp/failover-probe.stop"
     result: dict[str, Any] = field(default_factory=dict)
     _thread: threading.Thread | None = None
@@ -64,10 +65,10 @@ class Load:
 
     def start(self) -> None:
         self.initiator.run("rm", "-f", self.stop_file)
-        self.db = db_load.Workload(self.initiator)
+        self.db = db_load.Workload(self.initiator, self.seconds)
         self.db.start()
         self._thread = threading.Thread(target=lambda: self.result.update(
-            self.initiator.probe(self.disks, PROBE_SECONDS, self.stop_file)), daemon=True)
+            self.initiator.probe(self.disks, self.seconds, self.stop_file)), daemon=True)
         self._thread.start()
         time.sleep(5)  # writes flowing before the fault
 
@@ -362,15 +363,17 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def run(lab: Lab, initiator: Initiator, disks: list[str], scenario: str) -> dict[str, Any]:
-    """One scenario under the verifier; the verifier's figures plus the scenario's.
-    Raises CheckFailed (after stopping the verifier) when anything is not as it must be."""
+def run(lab: Lab, initiator: Initiator, disks: list[str], scenario: str,
+        action: Scenario | None = None, probe_seconds: int = PROBE_SECONDS) -> dict[str, Any]:
+    """One scenario under the verifier (``action``, else the one SCENARIOS names); the
+    verifier's figures plus the scenario's. Raises CheckFailed (after stopping the
+    verifier) when anything is not as it must be."""
     since = clocks(lab)
-    load = Load(initiator, disks)
+    load = Load(initiator, disks, probe_seconds)
     load.start()
     started, started_at = time.monotonic(), time.time()
     try:
-        extra = SCENARIOS[scenario](lab, initiator)
+        extra = (action or SCENARIOS[scenario])(lab, initiator)
     except BaseException as exc:
         probe = load.stop()
         exc.add_note(f"the verifier during {scenario}: {json.dumps(probe)}")

@@ -39,7 +39,8 @@ PYTHONPATH = os.pathsep.join([str(REPO / "lab"), str(REPO)])
 ORDER = ("test_console", "test_agents_in_lab", "test_executors_on_a_box", "test_lab",
          "test_storage_path", "test_thin", "test_split_brain", "test_peer_channel",
          "test_audit", "test_failover", "test_reservations", "test_vaai",
-         "test_support_bundle", "test_verify", "test_replace_box", "test_throughput_bench")
+         "test_support_bundle", "test_verify", "test_replace_box", "test_upgrade_pair",
+         "test_throughput_bench")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

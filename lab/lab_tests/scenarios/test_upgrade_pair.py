@@ -1,0 +1,72 @@
+"""The pair's rolling upgrade (`iscsiha upgrade pair`) under the acknowledged-write
+verifier and the database workload, to a next release built from the same source
+(iscsiha_lab.upgrade_lab): first a new root that is not healthy, which rolls back by
+itself and stops the upgrade, then the whole pair upgraded. Each ends as every
+failover scenario does: 0 I/O errors, 0 acknowledged writes lost, 0 commits lost,
+fsck clean, the pair healthy with identical bytes on both boxes.
+
+It runs after test_replace_box: a box joining from a freshly flashed root needs the
+release its peer runs. With -s it prints the command's timed steps and the pauses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iscsiha_lab import faults, upgrade_lab
+from iscsiha_lab.initiator import Initiator
+from iscsiha_lab.lab import Lab
+from iscsiha_lab.pair import logout_all, prepare
+
+from lab_tests.scenarios.conftest import REPO
+
+pytestmark = pytest.mark.lab
+PROBE_SECONDS = 2700  # the verifier's bound: the rolling upgrade of both boxes
+
+
+@pytest.fixture(scope="module")
+def next_root(lab: Lab) -> Path:
+    out = Path(os.environ.get("ISCSIHA_LAB_NEXT_DIR", REPO / "image/out/next"))
+    state = lab.state
+    assert state is not None
+    return upgrade_lab.next_image(REPO, Path(state.image), out)
+
+
+@pytest.fixture(scope="module")
+def pair(lab: Lab) -> Iterator[tuple[Initiator, list[str]]]:
+    initiator = Initiator(lab)
+    try:
+        yield initiator, prepare(lab, initiator)
+    finally:
+        logout_all(initiator)
+
+
+def _run(lab: Lab, pair: tuple[Initiator, list[str]], name: str,
+         scenario: faults.Scenario) -> dict[str, Any]:
+    result = faults.run(lab, *pair, name, scenario, probe_seconds=PROBE_SECONDS)
+    print(f"\n{name}: " + json.dumps({k: v for k, v in result.items()
+                                      if k not in ("timeline", "steps")}, sort_keys=True))
+    print("the command's steps (s after it began):\n" + "\n".join(
+        f"{at:6d}  {what}" for at, what in result["steps"]))
+    return result
+
+
+def test_a_new_root_that_is_not_healthy_rolls_back_by_itself_and_stops_the_upgrade(
+        lab: Lab, pair: tuple[Initiator, list[str]], next_root: Path) -> None:
+    result = _run(lab, pair, "upgrade with an unhealthy trial",
+                  upgrade_lab.scenario(upgrade_lab.failed_upgrade, next_root))
+    assert "its trial boot did not come up healthy" in result["peer_note"]
+    assert result["errors"] == 0 and result["lost"] == 0
+
+
+def test_the_rolling_upgrade_takes_both_boxes_to_the_next_release_under_io(
+        lab: Lab, pair: tuple[Initiator, list[str]], next_root: Path) -> None:
+    result = _run(lab, pair, "rolling upgrade",
+                  upgrade_lab.scenario(upgrade_lab.rolling_upgrade, next_root))
+    assert result["version"] == upgrade_lab.next_version()
+    assert result["errors"] == 0 and result["lost"] == 0
