@@ -109,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("node")
         p.set_defaults(func=_power, op=op)
 
+    p = sub.add_parser("trial-words", help="the appliance node's next trial boot of an A/B "
+                       "slot gets these extra kernel words (then forgets them): "
+                       "trial-words NODE -- WORD...; no words: forget them")
+    p.add_argument("node")
+    p.add_argument("words", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_trial_words)
+
     for verb, text in (("cut", "disconnect a network (for every node, or one)"),
                        ("heal", "reconnect a network (for every node, or one)")):
         p = sub.add_parser(verb, help=text)
@@ -262,6 +269,16 @@ def _console(lab: Lab, args: argparse.Namespace) -> int:
 def _power(lab: Lab, args: argparse.Namespace) -> int:
     answer = lab.power(args.op, args.node)
     progress(f"{args.node}: {answer.get('power')}")
+    return EXIT_OK
+
+
+def _trial_words(lab: Lab, args: argparse.Namespace) -> int:
+    words = list(args.words)
+    if words and words[0] == "--":
+        words = words[1:]
+    answer = lab.trial_words(args.node, words)
+    progress(f"{args.node}: next trial boot's extra words: "
+             f"{' '.join(answer['trial_words']) or 'none'}")
     return EXIT_OK
 
 

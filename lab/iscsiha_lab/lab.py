@@ -21,13 +21,14 @@ from typing import Any
 
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.executors.runner import Runner
-from iscsiha_lab import bmc, cluster, control, initiator_root, processes, signer, tools
+from iscsiha_lab import bmc, boot_disk, cluster, control, initiator_root, processes, signer, tools
 from iscsiha_lab.guest import GuestChannel, GuestResult
 from iscsiha_lab.paths import LabImages, LabPaths
 from iscsiha_lab.processes import ProcessId
 from iscsiha_lab.state import LabState, load_state, read_json, read_process, write_json
 from iscsiha_lab.supervisor import package_env
 from iscsiha_lab.topology import NodeRole, Topology, default_topology
+from iscsiha_lab.uml import BOOT_DISK
 
 Progress = Callable[[str], None]
 AGENT_SOURCE = Path(__file__).with_name("agent.py")
@@ -184,6 +185,10 @@ class Lab:
             os.chmod(folder / "lan.conf", 0o600)
             (folder / "bmc.emu").write_text(bmc.EMU_COMMANDS)
         self._pin_inputs(state)
+        for node in self.topology.appliances:
+            seconds = boot_disk.make(self._runner, self.paths.node_dir(node.name) / BOOT_DISK,
+                                     Path(state.image))
+            state.timings[f"boot_disk_{node.name}_seconds"] = round(seconds, 2)
         write_json(self.paths.state_file, state.to_json())
 
     def _pin_inputs(self, state: LabState) -> None:
@@ -326,7 +331,7 @@ class Lab:
         # Disks and shares go (they are large, and stale); logs and state stay for a post-mortem.
         for node in self.topology.nodes:
             node_dir = self.paths.node_dir(node.name)
-            for disk in ("root.cow", "data.img"):
+            for disk in ("root.cow", "data.img", BOOT_DISK, f"{BOOT_DISK}.partial"):
                 (node_dir / disk).unlink(missing_ok=True)
             shutil.rmtree(self.paths.share_dir(node.name), ignore_errors=True)
         shutil.rmtree(self.paths.secrets, ignore_errors=True)
@@ -378,6 +383,12 @@ class Lab:
         """A powered-off box's disks made blank, as a new box's (its next boot is a first)."""
         self.topology.node(name)
         return self.request({"op": "wipe", "node": name})
+
+    def trial_words(self, name: str, words: Sequence[str]) -> dict[str, Any]:
+        """The node's next trial boot of an A/B slot (only a trial) gets these extra kernel
+        words, then forgets them; no words: forget what was set."""
+        self.topology.node(name)
+        return self.request({"op": "trial-words", "node": name, "words": list(words)})
 
     def links(self, op: str, link: str, node: str | None) -> dict[str, Any]:
         self.topology.network(link)

@@ -10,7 +10,8 @@ image/out/ of the current directory (the repository root when run from there):
 
 Inside the UML runner root every UML process sees the same fixed paths (set up
 by the supervisor in the lab's private mount namespace): /mnt/lab is the run
-directory, /mnt/appliance.img and /mnt/initiator.img the two root images.
+directory, /mnt/initiator.img the initiator's root image. The appliance nodes boot
+their own boot disks (boot_disk.py), made from the appliance image in their folders.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ UML_MODULES = Path("usr/lib/uml/modules")  # inside the runner root
 
 # What the UML processes see inside the runner root.
 GUEST_LAB_DIR = "/mnt/lab"
-GUEST_APPLIANCE_IMAGE = "/mnt/appliance.img"
 GUEST_INITIATOR_IMAGE = "/mnt/initiator.img"
 
 # Characters that would break the quoted command line that ipmi_sim hands to
@@ -50,7 +50,7 @@ def _safe(path: Path, field: str) -> Path:
 
 @dataclass(frozen=True)
 class LabImages:
-    image: Path  # appliance root filesystem (ext4), shared read-only by both appliance nodes
+    image: Path  # appliance root filesystem (ext4), root A of each appliance node's boot disk
     runner: Path  # forky root holding /usr/bin/linux.uml
     initiator_image: Path | None  # None: use (and if needed build) the cached one
 

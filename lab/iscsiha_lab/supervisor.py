@@ -16,13 +16,19 @@ on machines whose pid 1 never reaps orphans.
 
 It serves control requests (power, freeze, links, qnetd status) on a Unix
 socket in the run directory; see control.py.
+
+Every boot of an appliance node goes through the boot loader's stand-in
+(boot_loader.py): a power on, a BMC's power cycle (off, then on) and a reboot the
+guest does itself (UML exits with uml.REBOOT_EXIT, and the reaper boots it again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import selectors
 import signal
 import socket
@@ -37,21 +43,26 @@ import iscsiha
 import iscsiha_lab
 from iscsiha.errors import IscsihaError
 from iscsiha.executors.runner import Runner
-from iscsiha_lab import netns, processes, qnetd, signer
+from iscsiha_lab import boot_disk, boot_loader, netns, processes, qnetd, signer
 from iscsiha_lab.bmc import ipmi_sim_argv
 from iscsiha_lab.control import error_answer
-from iscsiha_lab.paths import GUEST_APPLIANCE_IMAGE, GUEST_INITIATOR_IMAGE, GUEST_LAB_DIR, LabPaths
+from iscsiha_lab.paths import GUEST_INITIATOR_IMAGE, GUEST_LAB_DIR, LabPaths
 from iscsiha_lab.processes import ProcessId
 from iscsiha_lab.state import LabState, load_state, write_json
 from iscsiha_lab.tools import MOUNT
-from iscsiha_lab.topology import Topology, default_topology
-from iscsiha_lab.uml import uml_argv
+from iscsiha_lab.topology import NodeRole, Topology, default_topology
+from iscsiha_lab.uml import BOOT_DISK, REBOOT_EXIT, REBOOT_PROGRAM, reboot_program, uml_argv
 
 log = logging.getLogger("iscsiha_lab.supervisor")
 
 UML_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR": "/tmp", "HOME": "/root"}
 PER_BOOT_FILES = ("agent.json", "setup.json")
 PER_BOOT_DIRS = ("requests", "running", "results", "tmp")
+# Extra kernel words for a node's next trial boot (trial-words): a few plain words, and
+# none that would override what the boot loader's stand-in chose.
+_KERNEL_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=@/+-]{0,199}")
+_RESERVED_WORDS = ("root=", "iscsiha.slot=", "ubd", "mem=", "iscsiha_lab.")
+TRIAL_WORDS_MAX = 8
 
 
 def package_env() -> dict[str, str]:
@@ -72,6 +83,9 @@ class Supervisor:
         self.services: dict[str, ProcessId] = {}
         self.stopping = False
         self.listener: socket.socket | None = None
+        # The UUID of the root every boot disk is flashed with (grub-ab.cfg's @ROOT_UUID@).
+        self.flashed_uuid = boot_disk.root_uuid(Path(state.image))
+        self.trial_words: dict[str, list[str]] = {}
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -106,15 +120,17 @@ class Supervisor:
         self.runner.run([mount, "-t", "proc", "proc", str(root / "proc")])
         self.runner.run([mount, "-t", "tmpfs", "-o", "mode=1777", "tmpfs", str(root / "tmp")])
         self.runner.run([mount, "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(root / "mnt")])
+        reboot = root / REBOOT_PROGRAM.lstrip("/")
+        reboot.write_text(reboot_program())
+        reboot.chmod(0o755)
         inside = root / GUEST_LAB_DIR.lstrip("/")
         inside.mkdir()
         self.runner.run([mount, "--bind", str(self.paths.root), str(inside)])
-        for image, target in ((self.state.image, GUEST_APPLIANCE_IMAGE),
-                              (self.state.initiator_image, GUEST_INITIATOR_IMAGE)):
-            where = root / target.lstrip("/")
-            where.touch()
-            # Read-only: both nodes share the image under their copy-on-write files.
-            self.runner.run([mount, "--bind", "-o", "ro", image, str(where)])
+        where = root / GUEST_INITIATOR_IMAGE.lstrip("/")
+        where.touch()
+        # Read-only: the initiator runs on a copy-on-write file over it. (The appliance
+        # nodes boot their own disks, made from the lab root by boot_disk.py.)
+        self.runner.run([mount, "--bind", "-o", "ro", self.state.initiator_image, str(where)])
         self.paths.qnetd_dir.mkdir(parents=True, exist_ok=True)
         self.runner.run([mount, "--bind", str(self.paths.qnetd_dir), str(qnetd.QNETD_CONFIG_DIR)])
 
@@ -208,12 +224,28 @@ class Supervisor:
     # -- processes -------------------------------------------------------------------------------
 
     def _reap(self) -> None:
+        rebooting = []
         for pid, status in processes.reap_children():
             for name, proc in self.nodes.items():
                 if proc is not None and proc.pid == pid:
                     log.info("%s: UML process %d ended (%s)", name, pid, _describe(status))
                     self.nodes[name] = None
                     self.paths.power_file(name).unlink(missing_ok=True)
+                    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == REBOOT_EXIT:
+                        rebooting.append((name, pid))
+        for name, pid in rebooting:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # anything of that boot still in its group
+            with self.paths.console_log(name).open("a") as out:
+                out.write(f"\n--- iscsiha-lab: the guest rebooted at "
+                          f"{time.strftime('%F %T')} ---\n")
+            if self.stopping:
+                continue
+            log.info("%s: the guest rebooted: booting it again", name)
+            try:
+                self.power_on(name)
+            except Exception:
+                log.exception("%s: booting again after its reboot failed", name)
 
     def _check_services(self) -> None:
         for name, proc in self.services.items():
@@ -238,12 +270,49 @@ class Supervisor:
         console = self.paths.console_log(name)
         with console.open("a") as out:
             out.write(f"\n--- iscsiha-lab: power on at {time.strftime('%F %T')} ---\n")
-        proc = processes.spawn(uml_argv(self.topology, self.paths, node, self.state.runner),
-                               console, env=UML_ENV)
+        words = self._boot_words(name) if node.role is NodeRole.APPLIANCE else None
+        proc = processes.spawn(
+            uml_argv(self.topology, self.paths, node, self.state.runner, words),
+            console, env=UML_ENV)
         self.nodes[name] = proc
         write_json(self.paths.power_file(name), {**proc.to_json(), "since": time.time()})
         log.info("%s: powered on (UML pid %d)", name, proc.pid)
         return {"power": "on", "pid": proc.pid, "changed": True}
+
+    def _boot_words(self, name: str) -> list[str]:
+        """The boot loader's stand-in: this boot's root and slot, logged on both sides."""
+        boot = boot_loader.choose_boot(self.runner, self.paths.node_dir(name) / BOOT_DISK,
+                                       self.flashed_uuid)
+        words = boot.kernel_words()
+        extra = self.trial_words.pop(name, []) if boot.choice.trial else []
+        lines = [*boot.notes, boot.choice.line, f"kernel: {' '.join(words)}"]
+        if extra:
+            lines.append(f"trial words (lab fault, this boot only): {' '.join(extra)}")
+        with self.paths.console_log(name).open("a") as out:
+            out.writelines(f"--- iscsiha-lab: {line} ---\n" for line in lines)
+        log.info("%s: boot: %s, %s%s", name, boot.choice.summary, " ".join(words),
+                 f" + {' '.join(extra)}" if extra else "")
+        return [*words, *extra]
+
+    def set_trial_words(self, name: str, words: object) -> dict[str, Any]:
+        """The node's next trial boot (only a trial's) gets these kernel words, then they go."""
+        node = self.topology.node(name)
+        if node.role is not NodeRole.APPLIANCE:
+            raise IscsihaError.single("not-an-appliance", "node", name,
+                                      "an appliance node (only they boot A/B slots)")
+        if not isinstance(words, list) or len(words) > TRIAL_WORDS_MAX or not all(
+                isinstance(w, str) and _KERNEL_WORD.fullmatch(w)
+                and not w.startswith(_RESERVED_WORDS) for w in words):
+            raise IscsihaError.single(
+                "bad-kernel-words", "words", str(words)[:200],
+                f"at most {TRIAL_WORDS_MAX} kernel words of letters, digits and ._:=@/+-, "
+                f"none starting {', '.join(_RESERVED_WORDS)} (the lab sets those)")
+        if words:
+            self.trial_words[name] = list(words)
+        else:
+            self.trial_words.pop(name, None)
+        log.info("%s: next trial boot's extra words: %s", name, " ".join(words) or "none")
+        return {"trial_words": list(words)}
 
     def power_off(self, name: str) -> dict[str, Any]:
         """A power cut: SIGKILL to the UML process group, no shutdown inside the guest."""
@@ -266,14 +335,19 @@ class Supervisor:
         return {"power": "off", "changed": True}
 
     def wipe(self, name: str) -> dict[str, Any]:
-        """A powered-off box's disks as a new box's: the root back to the image (its copy
-        on write dropped), the data disk all zeros."""
+        """A powered-off box's disks as a new box's: an appliance's boot disk made anew
+        (root A as flashed and good; an initiator's copy on write dropped), the data
+        disk all zeros."""
         node = self.topology.node(name)
         if self._running(name) is not None:
             raise IscsihaError.single("node-on", "node", name, "a powered-off node",
                                       "is running: power it off first")
         node_dir = self.paths.node_dir(name)
-        (node_dir / "root.cow").unlink(missing_ok=True)  # UML makes a new one at boot
+        if node.role is NodeRole.APPLIANCE:  # a boot disk as flashed: root A, good
+            seconds = boot_disk.make(self.runner, node_dir / BOOT_DISK, Path(self.state.image))
+            log.info("%s: boot disk made anew in %.1f s", name, seconds)
+        else:
+            (node_dir / "root.cow").unlink(missing_ok=True)  # UML makes a new one at boot
         if node.data_disk_mib:
             with (node_dir / "data.img").open("r+b") as disk:
                 disk.truncate(0)
@@ -332,6 +406,7 @@ class Supervisor:
             "power-off": lambda: self.power_off(node),
             "power-state": lambda: self._power_state(node),
             "wipe": lambda: self.wipe(node),
+            "trial-words": lambda: self.set_trial_words(node, req.get("words")),
             "freeze": lambda: self._signal_node(node, signal.SIGSTOP),
             "thaw": lambda: self._signal_node(node, signal.SIGCONT),
             "bmc-off": lambda: self.bmc_power(node, on=False),

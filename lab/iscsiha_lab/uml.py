@@ -11,19 +11,38 @@ from its kernel command line, which UML passes through to /proc/cmdline:
   agent kept there: the agent sets hostname, addresses and offloads, then serves
   the lab's exec channel over files in that folder. The channel needs no guest
   network, so it still works when the lab cuts a node's links.
+
+An appliance node boots from its boot disk (boot_disk.py) with the root and slot
+words the boot loader's stand-in chose (boot_loader.py). A guest's own reboot must
+go through that choice again, but UML reboots by re-executing itself in the same
+process, argv unchanged (arch/um/os-Linux/main.c: ``execvp(new_argv[0], new_argv)``
+after linux_main returns). So UML starts with argv[0] naming REBOOT_PROGRAM (bash's
+``exec -a``; UML's early re-exec for ASLR goes through /proc/self/exe, not argv[0]):
+a reboot executes that script, which exits with REBOOT_EXIT, and the supervisor
+powers the node on again, choosing anew. A poweroff is UML exiting 0: the node stays off.
 """
 
 from __future__ import annotations
 
 import base64
 
-from iscsiha_lab.paths import GUEST_APPLIANCE_IMAGE, GUEST_INITIATOR_IMAGE, LabPaths
+from iscsiha_lab.paths import GUEST_INITIATOR_IMAGE, LabPaths
 from iscsiha_lab.topology import LabNode, NodeRole, Topology
 
 AGENT_UNIT = "iscsiha-lab-agent.service"
 GUEST_SHARE_MOUNT = "/run/iscsiha-lab"  # the share folder inside the guest
 UML_IN_RUNNER = "/usr/bin/linux.uml"
 CHROOT = "/usr/sbin/chroot"
+BASH_IN_RUNNER = "/bin/bash"  # Essential in Debian: in every runner root
+# In the runner's /tmp (the supervisor's tmpfs); see the module's docstring.
+REBOOT_PROGRAM = "/tmp/iscsiha-lab-reboot"
+REBOOT_EXIT = 99  # no exit code UML itself uses (0, 1, or the guest's panic/halt path)
+BOOT_DISK = "boot.img"  # an appliance node's disk file in its node folder
+
+
+def reboot_program() -> str:
+    return ("#!/bin/sh\n# UML executes this on a guest reboot: the lab supervisor boots "
+            f"the node again.\nexit {REBOOT_EXIT}\n")
 
 
 def agent_unit(hostfs_path: str) -> str:
@@ -72,19 +91,28 @@ def mac_address(topology: Topology, node: LabNode, network: str) -> str:
     return f"02:99:00:00:{index:02x}:{node.host_octet:02x}"
 
 
-def uml_argv(topology: Topology, paths: LabPaths, node: LabNode, runner: str) -> list[str]:
-    """chroot into the runner root and start its linux.uml with this node's disks and taps."""
+def uml_argv(topology: Topology, paths: LabPaths, node: LabNode, runner: str,
+             boot_words: list[str] | None = None) -> list[str]:
+    """chroot into the runner root and start its linux.uml with this node's disks and taps.
+
+    ``boot_words``: an appliance node's root and slot (boot_loader.Boot.kernel_words),
+    and any extra words for that boot.
+    """
     node_dir = paths.node_dir(node.name)
-    backing = GUEST_APPLIANCE_IMAGE if node.role is NodeRole.APPLIANCE else GUEST_INITIATOR_IMAGE
-    argv = [
-        CHROOT, runner, UML_IN_RUNNER,
-        f"mem={node.memory_mib}M",
-        f"ubd0={paths.guest_path(node_dir / 'root.cow')},{backing}",
-    ]
+    argv = [CHROOT, runner, BASH_IN_RUNNER, "-c", f'exec -a "$0" {UML_IN_RUNNER} "$@"',
+            REBOOT_PROGRAM, f"mem={node.memory_mib}M"]
+    if node.role is NodeRole.APPLIANCE:
+        if not boot_words:
+            raise ValueError(f"appliance node {node.name} needs the boot loader's root words")
+        argv.append(f"ubd0={paths.guest_path(node_dir / BOOT_DISK)}")
+        root_words = list(boot_words)
+    else:
+        argv.append(f"ubd0={paths.guest_path(node_dir / 'root.cow')},{GUEST_INITIATOR_IMAGE}")
+        root_words = ["root=/dev/ubda"]
     if node.data_disk_mib:
         argv.append(f"ubd1={paths.guest_path(node_dir / 'data.img')}")
     argv += [
-        "root=/dev/ubda", "rw",
+        *root_words, "rw",
         # Console 0 (kernel and systemd messages) goes to the node's console.log;
         # console 1 gets a pseudo-terminal with a login prompt for `console NODE`.
         "con=null", "con0=null,fd:1", "con1=pts", "ssl=null",

@@ -6,6 +6,7 @@ something restore it before they end, so the order of the tests does not matter.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import RECOVERY, fence_history, fenced_after
 from iscsiha_lab.topology import NetworkRole
 
+from iscsiha.errors import IscsihaError
 from lab_tests.scenarios.conftest import PYTHONPATH, REPO
 
 pytestmark = pytest.mark.lab
@@ -168,6 +170,58 @@ def test_kill_then_power_on(lab: Lab) -> None:
     assert cli(lab, "power-on", initiator).returncode == 0
     lab.wait_booted([initiator], 300.0)
     assert lab.exec(initiator, ["true"]).ok
+
+
+def boot_lines(lab: Lab, node: str) -> list[str]:
+    """The boot loader stand-in's choices in the node's console log, oldest first."""
+    text = lab.paths.console_log(node).read_text(errors="replace")
+    return re.findall(r"^--- iscsiha-lab: (boot: slot .*) ---$", text, re.MULTILINE)
+
+
+def test_an_appliance_boots_slot_a_of_its_boot_disk_and_reboots_through_the_stand_in(
+        lab: Lab) -> None:
+    """The boot disk as on a box (esp, root-a, root-b, found by name); a reboot the guest
+    does itself is a new boot the supervisor chooses again, as GRUB would."""
+    node = lab.topology.appliances[-1].name
+    disk = lab.exec(node, ["lsblk", "-rno", "NAME,PARTLABEL", "/dev/ubda"]).check().out.split()
+    assert disk == ["ubda", "ubda1", "esp", "ubda2", "root-a", "ubda3", "root-b"], disk
+    status = lab.exec(node, ["iscsiha", "upgrade", "status"]).check().out
+    assert "disk    ubda (booted from slot a)" in status, status
+    assert "trial   none armed" in status, status
+    before, choices = lab.node_process(node), len(boot_lines(lab, node))
+    assert before is not None
+    with contextlib.suppress(IscsihaError):  # the channel may go down with the guest
+        lab.exec(node, ["systemctl", "reboot"], timeout=30)
+    wait_for(f"{node} to reboot", lambda: (p := lab.node_process(node)) is not None
+             and p.pid != before.pid, timeout=180)
+    lab.wait_booted([node], 300.0)
+    assert boot_lines(lab, node)[choices:] == [
+        "boot: slot a (good, good a; block: trial none, tries 0)"]
+    cmdline = lab.exec(node, ["cat", "/proc/cmdline"]).check().out.split()
+    assert "root=/dev/ubda2" in cmdline and "iscsiha.slot=a" in cmdline
+    cluster.wait_formed(lab, 180.0, lambda m: None)
+
+
+def test_a_poweroff_in_the_guest_leaves_the_node_off(lab: Lab) -> None:
+    initiator = lab.topology.initiators[0].name
+    with contextlib.suppress(IscsihaError):
+        lab.exec(initiator, ["systemctl", "poweroff"], timeout=30)
+    wait_for(f"{initiator} to power off", lambda: lab.node_process(initiator) is None,
+             timeout=120)
+    time.sleep(3)  # a reboot would be booting by now
+    assert lab.status()["nodes"][initiator]["power"] == "off"
+    assert cli(lab, "power-on", initiator).returncode == 0
+    lab.wait_booted([initiator], 300.0)
+
+
+def test_trial_words_are_refused_for_an_initiator_and_for_the_stand_ins_own_words(
+        lab: Lab) -> None:
+    node = lab.topology.appliances[0].name
+    assert cli(lab, "trial-words", lab.topology.initiators[0].name, "--", "x=1").returncode == 1
+    refused = cli(lab, "trial-words", node, "--", "root=/dev/ubda3")
+    assert refused.returncode == 1 and "root=" in refused.stderr, refused.stderr
+    assert cli(lab, "trial-words", node, "--", "systemd.mask=x.service").returncode == 0
+    assert cli(lab, "trial-words", node).returncode == 0  # forgotten again
 
 
 def test_freeze_and_thaw(lab: Lab) -> None:

@@ -21,7 +21,7 @@ from iscsiha_lab.guest import GuestChannel
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.paths import LabImages, LabPaths
 from iscsiha_lab.topology import IFNAME_MAX, default_topology
-from iscsiha_lab.uml import AGENT_UNIT, uml_argv
+from iscsiha_lab.uml import AGENT_UNIT, REBOOT_PROGRAM, uml_argv
 
 from iscsiha.errors import IscsihaError, Secret
 from iscsiha.plan.corosync import corosync_conf
@@ -104,19 +104,26 @@ def test_bmc_config_listens_on_the_bmc_address_with_a_quoted_power_command() -> 
 
 def test_uml_command_line_carries_disks_taps_and_the_agent_unit() -> None:
     node = TOPOLOGY.node("san-a")
-    argv = uml_argv(TOPOLOGY, PATHS, node, "/runner")
-    assert argv[:3] == ["/usr/sbin/chroot", "/runner", "/usr/bin/linux.uml"]
-    assert "ubd0=/mnt/lab/nodes/san-a/root.cow,/mnt/appliance.img" in argv
+    boot = ["root=/dev/ubda3", "iscsiha.slot=b", "systemd.mask=x.service"]
+    argv = uml_argv(TOPOLOGY, PATHS, node, "/runner", boot)
+    # UML runs with argv[0] naming the reboot program, which its reboot executes.
+    assert argv[:6] == ["/usr/sbin/chroot", "/runner", "/bin/bash", "-c",
+                        'exec -a "$0" /usr/bin/linux.uml "$@"', REBOOT_PROGRAM]
+    assert "ubd0=/mnt/lab/nodes/san-a/boot.img" in argv
+    assert argv[argv.index(boot[0]):argv.index(boot[0]) + 4] == [*boot, "rw"]
     assert "ubd1=/mnt/lab/nodes/san-a/data.img" in argv
+    with pytest.raises(ValueError):
+        uml_argv(TOPOLOGY, PATHS, node, "/runner")  # an appliance boots what was chosen
     assert sum(a.startswith("vec") for a in argv) == len(node.networks)
     credential = next(a for a in argv if a.startswith("systemd.set_credential_binary="))
     unit = base64.b64decode(credential.split(":", 1)[1]).decode()
     assert "hostfs=/mnt/lab/nodes/san-a/share" in unit
     assert f"systemd.wants={AGENT_UNIT}" in argv
     # The kernel keeps at most COMMAND_LINE_SIZE bytes of it; stay well inside.
-    assert len(" ".join(argv[2:])) < 2048
+    assert len(" ".join(argv[6:])) < 2048
     initiator = uml_argv(TOPOLOGY, PATHS, TOPOLOGY.node("initiator"), "/runner")
     assert "ubd0=/mnt/lab/nodes/initiator/root.cow,/mnt/initiator.img" in initiator
+    assert "root=/dev/ubda" in initiator
     assert not any(a.startswith("ubd1=") for a in initiator)
 
 
