@@ -21,6 +21,7 @@ from iscsiha.commands.network import NetworkEnv
 from iscsiha.commands.targets import ClusterStatus, TargetStatus, VolumeStatus
 from iscsiha.commands.tiebreaker import TiebreakerAccess
 from iscsiha.commands.timeline import TimelineReport
+from iscsiha.commands.upgrade_pair import PairUpgrade
 from iscsiha.console.console import ConsoleShell
 from iscsiha.console.files import Backups, read_text, write_secret
 from iscsiha.console.state import Progress, State
@@ -28,6 +29,7 @@ from iscsiha.errors import IscsihaError
 from iscsiha.executors.networkd import Networkd
 from iscsiha.executors.runner import CommandResult, Runner
 from iscsiha.model.load import load_text
+from iscsiha.model.root_image import Manifest, Release
 from iscsiha.model.types import Config
 from tests.conftest import EXAMPLE
 
@@ -71,6 +73,7 @@ class FakeBackend:
     inits: list[tuple[InitRequest, TiebreakerAccess]] = field(default_factory=list)
     joins: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    upgrades: list[str] = field(default_factory=list)
     bootstrap_error: IscsihaError | None = None
     addresses: list[HeldAddress] = field(default_factory=list)
     timeline_report: TimelineReport = field(default_factory=lambda: TimelineReport(None, ()))
@@ -145,6 +148,15 @@ class FakeBackend:
         if self.bootstrap_error is not None:
             raise self.bootstrap_error
         return InitResult(TOKEN, "san", "san-a", node, 1_800_000_000.0, None)
+
+    def upgrade_pair(self, path: str, progress: Progress) -> PairUpgrade:
+        self.upgrades.append(path)
+        if self.bootstrap_error is not None:
+            raise self.bootstrap_error
+        progress("san-b: staged in slot b")
+        manifest = Manifest(Release("0.2.0", "abc", "0d9e8f7a-6b5c-5d4e-8f3a-2b1c0d9e8f7a"),
+                            1 << 20, "0" * 64)
+        return PairUpgrade(manifest, ("san-b",), (), "san-a")
 
     def root_shell(self) -> int:
         self.shells += 1

@@ -162,6 +162,17 @@ def test_replace_puts_the_dead_box_in_standby_and_prints_the_token(h: Harness) -
     assert "box-online" in h.err.getvalue()
 
 
+def test_upgrade_runs_the_pair_upgrade_and_prints_how_it_ended(h: Harness) -> None:
+    assert h.run("/cluster upgrade file=/var/tmp/iscsiha-root.img") == 0, h.err.getvalue()
+    assert h.backend.upgrades == ["/var/tmp/iscsiha-root.img"]
+    assert ("iscsiha 0.2.0 (commit abc): upgraded san-b; san-a reboots now and finishes "
+            "its part at boot") in h.out.getvalue()
+    h.backend.bootstrap_error = IscsihaError.single("upgrade-rolled-back", "node", "san-b",
+                                                    "running iscsiha 0.2.0", "back on slot a")
+    assert h.run("/cluster upgrade file=/var/tmp/iscsiha-root.img") == 1
+    assert "upgrade-rolled-back" in h.err.getvalue()
+
+
 def test_help_explains_init_and_join(h: Harness) -> None:
     assert h.run("/cluster help init") == 0
     text = h.out.getvalue()
