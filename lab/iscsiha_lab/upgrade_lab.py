@@ -25,13 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from iscsiha import __version__
-from iscsiha.executors.partitions import read_at
-from iscsiha.model.root_image import (
-    SUPERBLOCK_OFFSET,
-    SUPERBLOCK_SIZE,
-    ext4_superblock,
-    parse_manifest,
-)
+from iscsiha.model.root_image import parse_manifest
 from iscsiha_lab.faults import Scenario
 from iscsiha_lab.initiator import wait_for
 from iscsiha_lab.lab import Lab
@@ -56,21 +50,15 @@ def manifest_of(image: Path) -> dict[str, Any]:
     return data
 
 
-def _commit(repo: Path) -> str:
-    """HEAD, as image/build names the commit it built."""
-    def git(*argv: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *argv], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
-
-
 def next_image(repo: Path, current: Path, out: Path) -> Path:
-    """The next release's lab root in ``out``, built from ``repo`` unless a build of its
-    commit is already there; ``current`` is the lab root the boxes run now."""
+    """The next release's lab root in ``out``: built from ``repo`` unless one built from
+    the same commit as ``current`` (the lab root the boxes run, with its manifest) is
+    there already."""
     image = out / IMAGE
+    want = manifest_of(current)
     if image.exists() and Path(f"{image}.json").exists():
         have = manifest_of(image)
-        if have["commit"] == _commit(repo) and have["version"] == next_version():
+        if have["commit"] == want["commit"] and have["version"] == next_version():
             return image
     epoch = int(subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%ct"],
                                capture_output=True, text=True, check=True).stdout) + 1
@@ -79,10 +67,8 @@ def next_image(repo: Path, current: Path, out: Path) -> Path:
                     "--out", str(out)], check=True,
                    env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
     print(f"built the next release {next_version()} in {time.monotonic() - started:.0f} s")
-    running = ext4_superblock(read_at(str(current), SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE),
-                              str(current)).uuid
-    if manifest_of(image)["root_uuid"] == running:
-        raise CheckFailed(f"{image} has the running root's UUID {running}")
+    if manifest_of(image)["root_uuid"] == want["root_uuid"]:
+        raise CheckFailed(f"{image} has the running root's UUID {want['root_uuid']}")
     return image
 
 

@@ -22,6 +22,7 @@ from iscsiha_lab import faults, upgrade_lab
 from iscsiha_lab.initiator import Initiator
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import logout_all, prepare
+from iscsiha_lab.paths import LabImages
 
 from lab_tests.scenarios.conftest import REPO
 
@@ -32,9 +33,7 @@ PROBE_SECONDS = 2700  # the verifier's bound: the rolling upgrade of both boxes
 @pytest.fixture(scope="module")
 def next_root(lab: Lab) -> Path:
     out = Path(os.environ.get("ISCSIHA_LAB_NEXT_DIR", REPO / "image/out/next"))
-    state = lab.state
-    assert state is not None
-    return upgrade_lab.next_image(REPO, Path(state.image), out)
+    return upgrade_lab.next_image(REPO, LabImages.resolve(None, None, None).image, out)
 
 
 @pytest.fixture(scope="module")
