@@ -6,7 +6,7 @@ to the real executors (the CLI, the console and bootstrap build it; tests hand i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -70,8 +70,8 @@ class Boxes(Protocol):
 
     def forget(self, node: str) -> None: ...
 
-    def call_feeding(self, node: str, step: Step[Q, R], request: Q, source: str, size: int,
-                     progress: Callable[[int], None], timeout: float) -> R: ...
+    def call_feeding(self, node: str, step: Step[Q, R], request: Q, parts: Iterable[bytes],
+                     timeout: float) -> R: ...
 
 
 class LocalDrbd(Protocol):

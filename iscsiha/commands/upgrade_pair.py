@@ -32,6 +32,7 @@ from iscsiha.commands.upgrade_env import UpgradeEnv
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors.partitions import sha256_of
 from iscsiha.model.root_image import Manifest
+from iscsiha.protocol import frames
 from iscsiha.protocol import messages as m
 from iscsiha.status_report import Health, assess
 from iscsiha.views import format_report
@@ -136,10 +137,24 @@ def _upgrade_peer(cenv: ClusterEnv, boxes: Boxes, peer: str, path: str, manifest
                   progress: Progress, timeouts: Timeouts) -> None:
     r = manifest.release
     progress(f"{peer}: sending the new root ({manifest.size} bytes) into its standby slot")
-    staged = boxes.call_feeding(
-        peer, m.STAGE_ROOT, m.RootImage(r.version, r.commit, r.root_uuid, manifest.size,
-                                        manifest.sha256), path, manifest.size,
-        upgrade_stage.percent(progress, f"sent to {peer}", manifest.size), timeouts.send)
+    tick = upgrade_stage.percent(progress, f"sent to {peer}", manifest.size)
+    try:
+        with open(path, "rb", buffering=0) as image:
+            sent = 0
+
+            def read(n: int) -> bytes:
+                nonlocal sent
+                chunk = image.read(n)
+                sent += len(chunk)
+                tick(sent)
+                return chunk
+            staged = boxes.call_feeding(
+                peer, m.STAGE_ROOT, m.RootImage(r.version, r.commit, r.root_uuid,
+                                                manifest.size, manifest.sha256),
+                frames.encode(read, manifest.size, path), timeouts.send)
+    except OSError as exc:
+        raise IscsihaError.single("unreadable", "file", path, "a file root may read",
+                                  exc.strerror or str(exc)) from exc
     progress(f"{peer}: staged in slot {staged.slot}, read back, its state carried, trial "
              f"armed ({staged.seconds:.0f} s there)")
     _standby(cenv, peer, progress, timeouts)

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from iscsiha.commands import upgrade_carry
 from iscsiha.commands.upgrade_carry import Carried
@@ -156,16 +155,16 @@ def stage(env: UpgradeEnv, path: str, progress: Progress, carry: bool = True,
                               record_from, start)
 
 
-def stage_stream(env: UpgradeEnv, manifest: Manifest, stream: BinaryIO, progress: Progress,
-                 record_from: str | None = None) -> Staged:
-    """Stage an image arriving on ``stream`` (the other box sends it: stage-root), hashed
+def stage_stream(env: UpgradeEnv, manifest: Manifest, chunks: Iterator[bytes],
+                 progress: Progress, record_from: str | None = None) -> Staged:
+    """Stage an image arriving as ``chunks`` (the other box sends it: stage-root), hashed
     as it is written, then read back like a file's."""
     start = time.monotonic()
     with exclusive_or_refuse(LOCK, "upgrade command"):
         current, slot = _target(env, manifest, "the image sent")
 
         def write(device: str, tick: Callable[[int], None]) -> str | None:
-            return write_stream(stream, manifest.size, device, tick)
+            return write_stream(chunks, manifest.size, device, tick)
         return _write_and_arm(env, current, slot, manifest, write, progress, True,
                               record_from, start)
 

@@ -1,7 +1,8 @@
 """The node steps of the pair's rolling upgrade (protocol 2): the other box asks where
 this box's part stands, sends it the new root, and reboots it.
 
-stage-root's request line is followed on stdin by the image itself; this box checks
+stage-root's request line is followed on stdin by the image itself, in frames that
+send a chunk of zeros as its length (iscsiha.protocol.frames); this box checks
 the manifest the request carries as it would check a file's, writes the bytes
 straight into its standby slot (no copy on the root filesystem, which has no room for
 one), and arms the trial only if what arrived has the manifest's SHA-256 and reads
@@ -22,6 +23,7 @@ from iscsiha.executors import files
 from iscsiha.model import pair_upgrade
 from iscsiha.model.bootenv import checked_uuid
 from iscsiha.model.root_image import Manifest, Release
+from iscsiha.protocol import frames
 from iscsiha.protocol import messages as m
 
 SYSTEMD_RUN = "/usr/bin/systemd-run"
@@ -57,8 +59,8 @@ def stage_root(env: UpgradeEnv, req: m.RootImage, stream: BinaryIO,
                progress: Callable[[str], None] = _quiet) -> m.StagedRoot:
     manifest = Manifest(Release(req.version, req.commit, checked_uuid(req.root_uuid, "root_uuid")),
                         req.size, req.sha256)
-    staged = upgrade_stage.stage_stream(env, manifest, stream, progress,
-                                        record_from=__version__)
+    staged = upgrade_stage.stage_stream(env, manifest, frames.decode(stream.read, req.size),
+                                        progress, record_from=__version__)
     return m.StagedRoot(staged.slot, max(staged.seconds, 0.001))
 
 

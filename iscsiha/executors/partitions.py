@@ -14,7 +14,6 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
@@ -189,14 +188,14 @@ def sha256_of(path: str, size: int, progress: Progress, *, uncached: bool = Fals
     return digest.hexdigest()
 
 
-def write_stream(stream: BinaryIO, size: int, device: str, progress: Progress) -> str:
-    """Copy exactly ``size`` bytes from ``stream`` to the start of ``device``, then fsync;
-    the SHA-256 of what was written (the caller does not arm a slot whose image came
-    short or different)."""
+def write_stream(chunks: Iterator[bytes], size: int, device: str, progress: Progress) -> str:
+    """Write ``chunks`` (``size`` bytes in all, as they arrive) to the start of ``device``,
+    then fsync; the SHA-256 of what was written (the caller does not arm a slot whose
+    image came short or different)."""
     digest = hashlib.sha256()
 
     def hashed() -> Iterator[bytes]:
-        for chunk in _chunks(stream.read, size, "the image sent"):
+        for chunk in chunks:
             digest.update(chunk)
             yield chunk
     _write_chunks(hashed(), size, device, progress)

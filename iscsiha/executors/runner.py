@@ -7,14 +7,13 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from iscsiha.errors import IscsihaError
 
 log = logging.getLogger(__name__)
-FEED_CHUNK = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -93,18 +92,18 @@ class Runner:
             raise command_failed(result)
         return result
 
-    def feed(self, argv: Sequence[str], header: bytes, source: str, size: int,
-             progress: Callable[[int], None], timeout: float) -> CommandResult:
-        """Run a command with ``header`` then the first ``size`` bytes of ``source`` on its
-        stdin (a root image to the peer); ``progress`` gets the bytes sent so far.
+    def feed(self, argv: Sequence[str], parts: Iterable[bytes], timeout: float
+             ) -> CommandResult:
+        """Run a command with ``parts`` written one after the other on its stdin (a root
+        image to the peer).
 
-        A command that stops reading (it refused the header) ends the sending; its output
-        says why. The bound is checked between chunks: a peer that stops reading without
-        exiting is left to SSH's keepalive.
+        A command that stops reading (it refused what it got first) ends the sending; its
+        output says why. An error producing the parts stops the command. The bound is
+        checked between parts: a peer that stops reading without exiting is left to
+        SSH's keepalive.
         """
         args = _checked_argv(argv)
         start = time.monotonic()
-        sent = 0
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
                 proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=out, stderr=err)
@@ -113,26 +112,17 @@ class Runner:
                                           "an installed program", str(exc)) from exc
             assert proc.stdin is not None
             try:
-                with open(source, "rb", buffering=0) as src:
-                    proc.stdin.write(header)
-                    while sent < size:
-                        if time.monotonic() - start > timeout:
-                            proc.kill()
-                            break
-                        chunk = src.read(min(FEED_CHUNK, size - sent))
-                        if not chunk:
-                            break
-                        proc.stdin.write(chunk)
-                        sent += len(chunk)
-                        progress(sent)
+                for part in parts:
+                    if time.monotonic() - start > timeout:
+                        break
+                    proc.stdin.write(part)
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # the command stopped reading: its output tells why
-            except OSError as exc:
+            except BaseException:
                 proc.kill()
                 proc.wait()
-                raise IscsihaError.single("unreadable", "file", source, "a file root may read",
-                                          exc.strerror or str(exc)) from exc
+                raise
             try:
                 proc.wait(timeout=max(timeout - (time.monotonic() - start), 1.0))
             except subprocess.TimeoutExpired as exc:
@@ -146,8 +136,7 @@ class Runner:
                                    out.read().decode(errors="replace"),
                                    err.read().decode(errors="replace"),
                                    time.monotonic() - start)
-        log.debug("fed %d bytes of %s to %s: exit %d in %.3f s", sent, source, args,
-                  result.returncode, result.seconds)
+        log.debug("fed %s: exit %d in %.3f s", args, result.returncode, result.seconds)
         return result
 
     def interactive(self, argv: Sequence[str]) -> int:

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,6 +23,7 @@ from iscsiha.model import pair_upgrade
 from iscsiha.model.bootenv import BootEnv
 from iscsiha.model.pair_upgrade import Record
 from iscsiha.model.root_image import Release, parse_manifest
+from iscsiha.protocol import frames
 from iscsiha.protocol import messages as m
 from iscsiha.status_report import Health
 from tests.unit.root_images import sha256, write_artifact
@@ -98,7 +100,7 @@ def test_a_streamed_root_is_written_checked_recorded_carried_and_armed(
     manifest = parse_manifest(Path(f"{image}.json").read_text(), "json")
     r = manifest.release
     req = m.RootImage(r.version, r.commit, r.root_uuid, manifest.size, manifest.sha256)
-    staged = upgrade_steps.stage_root(env, req, io.BytesIO(Path(image).read_bytes()),
+    staged = upgrade_steps.stage_root(env, req, framed(Path(image).read_bytes()),
                                       lambda line: None)
     assert staged.slot == "b"
     assert sha256(tmp_path / "disk/root-b") == manifest.sha256
@@ -109,18 +111,44 @@ def test_a_streamed_root_is_written_checked_recorded_carried_and_armed(
     assert (tmp_path / "slot" / pair_upgrade.PATH.lstrip("/")).exists()
 
 
+def framed(data: bytes) -> io.BytesIO:
+    """The image as stage-root's stdin carries it after the request line."""
+    return io.BytesIO(b"".join(frames.encode(io.BytesIO(data).read, len(data), "img")))
+
+
+def test_an_image_travels_as_frames_with_zero_chunks_as_their_length_only() -> None:
+    data = bytes(frames.CHUNK) + b"\1" * frames.CHUNK + bytes(frames.CHUNK + 5)
+    sent = b"".join(frames.encode(io.BytesIO(data).read, len(data), "img"))
+    assert len(sent) == 4 * 9 + frames.CHUNK
+    assert b"".join(frames.decode(io.BytesIO(sent).read, len(data))) == data
+
+
+@pytest.mark.parametrize(("sent", "problem"), [
+    (b"X" + (5).to_bytes(8, "big") + b"12345", "bad-frame"),  # neither D nor Z
+    (b"Z" + (0).to_bytes(8, "big"), "bad-frame"),  # an empty frame
+    (b"Z" + (1 << 40).to_bytes(8, "big"), "bad-frame"),  # past the image's end
+    (b"D" + (10).to_bytes(8, "big") + b"12345", "truncated"),
+    (b"Z" + (5).to_bytes(8, "big"), "truncated"),  # frames end before the image does
+])
+def test_frames_that_do_not_add_up_to_the_image_are_refused(sent: bytes, problem: str) -> None:
+    with pytest.raises(IscsihaError) as exc:
+        b"".join(frames.decode(io.BytesIO(sent).read, 10))
+    assert code(exc) == [problem]
+
+
 @pytest.mark.parametrize(("cut", "bad", "first"), [
     (4096, False, "truncated"), (0, True, "corrupt-image")])
 def test_a_stream_short_or_different_from_its_manifest_is_never_armed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut: int, bad: bool,
         first: str) -> None:
     env, boot, data, req = _streamed(tmp_path, monkeypatch)
-    if cut:
-        data = data[:-cut]
     if bad:
         data = data[:5000] + bytes([data[5000] ^ 1]) + data[5001:]
+    stream = framed(data)
+    if cut:
+        stream = io.BytesIO(stream.getvalue()[:-cut])
     with pytest.raises(IscsihaError) as exc:
-        upgrade_steps.stage_root(env, req, io.BytesIO(data), lambda line: None)
+        upgrade_steps.stage_root(env, req, stream, lambda line: None)
     assert code(exc)[0] == first
     assert boot.written == [] and not Path(env.record_path).exists()
     if bad:
@@ -164,25 +192,35 @@ SINK = ("import sys, hashlib; line = sys.stdin.buffer.readline(); "
         "print(line.decode().strip(), len(data), hashlib.sha256(data).hexdigest())")
 
 
-def test_a_fed_command_gets_the_header_line_then_exactly_size_bytes(tmp_path: Path) -> None:
-    source = tmp_path / "img"
-    source.write_bytes(bytes(range(256)) * 40000)
-    done: list[int] = []
-    result = Runner().feed([sys.executable, "-c", SINK], b'{"a": 1}\n', str(source),
-                           9_000_000, done.append, 60.0)
-    digest = hashlib.sha256(source.read_bytes()[:9_000_000]).hexdigest()
-    assert result.ok and result.stdout == f'{{"a": 1}} 9000000 {digest}\n'
-    assert done[-1] == 9_000_000
+def test_a_fed_command_gets_every_part_in_order() -> None:
+    data = bytes(range(256)) * 40000
+    parts = [b'{"a": 1}\n', data[:1 << 20], data[1 << 20:]]
+    result = Runner().feed([sys.executable, "-c", SINK], parts, 60.0)
+    digest = hashlib.sha256(data).hexdigest()
+    assert result.ok and result.stdout == f'{{"a": 1}} {len(data)} {digest}\n'
 
 
-def test_a_command_that_stops_reading_ends_the_feeding_with_its_own_answer(
-        tmp_path: Path) -> None:
-    source = tmp_path / "img"
-    source.write_bytes(b"\0" * (32 << 20))
+def test_a_command_that_stops_reading_ends_the_feeding_with_its_own_answer() -> None:
     refuse = "import sys; sys.stdin.buffer.readline(); print('refused'); sys.exit(1)"
-    result = Runner().feed([sys.executable, "-c", refuse], b"{}\n", str(source), 32 << 20,
-                           lambda n: None, 60.0)
+    sent: list[int] = []
+
+    def parts() -> Iterator[bytes]:
+        yield b"{}\n"
+        for n in range(64):
+            sent.append(n)
+            yield bytes(1 << 20)
+    result = Runner().feed([sys.executable, "-c", refuse], parts(), 60.0)
     assert result.returncode == 1 and result.stdout.strip() == "refused"
+    assert len(sent) < 64  # it stopped sending
+
+
+def test_an_error_making_the_parts_stops_the_command() -> None:
+    def parts() -> Iterator[bytes]:
+        yield b"{}\n"
+        raise IscsihaError.single("unreadable", "file", "img", "a file root may read")
+    with pytest.raises(IscsihaError) as exc:
+        Runner().feed([sys.executable, "-c", SINK], parts(), 60.0)
+    assert code(exc) == ["unreadable"]
 
 
 # -- the orchestration ----------------------------------------------------------------------
@@ -236,10 +274,11 @@ class Pair:
     def forget(self, node: str) -> None:
         pass
 
-    def call_feeding(self, node: str, step: m.Step[Any, Any], request: Any, source: str,
-                     size: int, progress: Any, timeout: float) -> Any:
-        self.log.append(f"{step.name} {node} {request.version} {size}")
-        progress(size)
+    def call_feeding(self, node: str, step: m.Step[Any, Any], request: Any,
+                     parts: Iterator[bytes], timeout: float) -> Any:
+        size = sum(len(p) for p in parts)  # the frames: an 8 MiB image of mostly zeros
+        self.log.append(f"{step.name} {node} {request.version} {request.size}")
+        assert size < request.size
         return m.StagedRoot("b", 12.0)
 
 
