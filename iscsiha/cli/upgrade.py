@@ -20,6 +20,7 @@ from iscsiha.commands import (
     upgrade_resume,
     upgrade_stage,
     upgrade_status,
+    upgrade_steps,
 )
 from iscsiha.commands.upgrade_env import real_env
 from iscsiha.executors.systemd import Systemd
@@ -116,11 +117,19 @@ def _stage(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    st = upgrade_status.status(real_env(args.disk))
+    env = real_env(args.disk)
+    st = upgrade_status.status(env)
+    # The pair upgrade's record is this running box's, not a spare disk's.
+    record = upgrade_steps.read_record(env) if args.disk is None else None
     if args.json:
-        print(json.dumps(st.as_dict(), indent=2))
+        print(json.dumps({**st.as_dict(), "pair_upgrade": None if record is None else {
+            "state": record.state, "to": record.release.version,
+            "left_standby": record.left_standby, "note": record.note}}, indent=2))
     else:
         print("\n".join(upgrade_status.status_lines(st)))
+        if record is not None:
+            print(f"pair upgrade: {record.state} (to iscsiha {record.release.version})"
+                  + (f": {record.note}" if record.note else ""))
     return EXIT_OK
 
 
