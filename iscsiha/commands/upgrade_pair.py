@@ -95,7 +95,7 @@ def upgrade_pair(uenv: UpgradeEnv, cenv: ClusterEnv, path: str, progress: Progre
         return PairUpgrade(manifest, tuple(upgraded), (*skipped, here), None)
     progress(f"{here}: staging the new root in this box's standby slot")
     upgrade_stage.stage(uenv, path, progress, record_from=__version__)
-    _standby(cenv, here, progress, timeouts)
+    standby(cenv, here, True, timeouts.move, progress)
     progress(f"{here}: rebooting into the new root in {upgrade_steps.REBOOT_DELAY} s; it "
              "leaves standby by itself once healthy (`iscsiha upgrade status` shows how "
              "its part ended)")
@@ -129,10 +129,6 @@ def _preflight(cenv: ClusterEnv, boxes: Boxes, nodes: tuple[str, ...]
     return states
 
 
-def _standby(cenv: ClusterEnv, node: str, progress: Progress, timeouts: Timeouts) -> None:
-    standby(cenv, node, True, timeouts.move, progress)
-
-
 def _upgrade_peer(cenv: ClusterEnv, boxes: Boxes, peer: str, path: str, manifest: Manifest,
                   progress: Progress, timeouts: Timeouts) -> None:
     r = manifest.release
@@ -157,7 +153,7 @@ def _upgrade_peer(cenv: ClusterEnv, boxes: Boxes, peer: str, path: str, manifest
                                   exc.strerror or str(exc)) from exc
     progress(f"{peer}: staged in slot {staged.slot}, read back, its state carried, trial "
              f"armed ({staged.seconds:.0f} s there)")
-    _standby(cenv, peer, progress, timeouts)
+    standby(cenv, peer, True, timeouts.move, progress)
     boxes.call(peer, m.REBOOT, m.Nothing())
     progress(f"{peer}: rebooting into slot {staged.slot}")
     back = _wait_back(cenv, boxes, peer, progress, timeouts.back)

@@ -16,11 +16,10 @@ from typing import Literal
 
 from iscsiha.errors import IscsihaError, bounded, clip
 from iscsiha.model.bootenv import SLOTS, Slot
-from iscsiha.model.root_image import Release, parse_release
+from iscsiha.model.root_image import KIND, MANIFEST_FORMAT, Release, json_object, release_of
 
 PATH = "/var/lib/iscsiha/pair-upgrade.json"
 FORMAT = 1
-TEXT_MAX = 16384
 NOTE_MAX = 2000
 State = Literal["staged", "upgraded", "rolled-back"]
 STATES: tuple[State, ...] = ("staged", "upgraded", "rolled-back")
@@ -38,21 +37,14 @@ class Record:
 
 def record_json(record: Record) -> str:
     data = asdict(record)
-    data["release"] = {"format": 1, "kind": "iscsiha-root", **asdict(record.release)}
+    data["release"] = {"format": MANIFEST_FORMAT, "kind": KIND, **asdict(record.release)}
     return json.dumps({"format": FORMAT, **data}, indent=2) + "\n"
 
 
 def parse_record(text: str, where: str) -> Record:
     """The record as written by record_json; anything else is refused, naming the field."""
-    if len(text) > TEXT_MAX:
-        raise IscsihaError.single("bad-upgrade-record", "file", where,
-                                  f"at most {TEXT_MAX} bytes", f"{len(text)} bytes")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise IscsihaError.single("bad-upgrade-record", "file", where, "JSON",
-                                  f"not JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    data = json_object(text, where, "a pair-upgrade record", "bad-upgrade-record")
+    if data.get("format") != FORMAT:
         raise IscsihaError.single("bad-upgrade-record", "file", where,
                                   f"a JSON object of format {FORMAT}", clip(text.strip(), 80))
     state, slot = data.get("state"), data.get("slot")
@@ -62,7 +54,11 @@ def parse_record(text: str, where: str) -> Record:
     if slot not in SLOTS:
         raise IscsihaError.single("bad-upgrade-record", f"{where}: slot", bounded(slot),
                                   "a or b")
-    release = parse_release(json.dumps(data.get("release")), f"{where}: release")
+    release_data = data.get("release")
+    if not isinstance(release_data, dict):
+        raise IscsihaError.single("bad-upgrade-record", f"{where}: release",
+                                  bounded(release_data), "a release (JSON object)")
+    release = release_of(release_data, f"{where}: release")
     from_version, note, left = data.get("from_version"), data.get("note"), data.get(
         "left_standby")
     if not isinstance(from_version, str) or not 0 < len(from_version) <= 64:

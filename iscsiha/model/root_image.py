@@ -65,17 +65,19 @@ def parse_sha256_file(text: str, where: str) -> str:
     return found.group(0)
 
 
-def _json_object(text: str, where: str, what: str) -> dict[str, object]:
+def json_object(text: str, where: str, what: str, code: str = "bad-manifest"
+                ) -> dict[str, object]:
+    """A small JSON object from a file; ``code`` names the refusal."""
     if len(text) > _TEXT_MAX:
-        raise IscsihaError.single("bad-manifest", "file", where,
+        raise IscsihaError.single(code, "file", where,
                                   f"{what} of at most {_TEXT_MAX} bytes", f"{len(text)} bytes")
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise IscsihaError.single("bad-manifest", "file", where, f"{what} (JSON)",
+        raise IscsihaError.single(code, "file", where, f"{what} (JSON)",
                                   f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise IscsihaError.single("bad-manifest", "file", where, f"{what}: a JSON object",
+        raise IscsihaError.single(code, "file", where, f"{what}: a JSON object",
                                   f"is a {type(data).__name__}")
     return data
 
@@ -88,7 +90,8 @@ def _field(data: dict[str, object], key: str, kind: type, where: str) -> object:
     return value
 
 
-def _release(data: dict[str, object], where: str) -> Release:
+def release_of(data: dict[str, object], where: str) -> Release:
+    """The release a manifest or release file names (format, kind, version, commit, UUID)."""
     if data.get("format") != MANIFEST_FORMAT or data.get("kind") != KIND:
         raise IscsihaError.single("bad-manifest", f"{where}: format, kind",
                                   bounded([data.get("format"), data.get("kind")]),
@@ -107,12 +110,12 @@ def _release(data: dict[str, object], where: str) -> Release:
 
 
 def parse_release(text: str, where: str) -> Release:
-    return _release(_json_object(text, where, "a release file"), where)
+    return release_of(json_object(text, where, "a release file"), where)
 
 
 def parse_manifest(text: str, where: str) -> Manifest:
-    data = _json_object(text, where, "an upgrade manifest")
-    release = _release(data, where)
+    data = json_object(text, where, "an upgrade manifest")
+    release = release_of(data, where)
     size = _field(data, "size", int, where)
     assert isinstance(size, int)
     if size <= 0:
