@@ -5,8 +5,10 @@ From either box, the other box first, then this one; for each:
 1. the new root is staged in its standby slot (sent over the peer channel to the other
    box, which hashes it as it arrives, reads it back, carries its state and arms one
    trial boot), with a record of the upgrade (iscsiha.model.pair_upgrade);
-2. the box goes into standby: its targets move to the other box, each with the pause
-   of a planned move;
+2. its targets move to the other box, as `target move` moves them (a planned move's
+   pause), and then the box goes into standby, which then stops only what a box runs
+   beside its targets: standby alone would stop the box's DRBD in the same transition
+   and hold each promotion on the other box until then (docs/upgrade.md);
 3. it reboots into the trial. iscsiha-boot-good.service marks the new root good once
    the box is healthy, or reboots, and GRUB boots the old root again;
 4. iscsiha-upgrade-resume.service, on whichever root came up, records how it ended and
@@ -27,7 +29,7 @@ from iscsiha import __version__
 from iscsiha.commands import upgrade_stage, upgrade_steps
 from iscsiha.commands.cluster_env import Boxes, ClusterEnv
 from iscsiha.commands.standby import standby
-from iscsiha.commands.targets import live_status
+from iscsiha.commands.targets import GROUP_PREFIX, live_status, status
 from iscsiha.commands.upgrade_env import UpgradeEnv
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors.partitions import sha256_of
@@ -95,7 +97,7 @@ def upgrade_pair(uenv: UpgradeEnv, cenv: ClusterEnv, path: str, progress: Progre
         return PairUpgrade(manifest, tuple(upgraded), (*skipped, here), None)
     progress(f"{here}: staging the new root in this box's standby slot")
     upgrade_stage.stage(uenv, path, progress, record_from=__version__)
-    standby(cenv, here, True, timeouts.move, progress)
+    _vacate(cenv, here, progress, timeouts.move)
     progress(f"{here}: rebooting into the new root in {upgrade_steps.REBOOT_DELAY} s; it "
              "leaves standby by itself once healthy (`iscsiha upgrade status` shows how "
              "its part ended)")
@@ -129,6 +131,25 @@ def _preflight(cenv: ClusterEnv, boxes: Boxes, nodes: tuple[str, ...]
     return states
 
 
+def _vacate(cenv: ClusterEnv, node: str, progress: Progress, timeout: float) -> None:
+    """Move ``node``'s targets to the other box, then put ``node`` in standby; the moves'
+    temporary preferences go either way (standby keeps the targets away)."""
+    state = status(cenv.pacemaker)
+    away = [n for n, up in state.nodes if up and n != node]
+    leaving = [GROUP_PREFIX + t.name for t in state.targets if node in t.running_on]
+    try:
+        if leaving and away:
+            progress(f"{node}: moving {', '.join(g[len(GROUP_PREFIX):] for g in leaving)} "
+                     f"to {away[0]}")
+            for gid in leaving:
+                cenv.pacemaker.move(gid, away[0])
+            cenv.pacemaker.wait(timeout)
+        standby(cenv, node, True, timeout, progress)
+    finally:
+        for gid in leaving:
+            cenv.pacemaker.clear(gid)
+
+
 def _upgrade_peer(cenv: ClusterEnv, boxes: Boxes, peer: str, path: str, manifest: Manifest,
                   progress: Progress, timeouts: Timeouts) -> None:
     r = manifest.release
@@ -153,7 +174,7 @@ def _upgrade_peer(cenv: ClusterEnv, boxes: Boxes, peer: str, path: str, manifest
                                   exc.strerror or str(exc)) from exc
     progress(f"{peer}: staged in slot {staged.slot}, read back, its state carried, trial "
              f"armed ({staged.seconds:.0f} s there)")
-    standby(cenv, peer, True, timeouts.move, progress)
+    _vacate(cenv, peer, progress, timeouts.move)
     boxes.call(peer, m.REBOOT, m.Nothing())
     progress(f"{peer}: rebooting into slot {staged.slot}")
     back = _wait_back(cenv, boxes, peer, progress, timeouts.back)

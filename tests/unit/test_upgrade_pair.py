@@ -16,6 +16,7 @@ import pytest
 
 from iscsiha.commands import upgrade_pair, upgrade_resume, upgrade_stage, upgrade_steps
 from iscsiha.commands.cluster_env import ClusterEnv
+from iscsiha.commands.targets import ClusterStatus, TargetStatus
 from iscsiha.commands.upgrade_env import UpgradeEnv
 from iscsiha.errors import PARTLY_APPLIED, IscsihaError
 from iscsiha.executors.runner import Runner
@@ -290,8 +291,8 @@ def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pair, str, li
     health = [Health.HEALTHY]
     monkeypatch.setattr(upgrade_pair, "live_status", lambda env, sessions: None)
     monkeypatch.setattr(upgrade_pair, "assess", lambda st: (health[0], ("why",)))
-    monkeypatch.setattr(upgrade_pair, "standby", lambda env, node, on, timeout, progress:
-                        boxes.log.append(f"standby {node} {on}"))
+    monkeypatch.setattr(upgrade_pair, "_vacate", lambda env, node, progress, timeout:
+                        boxes.log.append(f"standby {node} True"))
     monkeypatch.setattr(upgrade_stage, "stage", lambda env, path, progress, **kw:
                         boxes.log.append(f"stage here {kw}"))
     monkeypatch.setattr(upgrade_steps, "reboot", lambda runner: boxes.log.append("reboot here"))
@@ -386,6 +387,52 @@ def test_a_corrupt_image_is_refused_before_anything_is_sent(
         upgrade_pair.upgrade_pair(cast(UpgradeEnv, None), _env(boxes), image, said.append)
     assert code(exc) == ["corrupt-image"]
     assert all(e.startswith("upgrade-state") for e in boxes.log)
+
+
+class Pacemaker:
+    def __init__(self, log: list[str], wait_fails: bool = False) -> None:
+        self.log = log
+        self.wait_fails = wait_fails
+
+    def move(self, gid: str, node: str) -> None:
+        self.log.append(f"move {gid} {node}")
+
+    def wait(self, timeout: float) -> None:
+        self.log.append("wait")
+        if self.wait_fails:
+            raise IscsihaError.single("cluster-busy", "cluster", 1, "settled")
+
+    def clear(self, gid: str) -> None:
+        self.log.append(f"clear {gid}")
+
+
+def _serving(monkeypatch: pytest.MonkeyPatch, log: list[str]) -> None:
+    targets = tuple(TargetStatus(n, f"iqn.x:{n}", (on,), "san-b", "auto", True)
+                    for n, on in (("alpha", "san-a"), ("beta", "san-b"), ("gamma", "san-b")))
+    monkeypatch.setattr(upgrade_pair, "status", lambda pacemaker: ClusterStatus(
+        (("san-a", True), ("san-b", True)), targets, ()))
+    monkeypatch.setattr(upgrade_pair, "standby", lambda env, node, on, timeout, progress:
+                        log.append(f"standby {node} {on}"))
+
+
+def test_a_box_s_targets_move_as_planned_moves_before_it_goes_into_standby(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[str] = []
+    _serving(monkeypatch, log)
+    env = cast(ClusterEnv, type("Env", (), {"pacemaker": Pacemaker(log)})())
+    upgrade_pair._vacate(env, "san-b", lambda line: None, 300.0)
+    assert log == ["move target-beta san-a", "move target-gamma san-a", "wait",
+                   "standby san-b True", "clear target-beta", "clear target-gamma"]
+
+
+def test_the_moves_preferences_go_when_the_moves_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    log: list[str] = []
+    _serving(monkeypatch, log)
+    env = cast(ClusterEnv, type("Env", (), {"pacemaker": Pacemaker(log, wait_fails=True)})())
+    with pytest.raises(IscsihaError):
+        upgrade_pair._vacate(env, "san-b", lambda line: None, 300.0)
+    assert log[-2:] == ["clear target-beta", "clear target-gamma"]
+    assert "standby san-b True" not in log
 
 
 # -- at boot ----------------------------------------------------------------------------------

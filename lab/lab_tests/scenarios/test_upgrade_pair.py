@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iscsiha_lab import faults, upgrade_lab
+from iscsiha_lab import faults, timeline, upgrade_lab
 from iscsiha_lab.initiator import Initiator
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import logout_all, prepare
@@ -52,6 +52,12 @@ def _run(lab: Lab, pair: tuple[Initiator, list[str]], name: str,
                                       if k not in ("timeline", "steps")}, sort_keys=True))
     print("the command's steps (s after it began):\n" + "\n".join(
         f"{at:6d}  {what}" for at, what in result["steps"]))
+    # Where the longest pause went: the journals' phases from 30 s before it.
+    since = result["gap_from_wall"] - 30
+    around = [r for r in timeline.rows(lab, since)
+              if r["t"] <= result["gap_to_wall"] - since + 5]
+    print(f"the longest pause ({result['max_gap_s']} s), s after 30 s before it began:\n"
+          + timeline.table(around))
     return result
 
 
