@@ -23,8 +23,10 @@ from iscsiha.commands import (
     upgrade_steps,
 )
 from iscsiha.commands.upgrade_env import real_env
+from iscsiha.errors import IscsihaError
 from iscsiha.executors.systemd import Systemd
 from iscsiha.model.names import check_timeout
+from iscsiha.views import format_report
 
 EXIT_OK, EXIT_REFUSED = 0, 1
 RESUME_TIMEOUT = 1200.0  # a box's boot to online in the cluster, with its peer's help
@@ -119,17 +121,27 @@ def _stage(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     env = real_env(args.disk)
     st = upgrade_status.status(env)
-    # The pair upgrade's record is this running box's, not a spare disk's.
-    record = upgrade_steps.read_record(env) if args.disk is None else None
+    # The pair upgrade's record is this running box's, not a spare disk's. A damaged
+    # one is reported, and the slots are still shown.
+    record, problem = None, None
+    if args.disk is None:
+        try:
+            record = upgrade_steps.read_record(env)
+        except IscsihaError as exc:
+            problem = format_report(exc.reports[0]).splitlines()[0]
+    pair: dict[str, object] | None = None if record is None else {
+        "state": record.state, "to": record.release.version,
+        "left_standby": record.left_standby, "note": record.note}
     if args.json:
-        print(json.dumps({**st.as_dict(), "pair_upgrade": None if record is None else {
-            "state": record.state, "to": record.release.version,
-            "left_standby": record.left_standby, "note": record.note}}, indent=2))
+        print(json.dumps({**st.as_dict(), "pair_upgrade": pair or (
+            {"problem": problem} if problem else None)}, indent=2))
     else:
         print("\n".join(upgrade_status.status_lines(st)))
         if record is not None:
             print(f"pair upgrade: {record.state} (to iscsiha {record.release.version})"
                   + (f": {record.note}" if record.note else ""))
+        elif problem:
+            print(f"pair upgrade: unreadable record: {problem}")
     return EXIT_OK
 
 
