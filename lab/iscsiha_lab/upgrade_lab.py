@@ -72,6 +72,14 @@ def next_image(repo: Path, current: Path, out: Path) -> Path:
     return image
 
 
+def next_for(repo: Path) -> Path:
+    """next_image for the lab's image (ISCSIHA_LAB_IMAGE, else image/out's) into
+    ISCSIHA_LAB_NEXT_DIR, else image/out/next."""
+    current = Path(os.environ.get("ISCSIHA_LAB_IMAGE") or repo / "image/out" / IMAGE)
+    out = Path(os.environ.get("ISCSIHA_LAB_NEXT_DIR") or repo / "image/out/next")
+    return next_image(repo, current, out)
+
+
 def offer(lab: Lab, node: str, image: Path) -> str:
     """The image and its sidecars in the node's share folder (hard links: nothing is
     copied); the path the node reads them at."""
@@ -196,3 +204,14 @@ def upgrade_with_a_failed_trial(lab: Lab, image: Path, here: str = "san-a") -> d
 def scenario(action: Callable[[Lab, Path], dict[str, Any]], image: Path) -> Scenario:
     """``action`` on ``image`` as a scenario for iscsiha_lab.faults.run."""
     return lambda lab, _initiator: action(lab, image)
+
+
+def main() -> int:
+    """`python3 -m iscsiha_lab.upgrade_lab`: the next release built ahead (tools/test
+    does it in the background, so test_upgrade_pair finds it ready)."""
+    print(next_for(Path(__file__).resolve().parents[2]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

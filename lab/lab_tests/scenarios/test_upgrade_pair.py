@@ -12,7 +12,6 @@ release its peer runs. With -s it prints the command's timed steps and the pause
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from iscsiha_lab import faults, timeline, upgrade_lab
 from iscsiha_lab.initiator import Initiator
 from iscsiha_lab.lab import Lab
 from iscsiha_lab.pair import logout_all, prepare
-from iscsiha_lab.paths import LabImages
 
 from lab_tests.scenarios.conftest import REPO
 
@@ -32,8 +30,7 @@ PROBE_SECONDS = 2700  # the verifier's bound: the rolling upgrade of both boxes
 
 @pytest.fixture(scope="module")
 def next_root(lab: Lab) -> Path:
-    out = Path(os.environ.get("ISCSIHA_LAB_NEXT_DIR", REPO / "image/out/next"))
-    return upgrade_lab.next_image(REPO, LabImages.resolve(None, None, None).image, out)
+    return upgrade_lab.next_for(REPO)
 
 
 @pytest.fixture(scope="module")
