@@ -17,12 +17,11 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from iscsiha import __version__, audit
 from iscsiha.alerts import config as alert_settings
-from iscsiha.commands import support_bundle, upgrade_env
-from iscsiha.commands.upgrade_env import UpgradeEnv
+from iscsiha.commands import support_bundle
 from iscsiha.errors import IscsihaError, Report
 from iscsiha.executors import files, journal
 from iscsiha.executors.audit_log import AUDIT_DIR, AuditLog
@@ -46,9 +45,19 @@ from iscsiha.protocol import codec
 from iscsiha.protocol import messages as m
 from iscsiha.protocol.version import THIS_BUILD, Speaks
 
+if TYPE_CHECKING:
+    from iscsiha.commands.upgrade_env import UpgradeEnv
+
 SECRETS_DIR = "/var/lib/pacemaker/lrm/secrets"  # where Pacemaker resolves lrm:// values
 DESIRED_PATH = "/etc/iscsiha/desired.toml"
 DESIRED_MODE = RESOURCE_MODE = SECRET_MODE = 0o600  # they all hold secrets
+
+
+def _real_upgrade_env() -> UpgradeEnv:
+    """This box's boot disk, imported when an upgrade step runs: every other step's
+    start stays free of the upgrade modules."""
+    from iscsiha.commands import upgrade_env
+    return upgrade_env.real_env()
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class Box:
     wall_clock: Callable[[], float] = time.time
     alerts_group: str | None = alert_settings.GROUP  # None: the writer's own (tests)
     stream: BinaryIO | None = None  # stdin after the request line (stage-root)
-    upgrade_env: Callable[[], UpgradeEnv] = upgrade_env.real_env
+    upgrade_env: Callable[[], UpgradeEnv] = _real_upgrade_env
 
     def resource_path(self, target: str) -> str:
         return os.path.join(self.drbd_dir, f"{target}.res")

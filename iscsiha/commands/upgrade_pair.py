@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from iscsiha import __version__
 from iscsiha.commands import upgrade_stage, upgrade_steps
-from iscsiha.commands.cluster_env import Boxes, ClusterEnv
+from iscsiha.commands.cluster_env import Boxes, Clock, ClusterEnv
 from iscsiha.commands.standby import standby
 from iscsiha.commands.targets import GROUP_PREFIX, live_status, status
 from iscsiha.commands.upgrade_env import UpgradeEnv
@@ -40,6 +41,7 @@ from iscsiha.status_report import Health, assess
 from iscsiha.views import format_report
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 POLL = 5.0
 REPORT_EVERY = 30.0  # seconds between two progress lines while waiting
 
@@ -191,48 +193,56 @@ def _upgrade_peer(cenv: ClusterEnv, boxes: Boxes, peer: str, path: str, manifest
     _wait_healthy(cenv, progress, timeouts.healthy)
 
 
+def poll(clock: Clock, check: Callable[[], tuple[T | None, str]], timeout: float,
+         progress: Progress, failure: Callable[[str], IscsihaError]) -> T:
+    """``check()`` until it gives a value, saying every REPORT_EVERY seconds why not yet;
+    past ``timeout``, ``failure`` of the last why."""
+    start = said = clock.monotonic()
+    while True:
+        value, why = check()
+        if value is not None:
+            return value
+        now = clock.monotonic()
+        if now - start >= timeout:
+            raise failure(why)
+        if now - said >= REPORT_EVERY:
+            progress(f"{why} ({now - start:.0f} s)")
+            said = now
+        clock.sleep(POLL)
+
+
+def first_line(exc: IscsihaError) -> str:
+    return format_report(exc.reports[0]).splitlines()[0]
+
+
 def _wait_back(cenv: ClusterEnv, boxes: Boxes, peer: str, progress: Progress,
                timeout: float) -> m.UpgradeState:
     """The peer's state once its part is settled (its resume service ran)."""
-    start = cenv.clock.monotonic()
-    said = start
-    why = "rebooting"
-    while True:
+    def check() -> tuple[m.UpgradeState | None, str]:
         boxes.forget(peer)  # it may answer from another release now
         try:
             st = boxes.call(peer, m.UPGRADE_STATE, m.Nothing(), timeout=30.0)
-            if st.record in ("upgraded", "rolled-back"):
-                return st
-            why = f"up, iscsiha {st.release}, slot {st.booted}, trial {st.trial}"
         except IscsihaError as exc:
-            why = "not answering yet (" + format_report(exc.reports[0]).splitlines()[0][:120] + ")"
-        now = cenv.clock.monotonic()
-        if now - start >= timeout:
-            raise IscsihaError.single(
-                "upgrade-not-back", "node", peer, f"back within {timeout:.0f} s", why)
-        if now - said >= REPORT_EVERY:
-            progress(f"{peer}: {why} ({now - start:.0f} s)")
-            said = now
-        cenv.clock.sleep(POLL)
+            return None, f"{peer}: not answering yet ({first_line(exc)[:120]})"
+        if st.record in ("upgraded", "rolled-back"):
+            return st, ""
+        return None, f"{peer}: up, iscsiha {st.release}, slot {st.booted}, trial {st.trial}"
+    return poll(cenv.clock, check, timeout, progress, lambda why: IscsihaError.single(
+        "upgrade-not-back", "node", peer, f"back within {timeout:.0f} s", why))
 
 
 def _wait_healthy(cenv: ClusterEnv, progress: Progress, timeout: float) -> None:
-    start = cenv.clock.monotonic()
-    said = start
-    while True:
+    seen = [Health.UNKNOWN]
+
+    def check() -> tuple[bool | None, str]:
         try:
             health, reasons = assess(live_status(cenv, sessions=False))
         except IscsihaError as exc:
-            health, reasons = Health.UNKNOWN, (format_report(exc.reports[0]).splitlines()[0],)
+            health, reasons = Health.UNKNOWN, (first_line(exc),)
+        seen[0] = health
         if health is Health.HEALTHY:
-            progress("the pair is healthy again: in sync, targets placed by their policy")
-            return
-        now = cenv.clock.monotonic()
-        if now - start >= timeout:
-            raise IscsihaError.single("pair-not-healthy", "cluster", health.word,
-                                      f"healthy within {timeout:.0f} s", "; ".join(reasons))
-        if now - said >= REPORT_EVERY:
-            progress(f"waiting for the pair to be healthy: {'; '.join(reasons)} "
-                     f"({now - start:.0f} s)")
-            said = now
-        cenv.clock.sleep(POLL)
+            return True, ""
+        return None, f"waiting for the pair to be healthy: {'; '.join(reasons)}"
+    poll(cenv.clock, check, timeout, progress, lambda why: IscsihaError.single(
+        "pair-not-healthy", "cluster", seen[0].word, f"healthy within {timeout:.0f} s", why))
+    progress("the pair is healthy again: in sync, targets placed by their policy")

@@ -16,15 +16,14 @@ from iscsiha.commands.cluster_env import ClusterEnv
 from iscsiha.commands.standby import standby
 from iscsiha.commands.targets import status
 from iscsiha.commands.upgrade_env import UpgradeEnv
+from iscsiha.commands.upgrade_pair import first_line, poll
 from iscsiha.commands.upgrade_steps import read_record
 from iscsiha.errors import IscsihaError
 from iscsiha.executors import files
 from iscsiha.model import pair_upgrade
 from iscsiha.model.pair_upgrade import Record
-from iscsiha.views import format_report
 
 Progress = Callable[[str], None]
-POLL = 5.0
 
 
 def resume(uenv: UpgradeEnv, cenv: ClusterEnv, node: str, timeout: float,
@@ -48,8 +47,7 @@ def resume(uenv: UpgradeEnv, cenv: ClusterEnv, node: str, timeout: float,
         standby(cenv, node, False, timeout, progress)
     except IscsihaError as exc:
         failed = Record(done.state, done.slot, done.release, done.from_version, False,
-                        f"{done.note}; still in standby: "
-                        f"{format_report(exc.reports[0]).splitlines()[0]}")
+                        f"{done.note}; still in standby: {first_line(exc)}")
         _save(uenv, failed)
         raise
     settled = Record(done.state, done.slot, done.release, done.from_version, True,
@@ -65,21 +63,13 @@ def _save(uenv: UpgradeEnv, record: Record) -> None:
 def _wait_online(cenv: ClusterEnv, node: str, timeout: float, progress: Progress) -> None:
     """Until Pacemaker shows ``node`` online with quorum (the standby attribute can then be
     changed and acted on)."""
-    deadline = cenv.clock.monotonic() + timeout
-    said = False
-    while True:
-        why = "the cluster cannot be asked yet"
+    def check() -> tuple[bool | None, str]:
         try:
             state = status(cenv.pacemaker)
-            if (node, True) in state.nodes and state.quorate:
-                return
-            why = f"{node} is not online with quorum yet"
         except IscsihaError as exc:
-            why = format_report(exc.reports[0]).splitlines()[0]
-        if cenv.clock.monotonic() >= deadline:
-            raise IscsihaError.single("not-online", "node", node,
-                                      f"online in the cluster within {timeout:.0f} s", why)
-        if not said:
-            progress(f"waiting for {node} to be online in the cluster ({why})")
-            said = True
-        cenv.clock.sleep(POLL)
+            return None, f"waiting for {node} to be online in the cluster ({first_line(exc)})"
+        if (node, True) in state.nodes and state.quorate:
+            return True, ""
+        return None, f"waiting for {node} to be online in the cluster with quorum"
+    poll(cenv.clock, check, timeout, progress, lambda why: IscsihaError.single(
+        "not-online", "node", node, f"online in the cluster within {timeout:.0f} s", why))

@@ -38,11 +38,14 @@ def _quiet(message: str) -> None:
 
 def state(env: UpgradeEnv, read: Callable[[str], bytes | None] = files.read
           ) -> m.UpgradeState:
-    st = upgrade_status.status(env)
+    # The other box polls this while it waits: the boot block and one superblock, not
+    # each slot's release file (debugfs) as `upgrade status` reads them.
+    current = env.boot_env.read()
+    good_fs = env.filesystem(current.good)
     record = read_record(env, read)
-    good = next(s for s in st.slots if s.slot == st.good)
     return m.UpgradeState(
-        __version__, st.booted, st.good, good.filesystem_uuid, st.trial_state,
+        __version__, env.booted, current.good, good_fs.uuid if good_fs else None,
+        upgrade_status.trial_state(current, env.booted),
         record.state if record else "none", record.release.version if record else None,
         record.left_standby if record else False, record.note if record else "")
 

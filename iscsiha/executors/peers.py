@@ -60,22 +60,14 @@ class Boxes:
     def call(self, node: str, step: Step[Q, R], request: Q, timeout: float = 300.0) -> R:
         """Run ``iscsiha node STEP`` on ``node``, in the newest protocol both boxes
         serve; its reply, decoded and checked."""
-        protocol = None  # this box: its own
-        if node != self.here:
-            peer = self.hello(node, timeout)  # a hung peer costs the caller's bound, once
-            protocol = self.speaks.common(Speaks(peer.oldest, peer.newest), node, peer.release)
-            self.speaks.step(step.name, step.since, protocol, f"node {node} (iscsiha "
-                             f"{peer.release})")
+        protocol = None if node == self.here else self._protocol(node, step, timeout)
         return self._run(node, step, request, protocol, timeout)
 
     def call_feeding(self, node: str, step: Step[Q, R], request: Q, parts: Iterable[bytes],
                      timeout: float) -> R:
         """A step on the other box whose request line is followed on its stdin by
         ``parts`` (iscsiha.executors.runner.Runner.feed)."""
-        peer = self.hello(node, timeout)
-        protocol = self.speaks.common(Speaks(peer.oldest, peer.newest), node, peer.release)
-        self.speaks.step(step.name, step.since, protocol, f"node {node} (iscsiha "
-                         f"{peer.release})")
+        protocol = self._protocol(node, step, timeout)
         # Keepalives: a peer that dies mid-stream ends SSH, and with it the sending.
         # AES-GCM first: CPUs do it in hardware, and this is gigabytes.
         argv = self._argv(node, step, protocol, [
@@ -84,6 +76,15 @@ class Boxes:
         header = (codec.dumps(request) + "\n").encode()
         result = self._runner.feed(argv, itertools.chain([header], parts), timeout)
         return self._reply(node, step, result)
+
+    def _protocol(self, node: str, step: Step[Q, R], timeout: float) -> int:
+        """The protocol to write ``step`` in to the other box ``node``; refused when that
+        box's release does not have the step."""
+        peer = self.hello(node, timeout)  # a hung peer costs the caller's bound, once
+        protocol = self.speaks.common(Speaks(peer.oldest, peer.newest), node, peer.release)
+        self.speaks.step(step.name, step.since, protocol, f"node {node} (iscsiha "
+                         f"{peer.release})")
+        return protocol
 
     def _argv(self, node: str, step: Step[Q, R], protocol: int | None,
               ssh_options: Sequence[str] = ()) -> list[str]:

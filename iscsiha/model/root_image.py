@@ -28,9 +28,9 @@ SUPERBLOCK_OFFSET = 1024  # ext2/3/4: the primary superblock, 1024 bytes long
 SUPERBLOCK_SIZE = 1024
 _EXT4_MAGIC = 0xEF53
 _INCOMPAT_64BIT = 0x80
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
 _TEXT_MAX = 4096  # a manifest or release file is a few hundred bytes
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~_-]{0,63}")  # a version or a commit id
+WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~_-]{0,63}")  # a version or a commit id
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def sidecars(image: str) -> tuple[str, str]:
 def parse_sha256_file(text: str, where: str) -> str:
     """The hash in a sha256sum line (``HASH  NAME`` or ``HASH *NAME``), lower case."""
     lines = [line for line in text.splitlines() if line.strip()]
-    found = _HEX64.fullmatch(lines[0].split()[0].lower()) if len(lines) == 1 else None
+    found = HEX64.fullmatch(lines[0].split()[0].lower()) if len(lines) == 1 else None
     if found is None or len(text) > _TEXT_MAX:
         raise IscsihaError.single("bad-checksum-file", "file", where,
                                   "one line as sha256sum writes it: 64 hex digits, two "
@@ -100,7 +100,7 @@ def release_of(data: dict[str, object], where: str) -> Release:
     words = {}
     for key in ("version", "commit"):
         value = str(_field(data, key, str, where))
-        if not _WORD.fullmatch(value):
+        if not WORD.fullmatch(value):
             raise IscsihaError.single("bad-manifest", f"{where}: {key}", bounded(value),
                                       "letters, digits and . + ~ _ -, at most 64")
         words[key] = value
@@ -121,7 +121,7 @@ def parse_manifest(text: str, where: str) -> Manifest:
     if size <= 0:
         raise IscsihaError.single("bad-manifest", f"{where}: size", size, "a byte count above 0")
     digest = str(_field(data, "sha256", str, where))
-    if not _HEX64.fullmatch(digest):
+    if not HEX64.fullmatch(digest):
         raise IscsihaError.single("bad-manifest", f"{where}: sha256", bounded(digest),
                                   "64 lower-case hex digits")
     return Manifest(release, size, digest)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from iscsiha.model import names
+from iscsiha.model import names, pair_upgrade, root_image
 from iscsiha.model.identity import RESERVATIONS_VOLUME
 from iscsiha.model.journal_time import SINCE_ALLOWED, journal_since
 from iscsiha.model.load import VOLUME_SIZE_MAX
@@ -344,15 +344,16 @@ class Hello:
 SlotWord = Literal["a", "b"]
 TrialWord = Literal["none", "armed", "on-trial", "failed"]
 RecordState = Literal["none", "staged", "upgraded", "rolled-back"]
+# The same rules a manifest's fields meet (iscsiha.model.root_image), and a record's note.
 Sha256 = Annotated[str, Check("64 lowercase hex digits",
-                              lambda s: re.fullmatch(r"[0-9a-f]{64}", s) is not None)]
+                              lambda s: root_image.HEX64.fullmatch(s) is not None)]
 Uuid = Annotated[str, Check("a UUID (8-4-4-4-12 lowercase hex digits)", lambda s: re.fullmatch(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", s) is not None)]
-Word = Annotated[str, Check("1 to 64 characters (A-Z a-z 0-9 . + ~ _ -)", lambda s: re.fullmatch(
-    r"[A-Za-z0-9][A-Za-z0-9.+~_-]{0,63}", s) is not None)]
+Word = Annotated[str, Check("1 to 64 characters (A-Z a-z 0-9 . + ~ _ -)",
+                            lambda s: root_image.WORD.fullmatch(s) is not None)]
 ImageBytes = Annotated[int, Check("1 byte to 64 GiB", lambda n: 1 <= n <= 64 << 30)]
-Note = Annotated[str, Check("printable text of at most 2000 characters",
-                            lambda s: len(s) <= 2000 and printable(s))]
+Note = Annotated[str, Check(f"printable text of at most {pair_upgrade.NOTE_MAX} characters",
+                            lambda s: len(s) <= pair_upgrade.NOTE_MAX and printable(s))]
 
 
 @dataclass(frozen=True)

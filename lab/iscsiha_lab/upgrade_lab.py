@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from iscsiha import __version__
+from iscsiha.errors import IscsihaError
 from iscsiha.model.root_image import parse_manifest
 from iscsiha_lab.faults import Scenario
 from iscsiha_lab.initiator import wait_for
@@ -136,7 +137,7 @@ def _settled(lab: Lab, node: str) -> dict[str, Any]:
     def check() -> bool:
         try:
             rec = record(lab, node)
-        except Exception:  # rebooting: the channel is down
+        except (IscsihaError, ValueError):  # rebooting: the channel is down, or cut short
             return False
         if rec is None or rec["state"] == "staged":
             return False

@@ -342,6 +342,21 @@ def test_a_peer_that_never_comes_back_is_reported_with_what_was_last_seen(
     assert any(line.startswith("san-b: not answering yet") for line in said)
 
 
+def test_a_pair_that_stays_unhealthy_is_reported_with_its_last_reasons(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upgrade_pair, "live_status", lambda env, sessions: None)
+    monkeypatch.setattr(upgrade_pair, "assess", lambda st: (
+        Health.DEGRADED, ("volume alpha-0 is resyncing",)))
+    said: list[str] = []
+    env = cast(ClusterEnv, type("Env", (), {"clock": Clock()})())
+    with pytest.raises(IscsihaError) as exc:
+        upgrade_pair._wait_healthy(env, said.append, 100.0)
+    report = exc.value.reports[0]
+    assert (report.code, report.value) == ("pair-not-healthy", "degraded")
+    assert "resyncing" in report.message
+    assert said and all("resyncing" in line for line in said)
+
+
 @pytest.mark.parametrize(("who", "st", "refusal"), [
     ("san-b", state(trial="armed"), "trial-pending"),
     ("san-a", state(trial="on-trial"), "trial-pending"),
